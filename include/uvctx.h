@@ -1,0 +1,290 @@
+/* uvctx: Go's context package for libuv.
+ *
+ * A uvctx_t is a node in a tree of contexts. Each node carries a cancellation
+ * signal, an optional deadline and read-only values. Cancelling a node cancels
+ * its whole subtree; a deadline cancels a node by itself. Code learns that a
+ * context is done through an ordinary libuv callback on the context's loop.
+ *
+ * This header is the manual. Read it top to bottom: conventions, the kinds of
+ * context, how to make them, how to cancel them, how to ask about them, how to
+ * be told that they are done, and how their memory is managed.
+ *
+ * ---------------------------------------------------------------------------
+ * Conventions
+ * ---------------------------------------------------------------------------
+ *
+ * Errors. Every function that can fail returns int: 0 on success or a negative
+ * UV_E* code. UV_EINVAL means a bad argument, UV_ENOMEM a failed allocation;
+ * when a function fails, nothing has changed and nothing has leaked.
+ *
+ * Time. Times are milliseconds on the uvctx clock, uvctx_now(), which is
+ * uv_hrtime() in milliseconds: monotonic and the same on every loop. It is not
+ * libuv's cached loop time (uv_now()), which lags and differs between loops.
+ *
+ * Threads. Each function below states its thread rule. "Any thread" means the
+ * function may be called concurrently from any thread, including threads that
+ * run no loop. "Loop thread" means the thread that runs the loop of the
+ * context (or the loop passed as an argument); a context is bound to the
+ * thread that created it, which must be the thread that runs its loop.
+ * Callbacks always run on the loop thread, never inside a uvctx call, and
+ * uvctx never holds a lock while a callback of yours runs.
+ *
+ * Kinds. There are five kinds of context:
+ *   - roots:          uvctx_background() and uvctx_todo(), never done;
+ *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent is;
+ *   - deadline:       uvctx_with_deadline() and uvctx_with_timeout(), like a
+ *                     cancel context that also cancels itself at a deadline;
+ *   - value:          uvctx_with_value(), carries one key/value pair and is
+ *                     done exactly when its parent is;
+ *   - without-cancel: uvctx_without_cancel(), keeps the values of its parent
+ *                     but is never done and has no deadline.
+ * Cancel and deadline contexts are "cancellable": they live on a loop, and they
+ * are the only ones that uvctx_cancel() accepts.
+ *
+ * Liveness. A context never keeps its loop alive by itself: its handles are
+ * unref'd, so uv_run() returns once your own handles and requests are done.
+ * Callbacks that are already due (a context is done and its watches have not
+ * run yet) keep the loop alive until they have run.
+ */
+#ifndef UVCTX_H
+#define UVCTX_H
+
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#if defined(UVCTX_BUILDING) && defined(__GNUC__)
+#define UVCTX_EXTERN __attribute__((visibility("default")))
+#else
+#define UVCTX_EXTERN /* nothing */
+#endif
+
+typedef struct uvctx_s uvctx_t;
+typedef struct uvctx_watch_s uvctx_watch_t;
+
+/* Called once, on the context's loop thread, when the watched context is done.
+ * err is uvctx_err() of the watched context: UV_ECANCELED or UV_ETIMEDOUT. The
+ * callback may free w, release the context, watch again with the same w, and
+ * call any uvctx function. */
+typedef void (*uvctx_watch_cb)(uvctx_watch_t *w, int err);
+
+/* A registration for a callback when a context is done: Go's AfterFunc. It is
+ * owned by you, like a libuv request: keep it alive (and do not reuse it) from
+ * uvctx_watch() until its callback has started or uvctx_unwatch() returned 0.
+ * Only `data` is yours to touch; every other field belongs to uvctx. */
+struct uvctx_watch_s {
+  void *data;
+  /* private */
+  uvctx_t *ctx;
+  uvctx_watch_cb cb;
+  uvctx_watch_t *next;
+  uvctx_watch_t *prev;
+  unsigned int state;
+  void *reserved[3];
+};
+
+/* ---------------------------------------------------------------------------
+ * Clock
+ * ------------------------------------------------------------------------- */
+
+/* The uvctx clock: uv_hrtime() in whole milliseconds. Any thread. */
+UVCTX_EXTERN uint64_t uvctx_now(void);
+
+/* ---------------------------------------------------------------------------
+ * Roots (Go's Background and TODO)
+ * ------------------------------------------------------------------------- */
+
+/* Static roots: never done, no deadline, no values, no loop. Retaining and
+ * releasing them does nothing, and they are never freed. uvctx_todo() is the
+ * same as uvctx_background() but says "this code has not been given a context
+ * yet"; uvctx_format() tells them apart. Any thread. */
+UVCTX_EXTERN uvctx_t *uvctx_background(void);
+UVCTX_EXTERN uvctx_t *uvctx_todo(void);
+
+/* ---------------------------------------------------------------------------
+ * Making contexts
+ *
+ * Every constructor stores in *out a new context that holds a reference to
+ * its parent, and gives you one reference to it (release it with
+ * uvctx_release). A child of a parent that is already done is born done, with
+ * the parent's err and cause. On error, *out is left unchanged.
+ *
+ * Constructors that take a loop make a cancellable context that lives on that
+ * loop: they must be called on the thread that runs that loop. Its parent may
+ * live on another loop (a cross-loop tree): cancelling the parent then cancels
+ * the child, and the child's callbacks still run on its own loop.
+ * ------------------------------------------------------------------------- */
+
+/* A context that is done when uvctx_cancel() is called on it or its parent is
+ * done (Go's WithCancel and WithCancelCause: pass the cause to
+ * uvctx_cancel_cause).
+ * Errors: UV_EINVAL if loop, parent or out is NULL; UV_ENOMEM.
+ * Loop thread. */
+UVCTX_EXTERN int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent,
+                                   uvctx_t **out);
+
+/* A cancellable context that also becomes done, with err UV_ETIMEDOUT, when
+ * uvctx_now() reaches deadline_ms (Go's WithDeadline). Its deadline is a
+ * uv_timer_t on loop; it never fires before uvctx_now() >= deadline_ms, even
+ * though libuv's cached loop time lags. A deadline that has already passed
+ * gives a context that is born done with UV_ETIMEDOUT. A deadline later than an
+ * ancestor's changes nothing observable but uvctx_deadline(), which reports the
+ * earliest. The _cause variant records cause (a negative code, or 0 for none)
+ * as the context's cause when the deadline is what finishes it.
+ * Errors: UV_EINVAL if loop, parent or out is NULL or cause > 0; UV_ENOMEM.
+ * Loop thread. */
+UVCTX_EXTERN int uvctx_with_deadline(uv_loop_t *loop, uvctx_t *parent,
+                                     uint64_t deadline_ms, uvctx_t **out);
+UVCTX_EXTERN int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
+                                           uint64_t deadline_ms, int cause,
+                                           uvctx_t **out);
+
+/* uvctx_with_deadline(loop, parent, uvctx_now() + timeout_ms, out) (Go's
+ * WithTimeout). A timeout of 0 gives a context born done with UV_ETIMEDOUT; a
+ * timeout so large that the sum overflows saturates at UINT64_MAX, a deadline
+ * that never comes.
+ * Errors and thread rule: as uvctx_with_deadline. */
+UVCTX_EXTERN int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent,
+                                    uint64_t timeout_ms, uvctx_t **out);
+UVCTX_EXTERN int uvctx_with_timeout_cause(uv_loop_t *loop, uvctx_t *parent,
+                                          uint64_t timeout_ms, int cause,
+                                          uvctx_t **out);
+
+/* A context that carries value under key and is otherwise its parent: done
+ * when the parent is, same deadline (Go's WithValue). Keys compare by address,
+ * so use the address of a static variable of your own as a key. The value is
+ * not copied or freed: it must outlive the context.
+ * Errors: UV_EINVAL if parent, key or out is NULL; UV_ENOMEM.
+ * Any thread. */
+UVCTX_EXTERN int uvctx_with_value(uvctx_t *parent, const void *key,
+                                  void *value, uvctx_t **out);
+
+/* A context that keeps the values of parent but is never done, has no
+ * deadline and is not cancelled when parent is (Go's WithoutCancel).
+ * Errors: UV_EINVAL if parent or out is NULL; UV_ENOMEM.
+ * Any thread. */
+UVCTX_EXTERN int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out);
+
+/* ---------------------------------------------------------------------------
+ * Cancelling (Go's CancelFunc and CancelCauseFunc)
+ * ------------------------------------------------------------------------- */
+
+/* Cancels ctx and all its descendants with err UV_ECANCELED. The _cause
+ * variant records cause (a negative code, 0 for none) as their cause.
+ *
+ * When it returns, uvctx_err(ctx) is non-zero on every thread. When it is
+ * called on ctx's loop thread, every descendant on that loop is done too when
+ * it returns; from another thread the descendants are done by the time the
+ * loop next runs. Watch callbacks never run inside this call: they run later
+ * as callbacks of the loop.
+ *
+ * Returns 0 if this call cancelled ctx, UV_EALREADY if it was already done.
+ * Errors: UV_EINVAL if ctx is NULL or not cancellable (a root, a value or a
+ * without-cancel context), or if cause > 0.
+ * Any thread. */
+UVCTX_EXTERN int uvctx_cancel(uvctx_t *ctx);
+UVCTX_EXTERN int uvctx_cancel_cause(uvctx_t *ctx, int cause);
+
+/* ---------------------------------------------------------------------------
+ * Asking about a context
+ * ------------------------------------------------------------------------- */
+
+/* 0 while ctx is not done, then UV_ECANCELED or UV_ETIMEDOUT forever (Go's
+ * Err). One atomic load. 0 for NULL. Any thread. */
+UVCTX_EXTERN int uvctx_err(const uvctx_t *ctx);
+
+/* The cause given to the cancel that finished ctx, inherited from the
+ * ancestor whose cancel reached it; if that cancel gave none, uvctx_err(ctx).
+ * 0 while ctx is not done (Go's context.Cause). 0 for NULL. Any thread. */
+UVCTX_EXTERN int uvctx_cause(const uvctx_t *ctx);
+
+/* Stores in *deadline_ms the earliest deadline of ctx and its ancestors and
+ * returns 1, or returns 0 (and leaves *deadline_ms alone) when there is none
+ * (Go's Deadline). UV_EINVAL if ctx or deadline_ms is NULL. Any thread. */
+UVCTX_EXTERN int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms);
+
+/* The value of the nearest context up the tree, ctx included, whose key is
+ * key; NULL if there is none or ctx or key is NULL (Go's Value). Any thread. */
+UVCTX_EXTERN void *uvctx_value(const uvctx_t *ctx, const void *key);
+
+/* The loop on which ctx's callbacks run: its own for a cancellable context,
+ * its nearest cancellable ancestor's for a value context, NULL for a root, a
+ * without-cancel context and their value children. Any thread. */
+UVCTX_EXTERN uv_loop_t *uvctx_loop(const uvctx_t *ctx);
+
+/* Writes a description of ctx and its ancestry, for logs and debugging (Go's
+ * String), for example
+ *   background.with_cancel.with_deadline(1234567 [+250ms]).with_value(0x55f0, 0x55f8)
+ * Like snprintf: writes at most len bytes including the terminating NUL and
+ * returns the length of the whole description (without the NUL), so a return
+ * value >= len means it was truncated; buf may be NULL when len is 0.
+ * Errors: UV_EINVAL if ctx is NULL, or buf is NULL and len is not 0.
+ * Loop thread (of ctx's loop, if it has one). */
+UVCTX_EXTERN int uvctx_format(const uvctx_t *ctx, char *buf, size_t len);
+
+/* ---------------------------------------------------------------------------
+ * Being told that a context is done
+ * ------------------------------------------------------------------------- */
+
+/* Registers cb to run once ctx is done (Go's AfterFunc). cb runs on ctx's loop
+ * thread as a loop callback, exactly once, never inside uvctx_watch() or
+ * uvctx_cancel(). When one cancel finishes several contexts, the callbacks of
+ * an ancestor run before those of its descendants, and those of one context
+ * in the order they were registered. Watching a context that is already done
+ * runs cb on a later loop callback. A pending watch holds a reference to ctx,
+ * dropped once cb has returned or the watch is unwatched. Watching a context
+ * that can never be done (a root, a without-cancel context) succeeds; cb never
+ * runs.
+ * Errors: UV_EINVAL if ctx, w or cb is NULL; UV_EBUSY if w is still pending.
+ * Loop thread. */
+UVCTX_EXTERN int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w,
+                             uvctx_watch_cb cb);
+
+/* Cancels a watch (Go's stop). Returns 0 if its callback had not started and
+ * now never will, UV_EALREADY if it has run, is running or the watch was
+ * already unwatched. UV_EINVAL if w is NULL. Loop thread. */
+UVCTX_EXTERN int uvctx_unwatch(uvctx_watch_t *w);
+
+/* The uv_async_t that is ctx's done signal (Go's Done channel): uvctx sends it
+ * on ctx's loop when ctx is done. It is made on the first call, unref'd, owned
+ * and closed by uvctx: do not close it, init it or change its data or callback.
+ * You may uv_ref() it so that the loop keeps running until ctx is done; once
+ * the signal has been delivered uvctx unrefs it again. A value context gives
+ * its nearest cancellable ancestor's. Returns NULL when ctx can never be done
+ * (a root, a without-cancel context), when ctx is NULL, and when the handle
+ * cannot be made (out of memory). Watches are the way to be called back.
+ * Loop thread. */
+UVCTX_EXTERN uv_async_t *uvctx_done_async(uvctx_t *ctx);
+
+/* ---------------------------------------------------------------------------
+ * Lifetime (reference counting stands in for Go's garbage collector)
+ * ------------------------------------------------------------------------- */
+
+/* Adds a reference to ctx and returns ctx. NULL gives NULL; roots are not
+ * counted. Any thread, as long as the caller already holds a reference. */
+UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
+
+/* Drops a reference. When the last one goes, the context leaves its parent,
+ * stops its timer, closes its handles and drops its reference to its parent;
+ * its memory is freed in the handles' close callbacks. Releasing never cancels
+ * anything. NULL and roots are ignored.
+ *
+ * Any thread. When the last reference to a cancellable context is dropped on
+ * another thread than its loop's, the teardown is handed to the loop and done
+ * the next time the loop polls for events, which needs something alive on the
+ * loop (uv_run() with nothing alive returns at once). To close a loop cleanly,
+ * drop the last references on the loop thread, or keep a handle of your own
+ * alive until the releasing thread is done.
+ *
+ * After every context of a loop has been released (on its thread) and the loop
+ * has run once more, uv_loop_close(loop) returns 0. */
+UVCTX_EXTERN void uvctx_release(uvctx_t *ctx);
+
+#ifdef __cplusplus
+}
+#endif
+#endif /* UVCTX_H */

@@ -1,0 +1,161 @@
+/* Per-loop state: the registry that finds it, the mailbox through which other
+ * threads hand work to the loop, and the idle handle that delivers due watch
+ * callbacks.
+ *
+ * Why a mailbox and not one uv_async_t per context: libuv scans every
+ * uv_async_t of a loop on every wakeup, so with one always-on async per
+ * context each cancel would cost O(live contexts). One async per loop keeps a
+ * cross-thread cancel O(1) in the number of contexts alive. */
+#include "uvctx-int.h"
+
+/* The loops that have contexts, so that a child of a root finds its loop's
+ * state. Keyed by loop: a second loop gets its own entry, and an entry leaves
+ * as soon as its loop has no context left. */
+static uv_once_t registry_once = UV_ONCE_INIT;
+static uv_mutex_t registry_lock;
+static uvctx__loop_t *registry;
+
+static void registry_init(void) {
+  if (uv_mutex_init(&registry_lock) != 0)
+    abort(); /* Only fails on exhausted system resources at start-up. */
+}
+
+uint64_t uvctx_now(void) { return uv_hrtime() / 1000000; }
+
+int uvctx__on_loop_thread(const uvctx__loop_t *lp) {
+  uv_thread_t self = uv_thread_self();
+  return uv_thread_equal(&self, &lp->thread);
+}
+
+static void on_mailbox(uv_async_t *async) {
+  uvctx__drain_mailbox(uvctx__container_of(async, uvctx__loop_t, mailbox));
+}
+
+int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
+  uvctx__loop_t *lp;
+  int err;
+
+  uv_once(&registry_once, registry_init);
+  uv_mutex_lock(&registry_lock);
+  for (lp = registry; lp != NULL; lp = lp->next)
+    if (lp->loop == loop)
+      break;
+  uv_mutex_unlock(&registry_lock);
+  if (lp != NULL) {
+    *out = lp;
+    return 0;
+  }
+
+  lp = uvctx__malloc(sizeof(*lp));
+  if (lp == NULL)
+    return UV_ENOMEM;
+  *lp = (uvctx__loop_t){.loop = loop, .thread = uv_thread_self()};
+  err = uv_mutex_init(&lp->tree_lock);
+  if (err != 0)
+    goto fail_tree_lock;
+  err = uv_mutex_init(&lp->mailbox_lock);
+  if (err != 0)
+    goto fail_mailbox_lock;
+  err = uv_async_init(loop, &lp->mailbox, on_mailbox);
+  if (err != 0)
+    goto fail_async;
+  uv_unref((uv_handle_t *)&lp->mailbox);
+  /* uv_idle_init cannot fail. */
+  uv_idle_init(loop, &lp->deliver);
+
+  uv_mutex_lock(&registry_lock);
+  lp->next = registry;
+  registry = lp;
+  uv_mutex_unlock(&registry_lock);
+  *out = lp;
+  return 0;
+
+fail_async:
+  uv_mutex_destroy(&lp->mailbox_lock);
+fail_mailbox_lock:
+  uv_mutex_destroy(&lp->tree_lock);
+fail_tree_lock:
+  uvctx__free(lp);
+  return err;
+}
+
+static void on_loop_handle_closed(uv_handle_t *handle) {
+  uvctx__loop_t *lp = handle->data;
+  if (--lp->closing_handles > 0)
+    return;
+  uv_mutex_destroy(&lp->tree_lock);
+  uv_mutex_destroy(&lp->mailbox_lock);
+  uvctx__free(lp);
+}
+
+/* Called on the loop thread when a cancellable context of lp is destroyed.
+ * With the last one gone nothing can post to the mailbox any more (posting
+ * needs a live context), so the state can close. */
+void uvctx__loop_unref(uvctx__loop_t *lp) {
+  uvctx__loop_t **link;
+
+  if (--lp->live > 0)
+    return;
+
+  uv_mutex_lock(&registry_lock);
+  for (link = &registry; *link != lp; link = &(*link)->next)
+    ;
+  *link = lp->next;
+  uv_mutex_unlock(&registry_lock);
+
+  lp->closing_handles = 2;
+  lp->mailbox.data = lp;
+  lp->deliver.data = lp;
+  uv_close((uv_handle_t *)&lp->mailbox, on_loop_handle_closed);
+  uv_close((uv_handle_t *)&lp->deliver, on_loop_handle_closed);
+}
+
+/* Any thread. The caller guarantees that ctx stays alive until the loop has
+ * taken the entry: an UVCTX__MB_CANCEL entry carries a reference, and an
+ * UVCTX__MB_RELEASE entry is for a context nobody else references. The async
+ * is sent under the lock so that the loop cannot tear lp down between the
+ * post and the send. */
+void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx_t *ctx, unsigned int what) {
+  uv_mutex_lock(&lp->mailbox_lock);
+  if (ctx->u.c.mb_flags == 0) {
+    ctx->u.c.mb_next = NULL;
+    if (lp->mailbox_tail != NULL)
+      lp->mailbox_tail->u.c.mb_next = ctx;
+    else
+      lp->mailbox_head = ctx;
+    lp->mailbox_tail = ctx;
+  }
+  ctx->u.c.mb_flags |= what;
+  uv_async_send(&lp->mailbox);
+  uv_mutex_unlock(&lp->mailbox_lock);
+}
+
+/* Loop thread: acts on everything other threads have posted, in order. */
+void uvctx__drain_mailbox(uvctx__loop_t *lp) {
+  uvctx_t *ctx;
+  uvctx_t *next;
+  unsigned int what;
+
+  uv_mutex_lock(&lp->mailbox_lock);
+  ctx = lp->mailbox_head;
+  lp->mailbox_head = NULL;
+  lp->mailbox_tail = NULL;
+  uv_mutex_unlock(&lp->mailbox_lock);
+
+  for (; ctx != NULL; ctx = next) {
+    uv_mutex_lock(&lp->mailbox_lock);
+    next = ctx->u.c.mb_next;
+    what = ctx->u.c.mb_flags;
+    ctx->u.c.mb_flags = 0;
+    uv_mutex_unlock(&lp->mailbox_lock);
+
+    if (what & UVCTX__MB_CANCEL) {
+      uvctx__deliver_subtree(ctx);
+      uvctx_release(ctx); /* the mailbox's reference */
+    } else if (what & UVCTX__MB_RELEASE) {
+      uvctx_t *parent = ctx->parent;
+      uvctx__destroy(ctx);
+      uvctx_release(parent);
+    }
+  }
+}

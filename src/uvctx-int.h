@@ -1,0 +1,183 @@
+/* Internal declarations shared by the sources of libuvctx.
+ *
+ * Ownership and locking, in one place:
+ *
+ * - A context's state word (err and cause) is atomic and written once, by the
+ *   compare-and-swap that finishes the context. Anyone may read it.
+ * - The tree (children lists of cancellable contexts) of one loop is guarded
+ *   by that loop's tree_lock, so that any thread may cancel a subtree. A child
+ *   on another loop sits in its parent's children list under the parent's
+ *   loop's lock. Tree locks are never nested.
+ * - Everything else that is not immutable (watch lists, the ready queue,
+ *   timers, handles, the `flags` byte, the live count) belongs to the loop
+ *   thread alone. Other threads reach it only through the per-loop mailbox,
+ *   whose lock is a leaf: nothing else is locked while it is held.
+ */
+#ifndef UVCTX_INT_H
+#define UVCTX_INT_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+
+#include "uvctx.h"
+
+#define uvctx__container_of(ptr, type, field)                                 \
+  ((type *)((char *)(ptr) - offsetof(type, field)))
+
+enum uvctx__kind {
+  UVCTX__BACKGROUND,
+  UVCTX__TODO,
+  UVCTX__CANCEL,
+  UVCTX__DEADLINE,
+  UVCTX__VALUE,
+  UVCTX__WITHOUT_CANCEL
+};
+
+/* Bits of uvctx_t.flags (loop thread only). */
+enum {
+  /* The context is done and the loop has acted on it: timer stopped, done
+   * signal sent, watches moved to the ready queue. */
+  UVCTX__DELIVERED = 1
+};
+
+/* What a mailbox entry asks the loop to do (uvctx_t.c.mb_flags). */
+enum {
+  UVCTX__MB_CANCEL = 1, /* deliver a subtree cancelled from another thread */
+  UVCTX__MB_RELEASE = 2 /* tear down a context released on another thread */
+};
+
+/* uvctx_watch_t.state: distinctive values, so that a watch that was never
+ * registered is very unlikely to look pending. */
+enum {
+  UVCTX__WATCH_PENDING = 0x75637701, /* in its context's watch list */
+  UVCTX__WATCH_DUE = 0x75637702,     /* in the loop's ready queue */
+  UVCTX__WATCH_NEVER = 0x75637703,   /* on a context that is never done */
+  UVCTX__WATCH_FINISHED = 0x75637704 /* ran, running or unwatched */
+};
+
+typedef struct uvctx__loop_s uvctx__loop_t;
+
+/* The part of a context that only cancellable contexts have. */
+struct uvctx__cancellable {
+  uvctx__loop_t *lp;
+  /* Children lists: guarded by lp->tree_lock for first_child, by the parent's
+   * loop's tree_lock for the sibling links. */
+  uvctx_t *first_child;
+  uvctx_t *next_sibling;
+  uvctx_t *prev_sibling;
+  /* Watches waiting for this context to be done (loop thread). */
+  uvctx_watch_t *watch_head;
+  uvctx_watch_t *watch_tail;
+  uv_async_t *done_async; /* made by uvctx_done_async() */
+  /* Mailbox link, guarded by lp->mailbox_lock. */
+  uvctx_t *mb_next;
+  unsigned int mb_flags;
+  /* Deadline contexts only, from here on; the allocation of a plain cancel
+   * context stops at `deadline`. */
+  int deadline_cause;
+  _Atomic uint64_t deadline;
+  uv_timer_t timer;
+};
+
+struct uvctx_s {
+  _Atomic uint64_t state; /* see uvctx__pack() */
+  atomic_uint refs;
+  uint8_t kind;
+  uint8_t flags;
+  uvctx_t *parent; /* holds a reference; NULL for roots */
+  /* The cancellable context whose state this one reports: itself when it is
+   * cancellable, its nearest cancellable ancestor for a value context, NULL
+   * when it can never be done. */
+  uvctx_t *owner;
+  union {
+    struct {
+      const void *key;
+      void *value;
+    } v;
+    struct uvctx__cancellable c;
+  } u;
+};
+
+/* Allocation sizes of each kind: one block per context. */
+#define UVCTX__SIZE_PLAIN offsetof(uvctx_t, u)
+#define UVCTX__SIZE_VALUE (offsetof(uvctx_t, u) + sizeof(((uvctx_t *)0)->u.v))
+#define UVCTX__SIZE_CANCEL offsetof(uvctx_t, u.c.deadline_cause)
+#define UVCTX__SIZE_DEADLINE sizeof(uvctx_t)
+
+/* Per-loop state, made with the first cancellable context of a loop and
+ * closed with the last one. */
+struct uvctx__loop_s {
+  uv_loop_t *loop;
+  uv_thread_t thread; /* the thread that runs the loop */
+  uv_mutex_t tree_lock;
+  uv_mutex_t mailbox_lock;
+  uvctx_t *mailbox_head; /* guarded by mailbox_lock */
+  uvctx_t *mailbox_tail;
+  uv_async_t mailbox;    /* unref'd: wakes the loop for another thread */
+  uv_idle_t deliver;     /* runs due watch callbacks; active only when due */
+  uvctx_watch_t *ready_head; /* due watches, in delivery order */
+  uvctx_watch_t *ready_tail;
+  uvctx_watch_t *batch_end;  /* last watch of the batch being delivered */
+  size_t live;               /* cancellable contexts on this loop */
+  int closing_handles;
+  uvctx__loop_t *next;       /* registry link */
+};
+
+/* The state word: err in the low half, cause in the high half, so that one
+ * atomic load gives both and they are always seen together. */
+static inline uint64_t uvctx__pack(int err, int cause) {
+  return (uint64_t)(uint32_t)err | ((uint64_t)(uint32_t)cause << 32);
+}
+
+static inline int uvctx__err_of(uint64_t state) {
+  return (int)(uint32_t)(state & 0xffffffffu);
+}
+
+static inline int uvctx__cause_of(uint64_t state) {
+  return (int)(uint32_t)(state >> 32);
+}
+
+static inline int uvctx__is_cancellable(const uvctx_t *ctx) {
+  return ctx->kind == UVCTX__CANCEL || ctx->kind == UVCTX__DEADLINE;
+}
+
+static inline int uvctx__is_root(const uvctx_t *ctx) {
+  return ctx->kind == UVCTX__BACKGROUND || ctx->kind == UVCTX__TODO;
+}
+
+/* The cancellable context in whose children list ctx sits, if any. */
+static inline uvctx_t *uvctx__cancel_parent(const uvctx_t *ctx) {
+  return ctx->parent != NULL ? ctx->parent->owner : NULL;
+}
+
+/* Allocation goes through here, so that it has one place to change. */
+static inline void *uvctx__malloc(size_t size) { return malloc(size); }
+static inline void uvctx__free(void *ptr) { free(ptr); }
+
+/* loop.c */
+int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
+void uvctx__loop_unref(uvctx__loop_t *lp);
+int uvctx__on_loop_thread(const uvctx__loop_t *lp);
+void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx_t *ctx, unsigned int what);
+void uvctx__drain_mailbox(uvctx__loop_t *lp);
+
+/* context.c */
+int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
+                           uvctx_t **out);
+void uvctx__destroy(uvctx_t *ctx);
+
+/* cancel.c */
+int uvctx__cancel(uvctx_t *ctx, int err, int cause);
+void uvctx__deliver_subtree(uvctx_t *ctx);
+
+/* timer.c */
+void uvctx__timer_close(uvctx_t *ctx);
+
+/* watch.c */
+void uvctx__deliver(uvctx_t *ctx);
+void uvctx__done_async_close(uvctx_t *ctx);
+void uvctx__run_due_watches(uv_idle_t *idle);
+
+#endif /* UVCTX_INT_H */

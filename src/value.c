@@ -1,0 +1,51 @@
+/* Value and without-cancel contexts: no loop, no handles, never cancelled
+ * themselves; they only add a link to the chain that uvctx_value() walks. */
+#include "uvctx-int.h"
+
+static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
+  uvctx_t *ctx = uvctx__malloc(size);
+
+  if (ctx == NULL)
+    return UV_ENOMEM;
+  atomic_init(&ctx->state, 0);
+  atomic_init(&ctx->refs, 1);
+  ctx->kind = (uint8_t)kind;
+  ctx->flags = 0;
+  ctx->parent = uvctx_retain(parent);
+  /* A value context reports its parent's state; a without-cancel context,
+   * and everything below it that is not cancellable, is never done. */
+  ctx->owner = kind == UVCTX__VALUE ? parent->owner : NULL;
+  *out = ctx;
+  return 0;
+}
+
+int uvctx_with_value(uvctx_t *parent, const void *key, void *value,
+                     uvctx_t **out) {
+  uvctx_t *ctx;
+  int err;
+
+  if (parent == NULL || key == NULL || out == NULL)
+    return UV_EINVAL;
+  err = new_plain(parent, UVCTX__VALUE, UVCTX__SIZE_VALUE, &ctx);
+  if (err != 0)
+    return err;
+  ctx->u.v.key = key;
+  ctx->u.v.value = value;
+  *out = ctx;
+  return 0;
+}
+
+int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out) {
+  if (parent == NULL || out == NULL)
+    return UV_EINVAL;
+  return new_plain(parent, UVCTX__WITHOUT_CANCEL, UVCTX__SIZE_PLAIN, out);
+}
+
+void *uvctx_value(const uvctx_t *ctx, const void *key) {
+  if (key == NULL)
+    return NULL;
+  for (; ctx != NULL; ctx = ctx->parent)
+    if (ctx->kind == UVCTX__VALUE && ctx->u.v.key == key)
+      return ctx->u.v.value;
+  return NULL;
+}

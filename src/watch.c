@@ -1,0 +1,187 @@
+/* Being told: watches (Go's AfterFunc), the per-loop ready queue that
+ * delivers them, and the lazily made done signal (uvctx_done_async).
+ *
+ * A watch waits in its context's list. When the loop acts on the done context
+ * the list moves, in order, to the end of the loop's ready queue, and the
+ * loop's idle handle runs the callbacks. The idle handle is active (and so
+ * keeps the loop alive) only while callbacks are due. Each idle callback runs
+ * the batch that was due when it started; what becomes due meanwhile runs on
+ * the next loop iteration, so a callback that watches a done context again
+ * cannot starve the loop. */
+#include "uvctx-int.h"
+
+static void ready_append(uvctx__loop_t *lp, uvctx_watch_t *w) {
+  w->state = UVCTX__WATCH_DUE;
+  w->next = NULL;
+  w->prev = lp->ready_tail;
+  if (lp->ready_tail != NULL)
+    lp->ready_tail->next = w;
+  else
+    lp->ready_head = w;
+  lp->ready_tail = w;
+  uv_idle_start(&lp->deliver, uvctx__run_due_watches);
+}
+
+static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
+  if (w == lp->batch_end)
+    lp->batch_end = w->prev; /* NULL: the rest of the batch has run */
+  if (w->prev != NULL)
+    w->prev->next = w->next;
+  else
+    lp->ready_head = w->next;
+  if (w->next != NULL)
+    w->next->prev = w->prev;
+  else
+    lp->ready_tail = w->prev;
+}
+
+static void list_remove(uvctx_t *owner, uvctx_watch_t *w) {
+  struct uvctx__cancellable *c = &owner->u.c;
+
+  if (w->prev != NULL)
+    w->prev->next = w->next;
+  else
+    c->watch_head = w->next;
+  if (w->next != NULL)
+    w->next->prev = w->prev;
+  else
+    c->watch_tail = w->prev;
+}
+
+/* Loop thread, ctx done: the loop acts on it once. */
+void uvctx__deliver(uvctx_t *ctx) {
+  struct uvctx__cancellable *c = &ctx->u.c;
+  uvctx_watch_t *w;
+  uvctx_watch_t *next;
+
+  if (ctx->flags & UVCTX__DELIVERED)
+    return;
+  ctx->flags |= UVCTX__DELIVERED;
+  if (ctx->kind == UVCTX__DEADLINE)
+    uv_timer_stop(&c->timer);
+  if (c->done_async != NULL)
+    uv_async_send(c->done_async);
+  for (w = c->watch_head; w != NULL; w = next) {
+    next = w->next;
+    ready_append(c->lp, w);
+  }
+  c->watch_head = NULL;
+  c->watch_tail = NULL;
+}
+
+void uvctx__run_due_watches(uv_idle_t *idle) {
+  uvctx__loop_t *lp = uvctx__container_of(idle, uvctx__loop_t, deliver);
+
+  lp->batch_end = lp->ready_tail;
+  while (lp->batch_end != NULL) {
+    uvctx_watch_t *w = lp->ready_head;
+    uvctx_t *ctx = w->ctx;
+
+    ready_remove(lp, w); /* ends the batch if w was its last */
+    /* Finished before the call: the callback may unwatch, free or reuse w,
+     * so w is not touched after it. */
+    w->state = UVCTX__WATCH_FINISHED;
+    w->cb(w, uvctx_err(ctx));
+    uvctx_release(ctx);
+  }
+  if (lp->ready_head == NULL)
+    uv_idle_stop(idle);
+}
+
+int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
+  uvctx_t *owner;
+
+  if (ctx == NULL || w == NULL || cb == NULL)
+    return UV_EINVAL;
+  if (w->state == UVCTX__WATCH_PENDING || w->state == UVCTX__WATCH_DUE ||
+      w->state == UVCTX__WATCH_NEVER)
+    return UV_EBUSY;
+  w->ctx = ctx;
+  w->cb = cb;
+  w->next = NULL;
+  w->prev = NULL;
+  owner = ctx->owner;
+  if (owner == NULL) {
+    w->state = UVCTX__WATCH_NEVER;
+    return 0;
+  }
+  uvctx_retain(ctx);
+  /* Done by another thread but not yet acted on by the loop: act now, so
+   * that this watch joins the queue behind the ones registered before it. */
+  if (!(owner->flags & UVCTX__DELIVERED) &&
+      atomic_load_explicit(&owner->state, memory_order_acquire) != 0)
+    uvctx__drain_mailbox(owner->u.c.lp);
+  if (owner->flags & UVCTX__DELIVERED) {
+    ready_append(owner->u.c.lp, w);
+    return 0;
+  }
+  w->state = UVCTX__WATCH_PENDING;
+  w->prev = owner->u.c.watch_tail;
+  if (owner->u.c.watch_tail != NULL)
+    owner->u.c.watch_tail->next = w;
+  else
+    owner->u.c.watch_head = w;
+  owner->u.c.watch_tail = w;
+  return 0;
+}
+
+int uvctx_unwatch(uvctx_watch_t *w) {
+  uvctx_t *owner;
+
+  if (w == NULL)
+    return UV_EINVAL;
+  switch (w->state) {
+  case UVCTX__WATCH_NEVER:
+    w->state = UVCTX__WATCH_FINISHED;
+    return 0;
+  case UVCTX__WATCH_PENDING:
+  case UVCTX__WATCH_DUE:
+    owner = w->ctx->owner;
+    if (w->state == UVCTX__WATCH_PENDING)
+      list_remove(owner, w);
+    else
+      ready_remove(owner->u.c.lp, w);
+    w->state = UVCTX__WATCH_FINISHED;
+    uvctx_release(w->ctx);
+    return 0;
+  default:
+    return UV_EALREADY;
+  }
+}
+
+/* Once delivered, the done signal stops holding the loop, in case the user
+ * uv_ref'd it to wait for the context. */
+static void on_done_signal(uv_async_t *async) {
+  uv_unref((uv_handle_t *)async);
+}
+
+uv_async_t *uvctx_done_async(uvctx_t *ctx) {
+  uvctx_t *owner;
+  uv_async_t *async;
+
+  if (ctx == NULL || ctx->owner == NULL)
+    return NULL;
+  owner = ctx->owner;
+  if (owner->u.c.done_async != NULL)
+    return owner->u.c.done_async;
+  async = uvctx__malloc(sizeof(*async));
+  if (async == NULL)
+    return NULL;
+  if (uv_async_init(owner->u.c.lp->loop, async, on_done_signal) != 0) {
+    uvctx__free(async);
+    return NULL;
+  }
+  async->data = owner;
+  uv_unref((uv_handle_t *)async);
+  owner->u.c.done_async = async;
+  if (owner->flags & UVCTX__DELIVERED)
+    uv_async_send(async);
+  return async;
+}
+
+static void on_done_async_closed(uv_handle_t *handle) { uvctx__free(handle); }
+
+void uvctx__done_async_close(uvctx_t *ctx) {
+  if (ctx->u.c.done_async != NULL)
+    uv_close((uv_handle_t *)ctx->u.c.done_async, on_done_async_closed);
+}
