@@ -10,104 +10,111 @@ static uvctx_t todo = {.kind = UVCTX__TODO};
 uvctx_t *uvctx_background(void) { return &background; }
 uvctx_t *uvctx_todo(void) { return &todo; }
 
-/* Links child under its cancellable ancestor, or gives it the ancestor's
- * state if that is already done. Under the ancestor's tree lock, so a cancel
- * racing with us either sees the child in the list or we see its state. */
-static void link_child(uvctx_t *child) {
-  uvctx_t *cp = uvctx__cancel_parent(child);
+/* Links c under its cancellable ancestor, or gives it the ancestor's state if
+ * that is already done. Under the ancestor's tree lock, so a cancel racing
+ * with us either finds c in the list or we see its state. */
+static void link_child(uvctx__cancel_t *c) {
+  uvctx__cancel_t *cp = uvctx__cancel_parent(c);
   uint64_t state;
 
   if (cp == NULL)
     return;
-  uv_mutex_lock(&cp->u.c.lp->tree_lock);
-  state = atomic_load_explicit(&cp->state, memory_order_acquire);
+  uv_mutex_lock(&cp->lp->tree_lock);
+  state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0) {
-    atomic_store_explicit(&child->state, state, memory_order_release);
+    atomic_store_explicit(&c->ctx.state, state, memory_order_release);
   } else {
-    child->u.c.next_sibling = cp->u.c.first_child;
-    if (cp->u.c.first_child != NULL)
-      cp->u.c.first_child->u.c.prev_sibling = child;
-    cp->u.c.first_child = child;
+    c->next_sibling = cp->first_child;
+    if (cp->first_child != NULL)
+      cp->first_child->prev_sibling = c;
+    cp->first_child = c;
   }
-  uv_mutex_unlock(&cp->u.c.lp->tree_lock);
+  uv_mutex_unlock(&cp->lp->tree_lock);
 }
 
-static void unlink_child(uvctx_t *child) {
-  uvctx_t *cp = uvctx__cancel_parent(child);
-  struct uvctx__cancellable *c = &child->u.c;
+static void unlink_child(uvctx__cancel_t *c) {
+  uvctx__cancel_t *cp = uvctx__cancel_parent(c);
 
   if (cp == NULL)
     return;
-  uv_mutex_lock(&cp->u.c.lp->tree_lock);
+  uv_mutex_lock(&cp->lp->tree_lock);
   if (c->prev_sibling != NULL)
-    c->prev_sibling->u.c.next_sibling = c->next_sibling;
-  else if (cp->u.c.first_child == child)
-    cp->u.c.first_child = c->next_sibling;
+    c->prev_sibling->next_sibling = c->next_sibling;
+  else if (cp->first_child == c)
+    cp->first_child = c->next_sibling;
   if (c->next_sibling != NULL)
-    c->next_sibling->u.c.prev_sibling = c->prev_sibling;
-  uv_mutex_unlock(&cp->u.c.lp->tree_lock);
+    c->next_sibling->prev_sibling = c->prev_sibling;
+  uv_mutex_unlock(&cp->lp->tree_lock);
 }
 
 int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
-                           uvctx_t **out) {
-  size_t size = kind == UVCTX__DEADLINE ? UVCTX__SIZE_DEADLINE
-                                        : UVCTX__SIZE_CANCEL;
-  uvctx_t *owner = parent->owner;
+                           uvctx__cancel_t **out) {
+  size_t size = kind == UVCTX__DEADLINE ? sizeof(uvctx__deadline_t)
+                                        : sizeof(uvctx__cancel_t);
+  uvctx__cancel_t *owner = parent->owner;
   uvctx__loop_t *lp;
-  uvctx_t *ctx;
+  uvctx__cancel_t *c;
   int err;
 
-  ctx = uvctx__malloc(size);
-  if (ctx == NULL)
+  c = uvctx__malloc(size);
+  if (c == NULL)
     return UV_ENOMEM;
   /* A child on its parent's loop, the common case, skips the registry. */
-  if (owner != NULL && owner->u.c.lp->loop == loop) {
-    lp = owner->u.c.lp;
+  if (owner != NULL && owner->lp->loop == loop) {
+    lp = owner->lp;
   } else {
     err = uvctx__loop_get(loop, &lp);
     if (err != 0) {
-      uvctx__free(ctx);
+      uvctx__free(c);
       return err;
     }
   }
 
-  memset(ctx, 0, size);
-  atomic_init(&ctx->state, 0);
-  atomic_init(&ctx->refs, 1);
-  ctx->kind = (uint8_t)kind;
-  ctx->parent = uvctx_retain(parent);
-  ctx->owner = ctx;
-  ctx->u.c.lp = lp;
+  memset(c, 0, size);
+  atomic_init(&c->ctx.state, 0);
+  atomic_init(&c->ctx.refs, 1);
+  c->ctx.kind = (uint8_t)kind;
+  c->ctx.parent = uvctx_retain(parent);
+  c->ctx.owner = c;
+  c->lp = lp;
   lp->live++;
   if (kind == UVCTX__DEADLINE) {
-    uv_timer_init(loop, &ctx->u.c.timer);
-    uv_unref((uv_handle_t *)&ctx->u.c.timer);
+    uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
+    atomic_init(&d->deadline, 0);
+    uv_timer_init(loop, &d->timer);
+    uv_unref((uv_handle_t *)&d->timer);
   }
-  link_child(ctx);
+  link_child(c);
   /* Born done: there is nothing to deliver yet. */
-  if (atomic_load_explicit(&ctx->state, memory_order_relaxed) != 0)
-    ctx->flags |= UVCTX__DELIVERED;
-  *out = ctx;
+  if (atomic_load_explicit(&c->ctx.state, memory_order_relaxed) != 0)
+    c->ctx.flags |= UVCTX__DELIVERED;
+  *out = c;
   return 0;
 }
 
 int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
+  uvctx__cancel_t *c;
+  int err;
+
   if (loop == NULL || parent == NULL || out == NULL)
     return UV_EINVAL;
-  return uvctx__new_cancellable(loop, parent, UVCTX__CANCEL, out);
+  err = uvctx__new_cancellable(loop, parent, UVCTX__CANCEL, &c);
+  if (err == 0)
+    *out = &c->ctx;
+  return err;
 }
 
-/* Loop thread, refs == 0. Leaves the parent, closes the handles; the memory
- * goes now or in the timer's close callback. */
-void uvctx__destroy(uvctx_t *ctx) {
-  uvctx__loop_t *lp = ctx->u.c.lp;
+/* Loop thread, no reference left. Leaves the parent and closes the handles;
+ * the memory goes now or in the timer's close callback. */
+void uvctx__destroy(uvctx__cancel_t *c) {
+  uvctx__loop_t *lp = c->lp;
 
-  unlink_child(ctx);
-  uvctx__done_async_close(ctx);
-  if (ctx->kind == UVCTX__DEADLINE)
-    uvctx__timer_close(ctx); /* frees ctx once closed */
+  unlink_child(c);
+  uvctx__done_async_close(c);
+  if (c->ctx.kind == UVCTX__DEADLINE)
+    uvctx__timer_close(uvctx__as_deadline(&c->ctx));
   else
-    uvctx__free(ctx);
+    uvctx__free(c);
   uvctx__loop_unref(lp);
 }
 
@@ -125,11 +132,12 @@ void uvctx_release(uvctx_t *ctx) {
     uvctx_t *parent = ctx->parent;
 
     if (uvctx__is_cancellable(ctx)) {
-      if (!uvctx__on_loop_thread(ctx->u.c.lp)) {
-        uvctx__mailbox_post(ctx->u.c.lp, ctx, UVCTX__MB_RELEASE);
+      uvctx__cancel_t *c = uvctx__as_cancel(ctx);
+      if (!uvctx__on_loop_thread(c->lp)) {
+        uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
         return;
       }
-      uvctx__destroy(ctx);
+      uvctx__destroy(c);
     } else {
       uvctx__free(ctx);
     }
@@ -141,7 +149,7 @@ int uvctx_err(const uvctx_t *ctx) {
   if (ctx == NULL || ctx->owner == NULL)
     return 0;
   return uvctx__err_of(
-      atomic_load_explicit(&ctx->owner->state, memory_order_acquire));
+      atomic_load_explicit(&ctx->owner->ctx.state, memory_order_acquire));
 }
 
 int uvctx_cause(const uvctx_t *ctx) {
@@ -149,7 +157,7 @@ int uvctx_cause(const uvctx_t *ctx) {
 
   if (ctx == NULL || ctx->owner == NULL)
     return 0;
-  state = atomic_load_explicit(&ctx->owner->state, memory_order_acquire);
+  state = atomic_load_explicit(&ctx->owner->ctx.state, memory_order_acquire);
   return uvctx__cause_of(state) != 0 ? uvctx__cause_of(state)
                                      : uvctx__err_of(state);
 }
@@ -163,8 +171,8 @@ int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
   /* A without-cancel context hides the deadlines above it. */
   for (; ctx != NULL && ctx->kind != UVCTX__WITHOUT_CANCEL; ctx = ctx->parent) {
     if (ctx->kind == UVCTX__DEADLINE) {
-      uint64_t d =
-          atomic_load_explicit(&ctx->u.c.deadline, memory_order_relaxed);
+      uint64_t d = atomic_load_explicit(&uvctx__as_deadline(ctx)->deadline,
+                                        memory_order_relaxed);
       if (!found || d < earliest)
         earliest = d;
       found = 1;
@@ -178,5 +186,5 @@ int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
 uv_loop_t *uvctx_loop(const uvctx_t *ctx) {
   if (ctx == NULL || ctx->owner == NULL)
     return NULL;
-  return ctx->owner->u.c.lp->loop;
+  return ctx->owner->lp->loop;
 }

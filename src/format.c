@@ -25,15 +25,16 @@ static int format_segment(const uvctx_t *ctx, uint64_t now,
   case UVCTX__CANCEL:
     return snprintf(seg, SEGMENT_MAX, ".with_cancel");
   case UVCTX__DEADLINE:
-    deadline = atomic_load_explicit(&ctx->u.c.deadline, memory_order_relaxed);
+    deadline = atomic_load_explicit(&uvctx__as_deadline(ctx)->deadline,
+                                    memory_order_relaxed);
     if (deadline >= now)
       return snprintf(seg, SEGMENT_MAX, ".with_deadline(%" PRIu64 " [+%" PRIu64
                       "ms])", deadline, deadline - now);
     return snprintf(seg, SEGMENT_MAX, ".with_deadline(%" PRIu64 " [-%" PRIu64
                     "ms])", deadline, now - deadline);
   case UVCTX__VALUE:
-    return snprintf(seg, SEGMENT_MAX, ".with_value(%p, %p)", ctx->u.v.key,
-                    ctx->u.v.value);
+    return snprintf(seg, SEGMENT_MAX, ".with_value(%p, %p)",
+                    uvctx__as_value(ctx)->key, uvctx__as_value(ctx)->value);
   default:
     return snprintf(seg, SEGMENT_MAX, ".without_cancel");
   }

@@ -110,51 +110,52 @@ void uvctx__loop_unref(uvctx__loop_t *lp) {
   uv_close((uv_handle_t *)&lp->deliver, on_loop_handle_closed);
 }
 
-/* Any thread. The caller guarantees that ctx stays alive until the loop has
+/* Any thread. The caller guarantees that c stays alive until the loop has
  * taken the entry: an UVCTX__MB_CANCEL entry carries a reference, and an
  * UVCTX__MB_RELEASE entry is for a context nobody else references. The async
  * is sent under the lock so that the loop cannot tear lp down between the
  * post and the send. */
-void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx_t *ctx, unsigned int what) {
+void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                         unsigned int what) {
   uv_mutex_lock(&lp->mailbox_lock);
-  if (ctx->u.c.mb_flags == 0) {
-    ctx->u.c.mb_next = NULL;
+  if (c->mb_flags == 0) {
+    c->mb_next = NULL;
     if (lp->mailbox_tail != NULL)
-      lp->mailbox_tail->u.c.mb_next = ctx;
+      lp->mailbox_tail->mb_next = c;
     else
-      lp->mailbox_head = ctx;
-    lp->mailbox_tail = ctx;
+      lp->mailbox_head = c;
+    lp->mailbox_tail = c;
   }
-  ctx->u.c.mb_flags |= what;
+  c->mb_flags |= what;
   uv_async_send(&lp->mailbox);
   uv_mutex_unlock(&lp->mailbox_lock);
 }
 
 /* Loop thread: acts on everything other threads have posted, in order. */
 void uvctx__drain_mailbox(uvctx__loop_t *lp) {
-  uvctx_t *ctx;
-  uvctx_t *next;
+  uvctx__cancel_t *c;
+  uvctx__cancel_t *next;
   unsigned int what;
 
   uv_mutex_lock(&lp->mailbox_lock);
-  ctx = lp->mailbox_head;
+  c = lp->mailbox_head;
   lp->mailbox_head = NULL;
   lp->mailbox_tail = NULL;
   uv_mutex_unlock(&lp->mailbox_lock);
 
-  for (; ctx != NULL; ctx = next) {
+  for (; c != NULL; c = next) {
     uv_mutex_lock(&lp->mailbox_lock);
-    next = ctx->u.c.mb_next;
-    what = ctx->u.c.mb_flags;
-    ctx->u.c.mb_flags = 0;
+    next = c->mb_next;
+    what = c->mb_flags;
+    c->mb_flags = 0;
     uv_mutex_unlock(&lp->mailbox_lock);
 
     if (what & UVCTX__MB_CANCEL) {
-      uvctx__deliver_subtree(ctx);
-      uvctx_release(ctx); /* the mailbox's reference */
+      uvctx__deliver_subtree(c);
+      uvctx_release(&c->ctx); /* the mailbox's reference */
     } else if (what & UVCTX__MB_RELEASE) {
-      uvctx_t *parent = ctx->parent;
-      uvctx__destroy(ctx);
+      uvctx_t *parent = c->ctx.parent;
+      uvctx__destroy(c);
       uvctx_release(parent);
     }
   }

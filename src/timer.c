@@ -7,42 +7,43 @@
 #include "uvctx-int.h"
 
 static void on_deadline(uv_timer_t *timer) {
-  uvctx_t *ctx = uvctx__container_of(timer, uvctx_t, u.c.timer);
-  uint64_t deadline =
-      atomic_load_explicit(&ctx->u.c.deadline, memory_order_relaxed);
+  uvctx__deadline_t *d = uvctx__container_of(timer, uvctx__deadline_t, timer);
+  uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
   uint64_t now = uvctx_now();
 
   if (now < deadline) {
     uv_timer_start(timer, on_deadline, deadline - now, 0);
     return;
   }
-  uvctx__cancel(ctx, UV_ETIMEDOUT, ctx->u.c.deadline_cause);
+  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
 }
 
 int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
                               uint64_t deadline_ms, int cause,
                               uvctx_t **out) {
-  uvctx_t *ctx;
+  uvctx__cancel_t *c;
+  uvctx__deadline_t *d;
   uint64_t now;
   int err;
 
   if (loop == NULL || parent == NULL || out == NULL || cause > 0)
     return UV_EINVAL;
-  err = uvctx__new_cancellable(loop, parent, UVCTX__DEADLINE, &ctx);
+  err = uvctx__new_cancellable(loop, parent, UVCTX__DEADLINE, &c);
   if (err != 0)
     return err;
-  ctx->u.c.deadline_cause = cause;
-  atomic_store_explicit(&ctx->u.c.deadline, deadline_ms, memory_order_relaxed);
+  d = uvctx__as_deadline(&c->ctx);
+  d->cause = cause;
+  atomic_store_explicit(&d->deadline, deadline_ms, memory_order_relaxed);
 
   /* A child of a done parent is born done and needs no timer. */
-  if (atomic_load_explicit(&ctx->state, memory_order_acquire) == 0) {
+  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0) {
     now = uvctx_now();
     if (deadline_ms <= now)
-      uvctx__cancel(ctx, UV_ETIMEDOUT, cause);
+      uvctx__cancel(c, UV_ETIMEDOUT, cause);
     else
-      uv_timer_start(&ctx->u.c.timer, on_deadline, deadline_ms - now, 0);
+      uv_timer_start(&d->timer, on_deadline, deadline_ms - now, 0);
   }
-  *out = ctx;
+  *out = &c->ctx;
   return 0;
 }
 
@@ -66,10 +67,10 @@ int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
 }
 
 static void on_timer_closed(uv_handle_t *handle) {
-  uvctx__free(uvctx__container_of(handle, uvctx_t, u.c.timer));
+  uvctx__free(uvctx__container_of(handle, uvctx__deadline_t, timer));
 }
 
 /* Loop thread: closes the timer; the context's memory goes with it. */
-void uvctx__timer_close(uvctx_t *ctx) {
-  uv_close((uv_handle_t *)&ctx->u.c.timer, on_timer_closed);
+void uvctx__timer_close(uvctx__deadline_t *d) {
+  uv_close((uv_handle_t *)&d->timer, on_timer_closed);
 }

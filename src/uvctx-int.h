@@ -42,7 +42,7 @@ enum {
   UVCTX__DELIVERED = 1
 };
 
-/* What a mailbox entry asks the loop to do (uvctx_t.c.mb_flags). */
+/* What a mailbox entry asks the loop to do (uvctx__cancel_t.mb_flags). */
 enum {
   UVCTX__MB_CANCEL = 1, /* deliver a subtree cancelled from another thread */
   UVCTX__MB_RELEASE = 2 /* tear down a context released on another thread */
@@ -58,31 +58,11 @@ enum {
 };
 
 typedef struct uvctx__loop_s uvctx__loop_t;
+typedef struct uvctx__cancel_s uvctx__cancel_t;
 
-/* The part of a context that only cancellable contexts have. */
-struct uvctx__cancellable {
-  uvctx__loop_t *lp;
-  /* Children lists: guarded by lp->tree_lock for first_child, by the parent's
-   * loop's tree_lock for the sibling links. */
-  uvctx_t *first_child;
-  uvctx_t *next_sibling;
-  uvctx_t *prev_sibling;
-  /* Watches waiting for this context to be done (loop thread). */
-  uvctx_watch_t *watch_head;
-  uvctx_watch_t *watch_tail;
-  uv_async_t *done_async; /* made by uvctx_done_async() */
-  /* Mailbox link, guarded by lp->mailbox_lock. */
-  uvctx_t *mb_next;
-  unsigned int mb_flags;
-  /* Deadline contexts only, from here on; the allocation of a plain cancel
-   * context stops at `deadline`. */
-  int deadline_cause;
-  _Atomic uint64_t deadline;
-  uv_timer_t timer;
-};
-
+/* What every context has. One type per kind embeds it first. */
 struct uvctx_s {
-  _Atomic uint64_t state; /* see uvctx__pack() */
+  _Atomic uint64_t state; /* see uvctx__pack(); only cancellables use it */
   atomic_uint refs;
   uint8_t kind;
   uint8_t flags;
@@ -90,21 +70,38 @@ struct uvctx_s {
   /* The cancellable context whose state this one reports: itself when it is
    * cancellable, its nearest cancellable ancestor for a value context, NULL
    * when it can never be done. */
-  uvctx_t *owner;
-  union {
-    struct {
-      const void *key;
-      void *value;
-    } v;
-    struct uvctx__cancellable c;
-  } u;
+  uvctx__cancel_t *owner;
 };
 
-/* Allocation sizes of each kind: one block per context. */
-#define UVCTX__SIZE_PLAIN offsetof(uvctx_t, u)
-#define UVCTX__SIZE_VALUE (offsetof(uvctx_t, u) + sizeof(((uvctx_t *)0)->u.v))
-#define UVCTX__SIZE_CANCEL offsetof(uvctx_t, u.c.deadline_cause)
-#define UVCTX__SIZE_DEADLINE sizeof(uvctx_t)
+typedef struct {
+  uvctx_t ctx;
+  const void *key;
+  void *value;
+} uvctx__value_t;
+
+struct uvctx__cancel_s {
+  uvctx_t ctx;
+  uvctx__loop_t *lp;
+  /* Children lists: first_child is guarded by lp->tree_lock, the sibling
+   * links by the tree_lock of the parent's loop. */
+  uvctx__cancel_t *first_child;
+  uvctx__cancel_t *next_sibling;
+  uvctx__cancel_t *prev_sibling;
+  /* Watches waiting for this context to be done (loop thread). */
+  uvctx_watch_t *watch_head;
+  uvctx_watch_t *watch_tail;
+  uv_async_t *done_async; /* made by uvctx_done_async() */
+  /* Mailbox link, guarded by lp->mailbox_lock. */
+  uvctx__cancel_t *mb_next;
+  unsigned int mb_flags;
+};
+
+typedef struct {
+  uvctx__cancel_t cancel;
+  int cause;                /* recorded when the deadline finishes it */
+  _Atomic uint64_t deadline;
+  uv_timer_t timer;
+} uvctx__deadline_t;
 
 /* Per-loop state, made with the first cancellable context of a loop and
  * closed with the last one. */
@@ -113,8 +110,8 @@ struct uvctx__loop_s {
   uv_thread_t thread; /* the thread that runs the loop */
   uv_mutex_t tree_lock;
   uv_mutex_t mailbox_lock;
-  uvctx_t *mailbox_head; /* guarded by mailbox_lock */
-  uvctx_t *mailbox_tail;
+  uvctx__cancel_t *mailbox_head; /* guarded by mailbox_lock */
+  uvctx__cancel_t *mailbox_tail;
   uv_async_t mailbox;    /* unref'd: wakes the loop for another thread */
   uv_idle_t deliver;     /* runs due watch callbacks; active only when due */
   uvctx_watch_t *ready_head; /* due watches, in delivery order */
@@ -147,9 +144,21 @@ static inline int uvctx__is_root(const uvctx_t *ctx) {
   return ctx->kind == UVCTX__BACKGROUND || ctx->kind == UVCTX__TODO;
 }
 
-/* The cancellable context in whose children list ctx sits, if any. */
-static inline uvctx_t *uvctx__cancel_parent(const uvctx_t *ctx) {
-  return ctx->parent != NULL ? ctx->parent->owner : NULL;
+static inline uvctx__cancel_t *uvctx__as_cancel(const uvctx_t *ctx) {
+  return (uvctx__cancel_t *)ctx;
+}
+
+static inline uvctx__deadline_t *uvctx__as_deadline(const uvctx_t *ctx) {
+  return (uvctx__deadline_t *)ctx;
+}
+
+static inline const uvctx__value_t *uvctx__as_value(const uvctx_t *ctx) {
+  return (const uvctx__value_t *)ctx;
+}
+
+/* The cancellable context in whose children list c sits, if any. */
+static inline uvctx__cancel_t *uvctx__cancel_parent(const uvctx__cancel_t *c) {
+  return c->ctx.parent != NULL ? c->ctx.parent->owner : NULL;
 }
 
 /* Allocation goes through here, so that it has one place to change. */
@@ -160,24 +169,25 @@ static inline void uvctx__free(void *ptr) { free(ptr); }
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
 void uvctx__loop_unref(uvctx__loop_t *lp);
 int uvctx__on_loop_thread(const uvctx__loop_t *lp);
-void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx_t *ctx, unsigned int what);
+void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                         unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
 
 /* context.c */
 int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
-                           uvctx_t **out);
-void uvctx__destroy(uvctx_t *ctx);
+                           uvctx__cancel_t **out);
+void uvctx__destroy(uvctx__cancel_t *c);
 
 /* cancel.c */
-int uvctx__cancel(uvctx_t *ctx, int err, int cause);
-void uvctx__deliver_subtree(uvctx_t *ctx);
+int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);
+void uvctx__deliver_subtree(uvctx__cancel_t *c);
 
 /* timer.c */
-void uvctx__timer_close(uvctx_t *ctx);
+void uvctx__timer_close(uvctx__deadline_t *d);
 
 /* watch.c */
-void uvctx__deliver(uvctx_t *ctx);
-void uvctx__done_async_close(uvctx_t *ctx);
+void uvctx__deliver(uvctx__cancel_t *c);
+void uvctx__done_async_close(uvctx__cancel_t *c);
 void uvctx__run_due_watches(uv_idle_t *idle);
 
 #endif /* UVCTX_INT_H */

@@ -21,16 +21,18 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
 
 int uvctx_with_value(uvctx_t *parent, const void *key, void *value,
                      uvctx_t **out) {
+  uvctx__value_t *v;
   uvctx_t *ctx;
   int err;
 
   if (parent == NULL || key == NULL || out == NULL)
     return UV_EINVAL;
-  err = new_plain(parent, UVCTX__VALUE, UVCTX__SIZE_VALUE, &ctx);
+  err = new_plain(parent, UVCTX__VALUE, sizeof(uvctx__value_t), &ctx);
   if (err != 0)
     return err;
-  ctx->u.v.key = key;
-  ctx->u.v.value = value;
+  v = (uvctx__value_t *)ctx;
+  v->key = key;
+  v->value = value;
   *out = ctx;
   return 0;
 }
@@ -38,14 +40,14 @@ int uvctx_with_value(uvctx_t *parent, const void *key, void *value,
 int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out) {
   if (parent == NULL || out == NULL)
     return UV_EINVAL;
-  return new_plain(parent, UVCTX__WITHOUT_CANCEL, UVCTX__SIZE_PLAIN, out);
+  return new_plain(parent, UVCTX__WITHOUT_CANCEL, sizeof(uvctx_t), out);
 }
 
 void *uvctx_value(const uvctx_t *ctx, const void *key) {
   if (key == NULL)
     return NULL;
   for (; ctx != NULL; ctx = ctx->parent)
-    if (ctx->kind == UVCTX__VALUE && ctx->u.v.key == key)
-      return ctx->u.v.value;
+    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key)
+      return uvctx__as_value(ctx)->value;
   return NULL;
 }

@@ -35,9 +35,7 @@ static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
     lp->ready_tail = w->prev;
 }
 
-static void list_remove(uvctx_t *owner, uvctx_watch_t *w) {
-  struct uvctx__cancellable *c = &owner->u.c;
-
+static void list_remove(uvctx__cancel_t *c, uvctx_watch_t *w) {
   if (w->prev != NULL)
     w->prev->next = w->next;
   else
@@ -48,17 +46,16 @@ static void list_remove(uvctx_t *owner, uvctx_watch_t *w) {
     c->watch_tail = w->prev;
 }
 
-/* Loop thread, ctx done: the loop acts on it once. */
-void uvctx__deliver(uvctx_t *ctx) {
-  struct uvctx__cancellable *c = &ctx->u.c;
+/* Loop thread, c done: the loop acts on it once. */
+void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx_watch_t *w;
   uvctx_watch_t *next;
 
-  if (ctx->flags & UVCTX__DELIVERED)
+  if (c->ctx.flags & UVCTX__DELIVERED)
     return;
-  ctx->flags |= UVCTX__DELIVERED;
-  if (ctx->kind == UVCTX__DEADLINE)
-    uv_timer_stop(&c->timer);
+  c->ctx.flags |= UVCTX__DELIVERED;
+  if (c->ctx.kind == UVCTX__DEADLINE)
+    uv_timer_stop(&uvctx__as_deadline(&c->ctx)->timer);
   if (c->done_async != NULL)
     uv_async_send(c->done_async);
   for (w = c->watch_head; w != NULL; w = next) {
@@ -89,7 +86,7 @@ void uvctx__run_due_watches(uv_idle_t *idle) {
 }
 
 int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
-  uvctx_t *owner;
+  uvctx__cancel_t *owner;
 
   if (ctx == NULL || w == NULL || cb == NULL)
     return UV_EINVAL;
@@ -108,25 +105,25 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   uvctx_retain(ctx);
   /* Done by another thread but not yet acted on by the loop: act now, so
    * that this watch joins the queue behind the ones registered before it. */
-  if (!(owner->flags & UVCTX__DELIVERED) &&
-      atomic_load_explicit(&owner->state, memory_order_acquire) != 0)
-    uvctx__drain_mailbox(owner->u.c.lp);
-  if (owner->flags & UVCTX__DELIVERED) {
-    ready_append(owner->u.c.lp, w);
+  if (!(owner->ctx.flags & UVCTX__DELIVERED) &&
+      atomic_load_explicit(&owner->ctx.state, memory_order_acquire) != 0)
+    uvctx__drain_mailbox(owner->lp);
+  if (owner->ctx.flags & UVCTX__DELIVERED) {
+    ready_append(owner->lp, w);
     return 0;
   }
   w->state = UVCTX__WATCH_PENDING;
-  w->prev = owner->u.c.watch_tail;
-  if (owner->u.c.watch_tail != NULL)
-    owner->u.c.watch_tail->next = w;
+  w->prev = owner->watch_tail;
+  if (owner->watch_tail != NULL)
+    owner->watch_tail->next = w;
   else
-    owner->u.c.watch_head = w;
-  owner->u.c.watch_tail = w;
+    owner->watch_head = w;
+  owner->watch_tail = w;
   return 0;
 }
 
 int uvctx_unwatch(uvctx_watch_t *w) {
-  uvctx_t *owner;
+  uvctx__cancel_t *owner;
 
   if (w == NULL)
     return UV_EINVAL;
@@ -140,7 +137,7 @@ int uvctx_unwatch(uvctx_watch_t *w) {
     if (w->state == UVCTX__WATCH_PENDING)
       list_remove(owner, w);
     else
-      ready_remove(owner->u.c.lp, w);
+      ready_remove(owner->lp, w);
     w->state = UVCTX__WATCH_FINISHED;
     uvctx_release(w->ctx);
     return 0;
@@ -156,32 +153,32 @@ static void on_done_signal(uv_async_t *async) {
 }
 
 uv_async_t *uvctx_done_async(uvctx_t *ctx) {
-  uvctx_t *owner;
+  uvctx__cancel_t *owner;
   uv_async_t *async;
 
   if (ctx == NULL || ctx->owner == NULL)
     return NULL;
   owner = ctx->owner;
-  if (owner->u.c.done_async != NULL)
-    return owner->u.c.done_async;
+  if (owner->done_async != NULL)
+    return owner->done_async;
   async = uvctx__malloc(sizeof(*async));
   if (async == NULL)
     return NULL;
-  if (uv_async_init(owner->u.c.lp->loop, async, on_done_signal) != 0) {
+  if (uv_async_init(owner->lp->loop, async, on_done_signal) != 0) {
     uvctx__free(async);
     return NULL;
   }
   async->data = owner;
   uv_unref((uv_handle_t *)async);
-  owner->u.c.done_async = async;
-  if (owner->flags & UVCTX__DELIVERED)
+  owner->done_async = async;
+  if (owner->ctx.flags & UVCTX__DELIVERED)
     uv_async_send(async);
   return async;
 }
 
 static void on_done_async_closed(uv_handle_t *handle) { uvctx__free(handle); }
 
-void uvctx__done_async_close(uvctx_t *ctx) {
-  if (ctx->u.c.done_async != NULL)
-    uv_close((uv_handle_t *)ctx->u.c.done_async, on_done_async_closed);
+void uvctx__done_async_close(uvctx__cancel_t *c) {
+  if (c->done_async != NULL)
+    uv_close((uv_handle_t *)c->done_async, on_done_async_closed);
 }
