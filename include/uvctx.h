@@ -95,6 +95,21 @@ struct uvctx_watch_s {
 UVCTX_EXTERN uint64_t uvctx_now(void);
 
 /* ---------------------------------------------------------------------------
+ * Memory
+ * ------------------------------------------------------------------------- */
+
+typedef void *(*uvctx_malloc_func)(size_t size);
+typedef void (*uvctx_free_func)(void *ptr);
+
+/* Makes uvctx take its memory from malloc_func and give it back to free_func
+ * instead of malloc() and free(), like uv_replace_allocator(). Call it before
+ * any other uvctx function, or while no context is alive; it is not
+ * thread-safe. malloc_func may fail (return NULL): uvctx then returns
+ * UV_ENOMEM with nothing half-built. Errors: UV_EINVAL if either is NULL. */
+UVCTX_EXTERN int uvctx_replace_allocator(uvctx_malloc_func malloc_func,
+                                         uvctx_free_func free_func);
+
+/* ---------------------------------------------------------------------------
  * Roots (Go's Background and TODO)
  * ------------------------------------------------------------------------- */
 

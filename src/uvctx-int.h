@@ -161,9 +161,10 @@ static inline uvctx__cancel_t *uvctx__cancel_parent(const uvctx__cancel_t *c) {
   return c->ctx.parent != NULL ? c->ctx.parent->owner : NULL;
 }
 
-/* Allocation goes through here, so that it has one place to change. */
-static inline void *uvctx__malloc(size_t size) { return malloc(size); }
-static inline void uvctx__free(void *ptr) { free(ptr); }
+
+/* alloc.c */
+void *uvctx__malloc(size_t size);
+void uvctx__free(void *ptr);
 
 /* loop.c */
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);

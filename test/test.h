@@ -1,0 +1,32 @@
+/* Shared helpers for the Check suite.
+ *
+ * Every test builds its own loop and ends the way libuv's own tests do:
+ * everything released, the loop run once more, uv_loop_close() == 0. That is
+ * what catches a handle left open or a context never torn down. */
+#ifndef UVCTX_TEST_H
+#define UVCTX_TEST_H
+
+#include <check.h>
+#include <uv.h>
+
+#include "uvctx.h"
+
+/* Runs the loop until nothing is alive, then checks that it closes. */
+#define ASSERT_LOOP_CLOSES(loop)                                              \
+  do {                                                                        \
+    ck_assert_int_eq(uv_run((loop), UV_RUN_DEFAULT), 0);                      \
+    ck_assert_int_eq(uv_loop_close(loop), 0);                                 \
+  } while (0)
+
+/* One suite per source file under test; test_main.c runs them all. */
+Suite *cancel_suite(void);
+Suite *timer_suite(void);
+Suite *value_suite(void);
+Suite *watch_suite(void);
+Suite *lifetime_suite(void);
+Suite *threads_suite(void);
+Suite *badinput_suite(void);
+Suite *go_port_suite(void);
+Suite *alloc_suite(void);
+
+#endif

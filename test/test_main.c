@@ -1,0 +1,22 @@
+/* The Check runner: one binary, one suite per area. Set CK_FORK=no to run
+ * every test in one process (for valgrind), CK_RUN_SUITE / CK_RUN_CASE to pick
+ * tests. */
+#include <stdlib.h>
+
+#include "test.h"
+
+int main(void) {
+  SRunner *sr = srunner_create(cancel_suite());
+  srunner_add_suite(sr, timer_suite());
+  srunner_add_suite(sr, value_suite());
+  srunner_add_suite(sr, watch_suite());
+  srunner_add_suite(sr, lifetime_suite());
+  srunner_add_suite(sr, threads_suite());
+  srunner_add_suite(sr, badinput_suite());
+  srunner_add_suite(sr, go_port_suite());
+  srunner_add_suite(sr, alloc_suite());
+  srunner_run_all(sr, CK_NORMAL);
+  int failed = srunner_ntests_failed(sr);
+  srunner_free(sr);
+  return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+}
