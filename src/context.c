@@ -127,19 +127,25 @@ uvctx_t *uvctx_retain(uvctx_t *ctx) {
 void uvctx_release(uvctx_t *ctx) {
   /* A loop rather than recursion: releasing the leaf of a long chain may free
    * the whole chain. */
-  while (ctx != NULL && !uvctx__is_root(ctx) &&
-         atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) == 1) {
+  while (ctx != NULL && !uvctx__is_root(ctx)) {
+    uvctx__cancel_t *c = uvctx__is_cancellable(ctx) ? uvctx__as_cancel(ctx)
+                                                     : NULL;
+    int on_loop = c != NULL && uvctx__on_loop_thread(c->lp);
     uvctx_t *parent = ctx->parent;
 
-    if (uvctx__is_cancellable(ctx)) {
-      uvctx__cancel_t *c = uvctx__as_cancel(ctx);
-      if (!uvctx__on_loop_thread(c->lp)) {
-        uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
-        return;
-      }
+    /* A reference the mailbox holds for a cancel from another thread must
+     * not outlive the last release just because the loop has not polled. */
+    if (on_loop)
+      uvctx__catch_up(c->lp);
+    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
+      return;
+    if (c == NULL) {
+      uvctx__free(ctx);
+    } else if (on_loop) {
       uvctx__destroy(c);
     } else {
-      uvctx__free(ctx);
+      uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
+      return;
     }
     ctx = parent;
   }

@@ -127,36 +127,48 @@ void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
     lp->mailbox_tail = c;
   }
   c->mb_flags |= what;
+  atomic_store_explicit(&lp->mailbox_full, 1, memory_order_relaxed);
   uv_async_send(&lp->mailbox);
   uv_mutex_unlock(&lp->mailbox_lock);
 }
 
-/* Loop thread: acts on everything other threads have posted, in order. */
+/* Loop thread: acts on everything other threads have posted, in order.
+ * Acting may post more (a release drops a reference) and may be reached again
+ * from inside (uvctx_release catches up): the outermost call does it all. */
 void uvctx__drain_mailbox(uvctx__loop_t *lp) {
   uvctx__cancel_t *c;
   uvctx__cancel_t *next;
   unsigned int what;
 
-  uv_mutex_lock(&lp->mailbox_lock);
-  c = lp->mailbox_head;
-  lp->mailbox_head = NULL;
-  lp->mailbox_tail = NULL;
-  uv_mutex_unlock(&lp->mailbox_lock);
-
-  for (; c != NULL; c = next) {
+  if (lp->draining)
+    return;
+  lp->draining = 1;
+  for (;;) {
     uv_mutex_lock(&lp->mailbox_lock);
-    next = c->mb_next;
-    what = c->mb_flags;
-    c->mb_flags = 0;
+    c = lp->mailbox_head;
+    lp->mailbox_head = NULL;
+    lp->mailbox_tail = NULL;
+    atomic_store_explicit(&lp->mailbox_full, 0, memory_order_relaxed);
     uv_mutex_unlock(&lp->mailbox_lock);
+    if (c == NULL)
+      break;
 
-    if (what & UVCTX__MB_CANCEL) {
-      uvctx__deliver_subtree(c);
-      uvctx_release(&c->ctx); /* the mailbox's reference */
-    } else if (what & UVCTX__MB_RELEASE) {
-      uvctx_t *parent = c->ctx.parent;
-      uvctx__destroy(c);
-      uvctx_release(parent);
+    for (; c != NULL; c = next) {
+      uv_mutex_lock(&lp->mailbox_lock);
+      next = c->mb_next;
+      what = c->mb_flags;
+      c->mb_flags = 0;
+      uv_mutex_unlock(&lp->mailbox_lock);
+
+      if (what & UVCTX__MB_CANCEL) {
+        uvctx__deliver_subtree(c);
+        uvctx_release(&c->ctx); /* the mailbox's reference */
+      } else if (what & UVCTX__MB_RELEASE) {
+        uvctx_t *parent = c->ctx.parent;
+        uvctx__destroy(c);
+        uvctx_release(parent);
+      }
     }
   }
+  lp->draining = 0;
 }

@@ -112,6 +112,8 @@ struct uvctx__loop_s {
   uv_mutex_t mailbox_lock;
   uvctx__cancel_t *mailbox_head; /* guarded by mailbox_lock */
   uvctx__cancel_t *mailbox_tail;
+  atomic_int mailbox_full;       /* a hint, read without the lock */
+  int draining;                  /* loop thread: uvctx__drain_mailbox runs */
   uv_async_t mailbox;    /* unref'd: wakes the loop for another thread */
   uv_idle_t deliver;     /* runs due watch callbacks; active only when due */
   uvctx_watch_t *ready_head; /* due watches, in delivery order */
@@ -173,6 +175,14 @@ int uvctx__on_loop_thread(const uvctx__loop_t *lp);
 void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                          unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
+
+/* Loop thread: acts on what other threads posted before going on, so that a
+ * release or a watch on the loop thread sees their cancels and releases
+ * even when the loop has not polled since. */
+static inline void uvctx__catch_up(uvctx__loop_t *lp) {
+  if (atomic_load_explicit(&lp->mailbox_full, memory_order_relaxed))
+    uvctx__drain_mailbox(lp);
+}
 
 /* context.c */
 int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,

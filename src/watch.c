@@ -103,11 +103,9 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
     return 0;
   }
   uvctx_retain(ctx);
-  /* Done by another thread but not yet acted on by the loop: act now, so
+  /* If another thread finished the context, the loop acts on it first, so
    * that this watch joins the queue behind the ones registered before it. */
-  if (!(owner->ctx.flags & UVCTX__DELIVERED) &&
-      atomic_load_explicit(&owner->ctx.state, memory_order_acquire) != 0)
-    uvctx__drain_mailbox(owner->lp);
+  uvctx__catch_up(owner->lp);
   if (owner->ctx.flags & UVCTX__DELIVERED) {
     ready_append(owner->lp, w);
     return 0;

@@ -1,0 +1,1510 @@
+/* Go's own context tests (src/context/x_test.go, context_test.go), ported to
+ * uvctx: one Check test per Go test, named after it.
+ *
+ * The mapping: a Go Done channel is a watch whose callback records that it ran;
+ * "<-ctx.Done() blocks" is "the callback has not run although the loop ran";
+ * goroutines are uv_thread_create threads, which call only the functions the
+ * header allows off the loop thread (cancel, err, cause, ...). Go's
+ * otherContext (a wrapper of a type the package does not know) has no C
+ * counterpart; where a Go test wraps a context in one, these tests put a node
+ * of another kind (a value or without-cancel context) in between instead.
+ * Go's panics for invalid arguments are UV_EINVAL returns.
+ *
+ * Times are short (5 ms); waits are bounded by WAIT_LIMIT_MS and never assert
+ * how late something was, only that a deadline never fired early. */
+#include <stdatomic.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "test.h"
+
+#define SHORT_MS 5                                    /* Go's shortDuration */
+#define VERY_LONG_MS ((uint64_t)1000 * 3600 * 1000)   /* Go's veryLongDuration */
+#define WAIT_LIMIT_MS 2000   /* give up waiting for a callback after this */
+
+/* Distinct negative codes used as causes (never UV_ECANCELED/UV_ETIMEDOUT). */
+#define PARENT_CAUSE UV_EPIPE
+#define CHILD_CAUSE UV_ECONNRESET
+#define TOO_SLOW UV_EBUSY
+#define FINISHED_EARLY UV_EIO
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+/* Order in which recording callbacks ran, across all watches of a test. */
+static int next_seq;
+
+/* A watch that records each call: how often, with which err, what its context
+ * said at that moment, when (uvctx clock), in which order and on which
+ * thread. If `total` is set, it also counts the call there; if
+ * `unwatch_in_cb` is set, the callback calls uvctx_unwatch() on its own watch
+ * and records the result. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  int *total;
+  int calls;
+  int err;
+  int ctx_err;
+  int ctx_cause;
+  int seq;
+  int unwatch_in_cb;
+  int unwatch_rc;
+  uint64_t at;
+  uv_thread_t thread;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  r->ctx_err = uvctx_err(r->ctx);
+  r->ctx_cause = uvctx_cause(r->ctx);
+  r->seq = ++next_seq;
+  r->at = uvctx_now();
+  r->thread = uv_thread_self();
+  if (r->unwatch_in_cb)
+    r->unwatch_rc = uvctx_unwatch(w);
+  if (r->total != NULL)
+    (*r->total)++;
+}
+
+static void rec_watch(rec_t *r, uvctx_t *ctx) {
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+  ck_assert_int_eq(r->calls, 0); /* never synchronously */
+}
+
+/* Runs the loop while a ref'd timer of our own keeps it polling, until
+ * *count >= want or WAIT_LIMIT_MS have passed. Returns whether it got there.
+ * This is how a test waits for a deadline or for a cancel made on another
+ * thread: contexts alone never keep the loop alive. */
+typedef struct {
+  uv_timer_t timer;
+  const int *count;
+  int want;
+  uint64_t give_up_at;
+  int reached;
+} waiter_t;
+
+static void waiter_tick(uv_timer_t *t) {
+  waiter_t *wt = t->data;
+  if (*wt->count >= wt->want)
+    wt->reached = 1;
+  else if (uvctx_now() < wt->give_up_at)
+    return;
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static int run_until(uv_loop_t *loop, const int *count, int want) {
+  waiter_t wt;
+  memset(&wt, 0, sizeof(wt));
+  wt.count = count;
+  wt.want = want;
+  wt.give_up_at = uvctx_now() + WAIT_LIMIT_MS;
+  ck_assert_int_eq(uv_timer_init(loop, &wt.timer), 0);
+  wt.timer.data = &wt;
+  ck_assert_int_eq(uv_timer_start(&wt.timer, waiter_tick, 0, 1), 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  return wt.reached;
+}
+
+/* Runs the loop for about ms milliseconds (a ref'd one-shot timer of our own):
+ * Go's "select with time.After(shortDuration)", the chance for a callback that
+ * must not come to come anyway. */
+static void close_timer_cb(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
+
+static void run_for(uv_loop_t *loop, uint64_t ms) {
+  uv_timer_t t;
+  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
+  ck_assert_int_eq(uv_timer_start(&t, close_timer_cb, ms, 0), 0);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t at) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_deadline(loop, parent, at, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* uvctx_format() into buf, checking the snprintf-like return value. */
+static const char *format(const uvctx_t *ctx, char *buf, size_t len) {
+  int n = uvctx_format(ctx, buf, len);
+  ck_assert_int_ge(n, 0);
+  ck_assert_uint_lt((size_t)n, len);
+  ck_assert_uint_eq(strlen(buf), (size_t)n);
+  return buf;
+}
+
+static int starts_with(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+static int count_of(const char *s, const char *needle) {
+  int n = 0;
+  for (const char *p = strstr(s, needle); p != NULL; p = strstr(p + 1, needle))
+    n++;
+  return n;
+}
+
+/* A thread that cancels one context (Go's "go cancel()"). */
+typedef struct {
+  uv_thread_t tid;
+  uvctx_t *ctx;
+  int cause;
+  int rc;
+  atomic_int finished;
+} canceller_t;
+
+static void canceller_main(void *arg) {
+  canceller_t *c = arg;
+  c->rc = uvctx_cancel_cause(c->ctx, c->cause);
+  atomic_store(&c->finished, 1);
+}
+
+static void start_canceller(canceller_t *c, uvctx_t *ctx, int cause) {
+  c->ctx = ctx;
+  c->cause = cause;
+  c->rc = 1;
+  atomic_init(&c->finished, 0);
+  ck_assert_int_eq(uv_thread_create(&c->tid, canceller_main, c), 0);
+}
+
+/* Small deterministic PRNG (xorshift32) for shuffles and random layers. */
+static uint32_t rnd(uint32_t *state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *state = x;
+}
+
+static void init_loop(uv_loop_t *loop) {
+  ck_assert_int_eq(uv_loop_init(loop), 0);
+  next_seq = 0;
+}
+
+/* ---------------------------------------------------------------------------
+ * Roots
+ * ------------------------------------------------------------------------- */
+
+/* Shared body of TestBackground and TestTODO: a root is never done (a watch on
+ * it never runs and stays stoppable) and formats as its name. */
+static void check_root(uvctx_t *root, const char *name) {
+  uv_loop_t loop;
+  char buf[64];
+  rec_t r;
+  init_loop(&loop);
+
+  ck_assert_ptr_nonnull(root);
+  ck_assert_int_eq(uvctx_err(root), 0);
+  ck_assert_int_eq(uvctx_cause(root), 0);
+  ck_assert_ptr_null(uvctx_done_async(root));
+  ck_assert_ptr_null(uvctx_loop(root));
+  ck_assert_str_eq(format(root, buf, sizeof(buf)), name);
+
+  rec_watch(&r, root);
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(r.calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+
+/* Ports TestBackground. */
+START_TEST(test_background) { check_root(uvctx_background(), "background"); }
+END_TEST
+
+/* Ports TestTODO. */
+START_TEST(test_todo) {
+  ck_assert_ptr_ne(uvctx_todo(), uvctx_background());
+  check_root(uvctx_todo(), "todo");
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Cancellation
+ * ------------------------------------------------------------------------- */
+
+/* Ports TestWithCancel. */
+START_TEST(test_with_cancel) {
+  static const char key;
+  uv_loop_t loop;
+  char buf[128];
+  rec_t r[3];
+  init_loop(&loop);
+
+  uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
+  ck_assert_str_eq(format(c1, buf, sizeof(buf)), "background.with_cancel");
+  uvctx_t *o = mk_value(c1, &key, NULL); /* stands in for otherContext{c1} */
+  uvctx_t *c2 = mk_cancel(&loop, o);
+  uvctx_t *ctxs[3] = {c1, o, c2};
+
+  /* Each has a done signal (a value context shares its parent's). */
+  ck_assert_ptr_nonnull(uvctx_done_async(c1));
+  ck_assert_ptr_eq(uvctx_done_async(o), uvctx_done_async(c1));
+  ck_assert_ptr_nonnull(uvctx_done_async(c2));
+  ck_assert_ptr_ne(uvctx_done_async(c2), uvctx_done_async(c1));
+
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(uvctx_err(ctxs[i]), 0);
+    rec_watch(&r[i], ctxs[i]);
+  }
+  run_for(&loop, SHORT_MS);
+  for (int i = 0; i < 3; i++)
+    ck_assert_msg(r[i].calls == 0, "ctx %d done before cancel", i);
+
+  ck_assert_int_eq(uvctx_cancel(c1), 0);
+  /* Propagates synchronously on the loop thread; callbacks come later. */
+  for (int i = 0; i < 3; i++) {
+    ck_assert_msg(uvctx_err(ctxs[i]) == UV_ECANCELED, "ctx %d err = %d", i,
+                  uvctx_err(ctxs[i]));
+    ck_assert_int_eq(r[i].calls, 0);
+  }
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_msg(r[i].calls == 1, "ctx %d: %d calls", i, r[i].calls);
+    ck_assert_int_eq(r[i].err, UV_ECANCELED);
+  }
+
+  for (int i = 0; i < 3; i++)
+    uvctx_release(ctxs[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestParentFinishesChild. */
+START_TEST(test_parent_finishes_child) {
+  static const char key;
+  static char value[] = "value";
+  uv_loop_t loop;
+  rec_t rp, rc, rv, rt, rpre;
+  init_loop(&loop);
+
+  /* parent -> cancel_child; parent -> value_child -> timer_child */
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *cancel_child = mk_cancel(&loop, parent);
+  uvctx_t *value_child = mk_value(parent, &key, value);
+  uvctx_t *timer_child = mk_timeout(&loop, value_child, VERY_LONG_MS);
+
+  rec_watch(&rp, parent);
+  rec_watch(&rc, cancel_child);
+  rec_watch(&rv, value_child);
+  rec_watch(&rt, timer_child);
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(rp.calls + rc.calls + rv.calls + rt.calls, 0);
+
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  ck_assert_int_eq(uvctx_err(parent), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(cancel_child), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(value_child), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(timer_child), UV_ECANCELED);
+  ck_assert_int_eq(rp.calls + rc.calls + rv.calls + rt.calls, 0);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  rec_t *all[4] = {&rp, &rc, &rv, &rt};
+  for (int i = 0; i < 4; i++) {
+    ck_assert_msg(all[i]->calls == 1, "watch %d: %d calls", i, all[i]->calls);
+    ck_assert_int_eq(all[i]->err, UV_ECANCELED);
+  }
+  /* An ancestor's callbacks before its descendants'. */
+  ck_assert_int_lt(rp.seq, rc.seq);
+  ck_assert_int_lt(rp.seq, rv.seq);
+  ck_assert_int_lt(rv.seq, rt.seq);
+
+  /* A child of a cancelled parent is born done. */
+  uvctx_t *precanceled = mk_value(parent, &key, value);
+  ck_assert_int_eq(uvctx_err(precanceled), UV_ECANCELED);
+  rec_watch(&rpre, precanceled);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rpre.calls, 1);
+  ck_assert_int_eq(rpre.err, UV_ECANCELED);
+
+  uvctx_release(precanceled);
+  uvctx_release(timer_child);
+  uvctx_release(value_child);
+  uvctx_release(cancel_child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestChildFinishesFirst. */
+START_TEST(test_child_finishes_first) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  uvctx_t *cancelable = mk_cancel(&loop, uvctx_background());
+  uvctx_t *parents[2] = {uvctx_background(), cancelable};
+  for (int i = 0; i < 2; i++) {
+    rec_t rp, rc;
+    uvctx_t *parent = parents[i];
+    uvctx_t *child = mk_cancel(&loop, parent);
+
+    rec_watch(&rp, parent);
+    rec_watch(&rc, child);
+    run_for(&loop, SHORT_MS);
+    ck_assert_int_eq(rp.calls + rc.calls, 0);
+
+    ck_assert_int_eq(uvctx_cancel(child), 0);
+    ck_assert_int_eq(uvctx_err(child), UV_ECANCELED);
+    ck_assert_msg(uvctx_err(parent) == 0, "parent %d done by its child", i);
+
+    run_for(&loop, SHORT_MS);
+    ck_assert_int_eq(rc.calls, 1);
+    ck_assert_int_eq(rc.err, UV_ECANCELED);
+    ck_assert_msg(rp.calls == 0, "parent %d's watch ran", i);
+    ck_assert_int_eq(uvctx_err(parent), 0);
+    ck_assert_int_eq(uvctx_unwatch(&rp.w), 0);
+
+    uvctx_release(child);
+  }
+
+  uvctx_release(cancelable);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestCancelRemoves. Go counts the parent's children; here the effect
+ * of the removal is checked instead: a cancelled and released child is out of
+ * its parent's tree, so cancelling the parent later neither touches it (the
+ * valgrind run would see a use after free) nor re-runs its callbacks. */
+START_TEST(test_cancel_removes) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  for (int with_timeout = 0; with_timeout < 2; with_timeout++) {
+    rec_t rp, rc;
+    uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+    uvctx_t *child = with_timeout ? mk_timeout(&loop, ctx, 60 * 60 * 1000)
+                                  : mk_cancel(&loop, ctx);
+    rec_watch(&rp, ctx);
+    rec_watch(&rc, child);
+
+    ck_assert_int_eq(uvctx_cancel_cause(child, CHILD_CAUSE), 0);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(rc.calls, 1);
+    ck_assert_int_eq(rp.calls, 0);
+    uvctx_release(child);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0); /* child torn down */
+
+    ck_assert_int_eq(uvctx_cancel_cause(ctx, PARENT_CAUSE), 0);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(rp.calls, 1);
+    ck_assert_int_eq(rp.ctx_cause, PARENT_CAUSE);
+    ck_assert_int_eq(rc.calls, 1);
+    ck_assert_int_eq(rc.ctx_cause, CHILD_CAUSE);
+    uvctx_release(ctx);
+  }
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Deadlines
+ * ------------------------------------------------------------------------- */
+
+/* Go's testDeadline: waits for ctx to be done, then checks it timed out, and
+ * (uvctx's promise) that its watch did not run before its deadline. */
+static void wait_timed_out(uv_loop_t *loop, uvctx_t *ctx, const char *name) {
+  rec_t r;
+  uint64_t deadline = 0;
+  ck_assert_msg(uvctx_deadline(ctx, &deadline) == 1, "%s: no deadline", name);
+  rec_watch(&r, ctx);
+  ck_assert_msg(run_until(loop, &r.calls, 1), "%s: not done after %d ms", name,
+                WAIT_LIMIT_MS);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_msg(r.err == UV_ETIMEDOUT, "%s: err = %d", name, r.err);
+  ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
+  ck_assert_msg(r.at >= deadline, "%s: done at %llu, before deadline %llu",
+                name, (unsigned long long)r.at, (unsigned long long)deadline);
+}
+
+/* Ports TestDeadline. */
+START_TEST(test_deadline) {
+  static const char key;
+  uv_loop_t loop;
+  char buf[128];
+  uint64_t d = 0;
+  init_loop(&loop);
+
+  uvctx_t *c = mk_deadline(&loop, uvctx_background(), uvctx_now() + SHORT_MS);
+  ck_assert_msg(starts_with(format(c, buf, sizeof(buf)),
+                            "background.with_deadline("),
+                "format = %s", buf);
+  wait_timed_out(&loop, c, "with_deadline");
+  uvctx_release(c);
+
+  c = mk_deadline(&loop, uvctx_background(), uvctx_now() + SHORT_MS);
+  uvctx_t *o = mk_value(c, &key, NULL);
+  wait_timed_out(&loop, o, "with_deadline+value");
+  uvctx_release(o);
+  uvctx_release(c);
+
+  uint64_t first = uvctx_now() + SHORT_MS;
+  c = mk_deadline(&loop, uvctx_background(), first);
+  o = mk_value(c, &key, NULL);
+  uvctx_t *c2 = mk_deadline(&loop, o, uvctx_now() + VERY_LONG_MS);
+  ck_assert_int_eq(uvctx_deadline(c2, &d), 1);
+  ck_assert_uint_eq(d, first); /* the earliest of its ancestry */
+  wait_timed_out(&loop, c2, "with_deadline+value+with_deadline");
+  uvctx_release(c2);
+  uvctx_release(o);
+  uvctx_release(c);
+
+  c = mk_deadline(&loop, uvctx_background(), uvctx_now() - 1);
+  ck_assert_int_eq(uvctx_err(c), UV_ETIMEDOUT); /* born done */
+  wait_timed_out(&loop, c, "with_deadline+inthepast");
+  uvctx_release(c);
+
+  c = mk_deadline(&loop, uvctx_background(), uvctx_now());
+  wait_timed_out(&loop, c, "with_deadline+now");
+  uvctx_release(c);
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestTimeout. */
+START_TEST(test_timeout) {
+  static const char key;
+  uv_loop_t loop;
+  char buf[128];
+  init_loop(&loop);
+
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), SHORT_MS);
+  ck_assert_msg(starts_with(format(c, buf, sizeof(buf)),
+                            "background.with_deadline("),
+                "format = %s", buf);
+  wait_timed_out(&loop, c, "with_timeout");
+  uvctx_release(c);
+
+  c = mk_timeout(&loop, uvctx_background(), SHORT_MS);
+  uvctx_t *o = mk_value(c, &key, NULL);
+  wait_timed_out(&loop, o, "with_timeout+value");
+  uvctx_release(o);
+  uvctx_release(c);
+
+  c = mk_timeout(&loop, uvctx_background(), SHORT_MS);
+  o = mk_value(c, &key, NULL);
+  uvctx_t *c2 = mk_timeout(&loop, o, VERY_LONG_MS);
+  wait_timed_out(&loop, c2, "with_timeout+value+with_timeout");
+  uvctx_release(c2);
+  uvctx_release(o);
+  uvctx_release(c);
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestCanceledTimeout. */
+START_TEST(test_canceled_timeout) {
+  static const char key;
+  uv_loop_t loop;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 1000);
+  uvctx_t *o = mk_value(c, &key, NULL);
+  uvctx_t *c2 = mk_timeout(&loop, o, VERY_LONG_MS);
+  rec_watch(&r, c2);
+
+  ck_assert_int_eq(uvctx_cancel(c2), 0);
+  ck_assert_int_eq(uvctx_err(c2), UV_ECANCELED); /* synchronously */
+  ck_assert_int_eq(uvctx_err(c), 0);
+  ck_assert_int_eq(r.calls, 0);
+  /* The parent's pending 1 s deadline does not keep the loop running. */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(c), 0);
+
+  uvctx_release(c2);
+  uvctx_release(o);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Values
+ * ------------------------------------------------------------------------- */
+
+static const char k1, k2, k3;
+static char c1k1[] = "c1k1", c2k2[] = "c2k2", c3k3[] = "c3k3", o2k2[] = "o2k2";
+
+static void check_values(const uvctx_t *c, const char *name, const char *v1,
+                         const char *v2, const char *v3) {
+  ck_assert_msg(uvctx_value(c, &k1) == v1, "%s: value(k1) = %p want %p", name,
+                uvctx_value(c, &k1), (const void *)v1);
+  ck_assert_msg(uvctx_value(c, &k2) == v2, "%s: value(k2) = %p want %p", name,
+                uvctx_value(c, &k2), (const void *)v2);
+  ck_assert_msg(uvctx_value(c, &k3) == v3, "%s: value(k3) = %p want %p", name,
+                uvctx_value(c, &k3), (const void *)v3);
+}
+
+/* A description shaped background.with_value(...)... with n value layers. */
+static void check_value_format(const uvctx_t *c, int n) {
+  char buf[512];
+  format(c, buf, sizeof(buf));
+  ck_assert_msg(starts_with(buf, "background.with_value("), "format = %s", buf);
+  ck_assert_msg(count_of(buf, "with_value(") == n, "format = %s, want %d",
+                buf, n);
+  ck_assert_msg(buf[strlen(buf) - 1] == ')', "format = %s", buf);
+}
+
+/* Ports TestValues. Go's otherContext wrappers become a cancel context (o1)
+ * and a without-cancel context (o3): values are seen through both. */
+START_TEST(test_values) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  uvctx_t *c0 = uvctx_background();
+  check_values(c0, "c0", NULL, NULL, NULL);
+
+  uvctx_t *c1 = mk_value(uvctx_background(), &k1, c1k1);
+  check_values(c1, "c1", c1k1, NULL, NULL);
+  check_value_format(c1, 1);
+
+  uvctx_t *c2 = mk_value(c1, &k2, c2k2);
+  check_values(c2, "c2", c1k1, c2k2, NULL);
+  check_value_format(c2, 2);
+
+  uvctx_t *c3 = mk_value(c2, &k3, c3k3);
+  check_values(c3, "c3", c1k1, c2k2, c3k3);
+
+  uvctx_t *c4 = mk_value(c3, &k1, NULL); /* a NULL value shadows c1's */
+  check_values(c4, "c4", NULL, c2k2, c3k3);
+  check_value_format(c4, 4);
+
+  uvctx_t *v1 = mk_value(uvctx_background(), &k1, c1k1);
+  uvctx_t *o1 = mk_cancel(&loop, v1);
+  check_values(o1, "o1", c1k1, NULL, NULL);
+
+  uvctx_t *o2 = mk_value(o1, &k2, o2k2);
+  check_values(o2, "o2", c1k1, o2k2, NULL);
+
+  uvctx_t *o3 = mk_without(c4);
+  check_values(o3, "o3", NULL, c2k2, c3k3);
+
+  uvctx_t *o4 = mk_value(o3, &k3, NULL);
+  check_values(o4, "o4", NULL, c2k2, NULL);
+
+  uvctx_t *all[] = {c1, c2, c3, c4, v1, o1, o2, o3, o4};
+  for (size_t i = 0; i < sizeof(all) / sizeof(all[0]); i++)
+    uvctx_release(all[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Concurrency
+ * ------------------------------------------------------------------------- */
+
+#define TREE_MAX 128
+#define CANCEL_THREADS 8
+
+typedef struct {
+  uv_thread_t tid;
+  uint32_t seed;
+  uvctx_t **ctxs;
+  int n;
+  atomic_int *wins; /* per context: cancels that returned 0 */
+  atomic_int *bad;  /* cancels that returned neither 0 nor UV_EALREADY */
+} tree_canceller_t;
+
+static void tree_canceller_main(void *arg) {
+  tree_canceller_t *t = arg;
+  int order[TREE_MAX];
+  for (int i = 0; i < t->n; i++)
+    order[i] = i;
+  for (int i = t->n - 1; i > 0; i--) { /* Fisher-Yates */
+    int j = (int)(rnd(&t->seed) % (uint32_t)(i + 1));
+    int tmp = order[i];
+    order[i] = order[j];
+    order[j] = tmp;
+  }
+  for (int i = 0; i < t->n; i++) {
+    int rc = uvctx_cancel(t->ctxs[order[i]]);
+    if (rc == 0)
+      atomic_fetch_add(&t->wins[order[i]], 1);
+    else if (rc != UV_EALREADY)
+      atomic_fetch_add(t->bad, 1);
+  }
+}
+
+/* Ports TestSimultaneousCancels: a tree of 100+ contexts, every one cancelled
+ * from several threads at once in random orders. */
+START_TEST(test_simultaneous_cancels) {
+  uv_loop_t loop;
+  uvctx_t *ctxs[TREE_MAX];
+  rec_t recs[TREE_MAX];
+  atomic_int wins[TREE_MAX];
+  atomic_int bad;
+  tree_canceller_t threads[CANCEL_THREADS];
+  int n = 0, total = 0;
+  init_loop(&loop);
+
+  ctxs[n++] = mk_cancel(&loop, uvctx_background());
+  for (int head = 0; head < n && n < 100; head++)
+    for (int i = 0; i < 4; i++)
+      ctxs[n++] = mk_cancel(&loop, ctxs[head]);
+  ck_assert_int_ge(n, 100);
+  for (int i = 0; i < n; i++) {
+    rec_watch(&recs[i], ctxs[i]);
+    recs[i].total = &total;
+    atomic_init(&wins[i], 0);
+  }
+  atomic_init(&bad, 0);
+
+  uint32_t seed = (uint32_t)uv_hrtime() | 1;
+  for (int t = 0; t < CANCEL_THREADS; t++) {
+    threads[t].seed = seed + 0x9e3779b9u * (uint32_t)t;
+    threads[t].ctxs = ctxs;
+    threads[t].n = n;
+    threads[t].wins = wins;
+    threads[t].bad = &bad;
+    ck_assert_int_eq(
+        uv_thread_create(&threads[t].tid, tree_canceller_main, &threads[t]), 0);
+  }
+
+  int reached = run_until(&loop, &total, n);
+  for (int t = 0; t < CANCEL_THREADS; t++)
+    ck_assert_int_eq(uv_thread_join(&threads[t].tid), 0);
+  ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed, total,
+                n, WAIT_LIMIT_MS);
+
+  ck_assert_int_eq(atomic_load(&bad), 0);
+  ck_assert_int_eq(atomic_load(&wins[0]), 1); /* nothing else cancels root */
+  for (int i = 0; i < n; i++) {
+    ck_assert_msg(atomic_load(&wins[i]) <= 1, "ctx %d cancelled %d times", i,
+                  atomic_load(&wins[i]));
+    ck_assert_int_eq(uvctx_err(ctxs[i]), UV_ECANCELED);
+    ck_assert_int_eq(uvctx_cause(ctxs[i]), UV_ECANCELED);
+    ck_assert_msg(recs[i].calls == 1, "ctx %d: %d calls", i, recs[i].calls);
+    ck_assert_int_eq(recs[i].err, UV_ECANCELED);
+  }
+
+  for (int i = n - 1; i >= 0; i--)
+    uvctx_release(ctxs[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+typedef struct {
+  uv_thread_t tid;
+  uvctx_t *parent;
+  uvctx_t *child;
+  int rc;
+} interlock_t;
+
+static void interlock_main(void *arg) {
+  interlock_t *il = arg;
+  while (uvctx_err(il->parent) == 0)
+    ; /* Go's <-parent.Done() */
+  il->rc = uvctx_cancel(il->child);
+}
+
+/* Ports TestInterlockedCancels: a thread cancels the child as soon as it sees
+ * the parent done, while the loop thread's cancel of the parent is running. */
+START_TEST(test_interlocked_cancels) {
+  uv_loop_t loop;
+  interlock_t il;
+  rec_t r;
+  init_loop(&loop);
+
+  il.parent = mk_cancel(&loop, uvctx_background());
+  il.child = mk_cancel(&loop, il.parent);
+  il.rc = 1;
+  rec_watch(&r, il.child);
+  ck_assert_int_eq(uv_thread_create(&il.tid, interlock_main, &il), 0);
+
+  ck_assert_int_eq(uvctx_cancel(il.parent), 0);
+  ck_assert_int_eq(uvctx_err(il.child), UV_ECANCELED);
+  int reached = run_until(&loop, &r.calls, 1);
+  ck_assert_int_eq(uv_thread_join(&il.tid), 0);
+  ck_assert_msg(reached, "child's watch not called after %d ms", WAIT_LIMIT_MS);
+  ck_assert_msg(il.rc == 0 || il.rc == UV_EALREADY, "child cancel: %d", il.rc);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+
+  uvctx_release(il.child);
+  uvctx_release(il.parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Layers
+ * ------------------------------------------------------------------------- */
+
+#define LAYERS_MAX 256
+
+/* Go's testLayers: at least 30 random layers of value, cancel and timeout
+ * contexts (at least one of each); values stay visible through all of them,
+ * and cancelling any cancellable layer (or the earliest timeout) finishes the
+ * innermost context. */
+static void test_layers(int timeout) {
+  uv_loop_t loop;
+  uvctx_t *layers[LAYERS_MAX];
+  int kind[LAYERS_MAX]; /* 0 value, 1 cancel, 2 timeout */
+  int vals[LAYERS_MAX];
+  int n = 0, nvals = 0, ncancels = 0, ntimers = 0;
+  char buf[8192];
+  uint32_t seed = (uint32_t)uv_hrtime() | 1, state = seed;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *ctx = uvctx_background();
+  while (n < 30 || ntimers == 0 || ncancels == 0 || nvals == 0) {
+    ck_assert_int_lt(n, LAYERS_MAX);
+    kind[n] = (int)(rnd(&state) % 3);
+    switch (kind[n]) {
+    case 0:
+      ctx = mk_value(ctx, &vals[n], &vals[n]);
+      nvals++;
+      break;
+    case 1:
+      ctx = mk_cancel(&loop, ctx);
+      ncancels++;
+      break;
+    default:
+      ctx = mk_timeout(&loop, ctx, timeout ? SHORT_MS : VERY_LONG_MS);
+      ntimers++;
+      break;
+    }
+    layers[n++] = ctx;
+  }
+
+  if (!timeout)
+    ck_assert_msg(uvctx_err(ctx) == 0, "seed %u: done too early", seed);
+  ck_assert_msg(starts_with(format(ctx, buf, sizeof(buf)), "background."),
+                "seed %u: format = %s", seed, buf);
+  for (int i = 0; i < n; i++)
+    if (kind[i] == 0)
+      ck_assert_msg(uvctx_value(ctx, &vals[i]) == &vals[i],
+                    "seed %u: value of layer %d before done", seed, i);
+
+  if (timeout) {
+    uint64_t deadline = 0;
+    ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
+    rec_watch(&r, ctx);
+    ck_assert_msg(run_until(&loop, &r.calls, 1), "seed %u: no timeout", seed);
+    ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+    ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
+    ck_assert_uint_ge(r.at, deadline);
+  } else {
+    int pick = (int)(rnd(&state) % (uint32_t)ncancels), target = -1;
+    for (int i = 0; i < n && target < 0; i++)
+      if (kind[i] != 0 && pick-- == 0)
+        target = i;
+    rec_watch(&r, ctx);
+    ck_assert_int_eq(uvctx_cancel(layers[target]), 0);
+    for (int i = 0; i < n; i++) /* above target: untouched; below: done */
+      ck_assert_msg(uvctx_err(layers[i]) == (i < target ? 0 : UV_ECANCELED),
+                    "seed %u: layer %d of %d (cancelled %d): err %d", seed, i,
+                    n, target, uvctx_err(layers[i]));
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.err, UV_ECANCELED);
+  }
+  for (int i = 0; i < n; i++)
+    if (kind[i] == 0)
+      ck_assert_msg(uvctx_value(ctx, &vals[i]) == &vals[i],
+                    "seed %u: value of layer %d after done", seed, i);
+
+  for (int i = n - 1; i >= 0; i--)
+    uvctx_release(layers[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+
+/* Ports TestLayersCancel. */
+START_TEST(test_layers_cancel) { test_layers(0); }
+END_TEST
+
+/* Ports TestLayersTimeout. */
+START_TEST(test_layers_timeout) { test_layers(1); }
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Born done, and racing the parent's cancel
+ * ------------------------------------------------------------------------- */
+
+/* Ports TestWithCancelCanceledParent. */
+START_TEST(test_with_cancel_canceled_parent) {
+  uv_loop_t loop;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(parent, PARENT_CAUSE), 0);
+
+  uvctx_t *c = mk_cancel(&loop, parent);
+  ck_assert_int_eq(uvctx_err(c), UV_ECANCELED); /* done on construction */
+  ck_assert_int_eq(uvctx_cause(c), PARENT_CAUSE);
+  rec_watch(&r, c);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+
+  uvctx_release(c);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestWithCancelSimultaneouslyCanceledParent: another thread cancels the
+ * parent (with a cause) while the loop thread derives a child from it. */
+START_TEST(test_with_cancel_simultaneously_canceled_parent) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  for (int i = 0; i < 100; i++) {
+    canceller_t th;
+    rec_t r;
+    uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+    start_canceller(&th, parent, PARENT_CAUSE);
+
+    uvctx_t *c = mk_cancel(&loop, parent);
+    rec_watch(&r, c);
+    int reached = run_until(&loop, &r.calls, 1);
+    ck_assert_int_eq(uv_thread_join(&th.tid), 0);
+    ck_assert_msg(reached, "round %d: child not done after %d ms", i,
+                  WAIT_LIMIT_MS);
+    ck_assert_int_eq(th.rc, 0);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.err, UV_ECANCELED);
+    ck_assert_msg(uvctx_err(c) == UV_ECANCELED, "round %d: err %d", i,
+                  uvctx_err(c));
+    ck_assert_msg(uvctx_cause(c) == PARENT_CAUSE, "round %d: cause %d", i,
+                  uvctx_cause(c));
+
+    uvctx_release(c);
+    uvctx_release(parent);
+  }
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Invalid arguments (Go panics)
+ * ------------------------------------------------------------------------- */
+
+/* Ports TestWithValueChecksKey: a NULL key is refused. (Go's other case, a
+ * key of an incomparable type, cannot happen: addresses always compare.) */
+START_TEST(test_with_value_checks_key) {
+  static char bar[] = "bar";
+  uvctx_t *const sentinel = (uvctx_t *)&bar;
+  uvctx_t *out = sentinel;
+  ck_assert_int_eq(uvctx_with_value(uvctx_background(), NULL, bar, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+}
+END_TEST
+
+/* Ports TestInvalidDerivedFail: no context can be derived from a NULL
+ * parent; *out is left alone. */
+START_TEST(test_invalid_derived_fail) {
+  static const char foo;
+  static char bar[] = "bar";
+  uv_loop_t loop;
+  uvctx_t *const sentinel = (uvctx_t *)&bar;
+  uvctx_t *out = sentinel;
+  init_loop(&loop);
+
+  ck_assert_int_eq(uvctx_with_cancel(&loop, NULL, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+  ck_assert_int_eq(
+      uvctx_with_deadline(&loop, NULL, uvctx_now() + SHORT_MS, &out),
+      UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+  ck_assert_int_eq(uvctx_with_timeout(&loop, NULL, SHORT_MS, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+  ck_assert_int_eq(uvctx_with_value(NULL, &foo, bar, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+  ck_assert_int_eq(uvctx_without_cancel(NULL, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, sentinel);
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Causes
+ * ------------------------------------------------------------------------- */
+
+/* The contexts one row of TestCause builds, to be released afterwards. */
+typedef struct {
+  uv_loop_t *loop;
+  uvctx_t *made[4];
+  int n;
+} maker_t;
+
+static uvctx_t *keep(maker_t *m, uvctx_t *c) {
+  ck_assert_int_lt(m->n, 4);
+  return m->made[m->n++] = c;
+}
+
+static uvctx_t *row_cancel(maker_t *m, uvctx_t *parent) {
+  return keep(m, mk_cancel(m->loop, parent));
+}
+
+static uvctx_t *row_timeout(maker_t *m, uvctx_t *parent, uint64_t ms,
+                            int cause) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout_cause(m->loop, parent, ms, cause, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return keep(m, c);
+}
+
+static uvctx_t *row_without(maker_t *m, uvctx_t *parent) {
+  return keep(m, mk_without(parent));
+}
+
+static void cancel_expect(uvctx_t *ctx, int cause, int want_rc) {
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, cause), want_rc);
+}
+
+#define FOREVER_MS ((uint64_t)1000000 * 1000) /* Go's 1e6 * time.Second */
+
+static uvctx_t *cause_background(maker_t *m) {
+  (void)m;
+  return uvctx_background();
+}
+
+static uvctx_t *cause_todo(maker_t *m) {
+  (void)m;
+  return uvctx_todo();
+}
+
+static uvctx_t *cause_with_cancel(maker_t *m) {
+  uvctx_t *c = row_cancel(m, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel(c), 0);
+  return c;
+}
+
+static uvctx_t *cause_with_cancel_cause(maker_t *m) {
+  uvctx_t *c = row_cancel(m, uvctx_background());
+  cancel_expect(c, PARENT_CAUSE, 0);
+  return c;
+}
+
+static uvctx_t *cause_with_cancel_cause_none(maker_t *m) {
+  uvctx_t *c = row_cancel(m, uvctx_background());
+  cancel_expect(c, 0, 0);
+  return c;
+}
+
+static uvctx_t *cause_parent_before_child(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  cancel_expect(p, PARENT_CAUSE, 0);
+  cancel_expect(c, CHILD_CAUSE, UV_EALREADY);
+  return c;
+}
+
+static uvctx_t *cause_parent_after_child(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  cancel_expect(c, CHILD_CAUSE, 0);
+  cancel_expect(p, PARENT_CAUSE, 0);
+  return c;
+}
+
+static uvctx_t *cause_parent_before_none(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  cancel_expect(p, PARENT_CAUSE, 0);
+  ck_assert_int_eq(uvctx_cancel(c), UV_EALREADY);
+  return c;
+}
+
+static uvctx_t *cause_parent_after_none(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  ck_assert_int_eq(uvctx_cancel(c), 0);
+  cancel_expect(p, PARENT_CAUSE, 0);
+  return c;
+}
+
+static uvctx_t *cause_child_after_none(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  ck_assert_int_eq(uvctx_cancel(p), 0);
+  cancel_expect(c, CHILD_CAUSE, UV_EALREADY);
+  return c;
+}
+
+static uvctx_t *cause_child_before_none(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_cancel(m, p);
+  cancel_expect(c, CHILD_CAUSE, 0);
+  ck_assert_int_eq(uvctx_cancel(p), 0);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout(maker_t *m) {
+  uvctx_t *c = row_timeout(m, uvctx_background(), 0, 0);
+  ck_assert_int_eq(uvctx_cancel(c), UV_EALREADY);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout_canceled(maker_t *m) {
+  uvctx_t *c = row_timeout(m, uvctx_background(), FOREVER_MS, 0);
+  ck_assert_int_eq(uvctx_cancel(c), 0);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout_cause(maker_t *m) {
+  uvctx_t *c = row_timeout(m, uvctx_background(), 0, TOO_SLOW);
+  ck_assert_int_eq(uvctx_cancel(c), UV_EALREADY);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout_cause_canceled(maker_t *m) {
+  uvctx_t *c = row_timeout(m, uvctx_background(), FOREVER_MS, TOO_SLOW);
+  ck_assert_int_eq(uvctx_cancel(c), 0);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout_cause_stacked(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_timeout(m, p, 0, TOO_SLOW);
+  cancel_expect(p, FINISHED_EARLY, 0);
+  return c;
+}
+
+static uvctx_t *cause_with_timeout_cause_stacked_canceled(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_timeout(m, p, FOREVER_MS, TOO_SLOW);
+  cancel_expect(p, FINISHED_EARLY, 0);
+  return c;
+}
+
+static uvctx_t *cause_without_cancel(maker_t *m) {
+  return row_without(m, uvctx_background());
+}
+
+static uvctx_t *cause_without_cancel_canceled(maker_t *m) {
+  uvctx_t *p = row_cancel(m, uvctx_background());
+  uvctx_t *c = row_without(m, p);
+  cancel_expect(p, FINISHED_EARLY, 0);
+  return c;
+}
+
+static uvctx_t *cause_without_cancel_timeout(maker_t *m) {
+  uvctx_t *p = row_timeout(m, uvctx_background(), 0, TOO_SLOW);
+  uvctx_t *c = row_without(m, p);
+  ck_assert_int_eq(uvctx_cancel(p), UV_EALREADY);
+  return c;
+}
+
+static const struct {
+  const char *name;
+  uvctx_t *(*make)(maker_t *m);
+  int err;
+  int cause;
+} cause_rows[] = {
+    {"Background", cause_background, 0, 0},
+    {"TODO", cause_todo, 0, 0},
+    {"WithCancel", cause_with_cancel, UV_ECANCELED, UV_ECANCELED},
+    {"WithCancelCause", cause_with_cancel_cause, UV_ECANCELED, PARENT_CAUSE},
+    {"WithCancelCause nil", cause_with_cancel_cause_none, UV_ECANCELED,
+     UV_ECANCELED},
+    {"parent cause before child", cause_parent_before_child, UV_ECANCELED,
+     PARENT_CAUSE},
+    {"parent cause after child", cause_parent_after_child, UV_ECANCELED,
+     CHILD_CAUSE},
+    {"parent cause before nil", cause_parent_before_none, UV_ECANCELED,
+     PARENT_CAUSE},
+    {"parent cause after nil", cause_parent_after_none, UV_ECANCELED,
+     UV_ECANCELED},
+    {"child cause after nil", cause_child_after_none, UV_ECANCELED,
+     UV_ECANCELED},
+    {"child cause before nil", cause_child_before_none, UV_ECANCELED,
+     CHILD_CAUSE},
+    {"WithTimeout", cause_with_timeout, UV_ETIMEDOUT, UV_ETIMEDOUT},
+    {"WithTimeout canceled", cause_with_timeout_canceled, UV_ECANCELED,
+     UV_ECANCELED},
+    {"WithTimeoutCause", cause_with_timeout_cause, UV_ETIMEDOUT, TOO_SLOW},
+    {"WithTimeoutCause canceled", cause_with_timeout_cause_canceled,
+     UV_ECANCELED, UV_ECANCELED},
+    {"WithTimeoutCause stacked", cause_with_timeout_cause_stacked,
+     UV_ETIMEDOUT, TOO_SLOW},
+    {"WithTimeoutCause stacked canceled",
+     cause_with_timeout_cause_stacked_canceled, UV_ECANCELED, FINISHED_EARLY},
+    {"WithoutCancel", cause_without_cancel, 0, 0},
+    {"WithoutCancel canceled", cause_without_cancel_canceled, 0, 0},
+    {"WithoutCancel timeout", cause_without_cancel_timeout, 0, 0},
+};
+
+/* Ports TestCause: its whole table, one row after another on one loop. */
+START_TEST(test_cause) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  for (size_t i = 0; i < sizeof(cause_rows) / sizeof(cause_rows[0]); i++) {
+    maker_t m = {&loop, {NULL}, 0};
+    uvctx_t *ctx = cause_rows[i].make(&m);
+    ck_assert_msg(uvctx_err(ctx) == cause_rows[i].err,
+                  "row \"%s\": err = %d want %d", cause_rows[i].name,
+                  uvctx_err(ctx), cause_rows[i].err);
+    ck_assert_msg(uvctx_cause(ctx) == cause_rows[i].cause,
+                  "row \"%s\": cause = %d want %d", cause_rows[i].name,
+                  uvctx_cause(ctx), cause_rows[i].cause);
+    while (m.n > 0)
+      uvctx_release(m.made[--m.n]);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  }
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestCauseRace: another thread cancels with a cause while the loop
+ * thread polls; the first non-zero cause seen is that cause, never a
+ * transient UV_ECANCELED. uvctx also promises the converse (cause is 0 only
+ * while not done), so a second pass polls err and then reads the cause. */
+START_TEST(test_cause_race) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  for (int pass = 0; pass < 2; pass++) {
+    for (int i = 0; i < 50; i++) {
+      canceller_t th;
+      rec_t r;
+      int seen = 0;
+      uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+      rec_watch(&r, ctx);
+      start_canceller(&th, ctx, PARENT_CAUSE);
+      for (;;) {
+        /* Once the cancel has returned, the check below must succeed. */
+        int finished = atomic_load(&th.finished);
+        if (pass == 0) {
+          if ((seen = uvctx_cause(ctx)) != 0 || finished)
+            break;
+        } else if (uvctx_err(ctx) != 0 || finished) {
+          seen = uvctx_cause(ctx);
+          break;
+        }
+      }
+      ck_assert_int_eq(uv_thread_join(&th.tid), 0);
+      ck_assert_msg(seen == PARENT_CAUSE, "pass %d round %d: cause = %d", pass,
+                    i, seen);
+      ck_assert_int_eq(th.rc, 0);
+      /* Let the loop take the other thread's cancel before releasing. */
+      ck_assert(run_until(&loop, &r.calls, 1));
+      ck_assert_int_eq(r.ctx_cause, PARENT_CAUSE);
+      uvctx_release(ctx);
+    }
+  }
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestWithoutCancel, plus the same checks over a parent that has a
+ * deadline and is cancelled (Go's test uses Background only). */
+START_TEST(test_without_cancel) {
+  static const char key;
+  static char value[] = "value";
+  uv_loop_t loop;
+  uint64_t d = 12345;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *v = mk_value(uvctx_background(), &key, value);
+  uvctx_t *w = mk_without(v);
+  ck_assert_int_eq(uvctx_deadline(w, &d), 0);
+  ck_assert_uint_eq(d, 12345);
+  ck_assert_ptr_null(uvctx_done_async(w));
+  ck_assert_int_eq(uvctx_err(w), 0);
+  ck_assert_ptr_eq(uvctx_value(w, &key), value);
+
+  uvctx_t *t = mk_timeout(&loop, v, VERY_LONG_MS);
+  uvctx_t *w2 = mk_without(t);
+  ck_assert_int_eq(uvctx_deadline(w2, &d), 0);
+  ck_assert_ptr_null(uvctx_done_async(w2));
+  ck_assert_ptr_null(uvctx_loop(w2));
+  ck_assert_ptr_eq(uvctx_value(w2, &key), value);
+  rec_watch(&r, w2);
+  ck_assert_int_eq(uvctx_cancel(t), 0);
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(uvctx_err(w2), 0);
+  ck_assert_int_eq(uvctx_cause(w2), 0);
+  ck_assert_int_eq(r.calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
+
+  uvctx_release(w2);
+  uvctx_release(t);
+  uvctx_release(w);
+  uvctx_release(v);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * AfterFunc (watches)
+ * ------------------------------------------------------------------------- */
+
+/* Ports TestAfterFuncCalledAfterCancel. */
+START_TEST(test_after_func_called_after_cancel) {
+  uv_loop_t loop;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_watch(&r, ctx);
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(r.calls, 0); /* not before the context is done */
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(r.calls, 0); /* not inside uvctx_cancel */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert_int_eq(r.ctx_err, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* Go: stop() false */
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestAfterFuncCalledAfterTimeout. */
+START_TEST(test_after_func_called_after_timeout) {
+  uv_loop_t loop;
+  uint64_t deadline = 0;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), SHORT_MS);
+  ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
+  rec_watch(&r, ctx);
+  ck_assert_msg(run_until(&loop, &r.calls, 1), "not called after %d ms",
+                WAIT_LIMIT_MS);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(r.at, deadline);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestAfterFuncCalledImmediately: watching a context that is already
+ * done runs the callback, but as a later loop callback, never inside
+ * uvctx_watch(); and that due callback keeps the loop alive until it ran. */
+START_TEST(test_after_func_called_immediately) {
+  uv_loop_t loop;
+  rec_t r;
+  uv_thread_t self = uv_thread_self();
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  rec_watch(&r, ctx); /* asserts calls == 0 on return */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert(uv_thread_equal(&r.thread, &self));
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestAfterFuncNotCalledAfterStop. */
+START_TEST(test_after_func_not_called_after_stop) {
+  uv_loop_t loop;
+  rec_t r;
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_watch(&r, ctx);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), 0); /* Go: stop() true */
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(r.calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* Go: stop() false */
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestAfterFuncCalledAsynchronously: cancelling does not wait for the
+ * callbacks. A thread cancels and is joined before the loop has run at all,
+ * so its uvctx_cancel() returned without any callback; the callback then runs
+ * on the loop thread, where the watch already counts as started. */
+START_TEST(test_after_func_called_asynchronously) {
+  uv_loop_t loop;
+  canceller_t th;
+  rec_t r;
+  uv_thread_t self = uv_thread_self();
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_watch(&r, ctx);
+  r.unwatch_in_cb = 1;
+  start_canceller(&th, ctx, 0);
+  ck_assert_int_eq(uv_thread_join(&th.tid), 0);
+  ck_assert_int_eq(th.rc, 0);
+  ck_assert_int_eq(uvctx_err(ctx), UV_ECANCELED);
+  ck_assert_int_eq(r.calls, 0);
+
+  ck_assert_msg(run_until(&loop, &r.calls, 1), "not called after %d ms",
+                WAIT_LIMIT_MS);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert(uv_thread_equal(&r.thread, &self));
+  ck_assert_int_eq(r.unwatch_rc, UV_EALREADY); /* "is running" */
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Go's stop() answers the same way however often it is called: once true (if
+ * first), then false. Checked before cancel, after the callback ran, and (a
+ * uvctx difference: Go's cancel claims its AfterFuncs at once) between the
+ * cancel and the loop delivering the callback, when stopping still works. */
+START_TEST(test_after_func_stop_is_idempotent) {
+  uv_loop_t loop;
+  rec_t before, after, between;
+  init_loop(&loop);
+
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_watch(&before, ctx);
+  rec_watch(&after, ctx);
+  rec_watch(&between, ctx);
+  ck_assert_int_eq(uvctx_unwatch(&before.w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
+  ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uvctx_unwatch(&between.w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&between.w), UV_EALREADY);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(before.calls, 0);
+  ck_assert_int_eq(between.calls, 0);
+  ck_assert_int_eq(after.calls, 1);
+  ck_assert_int_eq(uvctx_unwatch(&after.w), UV_EALREADY);
+  ck_assert_int_eq(uvctx_unwatch(&after.w), UV_EALREADY);
+  ck_assert_int_eq(uvctx_unwatch(&between.w), UV_EALREADY);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Ports TestContextErrDoneRace: Go promises Done is closed once Err is
+ * non-nil. Here: once another thread's cancel makes uvctx_err() non-zero (and
+ * while that cancel may still be running), the watch callbacks are on their
+ * way; the loop delivers them, none is lost. */
+START_TEST(test_context_err_done_race) {
+  uv_loop_t loop;
+  init_loop(&loop);
+
+  for (int i = 0; i < 50; i++) {
+    canceller_t th;
+    rec_t r;
+    int err = 0;
+    uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+    rec_watch(&r, ctx);
+    start_canceller(&th, ctx, 0);
+    for (;;) {
+      int finished = atomic_load(&th.finished);
+      if ((err = uvctx_err(ctx)) != 0 || finished)
+        break;
+    }
+    if (err == 0)
+      err = uvctx_err(ctx); /* the cancel has returned: must be visible */
+    ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
+    ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
+
+    int reached = run_until(&loop, &r.calls, 1);
+    ck_assert_int_eq(uv_thread_join(&th.tid), 0);
+    ck_assert_msg(reached, "round %d: watch lost (not called after %d ms)", i,
+                  WAIT_LIMIT_MS);
+    ck_assert_int_eq(r.calls, 1);
+    ck_assert_int_eq(r.err, UV_ECANCELED);
+    uvctx_release(ctx);
+  }
+
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *go_port_suite(void) {
+  Suite *s = suite_create("go_port");
+  TCase *tc = tcase_create("go_port");
+  tcase_add_test(tc, test_background);
+  tcase_add_test(tc, test_todo);
+  tcase_add_test(tc, test_with_cancel);
+  tcase_add_test(tc, test_parent_finishes_child);
+  tcase_add_test(tc, test_child_finishes_first);
+  tcase_add_test(tc, test_cancel_removes);
+  tcase_add_test(tc, test_deadline);
+  tcase_add_test(tc, test_timeout);
+  tcase_add_test(tc, test_canceled_timeout);
+  tcase_add_test(tc, test_values);
+  tcase_add_test(tc, test_simultaneous_cancels);
+  tcase_add_test(tc, test_interlocked_cancels);
+  tcase_add_test(tc, test_layers_cancel);
+  tcase_add_test(tc, test_layers_timeout);
+  tcase_add_test(tc, test_with_cancel_canceled_parent);
+  tcase_add_test(tc, test_with_cancel_simultaneously_canceled_parent);
+  tcase_add_test(tc, test_with_value_checks_key);
+  tcase_add_test(tc, test_invalid_derived_fail);
+  tcase_add_test(tc, test_cause);
+  tcase_add_test(tc, test_cause_race);
+  tcase_add_test(tc, test_without_cancel);
+  tcase_add_test(tc, test_after_func_called_after_cancel);
+  tcase_add_test(tc, test_after_func_called_after_timeout);
+  tcase_add_test(tc, test_after_func_called_immediately);
+  tcase_add_test(tc, test_after_func_not_called_after_stop);
+  tcase_add_test(tc, test_after_func_called_asynchronously);
+  tcase_add_test(tc, test_after_func_stop_is_idempotent);
+  tcase_add_test(tc, test_context_err_done_race);
+  suite_add_tcase(s, tc);
+  return s;
+}
