@@ -73,8 +73,10 @@ typedef struct uvctx_watch_s uvctx_watch_t;
 typedef void (*uvctx_watch_cb)(uvctx_watch_t *w, int err);
 
 /* A registration for a callback when a context is done: Go's AfterFunc. It is
- * owned by you, like a libuv request: keep it alive (and do not reuse it) from
- * uvctx_watch() until its callback has started or uvctx_unwatch() returned 0.
+ * owned by you, like a libuv request: zero it before its first use
+ * (`uvctx_watch_t w = {0};`, calloc), then keep it alive from uvctx_watch()
+ * until its callback has started or uvctx_unwatch() has returned. Once its
+ * callback has started or it is unwatched it may be watched again or freed.
  * Only `data` is yours to touch; every other field belongs to uvctx. */
 struct uvctx_watch_s {
   void *data;
@@ -145,7 +147,7 @@ UVCTX_EXTERN int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent,
 /* A cancellable context that also becomes done, with err UV_ETIMEDOUT, when
  * uvctx_now() reaches deadline_ms (Go's WithDeadline). Its deadline is a
  * uv_timer_t on loop; it never fires before uvctx_now() >= deadline_ms, even
- * though libuv's cached loop time lags. A deadline that has already passed
+ * though libuv's cached loop time lags. A deadline at or before uvctx_now()
  * gives a context that is born done with UV_ETIMEDOUT. A deadline later than an
  * ancestor's changes nothing observable but uvctx_deadline(), which reports the
  * earliest. The _cause variant records cause (a negative code, or 0 for none)
@@ -191,15 +193,17 @@ UVCTX_EXTERN int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out);
 /* Cancels ctx and all its descendants with err UV_ECANCELED. The _cause
  * variant records cause (a negative code, 0 for none) as their cause.
  *
- * When it returns, uvctx_err(ctx) is non-zero on every thread. When it is
- * called on ctx's loop thread, every descendant on that loop is done too when
- * it returns; from another thread the descendants are done by the time the
- * loop next runs. Watch callbacks never run inside this call: they run later
- * as callbacks of the loop.
+ * When it returns, ctx and every descendant on ctx's loop are done, seen from
+ * every thread, whichever thread called it (descendants on other loops follow
+ * when their loop takes the hand-off). Watch callbacks never run inside this
+ * call: they run later as callbacks of the loop, right away when it is called
+ * on the loop thread, and when the loop next polls when it is called from
+ * another thread.
  *
  * Returns 0 if this call cancelled ctx, UV_EALREADY if it was already done.
  * Errors: UV_EINVAL if ctx is NULL or not cancellable (a root, a value or a
- * without-cancel context), or if cause > 0.
+ * without-cancel context), or if cause > 0; arguments are checked first, so a
+ * bad cause is UV_EINVAL even on a context that is done.
  * Any thread. */
 UVCTX_EXTERN int uvctx_cancel(uvctx_t *ctx);
 UVCTX_EXTERN int uvctx_cancel_cause(uvctx_t *ctx, int cause);
@@ -288,12 +292,14 @@ UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
  * its memory is freed in the handles' close callbacks. Releasing never cancels
  * anything. NULL and roots are ignored.
  *
- * Any thread. When the last reference to a cancellable context is dropped on
- * another thread than its loop's, the teardown is handed to the loop and done
- * the next time the loop polls for events, which needs something alive on the
- * loop (uv_run() with nothing alive returns at once). To close a loop cleanly,
- * drop the last references on the loop thread, or keep a handle of your own
- * alive until the releasing thread is done.
+ * Any thread. On the loop thread it first acts on what other threads handed
+ * to the loop (their cancels hold references until then). When the last
+ * reference to a cancellable context is dropped on another thread than its
+ * loop's, the teardown is handed to the loop and done the next time the loop
+ * polls for events, which needs something alive on the loop (uv_run() with
+ * nothing alive returns at once). To close a loop cleanly, drop the last
+ * references on the loop thread, or keep a handle of your own alive until
+ * the releasing thread is done.
  *
  * After every context of a loop has been released (on its thread) and the loop
  * has run once more, uv_loop_close(loop) returns 0. */

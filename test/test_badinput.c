@@ -1,0 +1,634 @@
+/* Bad input: every invalid argument that uvctx.h documents, for every public
+ * function. A call that fails returns its documented code and changes
+ * nothing: *out keeps the caller's sentinel, the parent is not done, no
+ * reference or handle is left behind (the loop still closes), and the
+ * arguments that were valid can be used again as if nothing had happened. */
+#include <limits.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "test.h"
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+/* An address that no constructor would ever store in *out. */
+static char sentinel_storage;
+#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
+
+static const char key_user;
+static char value_alice[] = "alice";
+
+typedef struct {
+  uvctx_watch_t w;
+  int calls;
+  int err;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+}
+
+static void rec_init(rec_t *r) {
+  memset(r, 0, sizeof(*r));
+  r->w.data = r;
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* A cancellable parent that owns a handle (its done signal), so that a
+ * reference wrongly kept by a failed call would keep the handle open and make
+ * uv_loop_close() fail. */
+static uvctx_t *mk_parent(uv_loop_t *loop) {
+  uvctx_t *p = mk_cancel(loop, uvctx_background());
+  ck_assert_ptr_nonnull(uvctx_done_async(p));
+  return p;
+}
+
+/* The parent was not touched: not done, and still usable as a parent. */
+static void assert_parent_untouched(uv_loop_t *loop, uvctx_t *parent) {
+  ck_assert_int_eq(uvctx_err(parent), 0);
+  ck_assert_int_eq(uvctx_cause(parent), 0);
+  uvctx_t *child = mk_cancel(loop, parent);
+  uvctx_release(child);
+}
+
+/* ---------------------------------------------------------------------------
+ * Constructors: UV_EINVAL, *out unchanged, nothing changed
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_with_cancel_rejects_null_loop_parent_and_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_cancel(NULL, parent, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_cancel(&loop, NULL, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_cancel(&loop, parent, NULL), UV_EINVAL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_deadline_rejects_null_loop_parent_and_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uint64_t dl = uvctx_now() + 60000;
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_deadline(NULL, parent, dl, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_deadline(&loop, NULL, dl, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_deadline(&loop, parent, dl, NULL), UV_EINVAL);
+  /* A deadline in the past does not make bad arguments good. */
+  ck_assert_int_eq(uvctx_with_deadline(&loop, NULL, 0, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_deadline_cause_rejects_null_arguments_and_positive_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uint64_t dl = uvctx_now() + 60000;
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_deadline_cause(NULL, parent, dl, UV_EPIPE, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, NULL, dl, UV_EPIPE, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, parent, dl, UV_EPIPE, NULL),
+                   UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, parent, dl, 1, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, parent, dl, INT_MAX, &out),
+                   UV_EINVAL);
+  /* Also when the deadline has passed and the context would be born done. */
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, parent, 0, 1, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_timeout_rejects_null_loop_parent_and_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_timeout(NULL, parent, 60000, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_timeout(&loop, NULL, 60000, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_timeout(&loop, parent, 60000, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_timeout(&loop, parent, 0, NULL), UV_EINVAL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_timeout_cause_rejects_null_arguments_and_positive_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(
+      uvctx_with_timeout_cause(NULL, parent, 60000, UV_EPIPE, &out), UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_timeout_cause(&loop, NULL, 60000, UV_EPIPE, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(
+      uvctx_with_timeout_cause(&loop, parent, 60000, UV_EPIPE, NULL),
+      UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_timeout_cause(&loop, parent, 60000, 1, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(
+      uvctx_with_timeout_cause(&loop, parent, 60000, INT_MAX, &out), UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_timeout_cause(&loop, parent, 0, 1, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_value_rejects_null_parent_key_and_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_value(NULL, &key_user, value_alice, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_value(parent, NULL, value_alice, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_value(parent, &key_user, value_alice, NULL),
+                   UV_EINVAL);
+  ck_assert_ptr_null(uvctx_value(parent, &key_user));
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_without_cancel_rejects_null_parent_and_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_without_cancel(NULL, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_without_cancel(parent, NULL), UV_EINVAL);
+
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_failed_constructor_leaves_a_done_parent_alone) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_cancel(&loop, parent, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_timeout_cause(&loop, parent, 0, 1, &out),
+                   UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_value(parent, NULL, value_alice, &out),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_err(parent), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(parent), UV_EPIPE);
+
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Cancel
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_cancel_of_null_is_einval) {
+  ck_assert_int_eq(uvctx_cancel(NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(NULL, UV_EPIPE), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(NULL, 0), UV_EINVAL);
+}
+END_TEST
+
+START_TEST(test_cancel_of_a_root_is_einval_and_root_stays_not_done) {
+  uvctx_t *roots[] = {uvctx_background(), uvctx_todo()};
+  for (size_t i = 0; i < 2; i++) {
+    ck_assert_int_eq(uvctx_cancel(roots[i]), UV_EINVAL);
+    ck_assert_int_eq(uvctx_cancel_cause(roots[i], UV_EPIPE), UV_EINVAL);
+    ck_assert_int_eq(uvctx_err(roots[i]), 0);
+    ck_assert_int_eq(uvctx_cause(roots[i]), 0);
+  }
+}
+END_TEST
+
+START_TEST(test_cancel_of_a_value_context_is_einval) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+  uvctx_t *root_value = mk_value(uvctx_background(), &key_user, value_alice);
+
+  ck_assert_int_eq(uvctx_cancel(value), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(value, UV_EPIPE), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel(root_value), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(value), 0);
+  ck_assert_int_eq(uvctx_err(root_value), 0);
+
+  uvctx_release(root_value);
+  uvctx_release(value);
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_of_a_without_cancel_context_is_einval) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *detached = mk_without(parent);
+  uvctx_t *value = mk_value(detached, &key_user, value_alice);
+
+  ck_assert_int_eq(uvctx_cancel(detached), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(detached, UV_EPIPE), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel(value), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(detached), 0);
+  ck_assert_int_eq(uvctx_err(value), 0);
+
+  uvctx_release(value);
+  uvctx_release(detached);
+  assert_parent_untouched(&loop, parent);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_twice_is_ealready) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cause(ctx), UV_ECANCELED);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_with_positive_cause_is_einval) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, ctx);
+
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, INT_MAX), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(ctx), 0);
+  ck_assert_int_eq(uvctx_err(child), 0);
+
+  uvctx_release(child);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Queries
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_queries_of_null_return_zero_or_null) {
+  ck_assert_int_eq(uvctx_err(NULL), 0);
+  ck_assert_int_eq(uvctx_cause(NULL), 0);
+  ck_assert_ptr_null(uvctx_value(NULL, &key_user));
+  ck_assert_ptr_null(uvctx_loop(NULL));
+  ck_assert_ptr_null(uvctx_done_async(NULL));
+}
+END_TEST
+
+START_TEST(test_value_with_null_key_is_null) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *value = mk_value(uvctx_background(), &key_user, value_alice);
+
+  ck_assert_ptr_null(uvctx_value(value, NULL));
+  ck_assert_ptr_null(uvctx_value(uvctx_background(), NULL));
+
+  uvctx_release(value);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_rejects_null_ctx_and_null_out) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *timed = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 60000, &timed),
+                   0);
+  uint64_t dl = 77;
+
+  ck_assert_int_eq(uvctx_deadline(NULL, &dl), UV_EINVAL);
+  ck_assert_uint_eq(dl, 77);
+  ck_assert_int_eq(uvctx_deadline(timed, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_deadline(uvctx_background(), NULL), UV_EINVAL);
+
+  uvctx_release(timed);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_format_rejects_null_ctx_and_null_buffer_with_nonzero_len) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  char buf[16];
+  memset(buf, 'X', sizeof(buf));
+
+  ck_assert_int_eq(uvctx_format(NULL, buf, sizeof(buf)), UV_EINVAL);
+  for (size_t i = 0; i < sizeof(buf); i++)
+    ck_assert_int_eq(buf[i], 'X');
+  ck_assert_int_eq(uvctx_format(NULL, NULL, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_format(ctx, NULL, 5), UV_EINVAL);
+  ck_assert_int_eq(uvctx_format(uvctx_background(), NULL, 1), UV_EINVAL);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_done_async_of_contexts_that_can_never_be_done_is_null) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_parent(&loop);
+  uvctx_t *detached = mk_without(parent);
+  uvctx_t *value = mk_value(detached, &key_user, value_alice);
+
+  ck_assert_ptr_null(uvctx_done_async(uvctx_background()));
+  ck_assert_ptr_null(uvctx_done_async(uvctx_todo()));
+  ck_assert_ptr_null(uvctx_done_async(detached));
+  ck_assert_ptr_null(uvctx_done_async(value));
+
+  uvctx_release(value);
+  uvctx_release(detached);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Watches
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_watch_rejects_null_ctx_watch_and_callback) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_t rec;
+  rec_init(&rec);
+
+  ck_assert_int_eq(uvctx_watch(NULL, &rec.w, rec_cb), UV_EINVAL);
+  ck_assert_int_eq(uvctx_watch(ctx, NULL, rec_cb), UV_EINVAL);
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, NULL), UV_EINVAL);
+
+  /* Nothing was registered: the watch is free to be used, and a cancel runs
+   * exactly the one good registration. */
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ECANCELED);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_watch_with_a_still_pending_watch_is_ebusy) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *first = mk_cancel(&loop, uvctx_background());
+  uvctx_t *second = mk_cancel(&loop, uvctx_background());
+  rec_t rec;
+  rec_init(&rec);
+  ck_assert_int_eq(uvctx_watch(first, &rec.w, rec_cb), 0);
+
+  ck_assert_int_eq(uvctx_watch(first, &rec.w, rec_cb), UV_EBUSY);
+  ck_assert_int_eq(uvctx_watch(second, &rec.w, rec_cb), UV_EBUSY);
+
+  /* The watch still belongs to the first context only. */
+  ck_assert_int_eq(uvctx_cancel(second), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 0);
+  ck_assert_int_eq(uvctx_cancel(first), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  uvctx_release(second);
+  uvctx_release(first);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_watch_of_done_context_with_pending_watch_is_ebusy) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  rec_t rec;
+  rec_init(&rec);
+
+  /* Done but not yet delivered: the watch is pending until its callback. */
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), UV_EBUSY);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_unwatch_of_null_is_einval) {
+  ck_assert_int_eq(uvctx_unwatch(NULL), UV_EINVAL);
+}
+END_TEST
+
+START_TEST(test_unwatch_twice_is_ealready) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_t rec;
+  rec_init(&rec);
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
+
+  ck_assert_int_eq(uvctx_unwatch(&rec.w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&rec.w), UV_EALREADY);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 0);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_unwatch_after_callback_ran_is_ealready) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_t rec;
+  rec_init(&rec);
+  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  ck_assert_int_eq(uvctx_unwatch(&rec.w), UV_EALREADY);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Reference counting
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_retain_and_release_of_null_are_noops) {
+  ck_assert_ptr_null(uvctx_retain(NULL));
+  uvctx_release(NULL);
+}
+END_TEST
+
+START_TEST(test_retain_and_release_of_roots_are_noops) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *roots[] = {uvctx_background(), uvctx_todo()};
+  const char *names[] = {"background", "todo"};
+
+  for (size_t i = 0; i < 2; i++) {
+    /* More releases than retains: a counted root would be freed here. */
+    for (int k = 0; k < 3; k++)
+      ck_assert_ptr_eq(uvctx_retain(roots[i]), roots[i]);
+    for (int k = 0; k < 10; k++)
+      uvctx_release(roots[i]);
+
+    char buf[32];
+    ck_assert_int_eq(uvctx_format(roots[i], buf, sizeof(buf)),
+                     (int)strlen(names[i]));
+    ck_assert_str_eq(buf, names[i]);
+    ck_assert_int_eq(uvctx_err(roots[i]), 0);
+    uvctx_t *child = mk_cancel(&loop, roots[i]);
+    uvctx_release(child);
+  }
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *badinput_suite(void) {
+  Suite *s = suite_create("badinput");
+
+  TCase *tc = tcase_create("constructors");
+  tcase_add_test(tc, test_with_cancel_rejects_null_loop_parent_and_out);
+  tcase_add_test(tc, test_with_deadline_rejects_null_loop_parent_and_out);
+  tcase_add_test(
+      tc, test_with_deadline_cause_rejects_null_arguments_and_positive_cause);
+  tcase_add_test(tc, test_with_timeout_rejects_null_loop_parent_and_out);
+  tcase_add_test(
+      tc, test_with_timeout_cause_rejects_null_arguments_and_positive_cause);
+  tcase_add_test(tc, test_with_value_rejects_null_parent_key_and_out);
+  tcase_add_test(tc, test_without_cancel_rejects_null_parent_and_out);
+  tcase_add_test(tc, test_failed_constructor_leaves_a_done_parent_alone);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("cancel");
+  tcase_add_test(tc, test_cancel_of_null_is_einval);
+  tcase_add_test(tc, test_cancel_of_a_root_is_einval_and_root_stays_not_done);
+  tcase_add_test(tc, test_cancel_of_a_value_context_is_einval);
+  tcase_add_test(tc, test_cancel_of_a_without_cancel_context_is_einval);
+  tcase_add_test(tc, test_cancel_twice_is_ealready);
+  tcase_add_test(tc, test_cancel_with_positive_cause_is_einval);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("queries");
+  tcase_add_test(tc, test_queries_of_null_return_zero_or_null);
+  tcase_add_test(tc, test_value_with_null_key_is_null);
+  tcase_add_test(tc, test_deadline_rejects_null_ctx_and_null_out);
+  tcase_add_test(tc,
+                 test_format_rejects_null_ctx_and_null_buffer_with_nonzero_len);
+  tcase_add_test(tc,
+                 test_done_async_of_contexts_that_can_never_be_done_is_null);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("watches");
+  tcase_add_test(tc, test_watch_rejects_null_ctx_watch_and_callback);
+  tcase_add_test(tc, test_watch_with_a_still_pending_watch_is_ebusy);
+  tcase_add_test(tc, test_watch_of_done_context_with_pending_watch_is_ebusy);
+  tcase_add_test(tc, test_unwatch_of_null_is_einval);
+  tcase_add_test(tc, test_unwatch_twice_is_ealready);
+  tcase_add_test(tc, test_unwatch_after_callback_ran_is_ealready);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("references");
+  tcase_add_test(tc, test_retain_and_release_of_null_are_noops);
+  tcase_add_test(tc, test_retain_and_release_of_roots_are_noops);
+  suite_add_tcase(s, tc);
+
+  return s;
+}

@@ -1,0 +1,629 @@
+/* Cancellation: how uvctx_cancel() and uvctx_cancel_cause() finish a context
+ * and its subtree, what they return, and what releasing does not do.
+ *
+ * Everything here runs on the loop thread, so "when uvctx_cancel returns" means
+ * the whole subtree on that loop is already done (API.md, Semantics: Tree,
+ * Done, Cancel from any thread). */
+#include <stdint.h>
+#include <string.h>
+
+#include "test.h"
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+/* A watch that records how often it ran, with which err, and the cause its
+ * context reported at that moment. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  int calls;
+  int err;
+  int cause;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  r->cause = uvctx_cause(r->ctx);
+}
+
+static void rec_watch(rec_t *r, uvctx_t *ctx) {
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* Macros rather than functions, so that a failure names the caller's line. */
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+static const char key_user;
+static char value_alice[] = "alice";
+
+/* ---------------------------------------------------------------------------
+ * What a cancel does to the cancelled context
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_cancel_makes_context_done_with_ecanceled) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  assert_not_done(ctx);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uvctx_err(ctx), UV_ECANCELED);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_without_cause_makes_cause_equal_err) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *plain = mk_cancel(&loop, uvctx_background());
+  uvctx_t *zero = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel(plain), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(zero, 0), 0);
+
+  assert_done(plain, UV_ECANCELED, UV_ECANCELED);
+  assert_done(zero, UV_ECANCELED, UV_ECANCELED);
+
+  uvctx_release(plain);
+  uvctx_release(zero);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_cause_records_cause_and_err_stays_ecanceled) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), 0);
+  assert_done(ctx, UV_ECANCELED, UV_EPIPE);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_returns_ealready_when_context_is_already_done) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_second_cancel_with_other_cause_keeps_first_err_and_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_ECONNRESET), UV_EALREADY);
+  assert_done(ctx, UV_ECANCELED, UV_EPIPE);
+
+  /* Still the same after the loop has run and delivered everything. */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_done(ctx, UV_ECANCELED, UV_EPIPE);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_of_descendant_already_cancelled_by_parent_is_ealready) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(child, UV_ECONNRESET), UV_EALREADY);
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, INT32_MAX), UV_EINVAL);
+  assert_not_done(ctx);
+
+  /* The context is untouched: a proper cancel still works. */
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_of_value_context_is_einval_and_leaves_parent_alone) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+
+  /* A value context is not cancellable even when its parent is. */
+  ck_assert_int_eq(uvctx_cancel(value), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel_cause(value, UV_EPIPE), UV_EINVAL);
+  assert_not_done(parent);
+  assert_not_done(value);
+
+  uvctx_release(value);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * What a cancel does to the subtree
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_cancel_parent_cancels_whole_subtree_before_returning) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  /* parent
+   *  +- child (cancel)
+   *  |   +- grandchild (cancel)
+   *  +- value
+   *  |   +- under_value (cancel)
+   *  |       +- value_leaf (value)
+   *  +- timed (deadline, far away)
+   *      +- under_timed (cancel) */
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *grandchild = mk_cancel(&loop, child);
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+  uvctx_t *under_value = mk_cancel(&loop, value);
+  uvctx_t *value_leaf = mk_value(under_value, &key_user, value_alice);
+  uvctx_t *timed = mk_timeout(&loop, parent, 60000);
+  uvctx_t *under_timed = mk_cancel(&loop, timed);
+  uvctx_t *all[] = {parent,      child,      grandchild, value,
+                    under_value, value_leaf, timed,      under_timed};
+  size_t n = sizeof(all) / sizeof(all[0]);
+  for (size_t i = 0; i < n; i++)
+    assert_not_done(all[i]);
+
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+
+  /* No loop iteration in between: done when uvctx_cancel returns. */
+  for (size_t i = 0; i < n; i++)
+    assert_done(all[i], UV_ECANCELED, UV_ECANCELED);
+
+  for (size_t i = n; i-- > 0;)
+    uvctx_release(all[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_gives_every_descendant_the_same_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *value = mk_value(child, &key_user, value_alice);
+  uvctx_t *grandchild = mk_cancel(&loop, value);
+  uvctx_t *timed = mk_timeout(&loop, grandchild, 60000);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_ECONNRESET), 0);
+
+  assert_done(parent, UV_ECANCELED, UV_ECONNRESET);
+  assert_done(child, UV_ECANCELED, UV_ECONNRESET);
+  assert_done(value, UV_ECANCELED, UV_ECONNRESET);
+  assert_done(grandchild, UV_ECANCELED, UV_ECONNRESET);
+  assert_done(timed, UV_ECANCELED, UV_ECONNRESET);
+
+  uvctx_release(timed);
+  uvctx_release(grandchild);
+  uvctx_release(value);
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_reaches_every_context_of_deep_and_wide_trees) {
+  enum { DEPTH = 500, WIDTH = 500 };
+  static uvctx_t *chain[DEPTH];
+  static uvctx_t *fan[WIDTH];
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *prev = root;
+  for (int i = 0; i < DEPTH; i++) {
+    /* Alternate kinds so that the walk has to go through value contexts. */
+    chain[i] = (i % 3 == 1) ? mk_value(prev, &key_user, value_alice)
+                            : mk_cancel(&loop, prev);
+    prev = chain[i];
+  }
+  for (int i = 0; i < WIDTH; i++)
+    fan[i] = mk_cancel(&loop, root);
+
+  ck_assert_int_eq(uvctx_cancel_cause(root, UV_EPIPE), 0);
+
+  for (int i = 0; i < DEPTH; i++)
+    assert_done(chain[i], UV_ECANCELED, UV_EPIPE);
+  for (int i = 0; i < WIDTH; i++)
+    assert_done(fan[i], UV_ECANCELED, UV_EPIPE);
+
+  for (int i = 0; i < WIDTH; i++)
+    uvctx_release(fan[i]);
+  for (int i = DEPTH; i-- > 0;)
+    uvctx_release(chain[i]);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *victim = mk_cancel(&loop, parent);
+  uvctx_t *victim_child = mk_cancel(&loop, victim);
+  uvctx_t *sibling = mk_cancel(&loop, parent);
+  uvctx_t *nephew = mk_cancel(&loop, sibling);
+  rec_t parent_rec, sibling_rec;
+  rec_watch(&parent_rec, parent);
+  rec_watch(&sibling_rec, sibling);
+
+  ck_assert_int_eq(uvctx_cancel(victim), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  assert_done(victim, UV_ECANCELED, UV_ECANCELED);
+  assert_done(victim_child, UV_ECANCELED, UV_ECANCELED);
+  assert_not_done(parent);
+  assert_not_done(sibling);
+  assert_not_done(nephew);
+  ck_assert_int_eq(parent_rec.calls, 0);
+  ck_assert_int_eq(sibling_rec.calls, 0);
+
+  /* The parent can still be cancelled and still reaches the sibling. */
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  assert_done(sibling, UV_ECANCELED, UV_ECANCELED);
+  assert_done(nephew, UV_ECANCELED, UV_ECANCELED);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(parent_rec.calls, 1);
+  ck_assert_int_eq(sibling_rec.calls, 1);
+  uvctx_release(nephew);
+  uvctx_release(sibling);
+  uvctx_release(victim_child);
+  uvctx_release(victim);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_of_parent_does_not_change_already_cancelled_child) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+
+  ck_assert_int_eq(uvctx_cancel_cause(child, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_ECONNRESET), 0);
+
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+  assert_done(parent, UV_ECANCELED, UV_ECONNRESET);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Children of done parents
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *timed = mk_timeout(&loop, parent, 60000);
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+  uvctx_t *grandchild = mk_cancel(&loop, value);
+
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+  assert_done(timed, UV_ECANCELED, UV_EPIPE);
+  assert_done(value, UV_ECANCELED, UV_EPIPE);
+  assert_done(grandchild, UV_ECANCELED, UV_EPIPE);
+  ck_assert_int_eq(uvctx_cancel(child), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cancel(timed), UV_EALREADY);
+
+  uvctx_release(grandchild);
+  uvctx_release(value);
+  uvctx_release(timed);
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_child_born_done_runs_its_watch_on_the_loop_with_parents_err) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  uvctx_t *child = mk_cancel(&loop, parent);
+  rec_t rec;
+  rec_watch(&rec, child);
+  ck_assert_int_eq(rec.calls, 0);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ECANCELED);
+  ck_assert_int_eq(rec.cause, UV_EPIPE);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Value contexts follow their parent
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_value_context_err_and_cause_follow_its_parent) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+  uvctx_t *value2 = mk_value(value, &key_user, value_alice);
+  assert_not_done(value);
+  assert_not_done(value2);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_ENOTCONN), 0);
+  assert_done(value, UV_ECANCELED, UV_ENOTCONN);
+  assert_done(value2, UV_ECANCELED, UV_ENOTCONN);
+
+  uvctx_release(value2);
+  uvctx_release(value);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Watches and cancel
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_cancel_never_runs_watch_callbacks_inside_the_call) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+  rec_t parent_rec, child_rec;
+  rec_watch(&parent_rec, parent);
+  rec_watch(&child_rec, child);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  ck_assert_int_eq(parent_rec.calls, 0);
+  ck_assert_int_eq(child_rec.calls, 0);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(parent_rec.calls, 1);
+  ck_assert_int_eq(parent_rec.err, UV_ECANCELED);
+  ck_assert_int_eq(parent_rec.cause, UV_EPIPE);
+  ck_assert_int_eq(child_rec.calls, 1);
+  ck_assert_int_eq(child_rec.err, UV_ECANCELED);
+  ck_assert_int_eq(child_rec.cause, UV_EPIPE);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_second_cancel_does_not_run_watch_callbacks_again) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_t rec;
+  rec_watch(&rec, ctx);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Releasing never cancels
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_release_of_child_does_not_cancel_parent) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *sibling = mk_cancel(&loop, parent);
+  rec_t parent_rec;
+  rec_watch(&parent_rec, parent);
+
+  uvctx_release(child);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  assert_not_done(parent);
+  assert_not_done(sibling);
+  ck_assert_int_eq(parent_rec.calls, 0);
+
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(parent_rec.calls, 1);
+  assert_done(sibling, UV_ECANCELED, UV_ECANCELED);
+
+  uvctx_release(sibling);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+  uvctx_t *child = mk_cancel(&loop, value);
+
+  /* Drop every reference but the child's own. */
+  uvctx_release(value);
+  uvctx_release(parent);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  assert_not_done(child);
+  ck_assert_ptr_eq(uvctx_value(child, &key_user), value_alice);
+  ck_assert_ptr_eq(uvctx_loop(child), &loop);
+
+  rec_t rec;
+  rec_watch(&rec, child);
+  ck_assert_int_eq(uvctx_cancel_cause(child, UV_EPIPE), 0);
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ECANCELED);
+
+  uvctx_release(child);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_parent_kept_by_extra_reference_still_cancels_its_child) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  ck_assert_ptr_eq(uvctx_retain(parent), parent);
+  uvctx_t *child = mk_cancel(&loop, parent);
+
+  /* The creator's reference goes; the extra one keeps the parent alive. */
+  uvctx_release(parent);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_not_done(parent);
+  assert_not_done(child);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *cancel_suite(void) {
+  Suite *s = suite_create("cancel");
+
+  TCase *tc = tcase_create("cancelled_context");
+  tcase_add_test(tc, test_cancel_makes_context_done_with_ecanceled);
+  tcase_add_test(tc, test_cancel_without_cause_makes_cause_equal_err);
+  tcase_add_test(tc, test_cancel_cause_records_cause_and_err_stays_ecanceled);
+  tcase_add_test(tc, test_cancel_returns_ealready_when_context_is_already_done);
+  tcase_add_test(tc,
+                 test_second_cancel_with_other_cause_keeps_first_err_and_cause);
+  tcase_add_test(
+      tc, test_cancel_of_descendant_already_cancelled_by_parent_is_ealready);
+  tcase_add_test(tc,
+                 test_cancel_with_positive_cause_is_einval_and_does_not_cancel);
+  tcase_add_test(
+      tc, test_cancel_of_value_context_is_einval_and_leaves_parent_alone);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("subtree");
+  tcase_add_test(tc, test_cancel_parent_cancels_whole_subtree_before_returning);
+  tcase_add_test(tc, test_cancel_gives_every_descendant_the_same_cause);
+  tcase_add_test(tc, test_cancel_reaches_every_context_of_deep_and_wide_trees);
+  tcase_add_test(tc, test_cancel_child_does_not_touch_parent_or_siblings);
+  tcase_add_test(tc,
+                 test_cancel_of_parent_does_not_change_already_cancelled_child);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("born_done");
+  tcase_add_test(
+      tc, test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause);
+  tcase_add_test(
+      tc, test_child_born_done_runs_its_watch_on_the_loop_with_parents_err);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("value_follows_parent");
+  tcase_add_test(tc, test_value_context_err_and_cause_follow_its_parent);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("watches");
+  tcase_add_test(tc, test_cancel_never_runs_watch_callbacks_inside_the_call);
+  tcase_add_test(tc, test_second_cancel_does_not_run_watch_callbacks_again);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("release_never_cancels");
+  tcase_add_test(tc, test_release_of_child_does_not_cancel_parent);
+  tcase_add_test(tc,
+                 test_release_of_parent_while_child_alive_keeps_child_working);
+  tcase_add_test(tc,
+                 test_parent_kept_by_extra_reference_still_cancels_its_child);
+  suite_add_tcase(s, tc);
+
+  return s;
+}

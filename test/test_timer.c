@@ -1,0 +1,851 @@
+/* Deadlines: uvctx_with_deadline(), uvctx_with_timeout() and their _cause
+ * variants, uvctx_deadline(), uvctx_now(), and how deadlines interact with
+ * the tree, with cancel and with the loop's liveness.
+ *
+ * Contexts never keep the loop alive, so waiting for a deadline is done with a
+ * ref'd timer of the test's own (run_until) or by uv_ref()ing the done
+ * signal. Times are short; nothing asserts how late a deadline fires. */
+#include <stdint.h>
+#include <string.h>
+
+#include "test.h"
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+/* A watch that records its calls, err, the context's cause and the uvctx
+ * clock at the moment it ran. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  int calls;
+  int err;
+  int cause;
+  uint64_t now;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  r->cause = uvctx_cause(r->ctx);
+  r->now = uvctx_now();
+}
+
+static void rec_watch(rec_t *r, uvctx_t *ctx) {
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+}
+
+static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+/* Generous bound for "eventually": only reached when something is broken. */
+#define EVENTUALLY_MS 1000
+
+/* An unref'd timer that stops the loop if uv_run has not returned by then: it
+ * turns "uv_run never returns" into a failure instead of a hang. Being
+ * unref'd, it does not keep the loop alive itself. */
+typedef struct {
+  uv_timer_t timer;
+  int fired;
+} guard_t;
+
+static void guard_cb(uv_timer_t *t) {
+  ((guard_t *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
+  g->fired = 0;
+  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
+  g->timer.data = g;
+  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
+  uv_unref((uv_handle_t *)&g->timer);
+}
+
+static void guard_close(guard_t *g) {
+  uv_close((uv_handle_t *)&g->timer, NULL);
+}
+
+/* Runs the loop, polling pred every millisecond with a ref'd timer of our
+ * own, until pred holds or the uvctx clock reaches limit_ms; then closes the
+ * timer. Returns whether pred holds. Fails if the loop stays alive after the
+ * polling timer has stopped (something of uvctx kept it alive). */
+typedef struct {
+  uv_timer_t timer;
+  int (*pred)(void *);
+  void *arg;
+  uint64_t limit_ms;
+} poll_t;
+
+static void poll_cb(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
+    ck_assert_int_eq(uv_timer_stop(t), 0);
+}
+
+static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                     uint64_t limit_ms) {
+  poll_t p;
+  p.pred = pred;
+  p.arg = arg;
+  p.limit_ms = limit_ms;
+  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
+  p.timer.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
+  uint64_t now = uvctx_now();
+  guard_t guard;
+  guard_start(loop, &guard,
+              (limit_ms > now ? limit_ms - now : 0) + EVENTUALLY_MS);
+  int r = uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
+  ck_assert_int_eq(r, 0);
+  guard_close(&guard);
+  uv_close((uv_handle_t *)&p.timer, NULL);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  return pred(arg);
+}
+
+/* Runs the loop until the uvctx clock has reached now + ms. */
+static void wait_ms(uv_loop_t *loop, uint64_t ms) {
+  run_until(loop, never, NULL, uvctx_now() + ms);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
+                                 int cause) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* Macros rather than functions, so that a failure names the caller's line. */
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+/* uvctx_deadline() that must report one: returns it. */
+static uint64_t deadline_of(const uvctx_t *ctx) {
+  uint64_t dl = 0;
+  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
+  return dl;
+}
+
+static const char key_user;
+static char value_alice[] = "alice";
+
+/* ---------------------------------------------------------------------------
+ * The clock
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_now_is_uv_hrtime_in_milliseconds) {
+  uint64_t before = uv_hrtime() / 1000000;
+  uint64_t now = uvctx_now();
+  uint64_t after = uv_hrtime() / 1000000;
+  ck_assert_uint_ge(now, before);
+  ck_assert_uint_le(now, after);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Deadlines fire by themselves, never early
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_deadline_context_times_out_by_itself_with_etimedout) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
+  rec_t rec;
+  rec_watch(&rec, ctx);
+  assert_not_done(ctx);
+
+  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rec.cause, UV_ETIMEDOUT);
+  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_timeout_cause_is_the_cause_when_the_deadline_fires) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx =
+      mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTUNREACH);
+  uvctx_t *abs = NULL;
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
+                                             uvctx_now() + 5, UV_ENETDOWN,
+                                             &abs),
+                   0);
+  rec_t rec, abs_rec;
+  rec_watch(&rec, ctx);
+  rec_watch(&abs_rec, abs);
+
+  wait_ms(&loop, 15);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rec.cause, UV_EHOSTUNREACH);
+  assert_done(ctx, UV_ETIMEDOUT, UV_EHOSTUNREACH);
+  ck_assert_int_eq(abs_rec.calls, 1);
+  assert_done(abs, UV_ETIMEDOUT, UV_ENETDOWN);
+
+  uvctx_release(abs);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_timeout_cause_zero_reports_etimedout_as_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 3, 0);
+
+  wait_ms(&loop, 10);
+  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+enum { EARLY_N = 50 };
+
+typedef struct {
+  rec_t recs[EARLY_N];
+  uint64_t deadlines[EARLY_N];
+} early_t;
+
+static int all_fired(void *arg) {
+  early_t *e = arg;
+  for (int i = 0; i < EARLY_N; i++)
+    if (e->recs[i].calls == 0)
+      return 0;
+  return 1;
+}
+
+START_TEST(test_deadline_never_fires_before_uvctx_now_reaches_it) {
+  static early_t e;
+  uvctx_t *ctxs[EARLY_N];
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+
+  /* Let libuv's cached loop time fall behind the real clock, as it does
+   * after a long callback: a timer armed now from uv_now() would fire early. */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  uint64_t spin_until = uvctx_now() + 5;
+  while (uvctx_now() < spin_until) {
+  }
+
+  for (int i = 0; i < EARLY_N; i++) {
+    uint64_t ms = 1 + (uint64_t)(i % 20);
+    if (i % 2 == 0) {
+      e.deadlines[i] = uvctx_now() + ms;
+      ctxs[i] = mk_deadline(&loop, uvctx_background(), e.deadlines[i]);
+    } else {
+      ctxs[i] = mk_timeout(&loop, uvctx_background(), ms);
+      e.deadlines[i] = deadline_of(ctxs[i]);
+    }
+    rec_watch(&e.recs[i], ctxs[i]);
+  }
+
+  ck_assert(run_until(&loop, all_fired, &e, uvctx_now() + EVENTUALLY_MS));
+  for (int i = 0; i < EARLY_N; i++) {
+    ck_assert_int_eq(e.recs[i].calls, 1);
+    ck_assert_int_eq(e.recs[i].err, UV_ETIMEDOUT);
+    ck_assert_msg(e.recs[i].now >= e.deadlines[i],
+                  "context %d fired at %llu, before its deadline %llu", i,
+                  (unsigned long long)e.recs[i].now,
+                  (unsigned long long)e.deadlines[i]);
+  }
+
+  for (int i = 0; i < EARLY_N; i++)
+    uvctx_release(ctxs[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Born done, and never
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_timeout_zero_is_born_done_with_etimedout) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 0);
+
+  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+  ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
+
+  rec_t rec;
+  rec_watch(&rec, ctx);
+  ck_assert_int_eq(rec.calls, 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_in_the_past_is_born_done_with_etimedout) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *recent = mk_deadline(&loop, uvctx_background(), uvctx_now() - 1);
+  uvctx_t *ancient = mk_deadline(&loop, uvctx_background(), 0);
+
+  assert_done(recent, UV_ETIMEDOUT, UV_ETIMEDOUT);
+  assert_done(ancient, UV_ETIMEDOUT, UV_ETIMEDOUT);
+
+  uvctx_release(ancient);
+  uvctx_release(recent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_born_done_cause_variants_report_the_given_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *timeout =
+      mk_timeout_cause(&loop, uvctx_background(), 0, UV_ENETDOWN);
+  uvctx_t *past = NULL;
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
+                                             uvctx_now() - 1, UV_EHOSTDOWN,
+                                             &past),
+                   0);
+
+  assert_done(timeout, UV_ETIMEDOUT, UV_ENETDOWN);
+  assert_done(past, UV_ETIMEDOUT, UV_EHOSTDOWN);
+
+  uvctx_release(past);
+  uvctx_release(timeout);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_child_of_timed_out_parent_is_born_done_with_its_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent =
+      mk_timeout_cause(&loop, uvctx_background(), 0, UV_ENETUNREACH);
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *later = mk_timeout_cause(&loop, parent, 60000, UV_EHOSTDOWN);
+  uvctx_t *value = mk_value(parent, &key_user, value_alice);
+
+  assert_done(child, UV_ETIMEDOUT, UV_ENETUNREACH);
+  assert_done(later, UV_ETIMEDOUT, UV_ENETUNREACH);
+  assert_done(value, UV_ETIMEDOUT, UV_ENETUNREACH);
+
+  uvctx_release(value);
+  uvctx_release(later);
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_timeout_near_uint64_max_saturates_and_never_comes) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *max = mk_timeout(&loop, uvctx_background(), UINT64_MAX);
+  uvctx_t *almost = mk_timeout(&loop, uvctx_background(), UINT64_MAX - 1);
+  uvctx_t *far = mk_deadline(&loop, uvctx_background(), UINT64_MAX);
+
+  ck_assert_uint_eq(deadline_of(max), UINT64_MAX);
+  ck_assert_uint_eq(deadline_of(almost), UINT64_MAX);
+  ck_assert_uint_eq(deadline_of(far), UINT64_MAX);
+  assert_not_done(max);
+  assert_not_done(almost);
+  assert_not_done(far);
+
+  wait_ms(&loop, 5);
+  assert_not_done(max);
+  assert_not_done(almost);
+  assert_not_done(far);
+
+  uvctx_release(far);
+  uvctx_release(almost);
+  uvctx_release(max);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * uvctx_deadline()
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_with_deadline_reports_its_deadline) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t dl = uvctx_now() + 60000;
+  uvctx_t *ctx = mk_deadline(&loop, uvctx_background(), dl);
+
+  ck_assert_uint_eq(deadline_of(ctx), dl);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_with_timeout_reports_now_plus_timeout) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t before = uvctx_now();
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 60000);
+  uint64_t after = uvctx_now();
+
+  uint64_t dl = deadline_of(ctx);
+  ck_assert_uint_ge(dl, before + 60000);
+  ck_assert_uint_le(dl, after + 60000);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
+  uvctx_t *value = mk_value(cancel, &key_user, value_alice);
+  const uint64_t sentinel = 0xdeadbeefULL;
+  uint64_t dl = sentinel;
+
+  ck_assert_int_eq(uvctx_deadline(uvctx_background(), &dl), 0);
+  ck_assert_int_eq(uvctx_deadline(uvctx_todo(), &dl), 0);
+  ck_assert_int_eq(uvctx_deadline(cancel, &dl), 0);
+  ck_assert_int_eq(uvctx_deadline(value, &dl), 0);
+  ck_assert_uint_eq(dl, sentinel);
+
+  uvctx_release(value);
+  uvctx_release(cancel);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_later_than_parents_reports_the_parents) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t early = uvctx_now() + 60000;
+  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), early);
+  uvctx_t *child = mk_deadline(&loop, parent, early + 30000);
+
+  ck_assert_uint_eq(deadline_of(child), early);
+  ck_assert_uint_eq(deadline_of(parent), early);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_earlier_than_parents_reports_its_own) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t late = uvctx_now() + 60000;
+  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), late);
+  uvctx_t *child = mk_deadline(&loop, parent, late - 30000);
+
+  ck_assert_uint_eq(deadline_of(child), late - 30000);
+  ck_assert_uint_eq(deadline_of(parent), late);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_deadline_is_inherited_through_value_and_cancel_contexts) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t dl = uvctx_now() + 60000;
+  uvctx_t *timed = mk_deadline(&loop, uvctx_background(), dl);
+  uvctx_t *value = mk_value(timed, &key_user, value_alice);
+  uvctx_t *cancel = mk_cancel(&loop, value);
+  uvctx_t *value2 = mk_value(cancel, &key_user, value_alice);
+  uvctx_t *later = mk_deadline(&loop, value2, dl + 1000);
+
+  ck_assert_uint_eq(deadline_of(value), dl);
+  ck_assert_uint_eq(deadline_of(cancel), dl);
+  ck_assert_uint_eq(deadline_of(value2), dl);
+  ck_assert_uint_eq(deadline_of(later), dl);
+
+  uvctx_release(later);
+  uvctx_release(value2);
+  uvctx_release(cancel);
+  uvctx_release(value);
+  uvctx_release(timed);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_without_cancel_hides_the_deadlines_above_it) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t early = uvctx_now() + 60000;
+  uvctx_t *timed = mk_deadline(&loop, uvctx_background(), early);
+  uvctx_t *detached = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(timed, &detached), 0);
+  uvctx_t *value = mk_value(detached, &key_user, value_alice);
+  uvctx_t *later = mk_deadline(&loop, value, early + 30000);
+  uint64_t dl = 7;
+
+  ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
+  ck_assert_int_eq(uvctx_deadline(value, &dl), 0);
+  ck_assert_uint_eq(dl, 7);
+  /* Only its own deadline counts below a without-cancel context. */
+  ck_assert_uint_eq(deadline_of(later), early + 30000);
+
+  uvctx_release(later);
+  uvctx_release(value);
+  uvctx_release(detached);
+  uvctx_release(timed);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Deadlines in the tree
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_parent_deadline_finishes_child_with_etimedout_and_its_cause) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent =
+      mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
+  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *value = mk_value(child, &key_user, value_alice);
+  uvctx_t *grandchild = mk_cancel(&loop, value);
+  rec_t rec;
+  rec_watch(&rec, grandchild);
+
+  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rec.cause, UV_EHOSTDOWN);
+  assert_done(parent, UV_ETIMEDOUT, UV_EHOSTDOWN);
+  assert_done(child, UV_ETIMEDOUT, UV_EHOSTDOWN);
+  assert_done(value, UV_ETIMEDOUT, UV_EHOSTDOWN);
+  assert_done(grandchild, UV_ETIMEDOUT, UV_EHOSTDOWN);
+
+  uvctx_release(grandchild);
+  uvctx_release(value);
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* When the parent's deadline fires, a child with a later deadline of its own
+ * (and its own cause) must look exactly like a plain child: both done, with
+ * the parent's err and cause, already when the parent's watch runs. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *plain;
+  uvctx_t *later;
+  int calls;
+  int plain_err, plain_cause;
+  int later_err, later_cause;
+} peek_t;
+
+static void peek_cb(uvctx_watch_t *w, int err) {
+  peek_t *p = w->data;
+  (void)err;
+  p->calls++;
+  p->plain_err = uvctx_err(p->plain);
+  p->plain_cause = uvctx_cause(p->plain);
+  p->later_err = uvctx_err(p->later);
+  p->later_cause = uvctx_cause(p->later);
+}
+
+static int peek_called(void *arg) { return ((peek_t *)arg)->calls > 0; }
+
+START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent =
+      mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
+  uvctx_t *plain = mk_cancel(&loop, parent);
+  uvctx_t *later = NULL;
+  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, parent,
+                                             deadline_of(parent) + 1000,
+                                             UV_ENETDOWN, &later),
+                   0);
+  peek_t peek;
+  memset(&peek, 0, sizeof(peek));
+  peek.plain = plain;
+  peek.later = later;
+  peek.w.data = &peek;
+  ck_assert_int_eq(uvctx_watch(parent, &peek.w, peek_cb), 0);
+
+  ck_assert(run_until(&loop, peek_called, &peek, uvctx_now() + EVENTUALLY_MS));
+  ck_assert_int_eq(peek.plain_err, UV_ETIMEDOUT);
+  ck_assert_int_eq(peek.plain_cause, UV_EHOSTDOWN);
+  ck_assert_int_eq(peek.later_err, peek.plain_err);
+  ck_assert_int_eq(peek.later_cause, peek.plain_cause);
+  assert_done(later, UV_ETIMEDOUT, UV_EHOSTDOWN);
+
+  uvctx_release(later);
+  uvctx_release(plain);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_child_deadline_earlier_than_parents_leaves_parent_alone) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *child = mk_timeout_cause(&loop, parent, 5, UV_ENETDOWN);
+  rec_t rec;
+  rec_watch(&rec, child);
+
+  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);
+  assert_not_done(parent);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Deadlines and cancel
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
+  uint64_t dl = deadline_of(ctx);
+  rec_t rec;
+  rec_watch(&rec, ctx);
+
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
+
+  /* Wait well past the deadline. */
+  run_until(&loop, never, NULL, dl + 15);
+  ck_assert_uint_gt(uvctx_now(), dl);
+  ck_assert_int_eq(rec.calls, 1);
+  ck_assert_int_eq(rec.err, UV_ECANCELED);
+  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_parent_cancel_before_child_deadline_is_final) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_timeout(&loop, parent, 5);
+  uint64_t dl = deadline_of(child);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+
+  run_until(&loop, never, NULL, dl + 15);
+  assert_done(child, UV_ECANCELED, UV_EPIPE);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_cancel_after_timeout_is_ealready_and_keeps_etimedout) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 3);
+  rec_t rec;
+  rec_watch(&rec, ctx);
+  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+
+  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
+  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_timed_out_child_keeps_etimedout_after_parent_cancel) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *child = mk_timeout_cause(&loop, parent, 3, UV_ENETDOWN);
+  rec_t rec;
+  rec_watch(&rec, child);
+  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);
+  assert_done(parent, UV_ECANCELED, UV_EPIPE);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rec.calls, 1);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Liveness
+ * ------------------------------------------------------------------------- */
+
+START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 10000);
+  guard_t guard;
+  guard_start(&loop, &guard, EVENTUALLY_MS);
+
+  /* Nothing of ours is alive: uv_run returns without waiting for the
+   * deadline, so the context is still not done afterwards. */
+  int r = uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_msg(!guard.fired, "uv_run waited for the deadline timer");
+  ck_assert_int_eq(r, 0);
+  assert_not_done(ctx);
+
+  guard_close(&guard);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
+  uint64_t dl = deadline_of(ctx);
+  uv_async_t *done = uvctx_done_async(ctx);
+  ck_assert_ptr_nonnull(done);
+
+  guard_t guard;
+  guard_start(&loop, &guard, EVENTUALLY_MS);
+
+  uv_ref((uv_handle_t *)done);
+  int r = uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_msg(!guard.fired, "uv_run did not return once the signal was sent");
+  ck_assert_int_eq(r, 0);
+
+  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+  ck_assert_uint_ge(uvctx_now(), dl);
+  /* uvctx unref'd the signal once delivered: the loop is free to stop. */
+  ck_assert_int_eq(uv_has_ref((uv_handle_t *)done), 0);
+
+  guard_close(&guard);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *timer_suite(void) {
+  Suite *s = suite_create("timer");
+
+  TCase *tc = tcase_create("clock");
+  tcase_add_test(tc, test_now_is_uv_hrtime_in_milliseconds);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("firing");
+  tcase_add_test(tc, test_deadline_context_times_out_by_itself_with_etimedout);
+  tcase_add_test(tc, test_timeout_cause_is_the_cause_when_the_deadline_fires);
+  tcase_add_test(tc, test_timeout_cause_zero_reports_etimedout_as_cause);
+  tcase_add_test(tc, test_deadline_never_fires_before_uvctx_now_reaches_it);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("born_done_or_never");
+  tcase_add_test(tc, test_timeout_zero_is_born_done_with_etimedout);
+  tcase_add_test(tc, test_deadline_in_the_past_is_born_done_with_etimedout);
+  tcase_add_test(tc, test_born_done_cause_variants_report_the_given_cause);
+  tcase_add_test(tc,
+                 test_child_of_timed_out_parent_is_born_done_with_its_cause);
+  tcase_add_test(tc, test_timeout_near_uint64_max_saturates_and_never_comes);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("deadline_query");
+  tcase_add_test(tc, test_with_deadline_reports_its_deadline);
+  tcase_add_test(tc, test_with_timeout_reports_now_plus_timeout);
+  tcase_add_test(tc, test_deadline_is_none_without_a_deadline_in_the_ancestry);
+  tcase_add_test(tc, test_deadline_later_than_parents_reports_the_parents);
+  tcase_add_test(tc, test_deadline_earlier_than_parents_reports_its_own);
+  tcase_add_test(tc,
+                 test_deadline_is_inherited_through_value_and_cancel_contexts);
+  tcase_add_test(tc, test_without_cancel_hides_the_deadlines_above_it);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("tree");
+  tcase_add_test(
+      tc, test_parent_deadline_finishes_child_with_etimedout_and_its_cause);
+  tcase_add_test(tc,
+                 test_child_deadline_later_than_parents_changes_nothing_else);
+  tcase_add_test(tc,
+                 test_child_deadline_earlier_than_parents_leaves_parent_alone);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("cancel");
+  tcase_add_test(
+      tc, test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires);
+  tcase_add_test(tc, test_parent_cancel_before_child_deadline_is_final);
+  tcase_add_test(tc, test_cancel_after_timeout_is_ealready_and_keeps_etimedout);
+  tcase_add_test(tc, test_timed_out_child_keeps_etimedout_after_parent_cancel);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("liveness");
+  tcase_add_test(tc, test_deadline_context_does_not_keep_the_loop_alive);
+  tcase_add_test(
+      tc, test_refd_done_signal_keeps_the_loop_running_until_the_deadline);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
