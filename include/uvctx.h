@@ -86,7 +86,8 @@ struct uvctx_watch_s {
   uvctx_watch_t *next;
   uvctx_watch_t *prev;
   unsigned int state;
-  void *reserved[3];
+  unsigned int depth;
+  void *reserved[2];
 };
 
 /* ---------------------------------------------------------------------------

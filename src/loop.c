@@ -31,6 +31,15 @@ static void on_mailbox(uv_async_t *async) {
   uvctx__drain_mailbox(uvctx__container_of(async, uvctx__loop_t, mailbox));
 }
 
+/* A post can land while libuv is past the mailbox in its scan of the async
+ * handles, after the callback that made it (a user's async saying "released,
+ * done") has run; if that callback closed the last handle keeping the loop
+ * alive, uv_run would return with the post unseen. Checking after every poll
+ * closes that window. */
+static void on_check(uv_check_t *check) {
+  uvctx__catch_up(uvctx__container_of(check, uvctx__loop_t, catch_up));
+}
+
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
   uvctx__loop_t *lp;
   int err;
@@ -60,7 +69,10 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
   if (err != 0)
     goto fail_async;
   uv_unref((uv_handle_t *)&lp->mailbox);
-  /* uv_idle_init cannot fail. */
+  /* uv_check_init and uv_idle_init cannot fail. */
+  uv_check_init(loop, &lp->catch_up);
+  uv_check_start(&lp->catch_up, on_check);
+  uv_unref((uv_handle_t *)&lp->catch_up);
   uv_idle_init(loop, &lp->deliver);
 
   uv_mutex_lock(&registry_lock);
@@ -103,10 +115,12 @@ void uvctx__loop_unref(uvctx__loop_t *lp) {
   *link = lp->next;
   uv_mutex_unlock(&registry_lock);
 
-  lp->closing_handles = 2;
+  lp->closing_handles = 3;
   lp->mailbox.data = lp;
+  lp->catch_up.data = lp;
   lp->deliver.data = lp;
   uv_close((uv_handle_t *)&lp->mailbox, on_loop_handle_closed);
+  uv_close((uv_handle_t *)&lp->catch_up, on_loop_handle_closed);
   uv_close((uv_handle_t *)&lp->deliver, on_loop_handle_closed);
 }
 

@@ -115,6 +115,7 @@ struct uvctx__loop_s {
   atomic_int mailbox_full;       /* a hint, read without the lock */
   int draining;                  /* loop thread: uvctx__drain_mailbox runs */
   uv_async_t mailbox;    /* unref'd: wakes the loop for another thread */
+  uv_check_t catch_up;   /* unref'd: drains what arrived during a poll */
   uv_idle_t deliver;     /* runs due watch callbacks; active only when due */
   uvctx_watch_t *ready_head; /* due watches, in delivery order */
   uvctx_watch_t *ready_tail;

@@ -46,6 +46,38 @@ static void list_remove(uvctx__cancel_t *c, uvctx_watch_t *w) {
     c->watch_tail = w->prev;
 }
 
+/* How many value contexts stand between ctx and the cancellable context
+ * whose done-ness it shares. */
+static unsigned int value_depth(const uvctx_t *ctx) {
+  unsigned int depth = 0;
+
+  for (; ctx != &ctx->owner->ctx; ctx = ctx->parent)
+    depth++;
+  return depth;
+}
+
+/* A watch on a value context waits in its cancellable ancestor's list, yet an
+ * ancestor's callbacks run before its descendants': the list is kept sorted
+ * by depth, in registration order within a depth. Usually an append. */
+static void list_insert(uvctx__cancel_t *c, uvctx_watch_t *w,
+                        unsigned int depth) {
+  uvctx_watch_t *after = c->watch_tail;
+
+  while (after != NULL && after->depth > depth)
+    after = after->prev;
+  w->depth = depth;
+  w->prev = after;
+  w->next = after != NULL ? after->next : c->watch_head;
+  if (w->next != NULL)
+    w->next->prev = w;
+  else
+    c->watch_tail = w;
+  if (after != NULL)
+    after->next = w;
+  else
+    c->watch_head = w;
+}
+
 /* Loop thread, c done: the loop acts on it once. */
 void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx_watch_t *w;
@@ -111,12 +143,7 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
     return 0;
   }
   w->state = UVCTX__WATCH_PENDING;
-  w->prev = owner->watch_tail;
-  if (owner->watch_tail != NULL)
-    owner->watch_tail->next = w;
-  else
-    owner->watch_head = w;
-  owner->watch_tail = w;
+  list_insert(owner, w, value_depth(ctx));
   return 0;
 }
 

@@ -1,0 +1,919 @@
+/* Threads: cancel, release and the readers (err, cause, value, deadline,
+ * retain) called from threads that run no loop, while the loop thread works.
+ *
+ * Only uvctx_cancel*, uvctx_err, uvctx_cause, uvctx_deadline, uvctx_value,
+ * uvctx_retain, uvctx_release and uvctx_now are called off the loop thread.
+ *
+ * A hand-off from another thread is only seen while the loop polls, so every
+ * test keeps a ref'd uv_async_t of its own (a "crew") alive until its worker
+ * threads have finished: each worker's last act is to send it, and its
+ * callback joins the workers and closes it. The assertions do not depend on
+ * how the threads interleave; build with -fsanitize=thread to look for races. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "test.h"
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a;
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* Worker threads and the ref'd async that keeps the loop polling for them. */
+enum { MAX_WORKERS = 16 };
+
+typedef struct {
+  uv_async_t async;
+  uv_thread_t tids[MAX_WORKERS];
+  int n;
+  atomic_int finished;
+  int joined;
+} crew_t;
+
+static void crew_async_cb(uv_async_t *a) {
+  crew_t *cr = a->data;
+  if (cr->joined || atomic_load(&cr->finished) < cr->n)
+    return;
+  for (int i = 0; i < cr->n; i++)
+    ck_assert_int_eq(uv_thread_join(&cr->tids[i]), 0);
+  cr->joined = 1;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void crew_init(crew_t *cr, uv_loop_t *loop) {
+  memset(cr, 0, sizeof *cr);
+  atomic_init(&cr->finished, 0);
+  ck_assert_int_eq(uv_async_init(loop, &cr->async, crew_async_cb), 0);
+  cr->async.data = cr;
+}
+
+static void crew_spawn(crew_t *cr, uv_thread_cb fn, void *arg) {
+  ck_assert_int_lt(cr->n, MAX_WORKERS);
+  ck_assert_int_eq(uv_thread_create(&cr->tids[cr->n], fn, arg), 0);
+  cr->n++;
+}
+
+/* A worker's last act. */
+static void crew_finish(crew_t *cr) {
+  atomic_fetch_add(&cr->finished, 1);
+  uv_async_send(&cr->async);
+}
+
+/* Runs the loop until the crew has finished and everything due has run. */
+static void crew_run(crew_t *cr, uv_loop_t *loop) {
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(cr->joined, 1);
+}
+
+static void spin_until_set(atomic_int *flag) {
+  while (!atomic_load(flag))
+    sched_yield();
+}
+
+static void spin_until_at_least(atomic_int *v, int n) {
+  while (atomic_load(v) < n)
+    sched_yield();
+}
+
+/* A watch that records its calls (on the loop thread). */
+typedef struct {
+  int ran;
+  uv_thread_t loop_thread;
+} journal_t;
+
+typedef struct {
+  uvctx_watch_t w;
+  journal_t *j;
+  int calls;
+  int err;
+  int seq;
+  int on_loop_thread;
+} probe_t;
+
+static void journal_init(journal_t *j) {
+  j->ran = 0;
+  j->loop_thread = uv_thread_self();
+}
+
+static void probe_cb(uvctx_watch_t *w, int err) {
+  probe_t *p = w->data;
+  uv_thread_t self = uv_thread_self();
+  p->calls++;
+  p->err = err;
+  p->seq = ++p->j->ran;
+  p->on_loop_thread = uv_thread_equal(&self, &p->j->loop_thread);
+}
+
+static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
+  memset(p, 0, sizeof *p);
+  p->j = j;
+  p->w.data = p;
+  return uvctx_watch(ctx, &p->w, probe_cb);
+}
+
+/* ---------------------------------------------------------------------------
+ * One cancel from another thread
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  crew_t crew;
+  uvctx_t *target;
+  int cause;
+  int rc;
+  int err_after;
+  int cause_after;
+} one_cancel_t;
+
+static void one_cancel_worker(void *arg) {
+  one_cancel_t *oc = arg;
+  oc->rc = oc->cause ? uvctx_cancel_cause(oc->target, oc->cause)
+                     : uvctx_cancel(oc->target);
+  oc->err_after = uvctx_err(oc->target);
+  oc->cause_after = uvctx_cause(oc->target);
+  crew_finish(&oc->crew);
+}
+
+START_TEST(cancel_from_another_thread_sets_err_before_it_returns) {
+  uv_loop_t loop;
+  one_cancel_t oc;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  memset(&oc, 0, sizeof oc);
+  crew_init(&oc.crew, &loop);
+  oc.target = p;
+  oc.cause = UV_EPIPE;
+  crew_spawn(&oc.crew, one_cancel_worker, &oc);
+  crew_run(&oc.crew, &loop);
+
+  ck_assert_int_eq(oc.rc, 0);
+  ck_assert_int_eq(oc.err_after, UV_ECANCELED); /* read on the worker */
+  ck_assert_int_eq(oc.cause_after, UV_EPIPE);
+  uvctx_release(p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
+  uv_loop_t loop;
+  one_cancel_t oc;
+  journal_t j;
+  probe_t pr[8];
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  journal_init(&j);
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_timeout(&loop, p, 60000);
+  uvctx_t *v = mk_value(c, &key_a, NULL);
+  uvctx_t *g = mk_cancel(&loop, v);
+  uvctx_t *ctxs[4] = {p, c, v, g};
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(probe_watch(&pr[i], &j, ctxs[i % 4]), 0);
+
+  memset(&oc, 0, sizeof oc);
+  crew_init(&oc.crew, &loop);
+  oc.target = p;
+  crew_spawn(&oc.crew, one_cancel_worker, &oc);
+  crew_run(&oc.crew, &loop);
+
+  ck_assert_int_eq(oc.rc, 0);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_int_eq(uvctx_err(ctxs[i]), UV_ECANCELED);
+    ck_assert_int_eq(uvctx_cause(ctxs[i]), UV_ECANCELED);
+  }
+  for (int i = 0; i < 8; i++) {
+    ck_assert_int_eq(pr[i].calls, 1);
+    ck_assert_int_eq(pr[i].err, UV_ECANCELED);
+    ck_assert_int_eq(pr[i].on_loop_thread, 1);
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(pr[i].calls, 1);
+
+  uvctx_release(g);
+  uvctx_release(v);
+  uvctx_release(c);
+  uvctx_release(p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_from_another_thread_is_delivered_in_tree_order) {
+  uv_loop_t loop;
+  one_cancel_t oc;
+  journal_t j;
+  enum { P1, P2, C1, C2, G1, G2, N };
+  probe_t pr[N];
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  journal_init(&j);
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, p);
+  uvctx_t *g = mk_cancel(&loop, c);
+  ck_assert_int_eq(probe_watch(&pr[G1], &j, g), 0);
+  ck_assert_int_eq(probe_watch(&pr[C1], &j, c), 0);
+  ck_assert_int_eq(probe_watch(&pr[P1], &j, p), 0);
+  ck_assert_int_eq(probe_watch(&pr[G2], &j, g), 0);
+  ck_assert_int_eq(probe_watch(&pr[P2], &j, p), 0);
+  ck_assert_int_eq(probe_watch(&pr[C2], &j, c), 0);
+
+  memset(&oc, 0, sizeof oc);
+  crew_init(&oc.crew, &loop);
+  oc.target = p;
+  crew_spawn(&oc.crew, one_cancel_worker, &oc);
+  crew_run(&oc.crew, &loop);
+
+  ck_assert_int_eq(j.ran, N);
+  ck_assert_int_lt(pr[P1].seq, pr[P2].seq);
+  ck_assert_int_lt(pr[P2].seq, pr[C1].seq);
+  ck_assert_int_lt(pr[C1].seq, pr[C2].seq);
+  ck_assert_int_lt(pr[C2].seq, pr[G1].seq);
+  ck_assert_int_lt(pr[G1].seq, pr[G2].seq);
+
+  uvctx_release(g);
+  uvctx_release(c);
+  uvctx_release(p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Many threads racing to cancel the same context
+ * ------------------------------------------------------------------------- */
+
+enum { RACERS = 8, RACE_ROUNDS = 20 };
+
+typedef struct race_s race_t;
+
+typedef struct {
+  race_t *race;
+  int cause;
+  int rc;
+  int err_after;
+  int cause_after;
+} racer_t;
+
+struct race_s {
+  crew_t crew;
+  uv_barrier_t barrier;
+  uvctx_t *target;
+  racer_t racers[RACERS];
+};
+
+static void racer_main(void *arg) {
+  racer_t *r = arg;
+  uv_barrier_wait(&r->race->barrier);
+  r->rc = uvctx_cancel_cause(r->race->target, r->cause);
+  r->err_after = uvctx_err(r->race->target);
+  r->cause_after = uvctx_cause(r->race->target);
+  crew_finish(&r->race->crew);
+}
+
+START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
+  static const int causes[RACERS] = {UV_EPIPE,   UV_ECONNRESET, UV_EIO,
+                                     UV_EINTR,   UV_EAGAIN,     UV_EBUSY,
+                                     UV_ENOENT,  UV_EPERM};
+  uv_loop_t loop;
+  journal_t j;
+  race_t *race = calloc(1, sizeof *race);
+  ck_assert_ptr_nonnull(race);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  journal_init(&j);
+
+  for (int round = 0; round < RACE_ROUNDS; round++) {
+    probe_t pw;
+    uvctx_t *p = mk_cancel(&loop, uvctx_background());
+    uvctx_t *c = mk_timeout(&loop, p, 60000);
+    uvctx_t *v = mk_value(c, &key_a, NULL);
+    uvctx_t *g = mk_cancel(&loop, v);
+    ck_assert_int_eq(probe_watch(&pw, &j, g), 0);
+
+    crew_init(&race->crew, &loop);
+    ck_assert_int_eq(uv_barrier_init(&race->barrier, RACERS), 0);
+    race->target = p;
+    for (int i = 0; i < RACERS; i++) {
+      race->racers[i] = (racer_t){.race = race, .cause = causes[i]};
+      crew_spawn(&race->crew, racer_main, &race->racers[i]);
+    }
+    crew_run(&race->crew, &loop);
+    uv_barrier_destroy(&race->barrier);
+
+    int winners = 0, winning_cause = 0;
+    for (int i = 0; i < RACERS; i++) {
+      racer_t *r = &race->racers[i];
+      ck_assert_int_eq(r->err_after, UV_ECANCELED);
+      if (r->rc == 0) {
+        winners++;
+        winning_cause = r->cause;
+      } else {
+        ck_assert_int_eq(r->rc, UV_EALREADY);
+      }
+    }
+    ck_assert_int_eq(winners, 1);
+    for (int i = 0; i < RACERS; i++)
+      ck_assert_int_eq(race->racers[i].cause_after, winning_cause);
+    ck_assert_int_eq(uvctx_cause(p), winning_cause);
+    ck_assert_int_eq(uvctx_cause(c), winning_cause);
+    ck_assert_int_eq(uvctx_cause(v), winning_cause);
+    ck_assert_int_eq(uvctx_cause(g), winning_cause);
+    ck_assert_int_eq(uvctx_err(g), UV_ECANCELED);
+    ck_assert_int_eq(pw.calls, 1);
+
+    uvctx_release(g);
+    uvctx_release(v);
+    uvctx_release(c);
+    uvctx_release(p);
+  }
+  ASSERT_LOOP_CLOSES(&loop);
+  free(race);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Threads cancelling different nodes while the loop thread adds children
+ * ------------------------------------------------------------------------- */
+
+enum { FOREST_NODES = 4, FOREST_KIDS = 150 };
+
+typedef struct forest_s forest_t;
+
+typedef struct {
+  forest_t *f;
+  int idx;
+  int rc;
+  int err_after;
+} feller_t;
+
+struct forest_s {
+  uv_loop_t *loop;
+  journal_t j;
+  crew_t crew;
+  uv_idle_t idle;
+  atomic_int go;
+  int after_finish;
+  uvctx_t *root;
+  uvctx_t *node[FOREST_NODES + 1]; /* the last one is never cancelled */
+  probe_t node_watch[FOREST_NODES + 1];
+  int nkids;
+  uvctx_t *kids[FOREST_NODES + 1][FOREST_KIDS];
+  probe_t kid_watch[FOREST_NODES + 1][FOREST_KIDS];
+  feller_t fellers[FOREST_NODES];
+};
+
+static const int forest_causes[FOREST_NODES] = {UV_EPIPE, UV_EIO, UV_EINTR,
+                                                UV_EBUSY};
+
+/* Loop thread, every iteration: one more child under every node, until the
+ * fellers are done (and a few more rounds, for children born done). */
+static void forest_grow(uv_idle_t *h) {
+  forest_t *f = h->data;
+  if (f->nkids < FOREST_KIDS) {
+    for (int i = 0; i <= FOREST_NODES; i++) {
+      uvctx_t *k;
+      switch (f->nkids % 3) {
+      case 0: k = mk_cancel(f->loop, f->node[i]); break;
+      case 1: k = mk_value(f->node[i], &key_a, NULL); break;
+      default: k = mk_timeout(f->loop, f->node[i], 60000); break;
+      }
+      f->kids[i][f->nkids] = k;
+      ck_assert_int_eq(probe_watch(&f->kid_watch[i][f->nkids], &f->j, k), 0);
+    }
+    f->nkids++;
+    atomic_store(&f->go, 1);
+  }
+  if (atomic_load(&f->crew.finished) == FOREST_NODES)
+    f->after_finish++;
+  if (f->nkids == FOREST_KIDS || f->after_finish >= 3)
+    uv_close((uv_handle_t *)h, NULL);
+}
+
+static void feller_main(void *arg) {
+  feller_t *fl = arg;
+  forest_t *f = fl->f;
+  spin_until_set(&f->go);
+  uint64_t t0 = uv_hrtime();
+  while (uv_hrtime() - t0 < (uint64_t)fl->idx * 100000) /* 0.1 ms apart */
+    sched_yield();
+  fl->rc = uvctx_cancel_cause(f->node[fl->idx], forest_causes[fl->idx]);
+  fl->err_after = uvctx_err(f->node[fl->idx]);
+  crew_finish(&f->crew);
+}
+
+START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
+  uv_loop_t loop;
+  forest_t *f = calloc(1, sizeof *f);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  f->loop = &loop;
+  journal_init(&f->j);
+  atomic_init(&f->go, 0);
+  f->root = mk_cancel(&loop, uvctx_background());
+  for (int i = 0; i <= FOREST_NODES; i++) {
+    f->node[i] = i % 2 ? mk_timeout(&loop, f->root, 60000)
+                       : mk_cancel(&loop, f->root);
+    ck_assert_int_eq(probe_watch(&f->node_watch[i], &f->j, f->node[i]), 0);
+  }
+  crew_init(&f->crew, &loop);
+  ck_assert_int_eq(uv_idle_init(&loop, &f->idle), 0);
+  f->idle.data = f;
+  ck_assert_int_eq(uv_idle_start(&f->idle, forest_grow), 0);
+  for (int i = 0; i < FOREST_NODES; i++) {
+    f->fellers[i] = (feller_t){.f = f, .idx = i};
+    crew_spawn(&f->crew, feller_main, &f->fellers[i]);
+  }
+  crew_run(&f->crew, &loop);
+
+  for (int i = 0; i < FOREST_NODES; i++) {
+    ck_assert_int_eq(f->fellers[i].rc, 0);
+    ck_assert_int_eq(f->fellers[i].err_after, UV_ECANCELED);
+    ck_assert_int_eq(f->node_watch[i].calls, 1);
+    for (int k = 0; k < f->nkids; k++) {
+      ck_assert_int_eq(uvctx_err(f->kids[i][k]), UV_ECANCELED);
+      ck_assert_int_eq(uvctx_cause(f->kids[i][k]), forest_causes[i]);
+      ck_assert_int_eq(f->kid_watch[i][k].calls, 1);
+      ck_assert_int_eq(f->kid_watch[i][k].err, UV_ECANCELED);
+      ck_assert_int_eq(f->kid_watch[i][k].on_loop_thread, 1);
+    }
+  }
+  /* the node nobody cancelled, and the root, are untouched */
+  ck_assert_int_eq(uvctx_err(f->root), 0);
+  ck_assert_int_eq(uvctx_err(f->node[FOREST_NODES]), 0);
+  ck_assert_int_eq(f->node_watch[FOREST_NODES].calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&f->node_watch[FOREST_NODES].w), 0);
+  for (int k = 0; k < f->nkids; k++) {
+    ck_assert_int_eq(uvctx_err(f->kids[FOREST_NODES][k]), 0);
+    ck_assert_int_eq(f->kid_watch[FOREST_NODES][k].calls, 0);
+    ck_assert_int_eq(uvctx_unwatch(&f->kid_watch[FOREST_NODES][k].w), 0);
+  }
+
+  for (int i = 0; i <= FOREST_NODES; i++) {
+    for (int k = 0; k < f->nkids; k++)
+      uvctx_release(f->kids[i][k]);
+    uvctx_release(f->node[i]);
+  }
+  uvctx_release(f->root);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(f);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Release from other threads
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  crew_t crew;
+  uvctx_t *give[2];
+} handover_t;
+
+static void release_worker(void *arg) {
+  uvctx_t **slot = arg;
+  uvctx_release(*slot);
+}
+
+static void handover_main0(void *arg) {
+  handover_t *h = arg;
+  release_worker(&h->give[0]);
+  crew_finish(&h->crew);
+}
+
+static void handover_main1(void *arg) {
+  handover_t *h = arg;
+  release_worker(&h->give[1]);
+  crew_finish(&h->crew);
+}
+
+START_TEST(release_of_the_last_reference_on_another_thread_is_done_by_the_loop) {
+  uv_loop_t loop;
+  handover_t h;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  /* a chain held only by its leaf, with handles of every kind */
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  ck_assert_ptr_nonnull(uvctx_done_async(p));
+  uvctx_t *v = mk_value(p, &key_a, NULL);
+  uvctx_t *t = mk_timeout(&loop, v, 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(t));
+  uvctx_t *leaf = mk_cancel(&loop, t);
+  uvctx_release(p);
+  uvctx_release(v);
+  uvctx_release(t);
+  /* and a cancelled deadline context on its own */
+  uvctx_t *lone = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(lone));
+  ck_assert_int_eq(uvctx_cancel(lone), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  memset(&h, 0, sizeof h);
+  crew_init(&h.crew, &loop);
+  h.give[0] = leaf;
+  h.give[1] = lone;
+  crew_spawn(&h.crew, handover_main0, &h);
+  crew_spawn(&h.crew, handover_main1, &h);
+  crew_run(&h.crew, &loop);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* The loop thread and the workers each hold references; whoever drops the
+ * last one, the loop tears the context down. */
+enum { SHARERS = 4, SHARE_PAIRS = 2000 };
+
+typedef struct {
+  crew_t crew;
+  uv_idle_t idle;
+  atomic_int started;
+  uvctx_t *ctx, *child;
+} share_t;
+
+static void sharer_main(void *arg) {
+  share_t *s = arg;
+  atomic_fetch_add(&s->started, 1);
+  for (int i = 0; i < SHARE_PAIRS; i++) {
+    uvctx_release(uvctx_retain(s->ctx));
+    uvctx_release(uvctx_retain(s->child));
+  }
+  uvctx_release(s->child); /* the references handed over */
+  uvctx_release(s->ctx);
+  crew_finish(&s->crew);
+}
+
+static void share_drop_own(uv_idle_t *h) {
+  share_t *s = h->data;
+  if (atomic_load(&s->started) < 1)
+    return;
+  uvctx_release(s->child);
+  uvctx_release(s->ctx);
+  uv_close((uv_handle_t *)h, NULL);
+}
+
+START_TEST(last_reference_dropped_by_whichever_thread_releases_last) {
+  uv_loop_t loop;
+  share_t *s = calloc(1, sizeof *s);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  atomic_init(&s->started, 0);
+  s->ctx = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(s->ctx));
+  s->child = mk_cancel(&loop, s->ctx);
+  crew_init(&s->crew, &loop);
+  for (int i = 0; i < SHARERS; i++) {
+    uvctx_retain(s->ctx); /* one each, handed over */
+    uvctx_retain(s->child);
+    crew_spawn(&s->crew, sharer_main, s);
+  }
+  ck_assert_int_eq(uv_idle_init(&loop, &s->idle), 0);
+  s->idle.data = s;
+  ck_assert_int_eq(uv_idle_start(&s->idle, share_drop_own), 0);
+  crew_run(&s->crew, &loop);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(s);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * retain/release hammered while the loop cancels
+ * ------------------------------------------------------------------------- */
+
+enum { HAMMERS = 4, HAMMER_ITERS = 5000 };
+
+typedef struct {
+  crew_t crew;
+  uv_idle_t idle;
+  atomic_int started;
+  atomic_int faults;
+  int val;
+  uvctx_t *targets[3]; /* cancel, deadline under it, value under that */
+  int cancel_rc;
+} hammer_t;
+
+static void hammer_main(void *arg) {
+  hammer_t *h = arg;
+  for (int i = 0; i < HAMMER_ITERS; i++) {
+    uvctx_t *t = h->targets[i % 3];
+    if (uvctx_retain(t) != t)
+      atomic_fetch_add(&h->faults, 1);
+    if (uvctx_value(h->targets[2], &key_a) != &h->val)
+      atomic_fetch_add(&h->faults, 1);
+    int e = uvctx_err(t);
+    if (e != 0 && e != UV_ECANCELED)
+      atomic_fetch_add(&h->faults, 1);
+    uvctx_release(t);
+    if (i == 100)
+      atomic_fetch_add(&h->started, 1);
+  }
+  crew_finish(&h->crew);
+}
+
+static void hammer_cancel_when_started(uv_idle_t *idle) {
+  hammer_t *h = idle->data;
+  if (atomic_load(&h->started) < HAMMERS)
+    return;
+  h->cancel_rc = uvctx_cancel(h->targets[0]);
+  uv_close((uv_handle_t *)idle, NULL);
+}
+
+START_TEST(retain_release_from_threads_while_the_loop_cancels) {
+  uv_loop_t loop;
+  journal_t j;
+  probe_t pw[3];
+  hammer_t *h = calloc(1, sizeof *h);
+  ck_assert_ptr_nonnull(h);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  journal_init(&j);
+  atomic_init(&h->started, 0);
+  atomic_init(&h->faults, 0);
+  h->targets[0] = mk_cancel(&loop, uvctx_background());
+  h->targets[1] = mk_timeout(&loop, h->targets[0], 60000);
+  h->targets[2] = mk_value(h->targets[1], &key_a, &h->val);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(probe_watch(&pw[i], &j, h->targets[i]), 0);
+  h->cancel_rc = 12345;
+
+  crew_init(&h->crew, &loop);
+  ck_assert_int_eq(uv_idle_init(&loop, &h->idle), 0);
+  h->idle.data = h;
+  ck_assert_int_eq(uv_idle_start(&h->idle, hammer_cancel_when_started), 0);
+  for (int i = 0; i < HAMMERS; i++)
+    crew_spawn(&h->crew, hammer_main, h);
+  crew_run(&h->crew, &loop);
+
+  ck_assert_int_eq(atomic_load(&h->faults), 0);
+  ck_assert_int_eq(h->cancel_rc, 0);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(uvctx_err(h->targets[i]), UV_ECANCELED);
+    ck_assert_int_eq(pw[i].calls, 1);
+  }
+  /* the counts are balanced: still exactly one reference each */
+  ck_assert_ptr_eq(uvctx_value(h->targets[2], &key_a), &h->val);
+  uvctx_release(h->targets[2]);
+  uvctx_release(h->targets[1]);
+  uvctx_release(h->targets[0]);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(h);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * err and cause read from threads while the context is cancelled
+ * ------------------------------------------------------------------------- */
+
+enum { READERS = 4, READS_AFTER_DONE = 500 };
+
+typedef struct {
+  crew_t crew;
+  uv_idle_t idle;
+  atomic_int started;
+  atomic_int violations;
+  atomic_int first_read_not_zero;
+  atomic_int timed_out;
+  int from_thread; /* cancel from a thread of its own, else the loop */
+  int cancel_rc;
+  uvctx_t *ctxs[3]; /* cancel, cancel child, value grandchild */
+} readers_t;
+
+/* err first, then cause: once err is set, cause must be the given one. */
+static void reader_main(void *arg) {
+  readers_t *r = arg;
+  int prev[3] = {0, 0, 0};
+  int after_done = 0;
+  uint64_t t0 = uvctx_now();
+  for (int n = 0;; n++) {
+    int all_done = 1;
+    for (int i = 0; i < 3; i++) {
+      int e = uvctx_err(r->ctxs[i]);
+      int c = uvctx_cause(r->ctxs[i]);
+      if (n == 0 && (e != 0 || c != 0))
+        atomic_fetch_add(&r->first_read_not_zero, 1);
+      if (prev[i] != 0 && e != prev[i])
+        atomic_fetch_add(&r->violations, 1); /* err changed once set */
+      if (e != 0 && (e != UV_ECANCELED || c != UV_EPIPE))
+        atomic_fetch_add(&r->violations, 1); /* cause inconsistent */
+      int c2 = uvctx_cause(r->ctxs[i]);
+      int e2 = uvctx_err(r->ctxs[i]);
+      if (c2 != 0 && e2 == 0)
+        atomic_fetch_add(&r->violations, 1); /* a cause without an err */
+      if (c2 != 0 && c2 != UV_EPIPE)
+        atomic_fetch_add(&r->violations, 1);
+      prev[i] = e2 != 0 ? e2 : e;
+      if (prev[i] == 0)
+        all_done = 0;
+    }
+    if (n == 0)
+      atomic_fetch_add(&r->started, 1);
+    if (all_done && ++after_done >= READS_AFTER_DONE)
+      break;
+    sched_yield(); /* lets the loop thread run under unfair schedulers */
+    if ((n & 255) == 0 && uvctx_now() - t0 > 10000) {
+      atomic_fetch_add(&r->timed_out, 1);
+      break;
+    }
+  }
+  crew_finish(&r->crew);
+}
+
+static void readers_cancel_main(void *arg) {
+  readers_t *r = arg;
+  spin_until_at_least(&r->started, READERS);
+  r->cancel_rc = uvctx_cancel_cause(r->ctxs[0], UV_EPIPE);
+  crew_finish(&r->crew);
+}
+
+static void readers_cancel_on_loop(uv_idle_t *idle) {
+  readers_t *r = idle->data;
+  if (atomic_load(&r->started) < READERS)
+    return;
+  r->cancel_rc = uvctx_cancel_cause(r->ctxs[0], UV_EPIPE);
+  uv_close((uv_handle_t *)idle, NULL);
+}
+
+static void run_readers(int from_thread) {
+  uv_loop_t loop;
+  readers_t *r = calloc(1, sizeof *r);
+  ck_assert_ptr_nonnull(r);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  atomic_init(&r->started, 0);
+  atomic_init(&r->violations, 0);
+  atomic_init(&r->first_read_not_zero, 0);
+  atomic_init(&r->timed_out, 0);
+  r->from_thread = from_thread;
+  r->cancel_rc = 12345;
+  r->ctxs[0] = mk_cancel(&loop, uvctx_background());
+  r->ctxs[1] = mk_timeout(&loop, r->ctxs[0], 60000);
+  r->ctxs[2] = mk_value(r->ctxs[1], &key_a, NULL);
+
+  crew_init(&r->crew, &loop);
+  if (!from_thread) {
+    ck_assert_int_eq(uv_idle_init(&loop, &r->idle), 0);
+    r->idle.data = r;
+    ck_assert_int_eq(uv_idle_start(&r->idle, readers_cancel_on_loop), 0);
+  }
+  for (int i = 0; i < READERS; i++)
+    crew_spawn(&r->crew, reader_main, r);
+  if (from_thread)
+    crew_spawn(&r->crew, readers_cancel_main, r);
+  crew_run(&r->crew, &loop);
+
+  ck_assert_int_eq(r->cancel_rc, 0);
+  ck_assert_int_eq(atomic_load(&r->timed_out), 0);
+  ck_assert_int_eq(atomic_load(&r->first_read_not_zero), 0);
+  ck_assert_int_eq(atomic_load(&r->violations), 0);
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(uvctx_err(r->ctxs[i]), UV_ECANCELED);
+    ck_assert_int_eq(uvctx_cause(r->ctxs[i]), UV_EPIPE);
+  }
+  for (int i = 2; i >= 0; i--)
+    uvctx_release(r->ctxs[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(r);
+}
+
+START_TEST(err_and_cause_read_from_threads_while_the_loop_cancels) {
+  run_readers(0);
+}
+END_TEST
+
+START_TEST(err_and_cause_read_from_threads_while_another_thread_cancels) {
+  run_readers(1);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Hand-offs that arrive while the loop is running async callbacks
+ *
+ * The crew recipe (a ref'd handle closed once the worker is done) must work
+ * whatever the loop is doing when the worker calls in. Here it is made to
+ * call in at the worst moment, deterministically: the worker first wakes the
+ * loop through a "gate" async of ours, and does its release or cancel (then
+ * finishes the crew) while the loop thread waits inside the gate's callback,
+ * that is in the middle of libuv's pass over the loop's async handles. The
+ * gate is made after the loop's first context (so after uvctx's own async)
+ * and before the crew.
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  uv_async_t gate;
+  crew_t crew;
+  atomic_int go;
+  uvctx_t *target;
+  int cancel; /* 1: cancel target, 0: release it */
+  int rc;
+} gated_t;
+
+static void gate_cb(uv_async_t *a) {
+  gated_t *g = a->data;
+  atomic_store(&g->go, 1);
+  spin_until_at_least(&g->crew.finished, 1); /* worker done, crew sent */
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void gated_worker(void *arg) {
+  gated_t *g = arg;
+  uv_async_send(&g->gate);
+  spin_until_set(&g->go);
+  if (g->cancel)
+    g->rc = uvctx_cancel(g->target);
+  else
+    uvctx_release(g->target);
+  crew_finish(&g->crew);
+}
+
+static void gated_start(gated_t *g, uv_loop_t *loop, uvctx_t *target,
+                        int cancel) {
+  memset(g, 0, sizeof *g);
+  atomic_init(&g->go, 0);
+  g->target = target;
+  g->cancel = cancel;
+  g->rc = 12345;
+  ck_assert_int_eq(uv_async_init(loop, &g->gate, gate_cb), 0);
+  g->gate.data = g;
+  crew_init(&g->crew, loop);
+  crew_spawn(&g->crew, gated_worker, g);
+}
+
+START_TEST(release_on_another_thread_during_async_callbacks_is_not_lost) {
+  uv_loop_t loop;
+  gated_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(c));
+  gated_start(&g, &loop, c, 0);
+  crew_run(&g.crew, &loop);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_on_another_thread_during_async_callbacks_is_delivered) {
+  uv_loop_t loop;
+  gated_t g;
+  journal_t j;
+  probe_t p;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  journal_init(&j);
+  uvctx_t *c = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  gated_start(&g, &loop, c, 1);
+  crew_run(&g.crew, &loop);
+  ck_assert_int_eq(g.rc, 0);
+  /* c is done and its callback is due: uv_run must not have returned yet */
+  ck_assert_int_eq(p.calls, 1);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+
+Suite *threads_suite(void) {
+  Suite *s = suite_create("threads");
+
+  TCase *tc = tcase_create("cancel");
+  tcase_set_timeout(tc, 30); /* valgrind and TSan; normally well under 1 s */
+  tcase_add_test(tc, cancel_from_another_thread_sets_err_before_it_returns);
+  tcase_add_test(tc, cancel_from_another_thread_is_delivered_on_the_loop_exactly_once);
+  tcase_add_test(tc, cancel_from_another_thread_is_delivered_in_tree_order);
+  tcase_add_test(tc, racing_cancels_exactly_one_wins_and_its_cause_is_everywhere);
+  tcase_add_test(tc, threads_cancel_nodes_while_the_loop_adds_children_under_them);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("release");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, release_of_the_last_reference_on_another_thread_is_done_by_the_loop);
+  tcase_add_test(tc, last_reference_dropped_by_whichever_thread_releases_last);
+  tcase_add_test(tc, retain_release_from_threads_while_the_loop_cancels);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("readers");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, err_and_cause_read_from_threads_while_the_loop_cancels);
+  tcase_add_test(tc, err_and_cause_read_from_threads_while_another_thread_cancels);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("handoff");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, release_on_another_thread_during_async_callbacks_is_not_lost);
+  tcase_add_test(tc, cancel_on_another_thread_during_async_callbacks_is_delivered);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
