@@ -51,6 +51,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <uv.h>
 
 #ifdef __cplusplus
@@ -87,7 +88,11 @@ struct uvctx_watch_s {
   uvctx_watch_t *prev;
   unsigned int state;
   unsigned int depth;
-  void *reserved[2];
+  union {
+    uv_handle_t *handle; /* uvctx_close_on_done */
+    uv_req_t *req;       /* uvctx_cancel_on_done */
+  } target;
+  uv_close_cb close_cb;
 };
 
 /* ---------------------------------------------------------------------------
@@ -305,6 +310,159 @@ UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
  * After every context of a loop has been released (on its thread) and the loop
  * has run once more, uv_loop_close(loop) returns 0. */
 UVCTX_EXTERN void uvctx_release(uvctx_t *ctx);
+
+/* ===========================================================================
+ * Beyond Go: libuv integration
+ * ======================================================================== */
+
+/* ---------------------------------------------------------------------------
+ * Signals (Go's signal.NotifyContext)
+ * ------------------------------------------------------------------------- */
+
+/* A cancellable context that is done, with err UV_ECANCELED, when one of the
+ * count signals in signums arrives (or its parent is done). It listens with
+ * one uv_signal_t per signal, unref'd; releasing the context stops listening.
+ * Only the first signal counts: read it back with uvctx_signal_received().
+ * Errors: UV_EINVAL if loop, parent, signums or out is NULL, count is 0, or a
+ * signal number is not one that can be caught (0, negative, >= NSIG, SIGKILL,
+ * SIGSTOP); UV_ENOMEM. Loop thread. */
+UVCTX_EXTERN int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent,
+                                   const int *signums, size_t count,
+                                   uvctx_t **out);
+
+/* The signal number that finished ctx (a context from uvctx_with_signal or
+ * uvctx_with_shutdown), or 0 when no signal has (yet), or ctx is NULL or of
+ * another kind. Any thread. */
+UVCTX_EXTERN int uvctx_signal_received(const uvctx_t *ctx);
+
+/* ---------------------------------------------------------------------------
+ * Any of several parents (Node's AbortSignal.any)
+ * ------------------------------------------------------------------------- */
+
+/* A cancellable context that is done as soon as any of the count parents is,
+ * with that parent's err and cause (if several already are, the first in
+ * order). uvctx_value() looks in parents in order; uvctx_deadline() is the
+ * earliest of all. It holds a reference to each parent and sits in each
+ * parent's list of children until it is released, so a short-lived "any" of
+ * long-lived parents leaves nothing behind. Parents may live on other loops.
+ * Errors: UV_EINVAL if loop, parents, an entry of parents or out is NULL, or
+ * count is 0; UV_ENOMEM. Loop thread. */
+UVCTX_EXTERN int uvctx_with_any(uv_loop_t *loop, uvctx_t *const *parents,
+                                size_t count, uvctx_t **out);
+
+/* ---------------------------------------------------------------------------
+ * Idle timeouts and the loop
+ * ------------------------------------------------------------------------- */
+
+/* Moves the deadline of ctx, a context made by uvctx_with_deadline or
+ * uvctx_with_timeout, to uvctx_now() + timeout_ms, later or earlier: an idle
+ * timeout that is reset on every read. O(log n) in the loop's timers, no
+ * allocation. A timeout of 0 finishes ctx at once (UV_ETIMEDOUT).
+ * Returns UV_EALREADY once ctx is done. Errors: UV_EINVAL if ctx is NULL or
+ * has no timer of its own. Loop thread. */
+UVCTX_EXTERN int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms);
+
+/* By default a context never keeps its loop alive. With on != 0, the
+ * deadline timer of ctx (a deadline or shutdown context) keeps the loop alive
+ * until it fires or ctx is done; on == 0 restores the default.
+ * Errors: UV_EINVAL if ctx is NULL or has no timer of its own. Loop thread. */
+UVCTX_EXTERN int uvctx_keepalive(uvctx_t *ctx, int on);
+
+/* ---------------------------------------------------------------------------
+ * Handles and requests
+ *
+ * These register a watch that, instead of calling you, acts on a libuv
+ * handle or request when ctx is done. The watch is yours (see uvctx_watch_t):
+ * keep it and the handle or request alive until then, or uvctx_unwatch() it
+ * first, typically in the request's callback or before closing the handle
+ * yourself. Watching a context that can never be done succeeds and does
+ * nothing.
+ * ------------------------------------------------------------------------- */
+
+/* Calls uv_close(handle, close_cb) when ctx is done, unless the handle is
+ * closing by then. close_cb may be NULL. Errors: UV_EINVAL if ctx, handle or
+ * w is NULL, the handle is already closing or belongs to another loop than
+ * ctx's; UV_EBUSY if w is pending. Loop thread. */
+UVCTX_EXTERN int uvctx_close_on_done(uvctx_t *ctx, uv_handle_t *handle,
+                                     uvctx_watch_t *w, uv_close_cb close_cb);
+
+/* Calls uv_cancel(req) when ctx is done. Only the kinds libuv can cancel are
+ * accepted: UV_FS, UV_WORK, UV_GETADDRINFO, UV_GETNAMEINFO and UV_RANDOM; the
+ * request's callback then sees UV_ECANCELED if it was still queued (a
+ * request already running on the thread pool finishes as usual).
+ * Errors: UV_EINVAL if ctx, req or w is NULL or req is of another kind;
+ * UV_EBUSY if w is pending. Loop thread. */
+UVCTX_EXTERN int uvctx_cancel_on_done(uvctx_t *ctx, uv_req_t *req,
+                                      uvctx_watch_t *w);
+
+/* ---------------------------------------------------------------------------
+ * Draining and graceful shutdown
+ * ------------------------------------------------------------------------- */
+
+/* Registers cb to run once ctx is done AND every context below it (children,
+ * grandchildren, of every kind) has been released: the tree has drained. A
+ * server calls it on its root after cancelling it, and closes its listener in
+ * cb. Same delivery rules as uvctx_watch(); cb's err is uvctx_err(ctx).
+ * uvctx_unwatch() cancels it. Errors: UV_EINVAL if ctx, w or cb is NULL or
+ * ctx is not cancellable; UV_EBUSY if w is pending. Loop thread. */
+UVCTX_EXTERN int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w,
+                             uvctx_watch_cb cb);
+
+/* Two-phase shutdown for a server, as one pair of contexts:
+ *
+ *   *stopping  is done (UV_ECANCELED) when shutdown begins: stop accepting
+ *              new work, let what runs finish. It is a child of *out.
+ *   *out       is done when the grace period grace_ms after the beginning
+ *              has passed (UV_ETIMEDOUT), or shutdown is asked for a second
+ *              time (UV_ECANCELED), or its parent is done: cancel everything.
+ *              Make connections and requests its children.
+ *
+ * Shutdown begins with uvctx_shutdown(), or when one of the count signals in
+ * signums arrives (count may be 0); a second signal, or a second
+ * uvctx_shutdown(), ends the grace period at once. Release both contexts.
+ * Errors: as uvctx_with_signal (signums may be NULL when count is 0), and
+ * UV_EINVAL if stopping is NULL. Loop thread. */
+UVCTX_EXTERN int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent,
+                                     const int *signums, size_t count,
+                                     uint64_t grace_ms, uvctx_t **stopping,
+                                     uvctx_t **out);
+
+/* Begins the shutdown of ctx (the *out of uvctx_with_shutdown) with cause
+ * (negative, or 0 for none): the first call finishes the stopping context and
+ * starts the grace period, the second finishes ctx. Returns 0 when this call
+ * moved the shutdown on a phase, UV_EALREADY when ctx is done.
+ * Errors: UV_EINVAL if ctx is NULL or not a shutdown context, or cause > 0.
+ * Any thread. */
+UVCTX_EXTERN int uvctx_shutdown(uvctx_t *ctx, int cause);
+
+/* ---------------------------------------------------------------------------
+ * Debugging
+ * ------------------------------------------------------------------------- */
+
+/* Prints ctx and the cancellable contexts below it, one per line, indented
+ * by depth: kind, loop, err and cause, deadline and time left, pending
+ * watches, references, and how many other (value, without-cancel) children it
+ * has. Errors: UV_EINVAL if ctx or out is NULL. Loop thread. */
+UVCTX_EXTERN int uvctx_dump(const uvctx_t *ctx, FILE *out);
+
+/* Prints every cancellable context still alive on loop, one per line as
+ * uvctx_dump() does, and returns how many there are (0: nothing would keep
+ * uv_loop_close() from succeeding on uvctx's account): a leak report.
+ * Errors: UV_EINVAL if loop or out is NULL. Loop thread. */
+UVCTX_EXTERN int uvctx_dump_loop(const uv_loop_t *loop, FILE *out);
+
+/* ---------------------------------------------------------------------------
+ * Cross-loop trees
+ *
+ * A cancellable child may live on another loop (run by another thread) than
+ * its parent: make it on its own loop's thread, with its parent from the
+ * other loop, while that loop runs. Cancelling the parent finishes the child
+ * at once and hands the rest (its own descendants, its callbacks) to the
+ * child's loop, which carries it out on its thread. Either may be released
+ * first, from its own thread. A loop with contexts or pending watches alive
+ * cannot close: uv_loop_close() returns UV_EBUSY until they are released and
+ * the loop has run once more.
+ * ------------------------------------------------------------------------- */
 
 #ifdef __cplusplus
 }

@@ -28,5 +28,14 @@ Suite *threads_suite(void);
 Suite *badinput_suite(void);
 Suite *go_port_suite(void);
 Suite *alloc_suite(void);
+Suite *signal_suite(void);
+Suite *shutdown_suite(void);
+Suite *drain_suite(void);
+Suite *dump_suite(void);
+Suite *any_suite(void);
+Suite *reset_suite(void);
+Suite *handles_suite(void);
+Suite *crossloop_suite(void);
+Suite *stress_suite(void);
 
 #endif

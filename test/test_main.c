@@ -15,6 +15,15 @@ int main(void) {
   srunner_add_suite(sr, badinput_suite());
   srunner_add_suite(sr, go_port_suite());
   srunner_add_suite(sr, alloc_suite());
+  srunner_add_suite(sr, signal_suite());
+  srunner_add_suite(sr, shutdown_suite());
+  srunner_add_suite(sr, drain_suite());
+  srunner_add_suite(sr, dump_suite());
+  srunner_add_suite(sr, any_suite());
+  srunner_add_suite(sr, reset_suite());
+  srunner_add_suite(sr, handles_suite());
+  srunner_add_suite(sr, crossloop_suite());
+  srunner_add_suite(sr, stress_suite());
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
