@@ -9,21 +9,9 @@
  * carries the cancel on below it. */
 #include "uvctx-int.h"
 
-/* Takes a reference unless the context is already being torn down. */
-static int try_retain(uvctx__cancel_t *c) {
-  unsigned int refs = atomic_load_explicit(&c->ctx.refs, memory_order_relaxed);
-
-  while (refs != 0)
-    if (atomic_compare_exchange_weak_explicit(&c->ctx.refs, &refs, refs + 1,
-                                              memory_order_relaxed,
-                                              memory_order_relaxed))
-      return 1;
-  return 0;
-}
-
 /* Gives child its parent's state if it has none yet, and says whether the
  * walk must visit it: when this made it done, or when the loop still has to
- * act on it. */
+ * act on it. A child on another loop is handed to that loop instead. */
 static int should_visit(uvctx__loop_t *lp, uint64_t state,
                         uvctx__cancel_t *child, int deliver) {
   uint64_t none = 0;
@@ -31,46 +19,51 @@ static int should_visit(uvctx__loop_t *lp, uint64_t state,
       &child->ctx.state, &none, state, memory_order_acq_rel,
       memory_order_acquire);
 
+  /* Finished once, so posted once: the entry's reference is this one. */
   if (child->lp != lp) {
-    if (finished && try_retain(child))
+    if (finished && uvctx__try_retain(&child->ctx))
       uvctx__mailbox_post(child->lp, child, UVCTX__MB_CANCEL);
     return 0;
   }
   return finished || (deliver && !(child->ctx.flags & UVCTX__DELIVERED));
 }
 
-static uvctx__cancel_t *first_to_visit(uvctx__loop_t *lp,
-                                       const uvctx__cancel_t *parent,
-                                       uvctx__cancel_t *child, int deliver) {
-  uint64_t state =
-      atomic_load_explicit(&parent->ctx.state, memory_order_acquire);
+static uvctx__link_t *first_to_visit(uvctx__loop_t *lp, uvctx__link_t *l,
+                                     int deliver) {
+  uint64_t state;
 
-  for (; child != NULL; child = child->next_sibling)
-    if (should_visit(lp, state, child, deliver))
-      return child;
+  if (l == NULL)
+    return NULL;
+  state = atomic_load_explicit(&l->parent->ctx.state, memory_order_acquire);
+  for (; l != NULL; l = l->next)
+    if (should_visit(lp, state, l->child, deliver))
+      return l;
   return NULL;
 }
 
 /* Pre-order walk of root's subtree on root's loop, so that ancestors are
- * delivered before their descendants. Iterative: trees can be deep. Called
- * with root's loop's tree lock held; root is done. */
+ * delivered before their descendants. Iterative, since trees can be deep:
+ * each node remembers the link it was entered by, to come back up the way it
+ * went down (an any-context has several). Called with root's loop's tree
+ * lock held; root is done. */
 static void walk(uvctx__cancel_t *root, int deliver) {
   uvctx__loop_t *lp = root->lp;
   uvctx__cancel_t *node = root;
-  uvctx__cancel_t *next;
+  uvctx__link_t *next;
 
   for (;;) {
     if (deliver)
       uvctx__deliver(node);
-    next = first_to_visit(lp, node, node->first_child, deliver);
+    next = first_to_visit(lp, node->first_child, deliver);
     while (next == NULL && node != root) {
-      uvctx__cancel_t *up = uvctx__cancel_parent(node);
-      next = first_to_visit(lp, up, node->next_sibling, deliver);
-      node = up;
+      uvctx__link_t *in = node->walk_link;
+      next = first_to_visit(lp, in->next, deliver);
+      node = in->parent;
     }
     if (next == NULL)
       return;
-    node = next;
+    node = next->child;
+    node->walk_link = next;
   }
 }
 
@@ -92,10 +85,9 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
   }
   walk(c, on_loop);
   uv_mutex_unlock(&lp->tree_lock);
-  if (!on_loop) {
-    uvctx_retain(&c->ctx); /* the mailbox's reference */
-    uvctx__mailbox_post(lp, c, UVCTX__MB_CANCEL);
-  }
+  if (!on_loop) /* finished once, so posted once, with this reference */
+    uvctx__mailbox_post(lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
+                        UVCTX__MB_CANCEL);
   return 0;
 }
 

@@ -1,5 +1,5 @@
 /* The tree: roots, making cancellable contexts and linking them under their
- * parent, reference counting and teardown, and the lock-free accessors. */
+ * parents, reference counting and teardown, and the lock-free accessors. */
 #include <string.h>
 
 #include "uvctx-int.h"
@@ -10,53 +10,93 @@ static uvctx_t todo = {.kind = UVCTX__TODO};
 uvctx_t *uvctx_background(void) { return &background; }
 uvctx_t *uvctx_todo(void) { return &todo; }
 
-/* Links c under its cancellable ancestor, or gives it the ancestor's state if
- * that is already done. Under the ancestor's tree lock, so a cancel racing
- * with us either finds c in the list or we see its state. */
-static void link_child(uvctx__cancel_t *c) {
-  uvctx__cancel_t *cp = uvctx__cancel_parent(c);
+/* Puts l in the children list of its parent's cancellable owner, and gives
+ * the child the owner's state if that is already done. Under the owner's
+ * tree lock, so a cancel racing with us either finds the child in the list
+ * or we see its state. (A born-done child is listed too, for uvctx_dump;
+ * walks pass it by, as it is done and has nothing to deliver.) */
+static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp) {
   uint64_t state;
+  uint64_t none = 0;
 
-  if (cp == NULL)
-    return;
   uv_mutex_lock(&cp->lp->tree_lock);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
-  if (state != 0) {
-    atomic_store_explicit(&c->ctx.state, state, memory_order_release);
-  } else {
-    c->next_sibling = cp->first_child;
-    if (cp->first_child != NULL)
-      cp->first_child->prev_sibling = c;
-    cp->first_child = c;
-  }
+  if (state != 0)
+    atomic_compare_exchange_strong_explicit(&l->child->ctx.state, &none,
+                                            state, memory_order_acq_rel,
+                                            memory_order_relaxed);
+  l->parent = cp;
+  l->prev = NULL;
+  l->next = cp->first_child;
+  if (cp->first_child != NULL)
+    cp->first_child->prev = l;
+  cp->first_child = l;
   uv_mutex_unlock(&cp->lp->tree_lock);
 }
 
-static void unlink_child(uvctx__cancel_t *c) {
-  uvctx__cancel_t *cp = uvctx__cancel_parent(c);
+static void unlink_one(uvctx__link_t *l) {
+  uvctx__cancel_t *cp = l->parent;
 
   if (cp == NULL)
     return;
   uv_mutex_lock(&cp->lp->tree_lock);
-  if (c->prev_sibling != NULL)
-    c->prev_sibling->next_sibling = c->next_sibling;
-  else if (cp->first_child == c)
-    cp->first_child = c->next_sibling;
-  if (c->next_sibling != NULL)
-    c->next_sibling->prev_sibling = c->prev_sibling;
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    cp->first_child = l->next;
+  if (l->next != NULL)
+    l->next->prev = l->prev;
+  if (cp->ctx.kind == UVCTX__SHUTDOWN)
+    uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), l->child);
   uv_mutex_unlock(&cp->lp->tree_lock);
+  l->parent = NULL;
 }
 
-int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
+/* A new context has parent: count it, for uvctx_drain(). */
+void uvctx__adopt(uvctx_t *parent) {
+  if (uvctx__is_cancellable(parent))
+    atomic_fetch_add_explicit(&uvctx__as_cancel(parent)->kids, 1,
+                              memory_order_relaxed);
+}
+
+/* A context of parent is gone. When it was the last, a drain waiting on the
+ * parent may be due: the loop thread checks now, another thread asks it to.
+ * The caller still holds the gone child's reference to parent. */
+void uvctx__leave(uvctx_t *parent) {
+  uvctx__cancel_t *c;
+
+  if (parent == NULL || !uvctx__is_cancellable(parent))
+    return;
+  c = uvctx__as_cancel(parent);
+  if (atomic_fetch_sub_explicit(&c->kids, 1, memory_order_acq_rel) != 1)
+    return;
+  if (uvctx__on_loop_thread(c->lp)) {
+    uvctx__drain_check(c);
+  } else {
+    uvctx_retain(parent);
+    if (!uvctx__mailbox_post(c->lp, c, UVCTX__MB_DRAIN))
+      uvctx_release(parent); /* already asked: one reference is enough */
+  }
+}
+
+int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
+                           size_t count, int kind, size_t size,
                            uvctx__cancel_t **out) {
-  size_t size = kind == UVCTX__DEADLINE ? sizeof(uvctx__deadline_t)
-                                        : sizeof(uvctx__cancel_t);
-  uvctx__cancel_t *owner = parent->owner;
+  uvctx__cancel_t *owner = parents[0]->owner;
+  size_t block = size;
   uvctx__loop_t *lp;
   uvctx__cancel_t *c;
+  size_t i;
   int err;
 
-  c = uvctx__malloc(size);
+  /* An any-context keeps its parents and links after its fields. */
+  if (kind == UVCTX__ANY) {
+    if (count > (SIZE_MAX - size) /
+                    (sizeof(uvctx_t *) + sizeof(uvctx__link_t)))
+      return UV_ENOMEM;
+    block += count * (sizeof(uvctx_t *) + sizeof(uvctx__link_t));
+  }
+  c = uvctx__malloc(block);
   if (c == NULL)
     return UV_ENOMEM;
   /* A child on its parent's loop, the common case, skips the registry. */
@@ -70,21 +110,41 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
     }
   }
 
-  memset(c, 0, size);
+  memset(c, 0, block);
   atomic_init(&c->ctx.state, 0);
   atomic_init(&c->ctx.refs, 1);
+  atomic_init(&c->kids, 0);
   c->ctx.kind = (uint8_t)kind;
-  c->ctx.parent = uvctx_retain(parent);
   c->ctx.owner = c;
   c->lp = lp;
-  lp->live++;
-  if (kind == UVCTX__DEADLINE) {
+  c->nlinks = count;
+  if (kind == UVCTX__ANY) {
+    uvctx__any_t *any = uvctx__as_any(&c->ctx);
+    any->parents = (uvctx_t **)((char *)c + size);
+    c->links = (uvctx__link_t *)(any->parents + count);
+    for (i = 0; i < count; i++)
+      any->parents[i] = uvctx_retain(parents[i]);
+    c->ctx.parent = any->parents[0]; /* one reference for both */
+  } else {
+    c->links = &c->link;
+    c->ctx.parent = uvctx_retain(parents[0]);
+  }
+  for (i = 0; i < count; i++)
+    uvctx__adopt(parents[i]);
+  uvctx__loop_add(lp, c);
+  if (uvctx__has_timer(&c->ctx)) {
     uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
-    atomic_init(&d->deadline, 0);
+    atomic_init(&d->deadline, UINT64_MAX);
+    atomic_init(&d->has_deadline, 0);
     uv_timer_init(loop, &d->timer);
     uv_unref((uv_handle_t *)&d->timer);
   }
-  link_child(c);
+
+  for (i = 0; i < count; i++) {
+    c->links[i].child = c;
+    if (parents[i]->owner != NULL)
+      link_one(&c->links[i], parents[i]->owner);
+  }
   /* Born done: there is nothing to deliver yet. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_relaxed) != 0)
     c->ctx.flags |= UVCTX__DELIVERED;
@@ -98,24 +158,70 @@ int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
 
   if (loop == NULL || parent == NULL || out == NULL)
     return UV_EINVAL;
-  err = uvctx__new_cancellable(loop, parent, UVCTX__CANCEL, &c);
+  err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__CANCEL,
+                               sizeof(uvctx__cancel_t), &c);
   if (err == 0)
     *out = &c->ctx;
   return err;
 }
 
-/* Loop thread, no reference left. Leaves the parent and closes the handles;
- * the memory goes now or in the timer's close callback. */
-void uvctx__destroy(uvctx__cancel_t *c) {
-  uvctx__loop_t *lp = c->lp;
+/* Close callback of every handle a context embeds or owns in its block: the
+ * memory goes with the last one. */
+void uvctx__handle_closed(uv_handle_t *handle) {
+  uvctx__cancel_t *c = handle->data;
 
-  unlink_child(c);
-  uvctx__done_async_close(c);
-  if (c->ctx.kind == UVCTX__DEADLINE)
-    uvctx__timer_close(uvctx__as_deadline(&c->ctx));
-  else
+  if (--c->closing == 0)
     uvctx__free(c);
-  uvctx__loop_unref(lp);
+}
+
+static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
+  handle->data = c;
+  c->closing++;
+  uv_close(handle, uvctx__handle_closed);
+}
+
+/* Loop thread, no reference left. Leaves the parents, closes the handles
+ * (the memory goes with the last close callback, or now if there are none)
+ * and returns the parent whose reference the caller must drop. */
+uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
+  uvctx__loop_t *lp = c->lp;
+  uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
+  uvctx_t *parent = c->ctx.parent;
+  size_t i;
+
+  for (i = 0; i < c->nlinks; i++)
+    unlink_one(&c->links[i]);
+  if (c->ctx.kind == UVCTX__ANY) {
+    uvctx__any_t *any = uvctx__as_any(&c->ctx);
+    for (i = 1; i < c->nlinks; i++) {
+      uvctx__leave(any->parents[i]);
+      uvctx_release(any->parents[i]);
+    }
+  }
+  uvctx__done_async_close(c);
+  uvctx__loop_remove(lp, c);
+
+  c->closing = 1; /* held until every close below is under way */
+  if (uvctx__has_timer(&c->ctx))
+    close_handle(c, (uv_handle_t *)&uvctx__as_deadline(&c->ctx)->timer);
+  if (signals != NULL)
+    for (i = 0; i < signals->count; i++)
+      close_handle(c, (uv_handle_t *)&signals->handles[i]);
+  if (--c->closing == 0)
+    uvctx__free(c);
+  return parent;
+}
+
+/* Takes a reference unless the context is already being torn down. */
+int uvctx__try_retain(uvctx_t *ctx) {
+  unsigned int refs = atomic_load_explicit(&ctx->refs, memory_order_relaxed);
+
+  while (refs != 0)
+    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs + 1,
+                                              memory_order_relaxed,
+                                              memory_order_relaxed))
+      return 1;
+  return 0;
 }
 
 uvctx_t *uvctx_retain(uvctx_t *ctx) {
@@ -131,7 +237,7 @@ void uvctx_release(uvctx_t *ctx) {
     uvctx__cancel_t *c = uvctx__is_cancellable(ctx) ? uvctx__as_cancel(ctx)
                                                      : NULL;
     int on_loop = c != NULL && uvctx__on_loop_thread(c->lp);
-    uvctx_t *parent = ctx->parent;
+    uvctx_t *parent;
 
     /* A reference the mailbox holds for a cancel from another thread must
      * not outlive the last release just because the loop has not polled. */
@@ -140,13 +246,15 @@ void uvctx_release(uvctx_t *ctx) {
     if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
       return;
     if (c == NULL) {
+      parent = ctx->parent;
       uvctx__free(ctx);
     } else if (on_loop) {
-      uvctx__destroy(c);
+      parent = uvctx__destroy(c);
     } else {
       uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
       return;
     }
+    uvctx__leave(parent);
     ctx = parent;
   }
 }
@@ -168,25 +276,45 @@ int uvctx_cause(const uvctx_t *ctx) {
                                      : uvctx__err_of(state);
 }
 
+/* The earliest deadline of ctx and its ancestors into *earliest; 1 if any. */
+static int earliest_deadline(const uvctx_t *ctx, uint64_t *earliest) {
+  int found = 0;
+
+  /* A without-cancel context hides the deadlines above it. */
+  for (; ctx != NULL && ctx->kind != UVCTX__WITHOUT_CANCEL; ctx = ctx->parent) {
+    if (uvctx__has_timer(ctx)) {
+      const uvctx__deadline_t *d = uvctx__as_deadline(ctx);
+      if (atomic_load_explicit(&d->has_deadline, memory_order_acquire)) {
+        uint64_t t = atomic_load_explicit(&d->deadline, memory_order_relaxed);
+        if (!found || t < *earliest)
+          *earliest = t;
+        found = 1;
+      }
+    } else if (ctx->kind == UVCTX__ANY) {
+      const uvctx__any_t *any = uvctx__as_any(ctx);
+      size_t i;
+      for (i = 0; i < any->cancel.nlinks; i++) {
+        uint64_t t;
+        if (earliest_deadline(any->parents[i], &t) && (!found || t < *earliest)) {
+          *earliest = t;
+          found = 1;
+        }
+      }
+      return found;
+    }
+  }
+  return found;
+}
+
 int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
   uint64_t earliest = UINT64_MAX;
-  int found = 0;
 
   if (ctx == NULL || deadline_ms == NULL)
     return UV_EINVAL;
-  /* A without-cancel context hides the deadlines above it. */
-  for (; ctx != NULL && ctx->kind != UVCTX__WITHOUT_CANCEL; ctx = ctx->parent) {
-    if (ctx->kind == UVCTX__DEADLINE) {
-      uint64_t d = atomic_load_explicit(&uvctx__as_deadline(ctx)->deadline,
-                                        memory_order_relaxed);
-      if (!found || d < earliest)
-        earliest = d;
-      found = 1;
-    }
-  }
-  if (found)
-    *deadline_ms = earliest;
-  return found;
+  if (!earliest_deadline(ctx, &earliest))
+    return 0;
+  *deadline_ms = earliest;
+  return 1;
 }
 
 uv_loop_t *uvctx_loop(const uvctx_t *ctx) {

@@ -13,6 +13,19 @@
 /* Long enough for the longest segment: two pointers or two 64-bit numbers. */
 #define SEGMENT_MAX 96
 
+/* ".with_signal(2, 15)": the first few signal numbers, then "...". */
+static int format_signals(const uvctx__signals_t *s, char seg[SEGMENT_MAX]) {
+  int n = snprintf(seg, SEGMENT_MAX, ".with_signal(");
+  unsigned int i;
+
+  for (i = 0; i < s->count && i < 6; i++)
+    n += snprintf(seg + n, (size_t)(SEGMENT_MAX - n), "%s%d", i ? ", " : "",
+                  s->handles[i].signum);
+  n += snprintf(seg + n, (size_t)(SEGMENT_MAX - n), "%s)",
+                s->count > 6 ? ", ..." : "");
+  return n;
+}
+
 static int format_segment(const uvctx_t *ctx, uint64_t now,
                           char seg[SEGMENT_MAX]) {
   uint64_t deadline;
@@ -35,8 +48,17 @@ static int format_segment(const uvctx_t *ctx, uint64_t now,
   case UVCTX__VALUE:
     return snprintf(seg, SEGMENT_MAX, ".with_value(%p, %p)",
                     uvctx__as_value(ctx)->key, uvctx__as_value(ctx)->value);
-  default:
+  case UVCTX__WITHOUT_CANCEL:
     return snprintf(seg, SEGMENT_MAX, ".without_cancel");
+  case UVCTX__SIGNAL:
+    return format_signals(uvctx__signals_of(ctx), seg);
+  case UVCTX__ANY:
+    /* Its first parent's ancestry is the one written before it. */
+    return snprintf(seg, SEGMENT_MAX, ".with_any(%zu)",
+                    uvctx__as_cancel(ctx)->nlinks);
+  default:
+    return snprintf(seg, SEGMENT_MAX, ".with_shutdown(%" PRIu64 "ms)",
+                    uvctx__as_shutdown(ctx)->grace_ms);
   }
 }
 

@@ -40,9 +40,9 @@ static void on_check(uv_check_t *check) {
   uvctx__catch_up(uvctx__container_of(check, uvctx__loop_t, catch_up));
 }
 
-int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
+/* The state of loop, or NULL if no context lives on it. */
+uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop) {
   uvctx__loop_t *lp;
-  int err;
 
   uv_once(&registry_once, registry_init);
   uv_mutex_lock(&registry_lock);
@@ -50,11 +50,19 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
     if (lp->loop == loop)
       break;
   uv_mutex_unlock(&registry_lock);
+  return lp;
+}
+
+int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
+  uvctx__loop_t *lp = uvctx__loop_find(loop);
+  int err;
+
   if (lp != NULL) {
     *out = lp;
     return 0;
   }
 
+  uv_once(&registry_once, registry_init);
   lp = uvctx__malloc(sizeof(*lp));
   if (lp == NULL)
     return UV_ENOMEM;
@@ -100,13 +108,29 @@ static void on_loop_handle_closed(uv_handle_t *handle) {
   uvctx__free(lp);
 }
 
-/* Called on the loop thread when a cancellable context of lp is destroyed.
- * With the last one gone nothing can post to the mailbox any more (posting
- * needs a live context), so the state can close. */
-void uvctx__loop_unref(uvctx__loop_t *lp) {
+/* Loop thread: a new cancellable context joins the loop's live list. */
+void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  c->live_prev = NULL;
+  c->live_next = lp->live;
+  if (lp->live != NULL)
+    lp->live->live_prev = c;
+  lp->live = c;
+  lp->nlive++;
+}
+
+/* Loop thread: c is being destroyed. With the last context gone nothing can
+ * post to the mailbox any more (posting needs a live context), so the state
+ * closes. */
+void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
   uvctx__loop_t **link;
 
-  if (--lp->live > 0)
+  if (c->live_prev != NULL)
+    c->live_prev->live_next = c->live_next;
+  else
+    lp->live = c->live_next;
+  if (c->live_next != NULL)
+    c->live_next->live_prev = c->live_prev;
+  if (--lp->nlive > 0)
     return;
 
   uv_mutex_lock(&registry_lock);
@@ -125,13 +149,17 @@ void uvctx__loop_unref(uvctx__loop_t *lp) {
 }
 
 /* Any thread. The caller guarantees that c stays alive until the loop has
- * taken the entry: an UVCTX__MB_CANCEL entry carries a reference, and an
- * UVCTX__MB_RELEASE entry is for a context nobody else references. The async
- * is sent under the lock so that the loop cannot tear lp down between the
- * post and the send. */
-void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
-                         unsigned int what) {
+ * taken the entry: every flag but UVCTX__MB_RELEASE comes with a reference
+ * the loop drops, and a RELEASE entry is for a context nobody references.
+ * Returns 0 if `what` was already pending (the loop will act once, so the
+ * caller keeps its reference), 1 if it was added. The async is sent under the
+ * lock so that the loop cannot tear lp down between the post and the send. */
+int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                        unsigned int what) {
+  int added;
+
   uv_mutex_lock(&lp->mailbox_lock);
+  added = (c->mb_flags & what) == 0;
   if (c->mb_flags == 0) {
     c->mb_next = NULL;
     if (lp->mailbox_tail != NULL)
@@ -144,6 +172,28 @@ void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   atomic_store_explicit(&lp->mailbox_full, 1, memory_order_relaxed);
   uv_async_send(&lp->mailbox);
   uv_mutex_unlock(&lp->mailbox_lock);
+  return added;
+}
+
+static void act(uvctx__cancel_t *c, unsigned int what) {
+  if (what & UVCTX__MB_RELEASE) {
+    uvctx_t *parent = uvctx__destroy(c);
+    uvctx__leave(parent);
+    uvctx_release(parent);
+    return;
+  }
+  if (what & UVCTX__MB_CANCEL) {
+    uvctx__deliver_subtree(c);
+    uvctx_release(&c->ctx);
+  }
+  if (what & UVCTX__MB_SHUTDOWN) {
+    uvctx__shutdown_start_grace(uvctx__as_shutdown(&c->ctx));
+    uvctx_release(&c->ctx);
+  }
+  if (what & UVCTX__MB_DRAIN) {
+    uvctx__drain_check(c);
+    uvctx_release(&c->ctx);
+  }
 }
 
 /* Loop thread: acts on everything other threads have posted, in order.
@@ -173,15 +223,7 @@ void uvctx__drain_mailbox(uvctx__loop_t *lp) {
       what = c->mb_flags;
       c->mb_flags = 0;
       uv_mutex_unlock(&lp->mailbox_lock);
-
-      if (what & UVCTX__MB_CANCEL) {
-        uvctx__deliver_subtree(c);
-        uvctx_release(&c->ctx); /* the mailbox's reference */
-      } else if (what & UVCTX__MB_RELEASE) {
-        uvctx_t *parent = c->ctx.parent;
-        uvctx__destroy(c);
-        uvctx_release(parent);
-      }
+      act(c, what);
     }
   }
   lp->draining = 0;

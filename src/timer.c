@@ -1,4 +1,5 @@
-/* Deadline contexts: a cancel context with a uv_timer_t of its own.
+/* Deadline contexts: a cancel context with a uv_timer_t of its own; also
+ * idle timeouts (uvctx_reset_timeout) and uvctx_keepalive.
  *
  * libuv runs timers against its cached loop time, which may lag the uvctx
  * clock (it is taken once per loop iteration, possibly from a coarse clock).
@@ -18,31 +19,47 @@ static void on_deadline(uv_timer_t *timer) {
   uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
 }
 
+/* Loop thread: (re)starts the timer for d's deadline, or finishes d now if
+ * the deadline has come. */
+void uvctx__timer_arm(uvctx__deadline_t *d) {
+  uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
+  uint64_t now = uvctx_now();
+
+  if (deadline <= now)
+    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
+  else
+    uv_timer_start(&d->timer, on_deadline, deadline - now, 0);
+}
+
+static void set_deadline(uvctx__deadline_t *d, uint64_t deadline_ms) {
+  atomic_store_explicit(&d->deadline, deadline_ms, memory_order_relaxed);
+  atomic_store_explicit(&d->has_deadline, 1, memory_order_release);
+}
+
+static uint64_t deadline_after(uint64_t timeout_ms) {
+  uint64_t now = uvctx_now();
+  return timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
+}
+
 int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
                               uint64_t deadline_ms, int cause,
                               uvctx_t **out) {
   uvctx__cancel_t *c;
   uvctx__deadline_t *d;
-  uint64_t now;
   int err;
 
   if (loop == NULL || parent == NULL || out == NULL || cause > 0)
     return UV_EINVAL;
-  err = uvctx__new_cancellable(loop, parent, UVCTX__DEADLINE, &c);
+  err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__DEADLINE,
+                               sizeof(uvctx__deadline_t), &c);
   if (err != 0)
     return err;
   d = uvctx__as_deadline(&c->ctx);
   d->cause = cause;
-  atomic_store_explicit(&d->deadline, deadline_ms, memory_order_relaxed);
-
+  set_deadline(d, deadline_ms);
   /* A child of a done parent is born done and needs no timer. */
-  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0) {
-    now = uvctx_now();
-    if (deadline_ms <= now)
-      uvctx__cancel(c, UV_ETIMEDOUT, cause);
-    else
-      uv_timer_start(&d->timer, on_deadline, deadline_ms - now, 0);
-  }
+  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0)
+    uvctx__timer_arm(d);
   *out = &c->ctx;
   return 0;
 }
@@ -54,11 +71,8 @@ int uvctx_with_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
 
 int uvctx_with_timeout_cause(uv_loop_t *loop, uvctx_t *parent,
                              uint64_t timeout_ms, int cause, uvctx_t **out) {
-  uint64_t now = uvctx_now();
-  uint64_t deadline = timeout_ms > UINT64_MAX - now ? UINT64_MAX
-                                                    : now + timeout_ms;
-
-  return uvctx_with_deadline_cause(loop, parent, deadline, cause, out);
+  return uvctx_with_deadline_cause(loop, parent, deadline_after(timeout_ms),
+                                   cause, out);
 }
 
 int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
@@ -66,11 +80,32 @@ int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
   return uvctx_with_timeout_cause(loop, parent, timeout_ms, 0, out);
 }
 
-static void on_timer_closed(uv_handle_t *handle) {
-  uvctx__free(uvctx__container_of(handle, uvctx__deadline_t, timer));
+int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms) {
+  uvctx__deadline_t *d;
+
+  if (ctx == NULL || ctx->kind != UVCTX__DEADLINE)
+    return UV_EINVAL;
+  d = uvctx__as_deadline(ctx);
+  uvctx__catch_up(d->cancel.lp);
+  if (atomic_load_explicit(&ctx->state, memory_order_acquire) != 0)
+    return UV_EALREADY;
+  set_deadline(d, deadline_after(timeout_ms));
+  uvctx__timer_arm(d);
+  return 0;
 }
 
-/* Loop thread: closes the timer; the context's memory goes with it. */
-void uvctx__timer_close(uvctx__deadline_t *d) {
-  uv_close((uv_handle_t *)&d->timer, on_timer_closed);
+int uvctx_keepalive(uvctx_t *ctx, int on) {
+  uv_handle_t *timer;
+
+  if (ctx == NULL || !uvctx__has_timer(ctx))
+    return UV_EINVAL;
+  timer = (uv_handle_t *)&uvctx__as_deadline(ctx)->timer;
+  if (on) {
+    ctx->flags |= UVCTX__KEEPALIVE;
+    uv_ref(timer);
+  } else {
+    ctx->flags &= (uint8_t)~UVCTX__KEEPALIVE;
+    uv_unref(timer);
+  }
+  return 0;
 }

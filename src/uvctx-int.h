@@ -4,12 +4,13 @@
  *
  * - A context's state word (err and cause) is atomic and written once, by the
  *   compare-and-swap that finishes the context. Anyone may read it.
- * - The tree (children lists of cancellable contexts) of one loop is guarded
- *   by that loop's tree_lock, so that any thread may cancel a subtree. A child
- *   on another loop sits in its parent's children list under the parent's
- *   loop's lock. Tree locks are never nested.
+ * - The tree (children lists of cancellable contexts, and the walk_link
+ *   scratch of a walk) of one loop is guarded by that loop's tree_lock, so
+ *   that any thread may cancel a subtree. A child on another loop sits in its
+ *   parent's children list under the parent's loop's lock. Tree locks are
+ *   never nested.
  * - Everything else that is not immutable (watch lists, the ready queue,
- *   timers, handles, the `flags` byte, the live count) belongs to the loop
+ *   timers, handles, the `flags` byte, the live list) belongs to the loop
  *   thread alone. Other threads reach it only through the per-loop mailbox,
  *   whose lock is a leaf: nothing else is locked while it is held.
  */
@@ -29,23 +30,32 @@
 enum uvctx__kind {
   UVCTX__BACKGROUND,
   UVCTX__TODO,
+  UVCTX__VALUE,
+  UVCTX__WITHOUT_CANCEL,
+  /* Cancellable kinds from here on. */
   UVCTX__CANCEL,
   UVCTX__DEADLINE,
-  UVCTX__VALUE,
-  UVCTX__WITHOUT_CANCEL
+  UVCTX__SIGNAL,
+  UVCTX__ANY,
+  UVCTX__SHUTDOWN
 };
 
 /* Bits of uvctx_t.flags (loop thread only). */
 enum {
   /* The context is done and the loop has acted on it: timer stopped, done
    * signal sent, watches moved to the ready queue. */
-  UVCTX__DELIVERED = 1
+  UVCTX__DELIVERED = 1,
+  /* uvctx_keepalive(): the timer keeps the loop alive while it runs. */
+  UVCTX__KEEPALIVE = 2
 };
 
-/* What a mailbox entry asks the loop to do (uvctx__cancel_t.mb_flags). */
+/* What a mailbox entry asks the loop to do (uvctx__cancel_t.mb_flags). Every
+ * flag but RELEASE carries a reference to the context. */
 enum {
-  UVCTX__MB_CANCEL = 1, /* deliver a subtree cancelled from another thread */
-  UVCTX__MB_RELEASE = 2 /* tear down a context released on another thread */
+  UVCTX__MB_CANCEL = 1,   /* deliver a subtree cancelled from another thread */
+  UVCTX__MB_RELEASE = 2,  /* tear down a context released on another thread */
+  UVCTX__MB_DRAIN = 4,    /* its last child went on another thread */
+  UVCTX__MB_SHUTDOWN = 8  /* start the grace timer of a shutdown context */
 };
 
 /* uvctx_watch_t.state: distinctive values, so that a watch that was never
@@ -54,11 +64,13 @@ enum {
   UVCTX__WATCH_PENDING = 0x75637701, /* in its context's watch list */
   UVCTX__WATCH_DUE = 0x75637702,     /* in the loop's ready queue */
   UVCTX__WATCH_NEVER = 0x75637703,   /* on a context that is never done */
-  UVCTX__WATCH_FINISHED = 0x75637704 /* ran, running or unwatched */
+  UVCTX__WATCH_FINISHED = 0x75637704,/* ran, running or unwatched */
+  UVCTX__WATCH_DRAINING = 0x75637705 /* in its context's drain list */
 };
 
 typedef struct uvctx__loop_s uvctx__loop_t;
 typedef struct uvctx__cancel_s uvctx__cancel_t;
+typedef struct uvctx__link_s uvctx__link_t;
 
 /* What every context has. One type per kind embeds it first. */
 struct uvctx_s {
@@ -66,7 +78,9 @@ struct uvctx_s {
   atomic_uint refs;
   uint8_t kind;
   uint8_t flags;
-  uvctx_t *parent; /* holds a reference; NULL for roots */
+  /* Holds a reference; NULL for roots. An any-context holds its other
+   * parents in uvctx__any_t. */
+  uvctx_t *parent;
   /* The cancellable context whose state this one reports: itself when it is
    * cancellable, its nearest cancellable ancestor for a value context, NULL
    * when it can never be done. */
@@ -79,29 +93,76 @@ typedef struct {
   void *value;
 } uvctx__value_t;
 
+/* A context's place in one parent's list of children. */
+struct uvctx__link_s {
+  uvctx__cancel_t *child;
+  uvctx__cancel_t *parent; /* NULL while not in a list */
+  uvctx__link_t *next;
+  uvctx__link_t *prev;
+};
+
 struct uvctx__cancel_s {
   uvctx_t ctx;
   uvctx__loop_t *lp;
-  /* Children lists: first_child is guarded by lp->tree_lock, the sibling
-   * links by the tree_lock of the parent's loop. */
-  uvctx__cancel_t *first_child;
-  uvctx__cancel_t *next_sibling;
-  uvctx__cancel_t *prev_sibling;
-  /* Watches waiting for this context to be done (loop thread). */
+  uvctx__link_t *first_child; /* guarded by lp->tree_lock */
+  uvctx__link_t *walk_link;   /* the link a walk came in by (tree_lock) */
+  uvctx__link_t *links;       /* &link, or an any-context's array */
+  size_t nlinks;
+  /* Contexts whose parent this is, of every kind: uvctx_drain() waits for
+   * them to go. */
+  atomic_size_t kids;
+  /* Watches waiting for this context to be done, and drains waiting for it
+   * to be done and childless (loop thread). */
   uvctx_watch_t *watch_head;
   uvctx_watch_t *watch_tail;
+  uvctx_watch_t *drain_head;
+  uvctx_watch_t *drain_tail;
   uv_async_t *done_async; /* made by uvctx_done_async() */
   /* Mailbox link, guarded by lp->mailbox_lock. */
   uvctx__cancel_t *mb_next;
   unsigned int mb_flags;
+  /* The loop's list of live cancellable contexts (loop thread). */
+  uvctx__cancel_t *live_next;
+  uvctx__cancel_t *live_prev;
+  unsigned int closing; /* handles whose close callback is pending */
+  uvctx__link_t link;
 };
+
+/* A context that also has a uv_timer_t of its own: deadline and shutdown. */
+typedef struct {
+  uvctx__cancel_t cancel;
+  int cause;                 /* recorded when the timer finishes it */
+  _Atomic uint64_t deadline; /* UINT64_MAX and unset: see has_deadline */
+  atomic_int has_deadline;
+  uv_timer_t timer;
+} uvctx__deadline_t;
+
+/* The signal handles of a signal or shutdown context. */
+typedef struct {
+  atomic_int received; /* the first signal that arrived */
+  unsigned int count;
+  unsigned int closing;
+  uv_signal_t *handles; /* count of them, in the context's block */
+} uvctx__signals_t;
 
 typedef struct {
   uvctx__cancel_t cancel;
-  int cause;                /* recorded when the deadline finishes it */
-  _Atomic uint64_t deadline;
-  uv_timer_t timer;
-} uvctx__deadline_t;
+  uvctx__signals_t signals;
+} uvctx__signal_t;
+
+typedef struct {
+  uvctx__deadline_t deadline;
+  uvctx__signals_t signals;
+  uint64_t grace_ms;
+  int grace_cause;            /* the cause shutdown began with */
+  atomic_int phase;           /* 0 running, 1 stopping, 2 stopped */
+  uvctx__cancel_t *stopping;  /* its child; cleared when that goes */
+} uvctx__shutdown_t;
+
+typedef struct {
+  uvctx__cancel_t cancel;
+  uvctx_t **parents; /* nlinks of them, in the context's block */
+} uvctx__any_t;
 
 /* Per-loop state, made with the first cancellable context of a loop and
  * closed with the last one. */
@@ -120,7 +181,8 @@ struct uvctx__loop_s {
   uvctx_watch_t *ready_head; /* due watches, in delivery order */
   uvctx_watch_t *ready_tail;
   uvctx_watch_t *batch_end;  /* last watch of the batch being delivered */
-  size_t live;               /* cancellable contexts on this loop */
+  uvctx__cancel_t *live;     /* cancellable contexts on this loop */
+  size_t nlive;
   int closing_handles;
   uvctx__loop_t *next;       /* registry link */
 };
@@ -140,7 +202,11 @@ static inline int uvctx__cause_of(uint64_t state) {
 }
 
 static inline int uvctx__is_cancellable(const uvctx_t *ctx) {
-  return ctx->kind == UVCTX__CANCEL || ctx->kind == UVCTX__DEADLINE;
+  return ctx->kind >= UVCTX__CANCEL;
+}
+
+static inline int uvctx__has_timer(const uvctx_t *ctx) {
+  return ctx->kind == UVCTX__DEADLINE || ctx->kind == UVCTX__SHUTDOWN;
 }
 
 static inline int uvctx__is_root(const uvctx_t *ctx) {
@@ -159,11 +225,28 @@ static inline const uvctx__value_t *uvctx__as_value(const uvctx_t *ctx) {
   return (const uvctx__value_t *)ctx;
 }
 
-/* The cancellable context in whose children list c sits, if any. */
-static inline uvctx__cancel_t *uvctx__cancel_parent(const uvctx__cancel_t *c) {
-  return c->ctx.parent != NULL ? c->ctx.parent->owner : NULL;
+static inline uvctx__any_t *uvctx__as_any(const uvctx_t *ctx) {
+  return (uvctx__any_t *)ctx;
 }
 
+static inline uvctx__shutdown_t *uvctx__as_shutdown(const uvctx_t *ctx) {
+  return (uvctx__shutdown_t *)ctx;
+}
+
+/* The signals of a signal or shutdown context, NULL for other kinds. */
+static inline uvctx__signals_t *uvctx__signals_of(const uvctx_t *ctx) {
+  if (ctx->kind == UVCTX__SIGNAL)
+    return &((uvctx__signal_t *)ctx)->signals;
+  if (ctx->kind == UVCTX__SHUTDOWN)
+    return &((uvctx__shutdown_t *)ctx)->signals;
+  return NULL;
+}
+
+/* A watch that is registered and not yet finished. */
+static inline int uvctx__watch_pending(const uvctx_watch_t *w) {
+  return w->state == UVCTX__WATCH_PENDING || w->state == UVCTX__WATCH_DUE ||
+         w->state == UVCTX__WATCH_NEVER || w->state == UVCTX__WATCH_DRAINING;
+}
 
 /* alloc.c */
 void *uvctx__malloc(size_t size);
@@ -171,10 +254,12 @@ void uvctx__free(void *ptr);
 
 /* loop.c */
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
-void uvctx__loop_unref(uvctx__loop_t *lp);
+uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop);
+void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
+void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
 int uvctx__on_loop_thread(const uvctx__loop_t *lp);
-void uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
-                         unsigned int what);
+int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                        unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
 
 /* Loop thread: acts on what other threads posted before going on, so that a
@@ -186,19 +271,36 @@ static inline void uvctx__catch_up(uvctx__loop_t *lp) {
 }
 
 /* context.c */
-int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *parent, int kind,
+int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
+                           size_t count, int kind, size_t size,
                            uvctx__cancel_t **out);
-void uvctx__destroy(uvctx__cancel_t *c);
+void uvctx__adopt(uvctx_t *parent);
+void uvctx__leave(uvctx_t *parent);
+uvctx_t *uvctx__destroy(uvctx__cancel_t *c);
+void uvctx__handle_closed(uv_handle_t *handle);
+int uvctx__try_retain(uvctx_t *ctx);
 
 /* cancel.c */
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);
 void uvctx__deliver_subtree(uvctx__cancel_t *c);
 
 /* timer.c */
-void uvctx__timer_close(uvctx__deadline_t *d);
+void uvctx__timer_arm(uvctx__deadline_t *d);
+
+/* signal.c */
+int uvctx__signals_check(const int *signums, size_t count);
+void uvctx__signals_start(uvctx__cancel_t *c, uvctx__signals_t *s,
+                          uv_signal_t *handles, const int *signums,
+                          size_t count);
+
+/* shutdown.c */
+void uvctx__shutdown_on_signal(uvctx__shutdown_t *sd, int signum);
+void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd);
+void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child);
 
 /* watch.c */
 void uvctx__deliver(uvctx__cancel_t *c);
+void uvctx__drain_check(uvctx__cancel_t *c);
 void uvctx__done_async_close(uvctx__cancel_t *c);
 void uvctx__run_due_watches(uv_idle_t *idle);
 

@@ -12,6 +12,7 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
   ctx->kind = (uint8_t)kind;
   ctx->flags = 0;
   ctx->parent = uvctx_retain(parent);
+  uvctx__adopt(parent);
   /* A value context reports its parent's state; a without-cancel context,
    * and everything below it that is not cancellable, is never done. */
   ctx->owner = kind == UVCTX__VALUE ? parent->owner : NULL;
@@ -43,11 +44,30 @@ int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out) {
   return new_plain(parent, UVCTX__WITHOUT_CANCEL, sizeof(uvctx_t), out);
 }
 
+/* The nearest definition of key up from ctx: an iterative walk, except that
+ * an any-context looks in each of its parents in turn. */
+static int lookup(const uvctx_t *ctx, const void *key, void **value) {
+  for (; ctx != NULL; ctx = ctx->parent) {
+    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key) {
+      *value = uvctx__as_value(ctx)->value;
+      return 1;
+    }
+    if (ctx->kind == UVCTX__ANY) {
+      const uvctx__any_t *any = uvctx__as_any(ctx);
+      size_t i;
+      for (i = 0; i < any->cancel.nlinks; i++)
+        if (lookup(any->parents[i], key, value))
+          return 1;
+      return 0;
+    }
+  }
+  return 0;
+}
+
 void *uvctx_value(const uvctx_t *ctx, const void *key) {
-  if (key == NULL)
-    return NULL;
-  for (; ctx != NULL; ctx = ctx->parent)
-    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key)
-      return uvctx__as_value(ctx)->value;
-  return NULL;
+  void *value = NULL;
+
+  if (key != NULL)
+    lookup(ctx, key, &value);
+  return value;
 }

@@ -1,5 +1,5 @@
-/* Being told: watches (Go's AfterFunc), the per-loop ready queue that
- * delivers them, and the lazily made done signal (uvctx_done_async).
+/* Being told: watches (Go's AfterFunc) and drains, the per-loop ready queue
+ * that delivers them, and the lazily made done signal (uvctx_done_async).
  *
  * A watch waits in its context's list. When the loop acts on the done context
  * the list moves, in order, to the end of the loop's ready queue, and the
@@ -35,15 +35,16 @@ static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
     lp->ready_tail = w->prev;
 }
 
-static void list_remove(uvctx__cancel_t *c, uvctx_watch_t *w) {
+static void list_remove(uvctx_watch_t **head, uvctx_watch_t **tail,
+                        uvctx_watch_t *w) {
   if (w->prev != NULL)
     w->prev->next = w->next;
   else
-    c->watch_head = w->next;
+    *head = w->next;
   if (w->next != NULL)
     w->next->prev = w->prev;
   else
-    c->watch_tail = w->prev;
+    *tail = w->prev;
 }
 
 /* How many value contexts stand between ctx and the cancellable context
@@ -83,11 +84,19 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx_watch_t *w;
   uvctx_watch_t *next;
 
+  uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
+  unsigned int i;
+
   if (c->ctx.flags & UVCTX__DELIVERED)
     return;
   c->ctx.flags |= UVCTX__DELIVERED;
-  if (c->ctx.kind == UVCTX__DEADLINE)
+  if (uvctx__has_timer(&c->ctx))
     uv_timer_stop(&uvctx__as_deadline(&c->ctx)->timer);
+  /* A done context stops listening, so the signals get their default
+   * behaviour back (Go's NotifyContext does the same). */
+  if (signals != NULL)
+    for (i = 0; i < signals->count; i++)
+      uv_signal_stop(&signals->handles[i]);
   if (c->done_async != NULL)
     uv_async_send(c->done_async);
   for (w = c->watch_head; w != NULL; w = next) {
@@ -96,6 +105,23 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   }
   c->watch_head = NULL;
   c->watch_tail = NULL;
+  uvctx__drain_check(c);
+}
+
+/* Loop thread: the drains of c are due once it is done and childless. */
+void uvctx__drain_check(uvctx__cancel_t *c) {
+  uvctx_watch_t *w;
+  uvctx_watch_t *next;
+
+  if (!(c->ctx.flags & UVCTX__DELIVERED) ||
+      atomic_load_explicit(&c->kids, memory_order_acquire) != 0)
+    return;
+  for (w = c->drain_head; w != NULL; w = next) {
+    next = w->next;
+    ready_append(c->lp, w);
+  }
+  c->drain_head = NULL;
+  c->drain_tail = NULL;
 }
 
 void uvctx__run_due_watches(uv_idle_t *idle) {
@@ -122,8 +148,7 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
 
   if (ctx == NULL || w == NULL || cb == NULL)
     return UV_EINVAL;
-  if (w->state == UVCTX__WATCH_PENDING || w->state == UVCTX__WATCH_DUE ||
-      w->state == UVCTX__WATCH_NEVER)
+  if (uvctx__watch_pending(w))
     return UV_EBUSY;
   w->ctx = ctx;
   w->cb = cb;
@@ -147,6 +172,30 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   return 0;
 }
 
+int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
+  uvctx__cancel_t *c;
+
+  if (ctx == NULL || w == NULL || cb == NULL || !uvctx__is_cancellable(ctx))
+    return UV_EINVAL;
+  if (uvctx__watch_pending(w))
+    return UV_EBUSY;
+  c = uvctx__as_cancel(ctx);
+  w->ctx = uvctx_retain(ctx);
+  w->cb = cb;
+  w->depth = 0;
+  uvctx__catch_up(c->lp);
+  w->state = UVCTX__WATCH_DRAINING;
+  w->next = NULL;
+  w->prev = c->drain_tail;
+  if (c->drain_tail != NULL)
+    c->drain_tail->next = w;
+  else
+    c->drain_head = w;
+  c->drain_tail = w;
+  uvctx__drain_check(c);
+  return 0;
+}
+
 int uvctx_unwatch(uvctx_watch_t *w) {
   uvctx__cancel_t *owner;
 
@@ -157,10 +206,13 @@ int uvctx_unwatch(uvctx_watch_t *w) {
     w->state = UVCTX__WATCH_FINISHED;
     return 0;
   case UVCTX__WATCH_PENDING:
+  case UVCTX__WATCH_DRAINING:
   case UVCTX__WATCH_DUE:
     owner = w->ctx->owner;
     if (w->state == UVCTX__WATCH_PENDING)
-      list_remove(owner, w);
+      list_remove(&owner->watch_head, &owner->watch_tail, w);
+    else if (w->state == UVCTX__WATCH_DRAINING)
+      list_remove(&owner->drain_head, &owner->drain_tail, w);
     else
       ready_remove(owner->lp, w);
     w->state = UVCTX__WATCH_FINISHED;

@@ -1,0 +1,153 @@
+/* Debugging: uvctx_dump() prints a subtree, uvctx_dump_loop() every
+ * cancellable context alive on a loop (a leak report). */
+#include <inttypes.h>
+
+#include "uvctx-int.h"
+
+static const char *kind_name(const uvctx_t *ctx) {
+  switch (ctx->kind) {
+  case UVCTX__BACKGROUND:
+    return "background";
+  case UVCTX__TODO:
+    return "todo";
+  case UVCTX__VALUE:
+    return "with_value";
+  case UVCTX__WITHOUT_CANCEL:
+    return "without_cancel";
+  case UVCTX__CANCEL:
+    return "with_cancel";
+  case UVCTX__DEADLINE:
+    return "with_deadline";
+  case UVCTX__SIGNAL:
+    return "with_signal";
+  case UVCTX__ANY:
+    return "with_any";
+  default:
+    return "with_shutdown";
+  }
+}
+
+static size_t count_watches(const uvctx_watch_t *w) {
+  size_t n = 0;
+
+  for (; w != NULL; w = w->next)
+    n++;
+  return n;
+}
+
+/* One line about ctx. The watch lists are read only for contexts of the
+ * calling thread's loop (lp); others belong to another thread. */
+static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
+                      FILE *out) {
+  uint64_t state = ctx->owner != NULL
+                       ? atomic_load_explicit(&ctx->owner->ctx.state,
+                                              memory_order_acquire)
+                       : 0;
+  uint64_t deadline;
+
+  fprintf(out, "%*s%s %p", depth * 2, "", kind_name(ctx), (const void *)ctx);
+  if (ctx->owner != NULL)
+    fprintf(out, " loop=%p", (void *)ctx->owner->lp->loop);
+  if (state == 0)
+    fprintf(out, " err=0");
+  else
+    fprintf(out, " err=%s cause=%s", uv_err_name(uvctx__err_of(state)),
+            uv_err_name(uvctx_cause(ctx)));
+  if (uvctx_deadline(ctx, &deadline) == 1) {
+    uint64_t now = uvctx_now();
+    if (deadline >= now)
+      fprintf(out, " deadline=%" PRIu64 " (+%" PRIu64 "ms)", deadline,
+              deadline - now);
+    else
+      fprintf(out, " deadline=%" PRIu64 " (-%" PRIu64 "ms)", deadline,
+              now - deadline);
+  }
+  if (uvctx__is_cancellable(ctx)) {
+    const uvctx__cancel_t *c = uvctx__as_cancel(ctx);
+    size_t kids = atomic_load_explicit(&c->kids, memory_order_relaxed);
+    size_t listed = 0;
+    const uvctx__link_t *l;
+
+    for (l = c->first_child; l != NULL; l = l->next)
+      listed++;
+    if (c->lp == lp)
+      fprintf(out, " watches=%zu drains=%zu", count_watches(c->watch_head),
+              count_watches(c->drain_head));
+    else
+      fprintf(out, " (another loop)");
+    fprintf(out, " refs=%u others=%zu",
+            atomic_load_explicit(&ctx->refs, memory_order_relaxed),
+            kids > listed ? kids - listed : 0);
+    if (ctx->kind == UVCTX__SIGNAL || ctx->kind == UVCTX__SHUTDOWN)
+      fprintf(out, " signal=%d", uvctx_signal_received(ctx));
+  }
+  fputc('\n', out);
+}
+
+/* The first link from l on that leads to a child on lp; the children on
+ * other loops passed on the way are printed, as leaves, at depth. */
+static const uvctx__link_t *next_local(const uvctx__link_t *l,
+                                       const uvctx__loop_t *lp, int depth,
+                                       FILE *out) {
+  for (; l != NULL && l->child->lp != lp; l = l->next)
+    dump_line(&l->child->ctx, depth, lp, out);
+  return l;
+}
+
+int uvctx_dump(const uvctx_t *ctx, FILE *out) {
+  uvctx__cancel_t *root;
+  uvctx__cancel_t *node;
+  const uvctx__link_t *next;
+  uvctx__loop_t *lp;
+  int depth = 0;
+
+  if (ctx == NULL || out == NULL)
+    return UV_EINVAL;
+  if (!uvctx__is_cancellable(ctx)) {
+    dump_line(ctx, 0, NULL, out);
+    return 0;
+  }
+  root = uvctx__as_cancel(ctx);
+  lp = root->lp;
+  /* The same pre-order walk as a cancel's (cancel.c), over every child. The
+   * lock keeps the lists still; walk_link is the walks' scratch. */
+  uv_mutex_lock(&lp->tree_lock);
+  node = root;
+  dump_line(&node->ctx, depth, lp, out);
+  for (;;) {
+    next = next_local(node->first_child, lp, depth + 1, out);
+    if (next != NULL) {
+      depth++;
+    } else {
+      while (next == NULL && node != root) {
+        next = next_local(node->walk_link->next, lp, depth, out);
+        if (next == NULL) {
+          node = node->walk_link->parent;
+          depth--;
+        }
+      }
+      if (next == NULL)
+        break;
+    }
+    node = next->child;
+    node->walk_link = (uvctx__link_t *)next;
+    dump_line(&node->ctx, depth, lp, out);
+  }
+  uv_mutex_unlock(&lp->tree_lock);
+  return 0;
+}
+
+int uvctx_dump_loop(const uv_loop_t *loop, FILE *out) {
+  const uvctx__cancel_t *c;
+  uvctx__loop_t *lp;
+  int n = 0;
+
+  if (loop == NULL || out == NULL)
+    return UV_EINVAL;
+  lp = uvctx__loop_find(loop);
+  if (lp == NULL)
+    return 0;
+  for (c = lp->live; c != NULL; c = c->live_next, n++)
+    dump_line(&c->ctx, 0, lp, out);
+  return n;
+}

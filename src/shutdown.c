@@ -1,0 +1,110 @@
+/* Two-phase shutdown: a context (`out`) with a grace timer, optional signal
+ * handles, and a cancel child (`stopping`). Phase 1 finishes `stopping` and
+ * starts the grace period; phase 2 (the grace period over, or asked again)
+ * finishes `out` and so everything below it. */
+#include "uvctx-int.h"
+
+int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
+                        size_t count, uint64_t grace_ms, uvctx_t **stopping,
+                        uvctx_t **out) {
+  uvctx__shutdown_t *sd;
+  uvctx__cancel_t *c;
+  uvctx_t *st;
+  int err;
+
+  if (loop == NULL || parent == NULL || stopping == NULL || out == NULL ||
+      count > UINT32_MAX / sizeof(uv_signal_t))
+    return UV_EINVAL;
+  err = uvctx__signals_check(signums, count);
+  if (err != 0)
+    return err;
+  err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__SHUTDOWN,
+                               sizeof(uvctx__shutdown_t) +
+                                   count * sizeof(uv_signal_t),
+                               &c);
+  if (err != 0)
+    return err;
+  err = uvctx_with_cancel(loop, &c->ctx, &st);
+  if (err != 0) {
+    uvctx_release(&c->ctx);
+    return err;
+  }
+  sd = uvctx__as_shutdown(&c->ctx);
+  sd->grace_ms = grace_ms;
+  atomic_init(&sd->phase, 0);
+  sd->stopping = uvctx__as_cancel(st);
+  uvctx__signals_start(c, &sd->signals, (uv_signal_t *)(sd + 1), signums,
+                       count);
+  *stopping = st;
+  *out = &c->ctx;
+  return 0;
+}
+
+/* Under the tree lock of sd's loop: its stopping child is going away. */
+void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child) {
+  if (sd->stopping == child)
+    sd->stopping = NULL;
+}
+
+/* Loop thread: the grace period runs from now on, unless sd is done. */
+void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd) {
+  if (atomic_load_explicit(&sd->deadline.cancel.ctx.state,
+                           memory_order_acquire) == 0)
+    uvctx__timer_arm(&sd->deadline);
+}
+
+static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
+  uvctx__cancel_t *c = &sd->deadline.cancel;
+  uvctx__cancel_t *st;
+  int alive;
+
+  uv_mutex_lock(&c->lp->tree_lock);
+  st = sd->stopping;
+  alive = st != NULL && uvctx__try_retain(&st->ctx);
+  uv_mutex_unlock(&c->lp->tree_lock);
+  if (alive) {
+    uvctx__cancel(st, UV_ECANCELED, cause);
+    uvctx_release(&st->ctx);
+  }
+}
+
+/* Any thread: moves the shutdown on one phase. */
+static int advance(uvctx__shutdown_t *sd, int cause) {
+  uvctx__cancel_t *c = &sd->deadline.cancel;
+  uint64_t now;
+  int phase = 0;
+
+  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
+    return UV_EALREADY;
+  if (atomic_compare_exchange_strong(&sd->phase, &phase, 1)) {
+    now = uvctx_now();
+    sd->deadline.cause = cause;
+    atomic_store_explicit(&sd->deadline.deadline,
+                          sd->grace_ms > UINT64_MAX - now ? UINT64_MAX
+                                                          : now + sd->grace_ms,
+                          memory_order_relaxed);
+    atomic_store_explicit(&sd->deadline.has_deadline, 1,
+                          memory_order_release);
+    finish_stopping(sd, cause);
+    if (uvctx__on_loop_thread(c->lp))
+      uvctx__shutdown_start_grace(sd);
+    else /* the timer is the loop's to start; phase 1 is reached once */
+      uvctx__mailbox_post(c->lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
+                          UVCTX__MB_SHUTDOWN);
+    return 0;
+  }
+  if (phase == 1 && atomic_compare_exchange_strong(&sd->phase, &phase, 2))
+    return uvctx__cancel(c, UV_ECANCELED, cause);
+  return UV_EALREADY;
+}
+
+void uvctx__shutdown_on_signal(uvctx__shutdown_t *sd, int signum) {
+  (void)signum;
+  advance(sd, 0);
+}
+
+int uvctx_shutdown(uvctx_t *ctx, int cause) {
+  if (ctx == NULL || ctx->kind != UVCTX__SHUTDOWN || cause > 0)
+    return UV_EINVAL;
+  return advance(uvctx__as_shutdown(ctx), cause);
+}
