@@ -29,7 +29,7 @@
  * Callbacks always run on the loop thread, never inside a uvctx call, and
  * uvctx never holds a lock while a callback of yours runs.
  *
- * Kinds. There are five kinds of context:
+ * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
  *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent is;
  *   - deadline:       uvctx_with_deadline() and uvctx_with_timeout(), like a
@@ -37,9 +37,11 @@
  *   - value:          uvctx_with_value(), carries one key/value pair and is
  *                     done exactly when its parent is;
  *   - without-cancel: uvctx_without_cancel(), keeps the values of its parent
- *                     but is never done and has no deadline.
- * Cancel and deadline contexts are "cancellable": they live on a loop, and they
- * are the only ones that uvctx_cancel() accepts.
+ *                     but is never done and has no deadline;
+ *   - signal, any, shutdown: uvctx_with_signal(), uvctx_with_any() and
+ *                     uvctx_with_shutdown(), see "Beyond Go" below.
+ * All but roots, value and without-cancel contexts are "cancellable": they
+ * live on a loop, and they are the ones that uvctx_cancel() accepts.
  *
  * Liveness. A context never keeps its loop alive by itself: its handles are
  * unref'd, so uv_run() returns once your own handles and requests are done.
