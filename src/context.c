@@ -96,19 +96,17 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
       return UV_ENOMEM;
     block += count * (sizeof(uvctx_t *) + sizeof(uvctx__link_t));
   }
-  c = uvctx__malloc(block);
-  if (c == NULL)
-    return UV_ENOMEM;
   /* A child on its parent's loop, the common case, skips the registry. */
   if (owner != NULL && owner->lp->loop == loop) {
     lp = owner->lp;
   } else {
     err = uvctx__loop_get(loop, &lp);
-    if (err != 0) {
-      uvctx__free(c);
+    if (err != 0)
       return err;
-    }
   }
+  c = uvctx__block_alloc(lp, block);
+  if (c == NULL)
+    return UV_ENOMEM;
 
   memset(c, 0, block);
   atomic_init(&c->ctx.state, 0);
@@ -165,13 +163,23 @@ int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
   return err;
 }
 
+/* The memory of c goes back to its loop. Only plain cancel and deadline
+ * blocks have the sizes the loop keeps for reuse; the size of the others
+ * depends on their signals or parents. */
+static void free_block(uvctx__cancel_t *c) {
+  size_t size = c->ctx.kind == UVCTX__CANCEL     ? sizeof(uvctx__cancel_t)
+                : c->ctx.kind == UVCTX__DEADLINE ? sizeof(uvctx__deadline_t)
+                                                 : 0;
+  uvctx__block_free(c->lp, c, size);
+}
+
 /* Close callback of every handle a context embeds or owns in its block: the
  * memory goes with the last one. */
 void uvctx__handle_closed(uv_handle_t *handle) {
   uvctx__cancel_t *c = handle->data;
 
   if (--c->closing == 0)
-    uvctx__free(c);
+    free_block(c);
 }
 
 static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
@@ -184,7 +192,6 @@ static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
  * (the memory goes with the last close callback, or now if there are none)
  * and returns the parent whose reference the caller must drop. */
 uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
-  uvctx__loop_t *lp = c->lp;
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   uvctx_t *parent = c->ctx.parent;
   size_t i;
@@ -199,7 +206,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
     }
   }
   uvctx__done_async_close(c);
-  uvctx__loop_remove(lp, c);
+  uvctx__loop_remove(c->lp, c);
 
   c->closing = 1; /* held until every close below is under way */
   if (uvctx__has_timer(&c->ctx))
@@ -208,7 +215,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
     for (i = 0; i < signals->count; i++)
       close_handle(c, (uv_handle_t *)&signals->handles[i]);
   if (--c->closing == 0)
-    uvctx__free(c);
+    free_block(c);
   return parent;
 }
 

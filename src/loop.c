@@ -108,30 +108,10 @@ static void on_loop_handle_closed(uv_handle_t *handle) {
   uvctx__free(lp);
 }
 
-/* Loop thread: a new cancellable context joins the loop's live list. */
-void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
-  c->live_prev = NULL;
-  c->live_next = lp->live;
-  if (lp->live != NULL)
-    lp->live->live_prev = c;
-  lp->live = c;
-  lp->nlive++;
-}
-
-/* Loop thread: c is being destroyed. With the last context gone nothing can
- * post to the mailbox any more (posting needs a live context), so the state
- * closes. */
-void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+/* Loop thread: the state has nothing left to do. */
+static void loop_close(uvctx__loop_t *lp) {
   uvctx__loop_t **link;
-
-  if (c->live_prev != NULL)
-    c->live_prev->live_next = c->live_next;
-  else
-    lp->live = c->live_next;
-  if (c->live_next != NULL)
-    c->live_next->live_prev = c->live_prev;
-  if (--lp->nlive > 0)
-    return;
+  int i;
 
   uv_mutex_lock(&registry_lock);
   for (link = &registry; *link != lp; link = &(*link)->next)
@@ -139,6 +119,12 @@ void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
   *link = lp->next;
   uv_mutex_unlock(&registry_lock);
 
+  for (i = 0; i < 2; i++)
+    while (lp->cache[i] != NULL) {
+      void *block = lp->cache[i];
+      lp->cache[i] = *(void **)block;
+      uvctx__free(block);
+    }
   lp->closing_handles = 3;
   lp->mailbox.data = lp;
   lp->catch_up.data = lp;
@@ -146,6 +132,71 @@ void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
   uv_close((uv_handle_t *)&lp->mailbox, on_loop_handle_closed);
   uv_close((uv_handle_t *)&lp->catch_up, on_loop_handle_closed);
   uv_close((uv_handle_t *)&lp->deliver, on_loop_handle_closed);
+}
+
+enum { CACHE_MAX = 1024 };
+
+static int cache_class(size_t size) {
+  if (size == sizeof(uvctx__cancel_t))
+    return 0;
+  if (size == sizeof(uvctx__deadline_t))
+    return 1;
+  return -1;
+}
+
+/* Loop thread: memory for a context of lp. On failure, a state that was
+ * made for this context alone closes again. */
+void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size) {
+  int class = cache_class(size);
+  void *block;
+
+  if (class >= 0 && lp->cache[class] != NULL) {
+    block = lp->cache[class];
+    lp->cache[class] = *(void **)block;
+    lp->ncache[class]--;
+  } else {
+    block = uvctx__malloc(size);
+    if (block == NULL) {
+      if (lp->blocks == 0)
+        loop_close(lp);
+      return NULL;
+    }
+  }
+  lp->blocks++;
+  return block;
+}
+
+/* Loop thread: a context's memory is no longer used, handles included. */
+void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size) {
+  int class = cache_class(size);
+
+  if (class >= 0 && lp->ncache[class] < CACHE_MAX) {
+    *(void **)block = lp->cache[class];
+    lp->cache[class] = block;
+    lp->ncache[class]++;
+  } else {
+    uvctx__free(block);
+  }
+  if (--lp->blocks == 0)
+    loop_close(lp);
+}
+
+/* Loop thread: the loop's list of live contexts, for uvctx_dump_loop(). */
+void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  c->live_prev = NULL;
+  c->live_next = lp->live;
+  if (lp->live != NULL)
+    lp->live->live_prev = c;
+  lp->live = c;
+}
+
+void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  if (c->live_prev != NULL)
+    c->live_prev->live_next = c->live_next;
+  else
+    lp->live = c->live_next;
+  if (c->live_next != NULL)
+    c->live_next->live_prev = c->live_prev;
 }
 
 /* Any thread. The caller guarantees that c stays alive until the loop has

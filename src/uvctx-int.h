@@ -182,7 +182,14 @@ struct uvctx__loop_s {
   uvctx_watch_t *ready_tail;
   uvctx_watch_t *batch_end;  /* last watch of the batch being delivered */
   uvctx__cancel_t *live;     /* cancellable contexts on this loop */
-  size_t nlive;
+  /* Blocks of this loop's contexts not yet freed, counting those whose
+   * handles are still closing: the state closes when none is left. */
+  size_t blocks;
+  /* Freed blocks of the two common sizes, kept for reuse: contexts are
+   * freed in close callbacks, in batches per loop turn, and handing each
+   * batch back to malloc makes glibc grow and trim its heap every turn. */
+  void *cache[2];
+  size_t ncache[2];
   int closing_handles;
   uvctx__loop_t *next;       /* registry link */
 };
@@ -255,6 +262,8 @@ void uvctx__free(void *ptr);
 /* loop.c */
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
 uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop);
+void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
+void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
 void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
 void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
 int uvctx__on_loop_thread(const uvctx__loop_t *lp);
