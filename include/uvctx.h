@@ -332,9 +332,10 @@ UVCTX_EXTERN int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent,
                                    const int *signums, size_t count,
                                    uvctx_t **out);
 
-/* The signal number that finished ctx (a context from uvctx_with_signal or
- * uvctx_with_shutdown), or 0 when no signal has (yet), or ctx is NULL or of
- * another kind. Any thread. */
+/* The first signal that arrived for ctx: for a context from
+ * uvctx_with_signal the one that finished it, for the *out context of
+ * uvctx_with_shutdown the one that began the shutdown. 0 when no signal has
+ * (yet), or ctx is NULL or of another kind. Any thread. */
 UVCTX_EXTERN int uvctx_signal_received(const uvctx_t *ctx);
 
 /* ---------------------------------------------------------------------------
@@ -415,13 +416,20 @@ UVCTX_EXTERN int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w,
  *   *stopping  is done (UV_ECANCELED) when shutdown begins: stop accepting
  *              new work, let what runs finish. It is a child of *out.
  *   *out       is done when the grace period grace_ms after the beginning
- *              has passed (UV_ETIMEDOUT), or shutdown is asked for a second
- *              time (UV_ECANCELED), or its parent is done: cancel everything.
+ *              has passed (UV_ETIMEDOUT: cancel everything still running),
+ *              or shutdown is asked for a second time (UV_ECANCELED), or its
+ *              parent is done. It is also done (UV_ECANCELED) as soon as,
+ *              during the grace period, nothing is left below it but
+ *              *stopping: everything finished in time, the shutdown is over.
  *              Make connections and requests its children.
  *
  * Shutdown begins with uvctx_shutdown(), or when one of the count signals in
  * signums arrives (count may be 0); a second signal, or a second
- * uvctx_shutdown(), ends the grace period at once. Release both contexts.
+ * uvctx_shutdown(), ends the grace period at once. The cause given to the
+ * call that began it is the cause of *stopping, and of *out when the grace
+ * period ends it or it ends early. A typical server closes its listener when
+ * *stopping is done, releases *stopping, and exits from a uvctx_drain() of
+ * *out. Release both contexts.
  * Errors: as uvctx_with_signal (signums may be NULL when count is 0), and
  * UV_EINVAL if stopping is NULL. Loop thread. */
 UVCTX_EXTERN int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent,

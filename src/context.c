@@ -60,15 +60,19 @@ void uvctx__adopt(uvctx_t *parent) {
 }
 
 /* A context of parent is gone. When it was the last, a drain waiting on the
- * parent may be due: the loop thread checks now, another thread asks it to.
- * The caller still holds the gone child's reference to parent. */
+ * parent may be due (or a shutdown may be over): the loop thread checks now,
+ * another thread asks it to. The caller still holds the gone child's
+ * reference to parent. */
 void uvctx__leave(uvctx_t *parent) {
   uvctx__cancel_t *c;
+  size_t left;
 
   if (parent == NULL || !uvctx__is_cancellable(parent))
     return;
   c = uvctx__as_cancel(parent);
-  if (atomic_fetch_sub_explicit(&c->kids, 1, memory_order_acq_rel) != 1)
+  left = atomic_fetch_sub_explicit(&c->kids, 1, memory_order_acq_rel) - 1;
+  /* A shutdown context also cares when only its stopping child is left. */
+  if (left > 1 || (left == 1 && parent->kind != UVCTX__SHUTDOWN))
     return;
   if (uvctx__on_loop_thread(c->lp)) {
     uvctx__drain_check(c);

@@ -27,6 +27,15 @@ static const char *kind_name(const uvctx_t *ctx) {
   }
 }
 
+/* The parent through which link l's child hangs in the list. */
+static const uvctx_t *parent_of(const uvctx__link_t *l) {
+  const uvctx_t *child = &l->child->ctx;
+
+  if (child->kind == UVCTX__ANY)
+    return uvctx__as_any(child)->parents[l - l->child->links];
+  return child->parent;
+}
+
 static size_t count_watches(const uvctx_watch_t *w) {
   size_t n = 0;
 
@@ -68,8 +77,11 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
     size_t listed = 0;
     const uvctx__link_t *l;
 
+    /* Children listed here and counted in kids: not those that hang
+     * under ctx through a value context, which are listed too. */
     for (l = c->first_child; l != NULL; l = l->next)
-      listed++;
+      if (parent_of(l) == ctx)
+        listed++;
     if (c->lp == lp)
       fprintf(out, " watches=%zu drains=%zu", count_watches(c->watch_head),
               count_watches(c->drain_head));

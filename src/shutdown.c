@@ -46,11 +46,29 @@ void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child) {
     sd->stopping = NULL;
 }
 
-/* Loop thread: the grace period runs from now on, unless sd is done. */
+/* Loop thread: the grace period runs from now on, unless sd is done or has
+ * nothing left to wait for. */
 void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd) {
   if (atomic_load_explicit(&sd->deadline.cancel.ctx.state,
-                           memory_order_acquire) == 0)
-    uvctx__timer_arm(&sd->deadline);
+                           memory_order_acquire) != 0)
+    return;
+  uvctx__timer_arm(&sd->deadline);
+  uvctx__shutdown_check_idle(sd);
+}
+
+/* Loop thread, no tree lock held: in the grace period, once nothing but the
+ * stopping child is left below sd, the shutdown is over early. (Only the
+ * loop thread clears `stopping`, so it is read here without the lock.) */
+void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd) {
+  uvctx__cancel_t *c = &sd->deadline.cancel;
+  size_t left = atomic_load_explicit(&c->kids, memory_order_acquire);
+  int phase = 1;
+
+  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0 ||
+      left > (sd->stopping != NULL ? 1u : 0u) ||
+      !atomic_compare_exchange_strong(&sd->phase, &phase, 2))
+    return;
+  uvctx__cancel(c, UV_ECANCELED, sd->deadline.cause);
 }
 
 static void finish_stopping(uvctx__shutdown_t *sd, int cause) {

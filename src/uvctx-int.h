@@ -306,6 +306,7 @@ void uvctx__signals_start(uvctx__cancel_t *c, uvctx__signals_t *s,
 void uvctx__shutdown_on_signal(uvctx__shutdown_t *sd, int signum);
 void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd);
 void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child);
+void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd);
 
 /* watch.c */
 void uvctx__deliver(uvctx__cancel_t *c);

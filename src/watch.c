@@ -108,11 +108,14 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx__drain_check(c);
 }
 
-/* Loop thread: the drains of c are due once it is done and childless. */
+/* Loop thread: the drains of c are due once it is done and childless. (A
+ * shutdown context may finish itself on the way: see shutdown.c.) */
 void uvctx__drain_check(uvctx__cancel_t *c) {
   uvctx_watch_t *w;
   uvctx_watch_t *next;
 
+  if (c->ctx.kind == UVCTX__SHUTDOWN)
+    uvctx__shutdown_check_idle(uvctx__as_shutdown(&c->ctx));
   if (!(c->ctx.flags & UVCTX__DELIVERED) ||
       atomic_load_explicit(&c->kids, memory_order_acquire) != 0)
     return;
