@@ -1,4 +1,819 @@
-/* Placeholder: the tests of this area are being written. */
+/* Draining: uvctx_drain. Its callback runs once the context is done AND every
+ * context below it (cancellable, value, without-cancel; children and
+ * grandchildren) has been released, with the delivery rules of uvctx_watch:
+ * on the loop thread, as a loop callback, exactly once, never inside a uvctx
+ * call; uvctx_unwatch cancels it.
+ *
+ * Releasing on the loop thread frees a context once the loop has run its
+ * close callbacks, so after a release the tests run the loop before they
+ * look at a drain. */
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *drain_suite(void) { return suite_create("drain"); }
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a; /* keys compare by address */
+
+typedef struct {
+  int ran;
+} journal_t;
+
+typedef struct {
+  uvctx_watch_t w;
+  journal_t *j;
+  uvctx_t *ctx;
+  int calls;
+  int err;
+  int seq;
+  int release_in_cb; /* release ctx inside the callback */
+} probe_t;
+
+static void probe_cb(uvctx_watch_t *w, int err) {
+  probe_t *p = w->data;
+  p->calls++;
+  p->err = err;
+  p->seq = ++p->j->ran;
+  if (p->release_in_cb)
+    uvctx_release(p->ctx);
+}
+
+static void probe_init(probe_t *p, journal_t *j, uvctx_t *ctx) {
+  memset(p, 0, sizeof *p);
+  p->j = j;
+  p->ctx = ctx;
+  p->w.data = p;
+}
+
+static int probe_drain(probe_t *p, journal_t *j, uvctx_t *ctx) {
+  probe_init(p, j, ctx);
+  return uvctx_drain(ctx, &p->w, probe_cb);
+}
+
+static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
+  probe_init(p, j, ctx);
+  return uvctx_watch(ctx, &p->w, probe_cb);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+typedef struct {
+  uv_timer_t t;
+  const int *counter;
+  int target;
+  int ticks;
+  int met;
+} poll_t;
+
+static void poll_tick(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (*p->counter >= p->target)
+    p->met = 1;
+  if (p->met || ++p->ticks >= 3000)
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Runs the loop until *counter reaches target (about 3 s at most). */
+static int run_until(uv_loop_t *loop, const int *counter, int target) {
+  poll_t p;
+  memset(&p, 0, sizeof p);
+  p.counter = counter;
+  p.target = target;
+  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
+  p.t.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
+  return p.met;
+}
+
+/* ---------------------------------------------------------------------------
+ * When it runs
+ * ------------------------------------------------------------------------- */
+
+START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *conn = mk_cancel(&loop, root);
+  uvctx_t *val = mk_value(root, &key_a, NULL);
+  uvctx_t *req = mk_timeout(&loop, conn, 60000);
+  uvctx_t *reqval = mk_value(req, &key_a, NULL);
+  uvctx_t *valval = mk_value(val, &key_a, NULL);
+  uvctx_t *valcancel = mk_cancel(&loop, val);
+  uvctx_t *detached = mk_without(root);
+  uvctx_t *order[] = {reqval, valcancel, req, detached, valval, conn, val};
+  size_t n = sizeof order / sizeof order[0];
+
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 0);
+  for (size_t i = 0; i < n; i++) {
+    ck_assert_msg(d.calls == 0, "drained with %zu descendants left", n - i);
+    uvctx_release(order[i]);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED);
+
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_does_not_run_while_a_descendant_is_alive) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(d.calls, 0);
+
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_does_not_run_while_the_context_is_not_done) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  uvctx_t *v = mk_value(root, &key_a, NULL);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  uvctx_release(v);
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(d.calls, 0);
+
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_never_runs_inside_cancel_or_release) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  ck_assert_int_eq(d.calls, 0);
+  uvctx_release(c);
+  ck_assert_int_eq(d.calls, 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(d.calls, 0); /* never synchronously */
+  uv_run(&loop, UV_RUN_DEFAULT); /* a due callback keeps the loop alive */
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_err_is_etimedout_when_a_deadline_finished_the_context) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_timeout(&loop, uvctx_background(), 5);
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  uvctx_release(c);
+  ck_assert(run_until(&loop, &d.calls, 1));
+  ck_assert_int_eq(d.err, UV_ETIMEDOUT);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *root = mk_cancel(&loop, parent);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED); /* the err, not the cause */
+  uvctx_release(root);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_runs_exactly_once) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+
+  /* The tree fills and drains again: nothing more. */
+  uvctx_t *late = mk_cancel(&loop, root); /* born done */
+  uvctx_t *lv = mk_value(root, &key_a, NULL);
+  ck_assert_int_eq(uvctx_cancel(root), UV_EALREADY);
+  uvctx_release(lv);
+  uvctx_release(late);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(a_child_born_done_after_the_cancel_also_delays_the_drain) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uvctx_t *late = mk_value(c, &key_a, NULL); /* born done */
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 0); /* late still holds c, which holds root */
+  uvctx_release(late);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Order and references
+ * ------------------------------------------------------------------------- */
+
+START_TEST(drains_of_one_context_run_in_registration_order) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d[3];
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_value(root, &key_a, NULL);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(probe_drain(&d[i], &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(d[i].calls, 1);
+  ck_assert_int_lt(d[0].seq, d[1].seq);
+  ck_assert_int_lt(d[1].seq, d[2].seq);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(pending_watch_on_a_descendant_delays_the_drain_until_it_has_run) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d, wc;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(probe_watch(&wc, &j, c), 0);
+  uvctx_release(c); /* the pending watch still holds it */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(wc.calls, 0);
+
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(wc.calls, 1);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_lt(wc.seq, d.seq);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(pending_drain_keeps_its_context_alive) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *root = mk_cancel(&loop, parent);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  uvctx_release(root); /* only the drain holds it now */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_callback_may_release_the_context) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  d.release_in_cb = 1;
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Unwatch
+ * ------------------------------------------------------------------------- */
+
+START_TEST(unwatch_before_done_cancels_the_drain) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(d.calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), UV_EALREADY);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, root);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
+  uvctx_release(c);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(d.calls, 0);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0); /* drained: due, not run */
+  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 0);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(unwatch_after_the_drain_ran_is_ealready) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), UV_EALREADY);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  uvctx_release(root);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), 0); /* drops the last reference */
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(unwatched_drain_struct_can_be_used_again) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, a), 0);
+  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
+  d.ctx = b;
+  ck_assert_int_eq(uvctx_drain(b, &d.w, probe_cb), 0);
+  ck_assert_int_eq(uvctx_cancel(a), 0);
+  ck_assert_int_eq(uvctx_cancel(b), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(a);
+  uvctx_release(b);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Bad input
+ * ------------------------------------------------------------------------- */
+
+START_TEST(drain_null_arguments_are_einval) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  probe_init(&d, &j, root);
+  ck_assert_int_eq(uvctx_drain(NULL, &d.w, probe_cb), UV_EINVAL);
+  ck_assert_int_eq(uvctx_drain(root, NULL, probe_cb), UV_EINVAL);
+  ck_assert_int_eq(uvctx_drain(root, &d.w, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 0);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(root, &key_a, NULL);
+  uvctx_t *wc = mk_without(root);
+  uvctx_t *bv = mk_value(uvctx_background(), &key_a, NULL);
+  uvctx_t *bad[] = {uvctx_background(), uvctx_todo(), v, wc, bv};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    probe_init(&d, &j, bad[i]);
+    ck_assert_int_eq(uvctx_drain(bad[i], &d.w, probe_cb), UV_EINVAL);
+  }
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uvctx_release(bv);
+  uvctx_release(wc);
+  uvctx_release(v);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(j.ran, 0);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(drain_with_a_pending_watch_struct_is_ebusy) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_drain(&d, &j, a), 0);
+  ck_assert_int_eq(uvctx_drain(b, &d.w, probe_cb), UV_EBUSY);
+  ck_assert_int_eq(uvctx_drain(a, &d.w, probe_cb), UV_EBUSY);
+  ck_assert_int_eq(uvctx_watch(b, &d.w, probe_cb), UV_EBUSY);
+  ck_assert_int_eq(uvctx_cancel(b), 0);
+  ck_assert_int_eq(uvctx_cancel(a), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 1); /* only the first registration */
+  uvctx_release(a);
+  uvctx_release(b);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Other threads
+ *
+ * A worker releases (or cancels) and then sends a ref'd uv_async_t of the
+ * test, which keeps the loop polling until then; its callback joins the
+ * worker and closes it.
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  uv_async_t async;
+  uv_thread_t tid;
+  uvctx_t *release;
+  uvctx_t *cancel;
+  int cancel_rc;
+  int joined;
+} worker_t;
+
+static void worker_async_cb(uv_async_t *a) {
+  worker_t *wk = a->data;
+  ck_assert_int_eq(uv_thread_join(&wk->tid), 0);
+  wk->joined = 1;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void worker_main(void *arg) {
+  worker_t *wk = arg;
+  if (wk->cancel != NULL)
+    wk->cancel_rc = uvctx_cancel(wk->cancel);
+  if (wk->release != NULL)
+    uvctx_release(wk->release);
+  uv_async_send(&wk->async);
+}
+
+static void worker_start(worker_t *wk, uv_loop_t *loop, uvctx_t *release,
+                         uvctx_t *cancel) {
+  memset(wk, 0, sizeof *wk);
+  wk->release = release;
+  wk->cancel = cancel;
+  ck_assert_int_eq(uv_async_init(loop, &wk->async, worker_async_cb), 0);
+  wk->async.data = wk;
+  ck_assert_int_eq(uv_thread_create(&wk->tid, worker_main, wk), 0);
+}
+
+START_TEST(value_child_released_on_another_thread_lets_the_drain_run) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  worker_t wk;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(root, &key_a, NULL);
+  uvctx_t *vv = mk_value(v, &key_a, NULL);
+  uvctx_release(v); /* vv holds it */
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(d.calls, 0);
+
+  worker_start(&wk, &loop, vv, NULL);
+  ck_assert(run_until(&loop, &d.calls, 1));
+  ck_assert_int_eq(wk.joined, 1);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancellable_child_released_on_another_thread_lets_the_drain_run) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  worker_t wk;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_timeout(&loop, root, 60000);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+  ck_assert_int_eq(uvctx_cancel(root), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  worker_start(&wk, &loop, c, NULL);
+  ck_assert(run_until(&loop, &d.calls, 1));
+  ck_assert_int_eq(wk.joined, 1);
+  ck_assert_int_eq(d.calls, 1);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_from_another_thread_lets_a_drained_tree_run_its_drain) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t d;
+  worker_t wk;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(root, &key_a, NULL);
+  ck_assert_int_eq(probe_drain(&d, &j, root), 0);
+
+  worker_start(&wk, &loop, v, root); /* cancels root, then releases v */
+  ck_assert(run_until(&loop, &d.calls, 1));
+  ck_assert_int_eq(wk.joined, 1);
+  ck_assert_int_eq(wk.cancel_rc, 0);
+  ck_assert_int_eq(d.calls, 1);
+  ck_assert_int_eq(d.err, UV_ECANCELED);
+  uvctx_release(root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * A server: a root, three connections with a request each; the root is
+ * cancelled, then the requests finish one by one (from timers) and release
+ * their contexts and their connection's. The drain runs after the last.
+ * ------------------------------------------------------------------------- */
+
+enum { CONNS = 3 };
+
+typedef struct server_s server_t;
+
+typedef struct {
+  server_t *srv;
+  uv_timer_t t;
+  uvctx_t *conn;
+  uvctx_t *req;
+  uvctx_t *reqval;
+} conn_t;
+
+struct server_s {
+  uvctx_t *root;
+  conn_t conns[CONNS];
+  int released;
+  int drain_seen_before_last; /* the drain ran before a release */
+  int drained;
+  int drain_err;
+  int released_at_drain;
+  uvctx_watch_t dw;
+};
+
+static void conn_finish(uv_timer_t *t) {
+  conn_t *c = t->data;
+  server_t *s = c->srv;
+  if (s->drained)
+    s->drain_seen_before_last++;
+  ck_assert_int_eq(uvctx_err(c->req), UV_ECANCELED);
+  uvctx_release(c->reqval);
+  uvctx_release(c->req);
+  uvctx_release(c->conn);
+  s->released++;
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void server_drained(uvctx_watch_t *w, int err) {
+  server_t *s = w->data;
+  s->drained++;
+  s->drain_err = err;
+  s->released_at_drain = s->released;
+}
+
+START_TEST(server_drain_runs_after_the_last_request_is_released) {
+  uv_loop_t loop;
+  server_t s;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  memset(&s, 0, sizeof s);
+  s.root = mk_cancel(&loop, uvctx_background());
+  for (int i = 0; i < CONNS; i++) {
+    conn_t *c = &s.conns[i];
+    c->srv = &s;
+    c->conn = mk_cancel(&loop, s.root);
+    c->req = mk_timeout(&loop, c->conn, 60000);
+    c->reqval = mk_value(c->req, &key_a, c);
+    ck_assert_int_eq(uv_timer_init(&loop, &c->t), 0);
+    c->t.data = c;
+    /* Released at 5, 10 and 15 ms, the last first. */
+    ck_assert_int_eq(
+        uv_timer_start(&c->t, conn_finish, 5 * (uint64_t)(CONNS - i), 0), 0);
+  }
+  s.dw.data = &s;
+  ck_assert_int_eq(uvctx_drain(s.root, &s.dw, server_drained), 0);
+  ck_assert_int_eq(uvctx_cancel(s.root), 0);
+
+  ck_assert(run_until(&loop, &s.drained, 1));
+  ck_assert_int_eq(s.released, CONNS);
+  ck_assert_int_eq(s.released_at_drain, CONNS);
+  ck_assert_int_eq(s.drain_seen_before_last, 0);
+  ck_assert_int_eq(s.drained, 1);
+  ck_assert_int_eq(s.drain_err, UV_ECANCELED);
+  uvctx_release(s.root);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *drain_suite(void) {
+  Suite *s = suite_create("drain");
+
+  TCase *tc = tcase_create("when");
+  tcase_add_test(tc, drain_runs_once_done_and_every_descendant_is_released);
+  tcase_add_test(tc, drain_does_not_run_while_a_descendant_is_alive);
+  tcase_add_test(tc, drain_does_not_run_while_the_context_is_not_done);
+  tcase_add_test(tc, drain_never_runs_inside_cancel_or_release);
+  tcase_add_test(tc, drain_of_an_already_drained_context_runs_on_a_later_callback);
+  tcase_add_test(tc, drain_err_is_etimedout_when_a_deadline_finished_the_context);
+  tcase_add_test(tc, drain_err_is_ecanceled_when_the_parent_finished_the_context);
+  tcase_add_test(tc, drain_runs_exactly_once);
+  tcase_add_test(tc, a_child_born_done_after_the_cancel_also_delays_the_drain);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("order_refs");
+  tcase_add_test(tc, drains_of_one_context_run_in_registration_order);
+  tcase_add_test(tc, pending_watch_on_a_descendant_delays_the_drain_until_it_has_run);
+  tcase_add_test(tc, pending_drain_keeps_its_context_alive);
+  tcase_add_test(tc, drain_callback_may_release_the_context);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("unwatch");
+  tcase_add_test(tc, unwatch_before_done_cancels_the_drain);
+  tcase_add_test(tc, unwatch_when_done_but_not_drained_cancels_the_drain);
+  tcase_add_test(tc, unwatch_when_drained_but_not_yet_delivered_cancels_the_drain);
+  tcase_add_test(tc, unwatch_after_the_drain_ran_is_ealready);
+  tcase_add_test(tc, unwatched_drain_releases_its_hold_on_the_context);
+  tcase_add_test(tc, unwatched_drain_struct_can_be_used_again);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("bad_input");
+  tcase_add_test(tc, drain_null_arguments_are_einval);
+  tcase_add_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval);
+  tcase_add_test(tc, drain_with_a_pending_watch_struct_is_ebusy);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("threads");
+  tcase_add_test(tc, value_child_released_on_another_thread_lets_the_drain_run);
+  tcase_add_test(tc, cancellable_child_released_on_another_thread_lets_the_drain_run);
+  tcase_add_test(tc, cancel_from_another_thread_lets_a_drained_tree_run_its_drain);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("server");
+  tcase_add_test(tc, server_drain_runs_after_the_last_request_is_released);
+  suite_add_tcase(s, tc);
+
+  return s;
+}

@@ -1,4 +1,748 @@
-/* Placeholder: the tests of this area are being written. */
+/* Debugging: uvctx_dump (a subtree, one line per cancellable context,
+ * indented by depth) and uvctx_dump_loop (every cancellable context alive on
+ * a loop: a leak report).
+ *
+ * The exact layout is not part of the contract, so the tests read facts out
+ * of the text: how many lines, which line mentions what, indentation (the
+ * leading characters that are not letters or digits), err names as
+ * uv_err_name() spells them, and counts read as the first number after a
+ * word ("watch", "ref", "other"). Lines are told apart by deadlines: each
+ * context of interest is a deadline context with a distinct deadline, earlier
+ * than its ancestors', and the line that mentions that number is its line. */
+#include <ctype.h>
+#include <inttypes.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *dump_suite(void) { return suite_create("dump"); }
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a; /* keys compare by address */
+
+enum { MAX_LINES = 64 };
+
+typedef struct {
+  char *buf;
+  size_t len;
+  char *line[MAX_LINES];
+  int n;
+  int rc;
+} text_t;
+
+static void text_split(text_t *t) {
+  char *p = t->buf;
+  t->n = 0;
+  while (p != NULL && *p != '\0') {
+    char *nl = strchr(p, '\n');
+    ck_assert_msg(nl != NULL, "line without a newline: \"%s\"", p);
+    *nl = '\0';
+    ck_assert_int_lt(t->n, MAX_LINES);
+    t->line[t->n++] = p;
+    p = nl + 1;
+  }
+}
+
+static void dump_ctx(text_t *t, const uvctx_t *ctx) {
+  FILE *f;
+  memset(t, 0, sizeof *t);
+  f = open_memstream(&t->buf, &t->len);
+  ck_assert_ptr_nonnull(f);
+  t->rc = uvctx_dump(ctx, f);
+  ck_assert_int_eq(fclose(f), 0);
+  text_split(t);
+}
+
+static void dump_loop(text_t *t, const uv_loop_t *loop) {
+  FILE *f;
+  memset(t, 0, sizeof *t);
+  f = open_memstream(&t->buf, &t->len);
+  ck_assert_ptr_nonnull(f);
+  t->rc = uvctx_dump_loop(loop, f);
+  ck_assert_int_eq(fclose(f), 0);
+  text_split(t);
+}
+
+static void text_free(text_t *t) { free(t->buf); }
+
+/* The index of the one line that contains s; fails if none or several. */
+static int line_with(const text_t *t, const char *s) {
+  int found = -1;
+  for (int i = 0; i < t->n; i++) {
+    if (strstr(t->line[i], s) != NULL) {
+      ck_assert_msg(found < 0, "\"%s\" on lines %d and %d", s, found, i);
+      found = i;
+    }
+  }
+  ck_assert_msg(found >= 0, "no line mentions \"%s\"", s);
+  return found;
+}
+
+static int line_of_deadline(const text_t *t, uint64_t deadline) {
+  char s[32];
+  snprintf(s, sizeof s, "%" PRIu64, deadline);
+  return line_with(t, s);
+}
+
+static int indent_of(const char *line) {
+  int n = 0;
+  while (line[n] != '\0' && !isalnum((unsigned char)line[n]))
+    n++;
+  return n;
+}
+
+/* The first number after the first occurrence of word in line, or -1. */
+static long count_after(const char *line, const char *word) {
+  const char *p = strstr(line, word);
+  if (p == NULL)
+    return -1;
+  p += strlen(word);
+  while (*p != '\0' && !isdigit((unsigned char)*p)) {
+    if (*p == ' ' && p[1] != '\0' && isalpha((unsigned char)p[1]))
+      return -1; /* the next word began: no number for this one */
+    p++;
+  }
+  if (*p == '\0')
+    return -1;
+  return strtol(p, NULL, 10);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+typedef struct {
+  uvctx_watch_t w;
+  int calls;
+} probe_t;
+
+static void probe_cb(uvctx_watch_t *w, int err) {
+  (void)err;
+  ((probe_t *)w->data)->calls++;
+}
+
+static int probe_watch(probe_t *p, uvctx_t *ctx) {
+  memset(p, 0, sizeof *p);
+  p->w.data = p;
+  return uvctx_watch(ctx, &p->w, probe_cb);
+}
+
+typedef struct {
+  uv_timer_t t;
+  const int *counter;
+  int target;
+  int ticks;
+  int met;
+} poll_t;
+
+static void poll_tick(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (*p->counter >= p->target)
+    p->met = 1;
+  if (p->met || ++p->ticks >= 3000)
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+static int run_until(uv_loop_t *loop, const int *counter, int target) {
+  poll_t p;
+  memset(&p, 0, sizeof p);
+  p.counter = counter;
+  p.target = target;
+  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
+  p.t.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
+  return p.met;
+}
+
+/* A base for distinct deadlines, a minute away. */
+static uint64_t far(void) { return uvctx_now() + 60000; }
+
+/* ---------------------------------------------------------------------------
+ * uvctx_dump: shape
+ * ------------------------------------------------------------------------- */
+
+START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *root = mk_cancel(&loop, uvctx_background());
+  uvctx_t *a = mk_deadline(&loop, root, far());
+  uvctx_t *a1 = mk_cancel(&loop, a);
+  uvctx_t *b = mk_cancel(&loop, root);
+  uvctx_t *bv = mk_value(b, &key_a, NULL);
+  uvctx_t *v = mk_value(root, &key_a, NULL);
+  uvctx_t *vc = mk_cancel(&loop, v); /* below root, through a value */
+  uvctx_t *w = mk_without(root);
+  uvctx_t *wc = mk_cancel(&loop, w); /* not below root: never cancelled by it */
+
+  dump_ctx(&t, root);
+  ck_assert_int_ge(t.rc, 0);
+  ck_assert_int_eq(t.n, 5); /* root, a, a1, b, vc */
+  text_free(&t);
+
+  uvctx_t *all[] = {wc, w, vc, v, bv, b, a1, a, root};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
+    uvctx_release(all[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far();
+  uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
+  uvctx_t *c = mk_deadline(&loop, r, d + 90);
+  uvctx_t *g = mk_deadline(&loop, c, d + 80);
+  uvctx_t *s = mk_deadline(&loop, r, d + 70);
+  uvctx_t *sv = mk_value(s, &key_a, NULL);
+  uvctx_t *sg = mk_deadline(&loop, sv, d + 60); /* grandchild via a value */
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(t.n, 5);
+  int ir = line_of_deadline(&t, d + 100);
+  int ic = line_of_deadline(&t, d + 90);
+  int ig = line_of_deadline(&t, d + 80);
+  int is = line_of_deadline(&t, d + 70);
+  int isg = line_of_deadline(&t, d + 60);
+  ck_assert_int_eq(ir, 0); /* the context itself first */
+  ck_assert_int_eq(ig, ic + 1); /* a child right below its parent */
+  ck_assert_int_eq(isg, is + 1);
+  ck_assert_int_gt(indent_of(t.line[ic]), indent_of(t.line[ir]));
+  ck_assert_int_gt(indent_of(t.line[ig]), indent_of(t.line[ic]));
+  ck_assert_int_eq(indent_of(t.line[is]), indent_of(t.line[ic]));
+  ck_assert_int_gt(indent_of(t.line[isg]), indent_of(t.line[is]));
+  ck_assert_int_eq(indent_of(t.line[isg]), indent_of(t.line[ig]));
+  text_free(&t);
+
+  uvctx_release(sg);
+  uvctx_release(sv);
+  uvctx_release(s);
+  uvctx_release(g);
+  uvctx_release(c);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_of_a_child_prints_only_its_subtree) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far();
+  uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
+  uvctx_t *a = mk_deadline(&loop, r, d + 90);
+  uvctx_t *a1 = mk_deadline(&loop, a, d + 80);
+  uvctx_t *b = mk_deadline(&loop, r, d + 70);
+
+  dump_ctx(&t, a);
+  ck_assert_int_eq(t.n, 2);
+  ck_assert_int_eq(line_of_deadline(&t, d + 90), 0);
+  ck_assert_int_eq(line_of_deadline(&t, d + 80), 1);
+  ck_assert_int_gt(indent_of(t.line[1]), indent_of(t.line[0]));
+  text_free(&t);
+
+  uvctx_release(b);
+  uvctx_release(a1);
+  uvctx_release(a);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * uvctx_dump: what a line says
+ * ------------------------------------------------------------------------- */
+
+START_TEST(dump_names_the_kind_of_each_context) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *d = mk_deadline(&loop, r, far());
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(t.n, 2);
+  ck_assert_ptr_nonnull(strstr(t.line[0], "with_cancel"));
+  ck_assert_ptr_null(strstr(t.line[0], "with_deadline"));
+  ck_assert_ptr_nonnull(strstr(t.line[1], "with_deadline"));
+  ck_assert_ptr_null(strstr(t.line[1], "with_cancel"));
+  text_free(&t);
+
+  uvctx_release(d);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_names_signal_and_shutdown_contexts) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  text_t t;
+  uvctx_t *sig = NULL, *stopping = NULL, *out = NULL;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
+                   0);
+  ck_assert_int_eq(uvctx_with_shutdown(&loop, sig, NULL, 0, 1000, &stopping,
+                                       &out),
+                   0);
+
+  dump_ctx(&t, sig);
+  ck_assert_int_eq(t.n, 3); /* sig, out, stopping */
+  ck_assert_int_eq(line_with(&t, "with_signal"), 0);
+  int io = line_with(&t, "with_shutdown");
+  int is = line_with(&t, "with_cancel"); /* stopping */
+  ck_assert_int_eq(io, 1);
+  ck_assert_int_eq(is, 2);
+  ck_assert_int_gt(indent_of(t.line[is]), indent_of(t.line[io]));
+  text_free(&t);
+
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uvctx_release(sig);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_shows_the_err_and_cause_of_done_contexts) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far();
+  uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
+  uvctx_t *c = mk_deadline(&loop, r, d + 90);
+  uvctx_t *g = mk_deadline(&loop, c, d + 80);
+  uvctx_t *live = mk_deadline(&loop, r, d + 70);
+  ck_assert_int_eq(uvctx_cancel_cause(c, UV_EPIPE), 0);
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(t.n, 4);
+  int lines_done[] = {line_of_deadline(&t, d + 90),
+                      line_of_deadline(&t, d + 80)};
+  int lines_live[] = {line_of_deadline(&t, d + 100),
+                      line_of_deadline(&t, d + 70)};
+  for (int i = 0; i < 2; i++) {
+    ck_assert_ptr_nonnull(strstr(t.line[lines_done[i]], "ECANCELED"));
+    ck_assert_ptr_nonnull(strstr(t.line[lines_done[i]], "EPIPE"));
+    ck_assert_ptr_null(strstr(t.line[lines_live[i]], "ECANCELED"));
+    ck_assert_ptr_null(strstr(t.line[lines_live[i]], "EPIPE"));
+  }
+  text_free(&t);
+
+  uvctx_release(live);
+  uvctx_release(g);
+  uvctx_release(c);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_shows_etimedout_after_a_deadline) {
+  uv_loop_t loop;
+  text_t t;
+  probe_t p;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 2, &r), 0);
+  ck_assert_int_eq(probe_watch(&p, r), 0);
+  ck_assert(run_until(&loop, &p.calls, 1));
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(t.n, 1);
+  ck_assert_ptr_nonnull(strstr(t.line[0], "ETIMEDOUT"));
+  ck_assert_ptr_null(strstr(t.line[0], "ECANCELED"));
+  text_free(&t);
+
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_shows_the_deadline) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far() + 12345;
+  uvctx_t *r = mk_deadline(&loop, uvctx_background(), d);
+  uvctx_t *c = mk_cancel(&loop, r);
+
+  char s[32];
+  snprintf(s, sizeof s, "%" PRIu64, d);
+  dump_ctx(&t, r);
+  ck_assert_int_eq(t.n, 2);
+  ck_assert_ptr_nonnull(strstr(t.line[0], s));
+  text_free(&t);
+
+  uvctx_release(c);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_counts_pending_watches) {
+  uv_loop_t loop;
+  text_t t;
+  probe_t p[3];
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "watch"), 0);
+  text_free(&t);
+
+  for (int i = 0; i < 3; i++)
+    ck_assert_int_eq(probe_watch(&p[i], r), 0);
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "watch"), 3);
+  text_free(&t);
+
+  ck_assert_int_eq(uvctx_unwatch(&p[1].w), 0);
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "watch"), 2);
+  text_free(&t);
+
+  ck_assert_int_eq(uvctx_cancel(r), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "watch"), 0); /* they have run */
+  text_free(&t);
+
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_counts_references) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+
+  dump_ctx(&t, r);
+  long before = count_after(t.line[0], "ref");
+  text_free(&t);
+  ck_assert_int_ge(before, 1);
+
+  uvctx_retain(r);
+  uvctx_retain(r);
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "ref"), before + 2);
+  text_free(&t);
+
+  uvctx_release(r);
+  uvctx_release(r);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_counts_value_and_without_cancel_children) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, r); /* a cancellable child: not "other" */
+
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "other"), 0);
+  text_free(&t);
+
+  uvctx_t *v1 = mk_value(r, &key_a, NULL);
+  uvctx_t *v2 = mk_value(r, &key_a, NULL);
+  uvctx_t *w = mk_without(r);
+  uvctx_t *v1v = mk_value(v1, &key_a, NULL); /* a grandchild: not counted */
+  dump_ctx(&t, r);
+  ck_assert_int_eq(count_after(t.line[0], "other"), 3);
+  text_free(&t);
+
+  uvctx_release(v1v);
+  uvctx_release(w);
+  uvctx_release(v2);
+  uvctx_release(v1);
+  uvctx_release(c);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* A cancellable context below a value child is listed under the cancellable
+ * ancestor; the value child is still one of that ancestor's other children. */
+START_TEST(dump_counts_a_value_child_that_has_cancellable_children) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v1 = mk_value(r, &key_a, NULL);
+  uvctx_t *v2 = mk_value(r, &key_a, NULL);
+  uvctx_t *vc = mk_cancel(&loop, v1);
+
+  dump_ctx(&t, r);
+  int lines = t.n;
+  long others = count_after(t.line[0], "other");
+  text_free(&t);
+  /* Cleaned up before the checks, so that a failure leaves nothing behind
+   * for the next test (CK_FORK=no). */
+  uvctx_release(vc);
+  uvctx_release(v2);
+  uvctx_release(v1);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+
+  ck_assert_int_eq(lines, 2); /* r and vc */
+  ck_assert_int_eq(others, 2); /* v1 and v2 */
+}
+END_TEST
+
+START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(r, &key_a, NULL);
+  uvctx_t *w = mk_without(r);
+  const uvctx_t *all[] = {uvctx_background(), uvctx_todo(), v, w};
+  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++) {
+    dump_ctx(&t, all[i]);
+    ck_assert(t.rc == 0 || t.rc == UV_EINVAL);
+    text_free(&t);
+  }
+  uvctx_release(w);
+  uvctx_release(v);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_null_arguments_are_einval) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  FILE *f;
+  memset(&t, 0, sizeof t);
+  f = open_memstream(&t.buf, &t.len);
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(uvctx_dump(NULL, f), UV_EINVAL);
+  ck_assert_int_eq(uvctx_dump_loop(NULL, f), UV_EINVAL);
+  ck_assert_int_eq(uvctx_dump(r, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_dump_loop(&loop, NULL), UV_EINVAL);
+  ck_assert_int_eq(fclose(f), 0);
+  ck_assert_uint_eq(t.len, 0); /* nothing written */
+  text_free(&t);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * uvctx_dump_loop: the leak report
+ * ------------------------------------------------------------------------- */
+
+START_TEST(dump_loop_is_0_on_a_loop_that_never_had_a_context) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 0);
+  ck_assert_int_eq(t.n, 0);
+  text_free(&t);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_loop_counts_and_lists_the_live_cancellable_contexts) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far();
+  uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
+  uvctx_t *v = mk_value(r, &key_a, NULL);
+  uvctx_t *c = mk_deadline(&loop, v, d + 90);
+  uvctx_t *w = mk_without(c);
+  uvctx_t *other = mk_deadline(&loop, uvctx_background(), d + 80);
+  uvctx_t *done = mk_deadline(&loop, other, d + 70);
+  ck_assert_int_eq(uvctx_cancel(done), 0);
+
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 4);
+  ck_assert_int_eq(t.n, 4);
+  line_of_deadline(&t, d + 100);
+  line_of_deadline(&t, d + 90);
+  line_of_deadline(&t, d + 80);
+  ck_assert_ptr_nonnull(strstr(t.line[line_of_deadline(&t, d + 70)],
+                               "ECANCELED"));
+  text_free(&t);
+
+  uvctx_release(done);
+  uvctx_release(other);
+  uvctx_release(w);
+  uvctx_release(c);
+  uvctx_release(v);
+  uvctx_release(r);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_loop_count_goes_down_as_contexts_are_released) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c[3];
+  for (int i = 0; i < 3; i++)
+    c[i] = mk_cancel(&loop, r);
+  for (int i = 0; i < 3; i++) {
+    dump_loop(&t, &loop);
+    ck_assert_int_eq(t.rc, 4 - i);
+    ck_assert_int_eq(t.n, 4 - i);
+    text_free(&t);
+    uvctx_release(c[i]);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  uvctx_release(r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 0);
+  ck_assert_int_eq(t.n, 0);
+  text_free(&t);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(dump_loop_reports_a_context_that_was_not_released) {
+  uv_loop_t loop;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uint64_t d = far();
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  uvctx_t *leak = mk_deadline(&loop, r, d);
+  uvctx_release(r); /* leak still holds it */
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 2);
+  line_of_deadline(&t, d);
+  text_free(&t);
+  ck_assert_int_eq(uv_loop_close(&loop), UV_EBUSY);
+
+  uvctx_release(leak);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(dump_loop_counts_a_context_kept_alive_by_a_pending_watch) {
+  uv_loop_t loop;
+  text_t t;
+  probe_t p;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(probe_watch(&p, r), 0);
+  uvctx_release(r);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 1);
+  ck_assert_int_eq(count_after(t.line[0], "watch"), 1);
+  text_free(&t);
+
+  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  dump_loop(&t, &loop);
+  ck_assert_int_eq(t.rc, 0);
+  text_free(&t);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(dump_loop_counts_only_the_contexts_of_its_loop) {
+  uv_loop_t l1, l2;
+  text_t t;
+  ck_assert_int_eq(uv_loop_init(&l1), 0);
+  ck_assert_int_eq(uv_loop_init(&l2), 0);
+  uvctx_t *a = mk_cancel(&l1, uvctx_background());
+  uvctx_t *b = mk_cancel(&l2, uvctx_background());
+  uvctx_t *b2 = mk_cancel(&l2, b);
+
+  dump_loop(&t, &l1);
+  ck_assert_int_eq(t.rc, 1);
+  text_free(&t);
+  dump_loop(&t, &l2);
+  ck_assert_int_eq(t.rc, 2);
+  text_free(&t);
+
+  uvctx_release(b2);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&l1);
+  ASSERT_LOOP_CLOSES(&l2);
+}
+END_TEST
+
+Suite *dump_suite(void) {
+  Suite *s = suite_create("dump");
+
+  TCase *tc = tcase_create("shape");
+  tcase_add_test(tc, dump_prints_one_line_per_cancellable_context_of_the_subtree);
+  tcase_add_test(tc, dump_indents_children_deeper_than_their_parent_in_preorder);
+  tcase_add_test(tc, dump_of_a_child_prints_only_its_subtree);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("line");
+  tcase_add_test(tc, dump_names_the_kind_of_each_context);
+  tcase_add_test(tc, dump_names_signal_and_shutdown_contexts);
+  tcase_add_test(tc, dump_shows_the_err_and_cause_of_done_contexts);
+  tcase_add_test(tc, dump_shows_etimedout_after_a_deadline);
+  tcase_add_test(tc, dump_shows_the_deadline);
+  tcase_add_test(tc, dump_counts_pending_watches);
+  tcase_add_test(tc, dump_counts_references);
+  tcase_add_test(tc, dump_counts_value_and_without_cancel_children);
+  tcase_add_test(tc, dump_counts_a_value_child_that_has_cancellable_children);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("bad_input");
+  tcase_add_test(tc, dump_of_a_context_that_is_not_cancellable_does_not_crash);
+  tcase_add_test(tc, dump_null_arguments_are_einval);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("loop");
+  tcase_add_test(tc, dump_loop_is_0_on_a_loop_that_never_had_a_context);
+  tcase_add_test(tc, dump_loop_counts_and_lists_the_live_cancellable_contexts);
+  tcase_add_test(tc, dump_loop_count_goes_down_as_contexts_are_released);
+  tcase_add_test(tc, dump_loop_reports_a_context_that_was_not_released);
+  tcase_add_test(tc, dump_loop_counts_a_context_kept_alive_by_a_pending_watch);
+  tcase_add_test(tc, dump_loop_counts_only_the_contexts_of_its_loop);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
