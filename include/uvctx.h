@@ -332,10 +332,11 @@ UVCTX_EXTERN int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent,
                                    const int *signums, size_t count,
                                    uvctx_t **out);
 
-/* The first signal that arrived for ctx: for a context from
- * uvctx_with_signal the one that finished it, for the *out context of
- * uvctx_with_shutdown the one that began the shutdown. 0 when no signal has
- * (yet), or ctx is NULL or of another kind. Any thread. */
+/* The first of its signals that arrived for ctx: for a context from
+ * uvctx_with_signal the one that finished it; for the *out context of
+ * uvctx_with_shutdown the first signal, whether it began the shutdown or
+ * came after a uvctx_shutdown() call. 0 when none has (yet), or ctx is NULL
+ * or of another kind. Any thread. */
 UVCTX_EXTERN int uvctx_signal_received(const uvctx_t *ctx);
 
 /* ---------------------------------------------------------------------------
@@ -420,7 +421,8 @@ UVCTX_EXTERN int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w,
  *              or shutdown is asked for a second time (UV_ECANCELED), or its
  *              parent is done. It is also done (UV_ECANCELED) as soon as,
  *              during the grace period, nothing is left below it but
- *              *stopping: everything finished in time, the shutdown is over.
+ *              *stopping (and what hangs under *stopping): everything
+ *              finished in time, the shutdown is over.
  *              Make connections and requests its children.
  *
  * Shutdown begins with uvctx_shutdown(), or when one of the count signals in

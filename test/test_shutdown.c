@@ -1,4 +1,1775 @@
-/* Placeholder: the tests of this area are being written. */
+/* Two-phase shutdown: uvctx_with_shutdown and uvctx_shutdown.
+ *
+ *   phase 1: *stopping is done (stop accepting), the grace period starts;
+ *   phase 2: *out is done (grace period over: UV_ETIMEDOUT, or shutdown asked
+ *            for again: UV_ECANCELED, or its parent is done, or nothing but
+ *            *stopping is left below it: UV_ECANCELED, over early).
+ *
+ * Because an idle tree is over as soon as phase 1 begins, a test about the
+ * grace period gives *out an in-flight "request" (mk_request) and releases it
+ * at the end, or when its story says the request finishes.
+ *
+ * The grace timer is unref'd like every uvctx handle, so a test that waits
+ * for it keeps the loop alive with run_until() (a ref'd polling timer of its
+ * own that gives up after about 3 s). Signals are sent to this process; a
+ * "catcher" of the test's own is started for each signal it sends, so that a
+ * signal that uvctx no longer listens for never kills the test. */
+#include <signal.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *shutdown_suite(void) { return suite_create("shutdown"); }
+/* Not POSIX; glibc's value (signals 1..64). */
+#ifndef NSIG
+#define NSIG 65
+#endif
+
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a; /* keys compare by address */
+
+typedef struct {
+  int ran;
+} journal_t;
+
+typedef struct {
+  uvctx_watch_t w;
+  journal_t *j;
+  uvctx_t *ctx;
+  int calls;
+  int err;
+  int cause;
+  int seq;
+  uint64_t at; /* uvctx_now() in the callback */
+} probe_t;
+
+static void probe_cb(uvctx_watch_t *w, int err) {
+  probe_t *p = w->data;
+  p->calls++;
+  p->err = err;
+  p->cause = uvctx_cause(p->ctx);
+  p->seq = ++p->j->ran;
+  p->at = uvctx_now();
+}
+
+static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
+  memset(p, 0, sizeof *p);
+  p->j = j;
+  p->ctx = ctx;
+  p->w.data = p;
+  return uvctx_watch(ctx, &p->w, probe_cb);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* An in-flight request: a cancel child of out, keeps the grace period going
+ * until it is released. */
+static uvctx_t *mk_request(uv_loop_t *loop, uvctx_t *out) {
+  return mk_cancel(loop, out);
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* Returns *out and stores *stopping. */
+static uvctx_t *mk_shutdown(uv_loop_t *loop, uvctx_t *parent,
+                            const int *signums, size_t count, uint64_t grace_ms,
+                            uvctx_t **stopping) {
+  uvctx_t *out = NULL;
+  *stopping = NULL;
+  ck_assert_int_eq(uvctx_with_shutdown(loop, parent, signums, count, grace_ms,
+                                       stopping, &out),
+                   0);
+  ck_assert_ptr_nonnull(out);
+  ck_assert_ptr_nonnull(*stopping);
+  ck_assert_ptr_ne(out, *stopping);
+  return out;
+}
+
+typedef struct {
+  uv_timer_t t;
+  const int *counter;
+  int target;
+  int ticks;
+  int met;
+} poll_t;
+
+static void poll_tick(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (*p->counter >= p->target)
+    p->met = 1;
+  if (p->met || ++p->ticks >= 3000)
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+/* Runs the loop until *counter reaches target (about 3 s at most). */
+static int run_until(uv_loop_t *loop, const int *counter, int target) {
+  poll_t p;
+  memset(&p, 0, sizeof p);
+  p.counter = counter;
+  p.target = target;
+  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
+  p.t.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
+  return p.met;
+}
+
+static void run_for_done(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
+
+/* Runs the loop for ms milliseconds (a ref'd one-shot timer of our own). */
+static void run_for(uv_loop_t *loop, uint64_t ms) {
+  uv_timer_t t;
+  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
+  ck_assert_int_eq(uv_timer_start(&t, run_for_done, ms, 0), 0);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert(uv_is_closing((uv_handle_t *)&t));
+}
+
+/* An unref'd timer that stops the loop: "would hang" becomes a failure. */
+typedef struct {
+  uv_timer_t t;
+  int fired;
+} guard_t;
+
+static void guard_fire(uv_timer_t *t) {
+  ((guard_t *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+static void guard_start(guard_t *g, uv_loop_t *loop, uint64_t ms) {
+  memset(g, 0, sizeof *g);
+  ck_assert_int_eq(uv_timer_init(loop, &g->t), 0);
+  g->t.data = g;
+  ck_assert_int_eq(uv_timer_start(&g->t, guard_fire, ms, 0), 0);
+  uv_unref((uv_handle_t *)&g->t);
+}
+
+static void guard_close(guard_t *g) { uv_close((uv_handle_t *)&g->t, NULL); }
+
+typedef struct {
+  uv_signal_t h;
+  int got;
+} catcher_t;
+
+static void catcher_cb(uv_signal_t *h, int signum) {
+  (void)signum;
+  ((catcher_t *)h->data)->got++;
+}
+
+static void catcher_start(catcher_t *c, uv_loop_t *loop, int signum) {
+  memset(c, 0, sizeof *c);
+  ck_assert_int_eq(uv_signal_init(loop, &c->h), 0);
+  c->h.data = c;
+  ck_assert_int_eq(uv_signal_start(&c->h, catcher_cb, signum), 0);
+  uv_unref((uv_handle_t *)&c->h);
+}
+
+static void catcher_close(catcher_t *c) {
+  uv_close((uv_handle_t *)&c->h, NULL);
+}
+
+static void send_signal(int signum) {
+  ck_assert_int_eq(uv_kill(uv_os_getpid(), signum), 0);
+}
+
+/* ---------------------------------------------------------------------------
+ * Phase 1 by uvctx_shutdown
+ * ------------------------------------------------------------------------- */
+
+START_TEST(neither_is_done_before_shutdown_begins) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
+  /* The grace period only starts with the shutdown: 5 ms after creation
+   * nothing has happened. */
+  run_for(&loop, 20);
+  ck_assert_int_eq(uvctx_err(stopping), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(first_shutdown_finishes_stopping_with_its_cause_not_out) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(uvctx_cause(out), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_err(out), 0);
+
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(first_shutdown_without_cause_gives_stopping_ecanceled_as_cause) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ECANCELED);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(stopping_watches_run_in_phase_1_and_out_watches_do_not) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(j.ran, 0); /* never inside the call */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_eq(ps.err, UV_ECANCELED);
+  ck_assert_int_eq(ps.cause, UV_ESHUTDOWN);
+  ck_assert_int_eq(po.calls, 0);
+
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(po.calls, 1);
+  ck_assert_int_eq(ps.calls, 1);
+
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(grace_timer_does_not_keep_the_loop_alive) {
+  uv_loop_t loop;
+  guard_t g;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  guard_start(&g, &loop, 200);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(g.fired, 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  guard_close(&g);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_makes_the_grace_timer_keep_the_loop_alive) {
+  uv_loop_t loop;
+  guard_t g;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_keepalive(out, 1), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  guard_start(&g, &loop, 2000);
+  uv_run(&loop, UV_RUN_DEFAULT); /* returns once the grace period is over */
+  ck_assert_int_eq(g.fired, 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT);
+  guard_close(&g);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Phase 2: grace period over, or asked for again
+ * ------------------------------------------------------------------------- */
+
+START_TEST(grace_period_finishes_out_with_etimedout) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT);
+  ck_assert_int_ne(uvctx_cause(out), 0);
+  ck_assert_int_eq(uvctx_err(req), UV_ETIMEDOUT);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED); /* unchanged */
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(grace_period_never_ends_before_grace_ms) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  for (int round = 0; round < 5; round++) {
+    uint64_t grace = 3 + (uint64_t)round * 4;
+    uvctx_t *out =
+        mk_shutdown(&loop, uvctx_background(), NULL, 0, grace, &stopping);
+    uvctx_t *req = mk_request(&loop, out);
+    ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+    /* Let libuv's cached time go stale before the shutdown begins. */
+    run_for(&loop, 2);
+    uint64_t t0 = uvctx_now();
+    ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+    ck_assert(run_until(&loop, &po.calls, 1));
+    ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+    ck_assert_uint_ge(po.at, t0 + grace);
+    uvctx_release(req);
+    uvctx_release(stopping);
+    uvctx_release(out);
+  }
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(second_shutdown_finishes_out_at_once_with_ecanceled) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_EPIPE);
+  ck_assert_int_eq(uvctx_cause(req), UV_EPIPE);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN); /* unchanged */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(po.calls, 1);
+  ck_assert_int_eq(po.err, UV_ECANCELED);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_after_out_is_done_is_ealready) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_EIO), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cause(out), UV_ECANCELED); /* unchanged */
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_after_the_grace_period_is_ealready) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+  ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT);
+  uvctx_release(req);
+  ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT); /* not moved by the drain */
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(children_of_out_are_cancelled_in_phase_2_not_phase_1) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t pc, pv;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *conn = mk_cancel(&loop, out);
+  uvctx_t *req = mk_value(conn, &key_a, NULL);
+  ck_assert_int_eq(probe_watch(&pc, &j, conn), 0);
+  ck_assert_int_eq(probe_watch(&pv, &j, req), 0);
+
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_err(conn), 0);
+  ck_assert_int_eq(uvctx_err(req), 0);
+  ck_assert_int_eq(j.ran, 0);
+
+  ck_assert_int_eq(uvctx_shutdown(out, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_err(conn), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(req), UV_EPIPE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(pc.calls, 1);
+  ck_assert_int_eq(pv.calls, 1);
+
+  uvctx_release(req);
+  uvctx_release(conn);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(children_of_out_get_etimedout_when_the_grace_period_ends) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t pc;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
+  uvctx_t *conn = mk_cancel(&loop, out);
+  ck_assert_int_eq(probe_watch(&pc, &j, conn), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert(run_until(&loop, &pc.calls, 1));
+  ck_assert_int_eq(pc.err, UV_ETIMEDOUT);
+  uvctx_release(conn);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(children_of_stopping_are_cancelled_in_phase_1) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t pa;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *accepting = mk_cancel(&loop, stopping);
+  ck_assert_int_eq(probe_watch(&pa, &j, accepting), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(accepting), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(accepting), UV_ESHUTDOWN);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(pa.calls, 1);
+  uvctx_release(accepting);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * The parent
+ * ------------------------------------------------------------------------- */
+
+START_TEST(parent_done_finishes_both) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *out = mk_shutdown(&loop, parent, NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_EPIPE);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_EPIPE);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(po.calls, 1);
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_lt(po.seq, ps.seq); /* stopping is a child of out */
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(parent_done_during_the_grace_period_finishes_out) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *out = mk_shutdown(&loop, parent, NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_EPIPE);
+  ck_assert_int_eq(uvctx_cause(req), UV_EPIPE);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN); /* unchanged */
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(parent_already_done_gives_both_born_done) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EIO), 0);
+  uvctx_t *out = mk_shutdown(&loop, parent, NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_EIO);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_EIO);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Signals
+ * ------------------------------------------------------------------------- */
+
+START_TEST(first_signal_begins_shutdown) {
+  static const int sigs[] = {SIGUSR2};
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own, &loop, SIGUSR2);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(uvctx_signal_received(stopping), 0);
+  ck_assert_int_eq(uvctx_signal_received(out), 0);
+
+  send_signal(SIGUSR2);
+  ck_assert(run_until(&loop, &ps.calls, 1));
+  ck_assert_int_eq(ps.err, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGUSR2);
+
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0); /* phase 2 by a call */
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  catcher_close(&own);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* In the signal's callback: send the next one, so that the two are never
+ * pending at the same time (the kernel would merge them). */
+typedef struct {
+  probe_t p;
+  int next_signal;
+} relay_t;
+
+static void relay_cb(uvctx_watch_t *w, int err) {
+  relay_t *r = w->data;
+  probe_cb(w, err); /* p is the first member */
+  if (r->next_signal != 0)
+    send_signal(r->next_signal);
+}
+
+static int relay_watch(relay_t *r, journal_t *j, uvctx_t *ctx, int next) {
+  memset(r, 0, sizeof *r);
+  r->p.j = j;
+  r->p.ctx = ctx;
+  r->p.w.data = r; /* == &r->p */
+  r->next_signal = next;
+  return uvctx_watch(ctx, &r->p.w, relay_cb);
+}
+
+START_TEST(second_signal_ends_the_grace_period_at_once) {
+  static const int sigs[] = {SIGUSR2};
+  uv_loop_t loop;
+  journal_t j = {0};
+  relay_t rs;
+  probe_t po;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own, &loop, SIGUSR2);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out); /* alive: only the signal ends it */
+  ck_assert_int_eq(relay_watch(&rs, &j, stopping, SIGUSR2), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  send_signal(SIGUSR2);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(rs.p.calls, 1);
+  ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
+  ck_assert_int_lt(rs.p.seq, po.seq);
+  ck_assert_int_eq(uvctx_err(req), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGUSR2);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
+
+  catcher_close(&own);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(either_of_two_signals_begins_and_the_other_ends_it) {
+  static const int sigs[] = {SIGUSR1, SIGUSR2};
+  uv_loop_t loop;
+  journal_t j = {0};
+  relay_t rs;
+  probe_t po;
+  catcher_t own1, own2;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own1, &loop, SIGUSR1);
+  catcher_start(&own2, &loop, SIGUSR2);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 2, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out); /* alive: only the signal ends it */
+  ck_assert_int_eq(relay_watch(&rs, &j, stopping, SIGUSR1), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  send_signal(SIGUSR2);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(po.err, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_err(req), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGUSR2); /* the first */
+
+  catcher_close(&own1);
+  catcher_close(&own2);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_call_then_signal_ends_the_grace_period) {
+  static const int sigs[] = {SIGHUP};
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own, &loop, SIGHUP);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(uvctx_signal_received(out), 0); /* begun by a call */
+
+  send_signal(SIGHUP);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(po.err, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGHUP);
+
+  catcher_close(&own);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(signal_begins_and_the_grace_period_runs_out) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own, &loop, SIGUSR1);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), sigs, 1, 10, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  uint64_t t0 = uvctx_now();
+  send_signal(SIGUSR1);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(po.at, t0 + 10);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGUSR1); /* began it */
+
+  catcher_close(&own);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(released_shutdown_context_stops_listening) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  catcher_start(&own, &loop, SIGUSR1);
+  send_signal(SIGUSR1);
+  ck_assert(run_until(&loop, &own.got, 1));
+  catcher_close(&own);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_with_signals_does_not_keep_the_loop_alive) {
+  static const int sigs[] = {SIGUSR1, SIGUSR2};
+  uv_loop_t loop;
+  guard_t g;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 2, 60000, &stopping);
+  guard_start(&g, &loop, 200);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(g.fired, 0);
+  guard_close(&g);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Another thread
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  uv_async_t async; /* ref'd: keeps the loop polling until the worker ends */
+  uv_thread_t tid;
+  uvctx_t *out;
+  int rc1;
+  int rc2;
+  int err_between; /* uvctx_err(out) after the first call, on the worker */
+  int stopping_err;
+  uvctx_t *stopping;
+} worker_t;
+
+static void worker_async_cb(uv_async_t *a) {
+  worker_t *wk = a->data;
+  ck_assert_int_eq(uv_thread_join(&wk->tid), 0);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void worker_main(void *arg) {
+  worker_t *wk = arg;
+  wk->rc1 = uvctx_shutdown(wk->out, UV_ESHUTDOWN);
+  wk->stopping_err = uvctx_err(wk->stopping);
+  wk->err_between = uvctx_err(wk->out);
+  wk->rc2 = uvctx_shutdown(wk->out, UV_EPIPE);
+  uv_async_send(&wk->async);
+}
+
+START_TEST(shutdown_from_another_thread_moves_both_phases) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  worker_t wk;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out); /* only the second call ends it */
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  memset(&wk, 0, sizeof wk);
+  wk.out = out;
+  wk.stopping = stopping;
+  ck_assert_int_eq(uv_async_init(&loop, &wk.async, worker_async_cb), 0);
+  wk.async.data = &wk;
+  ck_assert_int_eq(uv_thread_create(&wk.tid, worker_main, &wk), 0);
+  ck_assert(run_until(&loop, &j.ran, 2));
+  uv_run(&loop, UV_RUN_DEFAULT); /* the worker's async */
+
+  ck_assert_int_eq(wk.rc1, 0);
+  ck_assert_int_eq(wk.stopping_err, UV_ECANCELED);
+  ck_assert_int_eq(wk.err_between, 0);
+  ck_assert_int_eq(wk.rc2, 0);
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_eq(po.calls, 1);
+  ck_assert_int_eq(ps.cause, UV_ESHUTDOWN);
+  ck_assert_int_eq(po.cause, UV_EPIPE);
+
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Release at every stage
+ * ------------------------------------------------------------------------- */
+
+START_TEST(release_before_shutdown_closes_the_loop_in_either_order) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_release(out);
+  uvctx_release(stopping);
+  out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(release_during_the_grace_period_closes_the_loop) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 50, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(uvctx_err(out), 0); /* the grace period runs */
+  uvctx_release(stopping);
+  uvctx_release(out);
+  uvctx_release(req); /* the last reference to out went with it */
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(stopping_released_early_does_not_stop_the_shutdown) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  uvctx_release(stopping); /* nobody listens for phase 1 */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+  uvctx_release(req);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * With uvctx_drain: the whole graceful shutdown of a server
+ *
+ * A listener (a ref'd 1 ms timer) accepts a request on every tick; each
+ * request is a child of *out (a connection context with a value context
+ * under it) served by a ref'd timer of its own. Phase 1 closes the listener
+ * and releases *stopping; the requests in flight finish and are released,
+ * and *out is over as soon as the last one is (or when the grace period is).
+ * ------------------------------------------------------------------------- */
+
+enum { MAX_REQS = 8 };
+
+typedef struct server_s server_t;
+
+typedef struct {
+  server_t *srv;
+  uv_timer_t t;
+  uvctx_t *conn;
+  uvctx_t *req;
+  uvctx_watch_t w; /* cancels the work if the request is cancelled */
+  int live;
+} request_t;
+
+struct server_s {
+  uv_loop_t *loop;
+  uvctx_t *out;
+  uvctx_t *stopping;
+  uint64_t request_ms;
+  uv_timer_t listener;
+  uv_timer_t trigger;
+  uvctx_watch_t stop_w;
+  uvctx_watch_t drain_w;
+  request_t reqs[MAX_REQS];
+  int accepted;
+  int inflight;
+  int completed;
+  int cancelled;
+  int cancel_err;
+  int released;
+  uint64_t t0; /* uvctx_now() before the shutdown began */
+  int drained;
+  int drain_err;
+  int drain_cause;
+  int inflight_at_drain;
+  int released_at_drain;
+  uint64_t drain_at;
+};
+
+static void request_closed(uv_handle_t *h) { (void)h; }
+
+static void request_end(request_t *r) {
+  server_t *s = r->srv;
+  r->live = 0;
+  uv_close((uv_handle_t *)&r->t, request_closed);
+  uvctx_release(r->req);
+  uvctx_release(r->conn);
+  s->released++;
+  s->inflight--;
+}
+
+static void request_done(uv_timer_t *t) {
+  request_t *r = t->data;
+  if (uvctx_err(r->req) == 0)
+    r->srv->completed++;
+  ck_assert_int_eq(uvctx_unwatch(&r->w), 0);
+  request_end(r);
+}
+
+static void request_cancelled(uvctx_watch_t *w, int err) {
+  request_t *r = w->data;
+  r->srv->cancelled++;
+  r->srv->cancel_err = err;
+  request_end(r);
+}
+
+static void listener_tick(uv_timer_t *t) {
+  server_t *s = t->data;
+  /* A server checks before it accepts: the tick may come after phase 1
+   * began but before the watch on stopping has run. */
+  if (s->stopping == NULL || uvctx_err(s->stopping) != 0 ||
+      s->accepted == MAX_REQS)
+    return;
+  request_t *r = &s->reqs[s->accepted++];
+  r->srv = s;
+  r->conn = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(s->loop, s->out, &r->conn), 0);
+  r->req = mk_value(r->conn, &key_a, r);
+  r->live = 1;
+  memset(&r->w, 0, sizeof r->w);
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(r->req, &r->w, request_cancelled), 0);
+  ck_assert_int_eq(uv_timer_init(s->loop, &r->t), 0);
+  r->t.data = r;
+  ck_assert_int_eq(uv_timer_start(&r->t, request_done,
+                                  s->request_ms + 2 * (uint64_t)s->inflight, 0),
+                   0);
+  s->inflight++;
+}
+
+static void server_drained(uvctx_watch_t *w, int err) {
+  server_t *s = w->data;
+  s->drained++;
+  s->drain_err = err;
+  s->drain_cause = uvctx_cause(s->out);
+  s->inflight_at_drain = s->inflight;
+  s->released_at_drain = s->released;
+  s->drain_at = uvctx_now();
+}
+
+static void server_stopping(uvctx_watch_t *w, int err) {
+  server_t *s = w->data;
+  (void)err;
+  uv_close((uv_handle_t *)&s->listener, NULL); /* stop accepting */
+  uvctx_release(s->stopping);
+  s->stopping = NULL;
+  s->drain_w.data = s;
+  ck_assert_int_eq(uvctx_drain(s->out, &s->drain_w, server_drained), 0);
+}
+
+static void server_trigger(uv_timer_t *t) {
+  server_t *s = t->data;
+  s->t0 = uvctx_now();
+  ck_assert_int_eq(uvctx_shutdown(s->out, UV_ESHUTDOWN), 0);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void server_start(server_t *s, uv_loop_t *loop, uint64_t grace_ms,
+                         uint64_t request_ms, uint64_t shutdown_after_ms) {
+  memset(s, 0, sizeof *s);
+  s->loop = loop;
+  s->request_ms = request_ms;
+  s->out = mk_shutdown(loop, uvctx_background(), NULL, 0, grace_ms,
+                       &s->stopping);
+  s->stop_w.data = s;
+  ck_assert_int_eq(uvctx_watch(s->stopping, &s->stop_w, server_stopping), 0);
+  ck_assert_int_eq(uv_timer_init(loop, &s->listener), 0);
+  s->listener.data = s;
+  ck_assert_int_eq(uv_timer_start(&s->listener, listener_tick, 1, 1), 0);
+  ck_assert_int_eq(uv_timer_init(loop, &s->trigger), 0);
+  s->trigger.data = s;
+  ck_assert_int_eq(
+      uv_timer_start(&s->trigger, server_trigger, shutdown_after_ms, 0), 0);
+}
+
+START_TEST(graceful_shutdown_in_flight_requests_finish_then_the_tree_drains) {
+  uv_loop_t loop;
+  server_t *s = malloc(sizeof *s);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  /* Requests take 15 ms and more; the grace period is far longer. Nobody
+   * asks for phase 2: out is over once the last request is released. */
+  server_start(s, &loop, 2000, 15, 5);
+  ck_assert(run_until(&loop, &s->drained, 1));
+
+  ck_assert_int_ge(s->accepted, 1);
+  ck_assert_int_eq(s->completed, s->accepted); /* none was cut short */
+  ck_assert_int_eq(s->cancelled, 0);
+  ck_assert_int_eq(s->inflight_at_drain, 0);
+  ck_assert_int_eq(s->released_at_drain, s->accepted);
+  ck_assert_int_eq(s->drain_err, UV_ECANCELED); /* not the grace timeout */
+  ck_assert_int_eq(s->drain_cause, UV_ESHUTDOWN);
+  ck_assert_int_eq(s->drained, 1);
+  ck_assert_int_eq(uvctx_shutdown(s->out, 0), UV_EALREADY); /* over */
+
+  uvctx_release(s->out);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(s);
+}
+END_TEST
+
+START_TEST(graceful_shutdown_grace_period_over_cancels_requests_then_drains) {
+  uv_loop_t loop;
+  server_t *s = malloc(sizeof *s);
+  ck_assert_ptr_nonnull(s);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  /* Requests would take a minute: the 20 ms grace period cuts them short. */
+  server_start(s, &loop, 20, 60000, 5);
+  ck_assert(run_until(&loop, &s->drained, 1));
+
+  ck_assert_int_ge(s->accepted, 1);
+  ck_assert_int_eq(s->completed, 0);
+  ck_assert_int_eq(s->cancelled, s->accepted);
+  ck_assert_int_eq(s->cancel_err, UV_ETIMEDOUT);
+  ck_assert_int_eq(s->inflight_at_drain, 0);
+  ck_assert_int_eq(s->released_at_drain, s->accepted);
+  ck_assert_int_eq(s->drain_err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(s->drain_at, s->t0 + 20);
+
+  uvctx_release(s->out);
+  ASSERT_LOOP_CLOSES(&loop);
+  free(s);
+}
+END_TEST
+
+/* An idle tree is over at phase 1, and a drain on out needs the stopping
+ * child gone too: it runs once the user releases it. */
+START_TEST(drain_on_out_of_an_idle_tree_runs_once_stopping_is_released) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t pd;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  memset(&pd, 0, sizeof pd);
+  pd.j = &j;
+  pd.ctx = out;
+  pd.w.data = &pd;
+  ck_assert_int_eq(uvctx_drain(out, &pd.w, probe_cb), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(pd.calls, 0); /* stopping is still below out */
+
+  uvctx_release(stopping);
+  ck_assert_int_eq(j.ran, 0); /* never inside the release */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(pd.calls, 1);
+  ck_assert_int_eq(pd.err, UV_ECANCELED);
+  ck_assert_int_eq(pd.cause, UV_ESHUTDOWN);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Over early: during the grace period, nothing below out but *stopping
+ * ------------------------------------------------------------------------- */
+
+/* A ref'd one-shot timer that releases a request: "the request finishes".
+ * It notes out's err just before and just after the release. */
+typedef struct {
+  uv_timer_t t;
+  uvctx_t *out;
+  uvctx_t *req;
+  int fired;
+  int out_err_before;
+  int out_err_after;
+  int out_cause_after;
+  uint64_t at; /* uvctx_now() at the release */
+} finisher_t;
+
+static void finisher_fire(uv_timer_t *t) {
+  finisher_t *f = t->data;
+  f->fired++;
+  f->out_err_before = uvctx_err(f->out);
+  f->at = uvctx_now();
+  uvctx_release(f->req);
+  f->req = NULL;
+  f->out_err_after = uvctx_err(f->out);
+  f->out_cause_after = uvctx_cause(f->out);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+static void finisher_start(finisher_t *f, uv_loop_t *loop, uvctx_t *out,
+                           uvctx_t *req, uint64_t ms) {
+  memset(f, 0, sizeof *f);
+  f->out = out;
+  f->req = req;
+  ck_assert_int_eq(uv_timer_init(loop, &f->t), 0);
+  f->t.data = f;
+  ck_assert_int_eq(uv_timer_start(&f->t, finisher_fire, ms, 0), 0);
+}
+
+START_TEST(idle_tree_shutdown_finishes_out_at_once_with_its_cause) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  /* stopping, still held here, counts as nothing left. */
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
+  ck_assert_int_eq(j.ran, 0); /* never inside the call */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_eq(po.calls, 1);
+  ck_assert_int_eq(po.err, UV_ECANCELED);
+  ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
+  ck_assert_int_lt(ps.seq, po.seq); /* phase 1, then over */
+  ck_assert_int_eq(uvctx_shutdown(out, UV_EPIPE), UV_EALREADY);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN); /* unchanged */
+
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ECANCELED);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(idle_tree_shutdown_by_a_signal_finishes_out) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t ps, po;
+  catcher_t own;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  catcher_start(&own, &loop, SIGUSR1);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
+  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  send_signal(SIGUSR1);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(ps.calls, 1);
+  ck_assert_int_lt(ps.seq, po.seq);
+  ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
+  ck_assert_int_eq(po.cause, UV_ECANCELED);
+  ck_assert_int_eq(uvctx_signal_received(out), SIGUSR1);
+
+  catcher_close(&own);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+static void worker_once_main(void *arg) {
+  worker_t *wk = arg;
+  wk->rc1 = uvctx_shutdown(wk->out, UV_ESHUTDOWN);
+  uv_async_send(&wk->async);
+}
+
+START_TEST(idle_tree_shutdown_from_another_thread_finishes_out) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  worker_t wk;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  memset(&wk, 0, sizeof wk);
+  wk.out = out;
+  wk.stopping = stopping;
+  ck_assert_int_eq(uv_async_init(&loop, &wk.async, worker_async_cb), 0);
+  wk.async.data = &wk;
+  ck_assert_int_eq(uv_thread_create(&wk.tid, worker_once_main, &wk), 0);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  uv_run(&loop, UV_RUN_DEFAULT); /* the worker's async */
+
+  ck_assert_int_eq(wk.rc1, 0);
+  ck_assert_int_eq(po.err, UV_ECANCELED);
+  ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* (b) Three requests finish one by one in a long grace period: out is over
+ * right after the last is released, never while one is alive. */
+START_TEST(requests_finishing_in_the_grace_period_end_it_after_the_last) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  finisher_t f[3];
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req[3];
+  for (int i = 0; i < 3; i++)
+    req[i] = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  /* Not in the order they were made; the last one goes at 30 ms. */
+  finisher_start(&f[0], &loop, out, req[1], 10);
+  finisher_start(&f[1], &loop, out, req[2], 20);
+  finisher_start(&f[2], &loop, out, req[0], 30);
+  ck_assert(run_until(&loop, &po.calls, 1));
+
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(f[i].fired, 1);
+    ck_assert_int_eq(f[i].out_err_before, 0); /* never with one alive */
+  }
+  ck_assert_int_eq(f[0].out_err_after, 0);
+  ck_assert_int_eq(f[1].out_err_after, 0);
+  ck_assert_int_eq(f[2].out_err_after, UV_ECANCELED); /* right after */
+  ck_assert_int_eq(f[2].out_cause_after, UV_ESHUTDOWN);
+  ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
+  ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
+  ck_assert_uint_ge(po.at, f[2].at);
+
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* (c) One request finishes in time, the other does not. */
+START_TEST(request_alive_at_the_end_of_the_grace_period_gets_etimedout) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  finisher_t f;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 30, &stopping);
+  uvctx_t *quick = mk_request(&loop, out);
+  uvctx_t *slow = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+
+  uint64_t t0 = uvctx_now();
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  finisher_start(&f, &loop, out, quick, 5);
+  ck_assert(run_until(&loop, &po.calls, 1));
+
+  ck_assert_int_eq(f.fired, 1);
+  ck_assert_int_eq(f.out_err_after, 0); /* slow is still alive */
+  ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
+  ck_assert_uint_ge(po.at, t0 + 30);
+  ck_assert_int_eq(uvctx_err(slow), UV_ETIMEDOUT);
+
+  uvctx_release(slow);
+  ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT); /* unchanged */
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* (d) Every kind of child of out is in flight, not only cancellable ones.
+ * kind: 0 value, 1 without-cancel, 2 any (out as its second parent). */
+static void check_child_kind_counts(int kind) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  uvctx_t *other = NULL;
+  uvctx_t *child = NULL;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  if (kind == 0) {
+    child = mk_value(out, &key_a, NULL);
+  } else if (kind == 1) {
+    ck_assert_int_eq(uvctx_without_cancel(out, &child), 0);
+  } else {
+    other = mk_cancel(&loop, uvctx_background());
+    uvctx_t *parents[2] = {other, out};
+    ck_assert_int_eq(uvctx_with_any(&loop, parents, 2, &child), 0);
+  }
+  ck_assert_ptr_nonnull(child);
+
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  run_for(&loop, 20);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  uvctx_release(child);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
+
+  uvctx_release(other);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+
+START_TEST(value_child_of_out_is_in_flight) { check_child_kind_counts(0); }
+END_TEST
+
+START_TEST(without_cancel_child_of_out_is_in_flight) {
+  check_child_kind_counts(1);
+}
+END_TEST
+
+START_TEST(any_child_of_out_is_in_flight) { check_child_kind_counts(2); }
+END_TEST
+
+/* A connection released by its owner while a request under it lives is
+ * still below out. */
+START_TEST(released_connection_with_a_live_request_is_in_flight) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *conn = mk_cancel(&loop, out);
+  uvctx_t *req = mk_value(conn, &key_a, NULL);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  uvctx_release(conn);
+  run_for(&loop, 20);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  uvctx_release(req);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(request_begun_in_the_grace_period_is_in_flight) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *first = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  uvctx_t *late = mk_request(&loop, out);
+  uvctx_release(first);
+  run_for(&loop, 20);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  uvctx_release(late);
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* The last request released on another thread: the loop ends the shutdown
+ * when it next polls. Round 0: a cancel request (its teardown is handed to
+ * the loop); round 1: a value request (freed on the thread). */
+typedef struct {
+  uv_async_t async; /* ref'd: keeps the loop polling until the worker ends */
+  uv_thread_t tid;
+  uvctx_t *req;
+} releaser_t;
+
+static void releaser_async_cb(uv_async_t *a) {
+  releaser_t *r = a->data;
+  ck_assert_int_eq(uv_thread_join(&r->tid), 0);
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void releaser_main(void *arg) {
+  releaser_t *r = arg;
+  uvctx_release(r->req);
+  uv_async_send(&r->async);
+}
+
+START_TEST(last_request_released_on_another_thread_ends_it_early) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  for (int round = 0; round < 2; round++) {
+    journal_t j = {0};
+    probe_t po;
+    releaser_t r;
+    uvctx_t *stopping;
+    uvctx_t *out =
+        mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+    memset(&r, 0, sizeof r);
+    r.req = round == 0 ? mk_request(&loop, out) : mk_value(out, &key_a, NULL);
+    ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+    ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(uvctx_err(out), 0);
+
+    ck_assert_int_eq(uv_async_init(&loop, &r.async, releaser_async_cb), 0);
+    r.async.data = &r;
+    ck_assert_int_eq(uv_thread_create(&r.tid, releaser_main, &r), 0);
+    ck_assert(run_until(&loop, &po.calls, 1));
+    uv_run(&loop, UV_RUN_DEFAULT); /* the worker's async */
+    ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
+    ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
+    uvctx_release(stopping);
+    uvctx_release(out);
+  }
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* (e) stopping released with requests alive: not over by itself. */
+START_TEST(stopping_released_in_the_grace_period_with_requests_alive_does_not_end_it) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+
+  uvctx_release(stopping);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  run_for(&loop, 20);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  ck_assert_int_eq(po.calls, 0);
+
+  uvctx_release(req); /* now nothing at all is left */
+  ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(po.calls, 1);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(stopping_released_in_the_grace_period_then_the_grace_period_runs_out) {
+  uv_loop_t loop;
+  journal_t j = {0};
+  probe_t po;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  uint64_t t0 = uvctx_now();
+  ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
+  uvctx_release(stopping);
+  ck_assert(run_until(&loop, &po.calls, 1));
+  ck_assert_int_eq(po.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(po.at, t0 + 10);
+  uvctx_release(req);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Bad input
+ * ------------------------------------------------------------------------- */
+
+static void expect_einval(uv_loop_t *loop, uvctx_t *parent, const int *signums,
+                          size_t count, int with_stopping, int with_out) {
+  uvctx_t *sentinel = (uvctx_t *)&key_a;
+  uvctx_t *stopping = sentinel;
+  uvctx_t *out = sentinel;
+  ck_assert_int_eq(uvctx_with_shutdown(loop, parent, signums, count, 100,
+                                       with_stopping ? &stopping : NULL,
+                                       with_out ? &out : NULL),
+                   UV_EINVAL);
+  ck_assert_ptr_eq(stopping, sentinel);
+  ck_assert_ptr_eq(out, sentinel);
+}
+
+START_TEST(with_shutdown_null_arguments_are_einval) {
+  uv_loop_t loop;
+  int sig = SIGUSR1;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  expect_einval(NULL, uvctx_background(), NULL, 0, 1, 1);
+  expect_einval(&loop, NULL, NULL, 0, 1, 1);
+  expect_einval(&loop, uvctx_background(), NULL, 0, 0, 1);
+  expect_einval(&loop, uvctx_background(), NULL, 0, 1, 0);
+  expect_einval(&loop, uvctx_background(), NULL, 1, 1, 1);
+  expect_einval(NULL, uvctx_background(), &sig, 1, 1, 1);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(with_shutdown_bad_signal_numbers_are_einval) {
+  static const int bad[] = {0, -1, NSIG, NSIG + 1, SIGKILL, SIGSTOP};
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    int list[2] = {SIGUSR1, bad[i]};
+    expect_einval(&loop, parent, &bad[i], 1, 1, 1);
+    expect_einval(&loop, parent, list, 2, 1, 1);
+  }
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(with_shutdown_count_0_accepts_null_signums) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  int sig = SIGUSR1;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  out = mk_shutdown(&loop, uvctx_background(), &sig, 0, 10, &stopping);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_of_null_or_a_context_of_another_kind_is_einval) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *c = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(out, &key_a, NULL);
+  uvctx_t *sig = NULL;
+  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
+                   0);
+
+  ck_assert_int_eq(uvctx_shutdown(NULL, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(uvctx_background(), 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(c, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(sig, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(v, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(stopping, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(c), 0);
+  ck_assert_int_eq(uvctx_err(sig), 0);
+  ck_assert_int_eq(uvctx_err(stopping), 0);
+  ck_assert_int_eq(uvctx_err(out), 0);
+
+  uvctx_release(sig);
+  uvctx_release(v);
+  uvctx_release(c);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(shutdown_with_a_positive_cause_is_einval_and_changes_nothing) {
+  uv_loop_t loop;
+  uvctx_t *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *out =
+      mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
+  uvctx_t *req = mk_request(&loop, out);
+  ck_assert_int_eq(uvctx_shutdown(out, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(stopping), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
+  ck_assert_int_eq(uvctx_shutdown(out, 5), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(out), 0);
+  uvctx_release(req);
+  uvctx_release(stopping);
+  uvctx_release(out);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+Suite *shutdown_suite(void) {
+  Suite *s = suite_create("shutdown");
+
+  TCase *tc = tcase_create("phase_1");
+  tcase_add_test(tc, neither_is_done_before_shutdown_begins);
+  tcase_add_test(tc, first_shutdown_finishes_stopping_with_its_cause_not_out);
+  tcase_add_test(tc, first_shutdown_without_cause_gives_stopping_ecanceled_as_cause);
+  tcase_add_test(tc, stopping_watches_run_in_phase_1_and_out_watches_do_not);
+  tcase_add_test(tc, grace_timer_does_not_keep_the_loop_alive);
+  tcase_add_test(tc, keepalive_makes_the_grace_timer_keep_the_loop_alive);
+  tcase_add_test(tc, children_of_stopping_are_cancelled_in_phase_1);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("phase_2");
+  tcase_add_test(tc, grace_period_finishes_out_with_etimedout);
+  tcase_add_test(tc, grace_period_never_ends_before_grace_ms);
+  tcase_add_test(tc, second_shutdown_finishes_out_at_once_with_ecanceled);
+  tcase_add_test(tc, shutdown_after_out_is_done_is_ealready);
+  tcase_add_test(tc, shutdown_after_the_grace_period_is_ealready);
+  tcase_add_test(tc, children_of_out_are_cancelled_in_phase_2_not_phase_1);
+  tcase_add_test(tc, children_of_out_get_etimedout_when_the_grace_period_ends);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("parent");
+  tcase_add_test(tc, parent_done_finishes_both);
+  tcase_add_test(tc, parent_done_during_the_grace_period_finishes_out);
+  tcase_add_test(tc, parent_already_done_gives_both_born_done);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("signals");
+  tcase_add_test(tc, first_signal_begins_shutdown);
+  tcase_add_test(tc, second_signal_ends_the_grace_period_at_once);
+  tcase_add_test(tc, either_of_two_signals_begins_and_the_other_ends_it);
+  tcase_add_test(tc, shutdown_call_then_signal_ends_the_grace_period);
+  tcase_add_test(tc, signal_begins_and_the_grace_period_runs_out);
+  tcase_add_test(tc, released_shutdown_context_stops_listening);
+  tcase_add_test(tc, shutdown_with_signals_does_not_keep_the_loop_alive);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("threads_release");
+  tcase_add_test(tc, shutdown_from_another_thread_moves_both_phases);
+  tcase_add_test(tc, release_before_shutdown_closes_the_loop_in_either_order);
+  tcase_add_test(tc, release_during_the_grace_period_closes_the_loop);
+  tcase_add_test(tc, stopping_released_early_does_not_stop_the_shutdown);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("with_drain");
+  tcase_add_test(tc, graceful_shutdown_in_flight_requests_finish_then_the_tree_drains);
+  tcase_add_test(tc, graceful_shutdown_grace_period_over_cancels_requests_then_drains);
+  tcase_add_test(tc, drain_on_out_of_an_idle_tree_runs_once_stopping_is_released);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("over_early");
+  tcase_add_test(tc, idle_tree_shutdown_finishes_out_at_once_with_its_cause);
+  tcase_add_test(tc, idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause);
+  tcase_add_test(tc, idle_tree_shutdown_by_a_signal_finishes_out);
+  tcase_add_test(tc, idle_tree_shutdown_from_another_thread_finishes_out);
+  tcase_add_test(tc, requests_finishing_in_the_grace_period_end_it_after_the_last);
+  tcase_add_test(tc, request_alive_at_the_end_of_the_grace_period_gets_etimedout);
+  tcase_add_test(tc, value_child_of_out_is_in_flight);
+  tcase_add_test(tc, without_cancel_child_of_out_is_in_flight);
+  tcase_add_test(tc, any_child_of_out_is_in_flight);
+  tcase_add_test(tc, released_connection_with_a_live_request_is_in_flight);
+  tcase_add_test(tc, request_begun_in_the_grace_period_is_in_flight);
+  tcase_add_test(tc, last_request_released_on_another_thread_ends_it_early);
+  tcase_add_test(tc, stopping_released_in_the_grace_period_with_requests_alive_does_not_end_it);
+  tcase_add_test(tc, stopping_released_in_the_grace_period_then_the_grace_period_runs_out);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("bad_input");
+  tcase_add_test(tc, with_shutdown_null_arguments_are_einval);
+  tcase_add_test(tc, with_shutdown_bad_signal_numbers_are_einval);
+  tcase_add_test(tc, with_shutdown_count_0_accepts_null_signums);
+  tcase_add_test(tc, shutdown_of_null_or_a_context_of_another_kind_is_einval);
+  tcase_add_test(tc, shutdown_with_a_positive_cause_is_einval_and_changes_nothing);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
