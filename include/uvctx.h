@@ -368,7 +368,8 @@ UVCTX_EXTERN int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms);
 
 /* By default a context never keeps its loop alive. With on != 0, the
  * deadline timer of ctx (a deadline or shutdown context) keeps the loop alive
- * until it fires or ctx is done; on == 0 restores the default.
+ * until it fires or ctx is done; on == 0 restores the default. On a context
+ * that is done it succeeds and holds nothing, as its timer is stopped.
  * Errors: UV_EINVAL if ctx is NULL or has no timer of its own. Loop thread. */
 UVCTX_EXTERN int uvctx_keepalive(uvctx_t *ctx, int on);
 
@@ -392,8 +393,9 @@ UVCTX_EXTERN int uvctx_close_on_done(uvctx_t *ctx, uv_handle_t *handle,
 
 /* Calls uv_cancel(req) when ctx is done. Only the kinds libuv can cancel are
  * accepted: UV_FS, UV_WORK, UV_GETADDRINFO, UV_GETNAMEINFO and UV_RANDOM; the
- * request's callback then sees UV_ECANCELED if it was still queued (a
- * request already running on the thread pool finishes as usual).
+ * request's callback then sees libuv's cancel status if it was still queued
+ * (UV_ECANCELED; UV_EAI_CANCELED for getaddrinfo and getnameinfo), and a
+ * request already running on the thread pool finishes as usual.
  * Errors: UV_EINVAL if ctx, req or w is NULL or req is of another kind;
  * UV_EBUSY if w is pending. Loop thread. */
 UVCTX_EXTERN int uvctx_cancel_on_done(uvctx_t *ctx, uv_req_t *req,

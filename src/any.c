@@ -17,7 +17,9 @@ int uvctx_with_any(uv_loop_t *loop, uvctx_t *const *parents, size_t count,
       return UV_EINVAL;
   err = uvctx__new_cancellable(loop, parents, count, UVCTX__ANY,
                                sizeof(uvctx__any_t), &c);
-  if (err == 0)
-    *out = &c->ctx;
-  return err;
+  if (err != 0)
+    return err;
+  c->lp->nany++;
+  *out = &c->ctx;
+  return 0;
 }

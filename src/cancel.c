@@ -9,11 +9,28 @@
  * carries the cancel on below it. */
 #include "uvctx-int.h"
 
+/* Whether an any-context reached from parent has another parent on the loop
+ * that is done and not yet delivered: it is then delivered when that one is,
+ * so that every parent's callbacks run before the any-context's. */
+static int waits_for_other_parent(const uvctx__cancel_t *child,
+                                  const uvctx__cancel_t *parent) {
+  size_t i;
+
+  for (i = 0; i < child->nlinks; i++) {
+    const uvctx__cancel_t *other = child->links[i].parent;
+    if (other != NULL && other != parent && other->lp == child->lp &&
+        !(other->ctx.flags & UVCTX__DELIVERED) &&
+        atomic_load_explicit(&other->ctx.state, memory_order_acquire) != 0)
+      return 1;
+  }
+  return 0;
+}
+
 /* Gives child its parent's state if it has none yet, and says whether the
  * walk must visit it: when this made it done, or when the loop still has to
  * act on it. A child on another loop is handed to that loop instead. */
-static int should_visit(uvctx__loop_t *lp, uint64_t state,
-                        uvctx__cancel_t *child, int deliver) {
+static int should_visit(uvctx__loop_t *lp, const uvctx__cancel_t *parent,
+                        uint64_t state, uvctx__cancel_t *child, int deliver) {
   uint64_t none = 0;
   int finished = atomic_compare_exchange_strong_explicit(
       &child->ctx.state, &none, state, memory_order_acq_rel,
@@ -25,7 +42,12 @@ static int should_visit(uvctx__loop_t *lp, uint64_t state,
       uvctx__mailbox_post(child->lp, child, UVCTX__MB_CANCEL);
     return 0;
   }
-  return finished || (deliver && !(child->ctx.flags & UVCTX__DELIVERED));
+  if (!deliver)
+    return finished;
+  if (child->ctx.flags & UVCTX__DELIVERED)
+    return 0;
+  return child->ctx.kind != UVCTX__ANY ||
+         !waits_for_other_parent(child, parent);
 }
 
 static uvctx__link_t *first_to_visit(uvctx__loop_t *lp, uvctx__link_t *l,
@@ -36,7 +58,7 @@ static uvctx__link_t *first_to_visit(uvctx__loop_t *lp, uvctx__link_t *l,
     return NULL;
   state = atomic_load_explicit(&l->parent->ctx.state, memory_order_acquire);
   for (; l != NULL; l = l->next)
-    if (should_visit(lp, state, l->child, deliver))
+    if (should_visit(lp, l->parent, state, l->child, deliver))
       return l;
   return NULL;
 }
@@ -67,6 +89,16 @@ static void walk(uvctx__cancel_t *root, int deliver) {
   }
 }
 
+/* Finishes root's subtree and, on the loop thread, delivers it. With
+ * any-contexts on the loop the tree is a graph: the whole subtree is finished
+ * first, so that delivery can hold an any-context back until each of its
+ * parents has been delivered. */
+static void finish_subtree(uvctx__cancel_t *root, int on_loop) {
+  if (on_loop && root->lp->nany > 0)
+    walk(root, 0);
+  walk(root, on_loop);
+}
+
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
   uvctx__loop_t *lp = c->lp;
   uint64_t none = 0;
@@ -83,7 +115,7 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
     uv_mutex_unlock(&lp->tree_lock);
     return UV_EALREADY;
   }
-  walk(c, on_loop);
+  finish_subtree(c, on_loop);
   uv_mutex_unlock(&lp->tree_lock);
   if (!on_loop) /* finished once, so posted once, with this reference */
     uvctx__mailbox_post(lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
@@ -94,7 +126,7 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
 /* Loop thread: acts on the part of c's subtree the loop has not acted on. */
 void uvctx__deliver_subtree(uvctx__cancel_t *c) {
   uv_mutex_lock(&c->lp->tree_lock);
-  walk(c, 1);
+  finish_subtree(c, 1);
   uv_mutex_unlock(&c->lp->tree_lock);
 }
 

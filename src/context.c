@@ -204,6 +204,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
     unlink_one(&c->links[i]);
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
+    c->lp->nany--;
     for (i = 1; i < c->nlinks; i++) {
       uvctx__leave(any->parents[i]);
       uvctx_release(any->parents[i]);

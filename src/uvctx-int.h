@@ -182,6 +182,7 @@ struct uvctx__loop_s {
   uvctx_watch_t *ready_tail;
   uvctx_watch_t *batch_end;  /* last watch of the batch being delivered */
   uvctx__cancel_t *live;     /* cancellable contexts on this loop */
+  size_t nany;               /* any-contexts among them */
   /* Blocks of this loop's contexts not yet freed, counting those whose
    * handles are still closing: the state closes when none is left. */
   size_t blocks;

@@ -1,4 +1,1037 @@
-/* Placeholder: the tests of this area are being written. */
+/* Any of several parents: uvctx_with_any() (Node's AbortSignal.any).
+ *
+ * An "any" context is done as soon as one of its parents is, with that
+ * parent's err and cause; it looks values up in its parents in order and
+ * reports the earliest of their deadlines. It sits in the children list of
+ * every parent until it is released, so these tests also check that a
+ * released "any" leaves nothing behind in long-lived parents (uvctx_dump and
+ * uvctx_dump_loop show what is left). All parents here live on the test's
+ * loop; parents on other loops are in test_crossloop.c. */
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *any_suite(void) { return suite_create("any"); }
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a, key_b, key_c, key_d; /* keys compare by address */
+static char val_a1[] = "a1", val_a2[] = "a2", val_b2[] = "b2",
+            val_c1[] = "c1", val_d[] = "d";
+
+/* An address that no constructor would ever store in *out. */
+static char sentinel_storage;
+#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
+
+/* A watch that records its calls: how many, err, the context's cause and the
+ * uvctx clock inside the callback, and its position among the callbacks that
+ * share its journal. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  int *journal;
+  int calls;
+  int err;
+  int cause;
+  int seq;
+  uint64_t now;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  r->cause = uvctx_cause(r->ctx);
+  r->now = uvctx_now();
+  if (r->journal != NULL)
+    r->seq = ++*r->journal;
+}
+
+static void rec_watch(rec_t *r, int *journal, uvctx_t *ctx) {
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->journal = journal;
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+}
+
+static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
+                                 int cause) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_any2(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
+  uvctx_t *parents[2] = {p0, p1};
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_any(loop, parents, 2, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_any3(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1,
+                        uvctx_t *p2) {
+  uvctx_t *parents[3] = {p0, p1, p2};
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_any(loop, parents, 3, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* uvctx_deadline() that must report one: returns it. */
+static uint64_t deadline_of(const uvctx_t *ctx) {
+  uint64_t dl = 0;
+  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
+  return dl;
+}
+
+/* Macros rather than functions, so that a failure names the caller's line. */
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+/* How many lines uvctx_dump() prints for ctx: ctx and the cancellable
+ * contexts below it, one each. */
+static int dump_lines(const uvctx_t *ctx) {
+  FILE *f = tmpfile();
+  int lines = 0, ch;
+  ck_assert_ptr_nonnull(f);
+  ck_assert_int_eq(uvctx_dump(ctx, f), 0);
+  rewind(f);
+  while ((ch = fgetc(f)) != EOF)
+    if (ch == '\n')
+      lines++;
+  fclose(f);
+  return lines;
+}
+
+/* uvctx_dump_loop(): how many cancellable contexts are alive on loop. */
+static int alive_on(const uv_loop_t *loop) {
+  FILE *f = tmpfile();
+  int n;
+  ck_assert_ptr_nonnull(f);
+  n = uvctx_dump_loop(loop, f);
+  fclose(f);
+  ck_assert_int_ge(n, 0);
+  return n;
+}
+
+/* Generous bound for "eventually": only reached when something is broken. */
+#define EVENTUALLY_MS 1000
+
+/* An unref'd timer that stops the loop if uv_run has not returned by then. */
+typedef struct {
+  uv_timer_t timer;
+  int fired;
+} guard_t;
+
+static void guard_cb(uv_timer_t *t) {
+  ((guard_t *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
+  g->fired = 0;
+  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
+  g->timer.data = g;
+  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
+  uv_unref((uv_handle_t *)&g->timer);
+}
+
+/* Runs the loop, polling pred every millisecond with a ref'd timer of our
+ * own, until pred holds or the uvctx clock reaches limit_ms. Returns whether
+ * pred holds. Contexts never keep the loop alive: this is how a test waits
+ * for a deadline. */
+typedef struct {
+  uv_timer_t timer;
+  int (*pred)(void *);
+  void *arg;
+  uint64_t limit_ms;
+} poll_t;
+
+static void poll_cb(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
+    ck_assert_int_eq(uv_timer_stop(t), 0);
+}
+
+static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                     uint64_t limit_ms) {
+  poll_t p;
+  guard_t guard;
+  p.pred = pred;
+  p.arg = arg;
+  p.limit_ms = limit_ms;
+  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
+  p.timer.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
+  guard_start(loop, &guard, limit_ms - uvctx_now() + EVENTUALLY_MS);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
+  uv_close((uv_handle_t *)&guard.timer, NULL);
+  uv_close((uv_handle_t *)&p.timer, NULL);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  return pred(arg);
+}
+
+/* ---------------------------------------------------------------------------
+ * Done as soon as any parent is
+ * ------------------------------------------------------------------------- */
+
+START_TEST(any_is_done_with_the_err_and_cause_of_the_parent_cancelled) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  uvctx_t *any = mk_any2(&loop, a, b);
+  assert_not_done(any);
+
+  /* On the loop thread, done when the parent's cancel returns (Go). */
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EPIPE), 0);
+  assert_done(any, UV_ECANCELED, UV_EPIPE);
+  assert_not_done(a);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_watch_runs_on_the_loop_with_the_parents_err) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&r, NULL, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EIO), 0);
+  ck_assert_int_eq(r.calls, 0); /* never inside the cancel */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert_int_eq(r.cause, UV_EIO);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout_cause(&loop, uvctx_background(), 15, UV_EHOSTDOWN);
+  uint64_t deadline = deadline_of(b);
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&r, NULL, any);
+
+  ck_assert(run_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(r.cause, UV_EHOSTDOWN);
+  ck_assert_uint_ge(r.now, deadline);
+  assert_done(any, UV_ETIMEDOUT, UV_EHOSTDOWN);
+  assert_not_done(a);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *c = mk_cancel(&loop, uvctx_background());
+  uvctx_t *any = mk_any3(&loop, a, b, c);
+  rec_watch(&r, NULL, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(c, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EPERM), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert_int_eq(r.cause, UV_EIO);
+  assert_done(any, UV_ECANCELED, UV_EIO);
+
+  uvctx_release(any);
+  uvctx_release(c);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&r, NULL, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EPIPE), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  assert_done(any, UV_ECANCELED, UV_EIO);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_of_a_parent_already_done_is_born_done) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_ECONNRESET), 0);
+  uvctx_t *any = mk_any2(&loop, a, b);
+  assert_done(any, UV_ECANCELED, UV_ECONNRESET);
+  ck_assert_int_eq(uvctx_cancel(any), UV_EALREADY);
+
+  rec_watch(&r, NULL, any);
+  ck_assert_int_eq(r.calls, 0); /* never synchronously */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ECANCELED);
+  ck_assert_int_eq(r.cause, UV_ECONNRESET);
+  assert_not_done(a);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *live = mk_cancel(&loop, uvctx_background());
+  uvctx_t *timed_out =
+      mk_timeout_cause(&loop, uvctx_background(), 0, UV_EHOSTUNREACH);
+  uvctx_t *cancelled = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(cancelled, UV_EPIPE), 0);
+  uvctx_t *v = mk_value(cancelled, &key_a, val_a1);
+
+  uvctx_t *first = mk_any3(&loop, live, timed_out, cancelled);
+  uvctx_t *second = mk_any3(&loop, live, v, timed_out);
+  assert_done(first, UV_ETIMEDOUT, UV_EHOSTUNREACH);
+  assert_done(second, UV_ECANCELED, UV_EPIPE);
+  assert_not_done(live);
+
+  uvctx_release(second);
+  uvctx_release(first);
+  uvctx_release(v);
+  uvctx_release(cancelled);
+  uvctx_release(timed_out);
+  uvctx_release(live);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancelling_any_leaves_its_parents_alone) {
+  uv_loop_t loop;
+  rec_t ra, rb, rany;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&ra, NULL, a);
+  rec_watch(&rb, NULL, b);
+  rec_watch(&rany, NULL, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(any, UV_EPERM), 0);
+  ck_assert_int_eq(uvctx_cancel(any), UV_EALREADY);
+  assert_done(any, UV_ECANCELED, UV_EPERM);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(rany.calls, 1);
+  assert_not_done(a);
+  assert_not_done(b);
+  ck_assert_int_eq(ra.calls, 0);
+  ck_assert_int_eq(rb.calls, 0);
+  ck_assert_int_eq(uvctx_unwatch(&ra.w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&rb.w), 0);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
+  uv_loop_t loop;
+  int journal = 0;
+  rec_t rany, rchild, rvalue, rgrand;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, uvctx_background());
+  uvctx_t *any = mk_any2(&loop, a, b);
+  uvctx_t *child = mk_timeout(&loop, any, 60000);
+  uvctx_t *value = mk_value(child, &key_a, val_a1);
+  uvctx_t *grand = mk_cancel(&loop, value);
+  rec_watch(&rgrand, &journal, grand);
+  rec_watch(&rvalue, &journal, value);
+  rec_watch(&rchild, &journal, child);
+  rec_watch(&rany, &journal, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_ENOTCONN), 0);
+  assert_done(child, UV_ECANCELED, UV_ENOTCONN);
+  assert_done(value, UV_ECANCELED, UV_ENOTCONN);
+  assert_done(grand, UV_ECANCELED, UV_ENOTCONN);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(journal, 4);
+  ck_assert_int_eq(rany.seq, 1);
+  ck_assert_int_eq(rchild.seq, 2);
+  ck_assert_int_eq(rvalue.seq, 3);
+  ck_assert_int_eq(rgrand.seq, 4);
+  assert_not_done(b);
+
+  uvctx_release(grand);
+  uvctx_release(value);
+  uvctx_release(child);
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_of_roots_is_done_only_when_cancelled) {
+  uv_loop_t loop;
+  uint64_t dl = 42;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *w = mk_without(uvctx_background());
+  uvctx_t *any = mk_any3(&loop, uvctx_background(), uvctx_todo(), w);
+  ck_assert_ptr_eq(uvctx_loop(any), &loop);
+  ck_assert_int_eq(uvctx_deadline(any, &dl), 0);
+  ck_assert_uint_eq(dl, 42);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_not_done(any);
+
+  ck_assert_int_eq(uvctx_cancel(any), 0);
+  assert_done(any, UV_ECANCELED, UV_ECANCELED);
+
+  uvctx_release(any);
+  uvctx_release(w);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Diamonds: one parent is an ancestor of another
+ * ------------------------------------------------------------------------- */
+
+START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
+  uv_loop_t loop;
+  int journal = 0;
+  rec_t r1, r2, r3, rg;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout(&loop, a, 60000);
+  uvctx_t *v = mk_value(b, &key_a, val_a1);
+  uvctx_t *c = mk_cancel(&loop, v);
+  uvctx_t *ab = mk_any2(&loop, a, b);
+  uvctx_t *ca = mk_any2(&loop, c, a); /* the descendant first */
+  uvctx_t *deep = mk_any3(&loop, v, ca, a);
+  uvctx_t *grand = mk_cancel(&loop, deep);
+  rec_watch(&r1, &journal, ab);
+  rec_watch(&r2, &journal, ca);
+  rec_watch(&r3, &journal, deep);
+  rec_watch(&rg, &journal, grand);
+
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EPIPE), 0);
+  assert_done(ab, UV_ECANCELED, UV_EPIPE);
+  assert_done(ca, UV_ECANCELED, UV_EPIPE);
+  assert_done(deep, UV_ECANCELED, UV_EPIPE);
+  assert_done(grand, UV_ECANCELED, UV_EPIPE);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  ck_assert_int_eq(r1.calls, 1);
+  ck_assert_int_eq(r2.calls, 1);
+  ck_assert_int_eq(r3.calls, 1);
+  ck_assert_int_eq(rg.calls, 1);
+  ck_assert_int_eq(journal, 4);
+  ck_assert_int_lt(r3.seq, rg.seq); /* an "any" before its own child */
+
+  uvctx_release(grand);
+  uvctx_release(deep);
+  uvctx_release(ca);
+  uvctx_release(ab);
+  uvctx_release(c);
+  uvctx_release(v);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* "The callbacks of an ancestor run before those of its descendants" also
+ * when a descendant is reached twice: any is a child of a and of b, and b is
+ * a child of a. */
+START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
+  uv_loop_t loop;
+  int journal = 0;
+  rec_t ra, rb, rany;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, a);
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&rany, &journal, any);
+  rec_watch(&rb, &journal, b);
+  rec_watch(&ra, &journal, a);
+
+  ck_assert_int_eq(uvctx_cancel(a), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(journal, 3);
+  ck_assert_int_eq(ra.seq, 1);
+  ck_assert_int_eq(rb.seq, 2);
+  ck_assert_int_eq(rany.seq, 3);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&loop, a);
+  uvctx_t *any = mk_any2(&loop, a, b);
+  rec_watch(&r, NULL, any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+  assert_done(any, UV_ECANCELED, UV_EIO);
+  assert_not_done(a);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EPIPE), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  assert_done(any, UV_ECANCELED, UV_EIO);
+
+  uvctx_release(any);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
+  uv_loop_t loop;
+  rec_t r1, r2;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_timeout_cause(&loop, uvctx_background(), 10, UV_EPROTO);
+  uint64_t deadline = deadline_of(a);
+  uvctx_t *v = mk_value(a, &key_a, val_a1); /* shares a's done-ness */
+  uvctx_t *twice = mk_any2(&loop, a, a);
+  uvctx_t *via_value = mk_any3(&loop, v, a, v);
+  /* One released before a fires: it must leave a's list entirely. */
+  uvctx_t *gone = mk_any3(&loop, a, v, a);
+  uvctx_release(gone);
+  rec_watch(&r1, NULL, twice);
+  rec_watch(&r2, NULL, via_value);
+
+  ck_assert(run_until(&loop, rec_called, &r2, deadline + EVENTUALLY_MS));
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  ck_assert_int_eq(r1.calls, 1);
+  ck_assert_int_eq(r2.calls, 1);
+  ck_assert_int_eq(r1.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(r1.cause, UV_EPROTO);
+  ck_assert_int_eq(r2.err, UV_ETIMEDOUT);
+
+  uvctx_release(via_value);
+  uvctx_release(twice);
+  uvctx_release(v);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Values: in parents in order, each parent's whole chain before the next
+ * ------------------------------------------------------------------------- */
+
+START_TEST(any_value_is_looked_up_in_parents_in_order) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ca = mk_cancel(&loop, uvctx_background());
+  uvctx_t *p1 = mk_value(ca, &key_a, val_a1);
+  uvctx_t *cb = mk_cancel(&loop, uvctx_background());
+  uvctx_t *pb = mk_value(cb, &key_b, val_b2);
+  uvctx_t *p2 = mk_value(pb, &key_a, val_a2);
+  uvctx_t *any = mk_any2(&loop, p1, p2);
+
+  ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1); /* first parent wins */
+  ck_assert_ptr_eq(uvctx_value(any, &key_b), val_b2); /* only the second */
+  ck_assert_ptr_null(uvctx_value(any, &key_c));       /* nobody */
+  uvctx_t *swapped = mk_any2(&loop, p2, p1);
+  ck_assert_ptr_eq(uvctx_value(swapped, &key_a), val_a2);
+
+  uvctx_release(swapped);
+  uvctx_release(any);
+  uvctx_release(p2);
+  uvctx_release(pb);
+  uvctx_release(cb);
+  uvctx_release(p1);
+  uvctx_release(ca);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  /* first parent: value(a=a1) <- cancel <- without_cancel <- timeout */
+  uvctx_t *deep = mk_value(uvctx_background(), &key_a, val_a1);
+  uvctx_t *c1 = mk_cancel(&loop, deep);
+  uvctx_t *wo = mk_without(c1);
+  uvctx_t *first = mk_timeout(&loop, wo, 60000);
+  /* second parent: defines a right at the top */
+  uvctx_t *c2 = mk_cancel(&loop, uvctx_background());
+  uvctx_t *second = mk_value(c2, &key_a, val_a2);
+  uvctx_t *any = mk_any2(&loop, first, second);
+  ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
+
+  uvctx_release(any);
+  uvctx_release(second);
+  uvctx_release(c2);
+  uvctx_release(first);
+  uvctx_release(wo);
+  uvctx_release(c1);
+  uvctx_release(deep);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
+  uvctx_t *p1 = mk_value(c1, &key_a, val_a1);
+  uvctx_t *c2 = mk_cancel(&loop, uvctx_background());
+  uvctx_t *p2 = mk_value(c2, &key_b, val_b2);
+  uvctx_t *p3 = mk_value(uvctx_background(), &key_c, val_c1);
+  uvctx_t *inner = mk_any2(&loop, p1, p2);
+  uvctx_t *outer = mk_any2(&loop, inner, p3);
+  uvctx_t *child = mk_cancel(&loop, outer);
+  uvctx_t *tagged = mk_value(child, &key_d, val_d);
+
+  ck_assert_ptr_eq(uvctx_value(tagged, &key_d), val_d);
+  ck_assert_ptr_eq(uvctx_value(tagged, &key_a), val_a1);
+  ck_assert_ptr_eq(uvctx_value(tagged, &key_b), val_b2); /* inner's second */
+  ck_assert_ptr_eq(uvctx_value(tagged, &key_c), val_c1); /* outer's second */
+  ck_assert_ptr_null(uvctx_value(inner, &key_c));
+
+  uvctx_release(tagged);
+  uvctx_release(child);
+  uvctx_release(outer);
+  uvctx_release(inner);
+  uvctx_release(p3);
+  uvctx_release(p2);
+  uvctx_release(c2);
+  uvctx_release(p1);
+  uvctx_release(c1);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Deadline: the earliest of all parents
+ * ------------------------------------------------------------------------- */
+
+START_TEST(any_deadline_is_the_earliest_of_its_parents) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *late = mk_timeout(&loop, uvctx_background(), 50000);
+  uvctx_t *early = mk_timeout(&loop, uvctx_background(), 20000);
+  uvctx_t *early_below = mk_value(early, &key_a, val_a1);
+  uvctx_t *plain = mk_cancel(&loop, uvctx_background());
+  uint64_t want = deadline_of(early);
+
+  uvctx_t *any = mk_any3(&loop, late, plain, early_below);
+  ck_assert_uint_eq(deadline_of(any), want);
+  uvctx_t *rev = mk_any3(&loop, early_below, plain, late);
+  ck_assert_uint_eq(deadline_of(rev), want);
+  /* a later deadline of its own does not hide the parents' earlier one */
+  uvctx_t *child = mk_timeout(&loop, any, 40000);
+  ck_assert_uint_eq(deadline_of(child), want);
+  uvctx_t *sooner = mk_timeout(&loop, any, 5000);
+  ck_assert_uint_lt(deadline_of(sooner), want);
+
+  uvctx_release(sooner);
+  uvctx_release(child);
+  uvctx_release(rev);
+  uvctx_release(any);
+  uvctx_release(plain);
+  uvctx_release(early_below);
+  uvctx_release(early);
+  uvctx_release(late);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(any_of_parents_without_deadlines_has_none) {
+  uv_loop_t loop;
+  uint64_t dl = 7;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *t = mk_timeout(&loop, uvctx_background(), 20000);
+  uvctx_t *hidden = mk_without(t); /* hides t's deadline */
+  uvctx_t *any = mk_any2(&loop, a, hidden);
+  ck_assert_int_eq(uvctx_deadline(any, &dl), 0);
+  ck_assert_uint_eq(dl, 7);
+
+  uvctx_release(any);
+  uvctx_release(hidden);
+  uvctx_release(t);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Lifetime: short-lived anys of long-lived parents
+ * ------------------------------------------------------------------------- */
+
+enum { ANY_TOTAL = 10000, ANY_BATCH = 100, ANY_KEPT = 10 };
+
+START_TEST(many_short_lived_anys_of_long_lived_parents_leave_nothing_behind) {
+  uv_loop_t loop;
+  uvctx_t *batch[ANY_BATCH];
+  uvctx_t *kept[ANY_KEPT];
+  rec_t rkept[ANY_KEPT];
+  int nkept = 0;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
+
+  /* Batches released from the front, the back and the middle out, so that
+   * an "any" leaves its parents' lists from every position. */
+  for (int made = 0; made < ANY_TOTAL; made += ANY_BATCH) {
+    for (int i = 0; i < ANY_BATCH; i++)
+      batch[i] = (i % 2) ? mk_any2(&loop, a, b) : mk_any2(&loop, b, a);
+    int round = made / ANY_BATCH;
+    if (round % (ANY_TOTAL / ANY_BATCH / ANY_KEPT) == 0) {
+      kept[nkept] = batch[ANY_BATCH / 2];
+      batch[ANY_BATCH / 2] = NULL;
+      nkept++;
+    }
+    for (int i = 0; i < ANY_BATCH; i++) {
+      int k;
+      switch (round % 3) {
+      case 0: k = i; break;
+      case 1: k = ANY_BATCH - 1 - i; break;
+      default: k = (i % 2) ? ANY_BATCH / 2 + i / 2 : ANY_BATCH / 2 - 1 - i / 2;
+      }
+      uvctx_release(batch[k]);
+    }
+    if (round % 10 == 0)
+      ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  }
+  ck_assert_int_eq(nkept, ANY_KEPT);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(alive_on(&loop), 2 + ANY_KEPT);
+  ck_assert_int_eq(dump_lines(a), 1 + ANY_KEPT);
+  ck_assert_int_eq(dump_lines(b), 1 + ANY_KEPT);
+
+  /* Cancelling the parents reaches only the anys still alive. */
+  for (int i = 0; i < ANY_KEPT; i++)
+    rec_watch(&rkept[i], NULL, kept[i]);
+  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EPIPE), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  for (int i = 0; i < ANY_KEPT; i++) {
+    ck_assert_int_eq(rkept[i].calls, 1);
+    ck_assert_int_eq(rkept[i].cause, UV_EIO);
+    uvctx_release(kept[i]);
+  }
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(alive_on(&loop), 2);
+  ck_assert_int_eq(dump_lines(a), 1);
+
+  uvctx_release(b);
+  uvctx_release(a);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(alive_on(&loop), 0);
+  ck_assert_int_eq(uv_loop_close(&loop), 0);
+}
+END_TEST
+
+START_TEST(parents_released_before_any_still_finish_it) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *va = mk_value(a, &key_a, val_a1);
+  uvctx_t *b =
+      mk_timeout_cause(&loop, uvctx_background(), 10, UV_ECONNABORTED);
+  uint64_t deadline = deadline_of(b);
+  uvctx_t *any = mk_any2(&loop, va, b);
+  uvctx_release(va);
+  uvctx_release(b);
+  rec_watch(&r, NULL, any);
+
+  ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
+  ck_assert_uint_eq(deadline_of(any), deadline);
+  ck_assert(run_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(r.cause, UV_ECONNABORTED);
+  assert_not_done(a);
+
+  uvctx_release(any);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Bad input and allocation failure: UV_EINVAL / UV_ENOMEM, nothing changed
+ * ------------------------------------------------------------------------- */
+
+/* The parent was not touched: not done, no child left in its list, and
+ * still usable as a parent. */
+static void assert_parent_untouched(uv_loop_t *loop, uvctx_t *parent) {
+  assert_not_done(parent);
+  ck_assert_int_eq(dump_lines(parent), 1);
+  uvctx_t *child = mk_cancel(loop, parent);
+  uvctx_release(child);
+}
+
+START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(a)); /* a handle a leak would hold */
+  uvctx_t *good[2] = {a, b};
+  uvctx_t *null_first[3] = {NULL, a, b};
+  uvctx_t *null_middle[3] = {a, NULL, b};
+  uvctx_t *null_last[3] = {a, b, NULL};
+  uvctx_t *out = SENTINEL;
+
+  ck_assert_int_eq(uvctx_with_any(NULL, good, 2, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_any(&loop, NULL, 2, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_any(&loop, good, 2, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_with_any(&loop, good, 0, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_any(&loop, null_first, 3, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_any(&loop, null_middle, 3, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_int_eq(uvctx_with_any(&loop, null_last, 3, &out), UV_EINVAL);
+  ck_assert_ptr_eq(out, SENTINEL);
+
+  assert_parent_untouched(&loop, a);
+  assert_parent_untouched(&loop, b);
+  ck_assert_int_eq(alive_on(&loop), 2);
+  uvctx_release(b);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Allocations still allowed before the next one fails; -1: never fails. */
+static long allowed = -1;
+static long outstanding;
+
+static void *counting_malloc(size_t size) {
+  void *ptr;
+  if (allowed == 0)
+    return NULL;
+  if (allowed > 0)
+    allowed--;
+  ptr = malloc(size);
+  if (ptr != NULL)
+    outstanding++;
+  return ptr;
+}
+
+static void counting_free(void *ptr) {
+  if (ptr != NULL)
+    outstanding--;
+  free(ptr);
+}
+
+static void counting_setup(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+  allowed = -1;
+  outstanding = 0;
+}
+
+static void counting_teardown(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+
+/* Fails each allocation of uvctx_with_any in turn, with parents of several
+ * kinds, and on a loop that has no context yet (the any's own loop state). */
+START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
+  for (int other_loop = 0; other_loop <= 1; other_loop++) {
+    int failures = 0;
+    for (long n = 0;; n++) {
+      uv_loop_t loop, loop2;
+      ck_assert_int_eq(uv_loop_init(&loop), 0);
+      ck_assert_int_eq(uv_loop_init(&loop2), 0);
+      uvctx_t *a = mk_cancel(&loop, uvctx_background());
+      uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
+      uvctx_t *v = mk_value(b, &key_a, val_a1);
+      uvctx_t *parents[4] = {a, v, uvctx_background(), b};
+      uvctx_t *out = SENTINEL;
+      long before = outstanding;
+
+      allowed = n;
+      int err = uvctx_with_any(other_loop ? &loop2 : &loop, parents, 4, &out);
+      allowed = -1;
+      if (err == UV_ENOMEM) {
+        failures++;
+        ck_assert_ptr_eq(out, SENTINEL);
+        /* (A new loop's state goes in close callbacks: checked below.) */
+        if (!other_loop)
+          ck_assert_int_eq(outstanding, before);
+        assert_parent_untouched(&loop, a);
+        assert_parent_untouched(&loop, b);
+      } else {
+        ck_assert_int_eq(err, 0);
+        ck_assert_ptr_ne(out, SENTINEL);
+        ck_assert_ptr_eq(uvctx_value(out, &key_a), val_a1);
+        ck_assert_int_eq(uvctx_cancel(b), 0);
+        assert_done(out, UV_ECANCELED, UV_ECANCELED);
+        uvctx_release(out);
+      }
+      uvctx_release(v);
+      uvctx_release(b);
+      uvctx_release(a);
+      ASSERT_LOOP_CLOSES(&loop);
+      ASSERT_LOOP_CLOSES(&loop2);
+      ck_assert_int_eq(outstanding, 0);
+      if (err == 0)
+        break;
+      ck_assert_int_lt(n, 100);
+    }
+    ck_assert_int_ge(failures, 1);
+  }
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+
+Suite *any_suite(void) {
+  Suite *s = suite_create("any");
+
+  TCase *tc = tcase_create("done");
+  tcase_add_test(tc, any_is_done_with_the_err_and_cause_of_the_parent_cancelled);
+  tcase_add_test(tc, any_watch_runs_on_the_loop_with_the_parents_err);
+  tcase_add_test(tc, any_times_out_with_the_err_and_cause_of_a_deadline_parent);
+  tcase_add_test(tc, any_watch_runs_once_when_several_parents_are_cancelled);
+  tcase_add_test(tc, any_keeps_the_first_cause_when_more_parents_are_cancelled_later);
+  tcase_add_test(tc, any_of_a_parent_already_done_is_born_done);
+  tcase_add_test(tc, any_born_done_takes_the_first_done_parent_in_order);
+  tcase_add_test(tc, cancelling_any_leaves_its_parents_alone);
+  tcase_add_test(tc, cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order);
+  tcase_add_test(tc, any_of_roots_is_done_only_when_cancelled);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("diamond");
+  tcase_add_test(tc, any_of_a_parent_and_its_descendant_is_done_once);
+  tcase_add_test(tc, any_in_a_diamond_runs_after_every_parent_it_has);
+  tcase_add_test(tc, any_of_a_parent_and_its_descendant_follows_the_descendant);
+  tcase_add_test(tc, any_of_the_same_parent_twice_is_done_once_and_released_cleanly);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("values");
+  tcase_add_test(tc, any_value_is_looked_up_in_parents_in_order);
+  tcase_add_test(tc, any_value_searches_the_whole_first_parent_before_the_second);
+  tcase_add_test(tc, values_below_any_fall_back_to_its_parents_and_nested_anys);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("deadline");
+  tcase_add_test(tc, any_deadline_is_the_earliest_of_its_parents);
+  tcase_add_test(tc, any_of_parents_without_deadlines_has_none);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("lifetime");
+  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_add_test(tc, many_short_lived_anys_of_long_lived_parents_leave_nothing_behind);
+  tcase_add_test(tc, parents_released_before_any_still_finish_it);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("badinput");
+  tcase_add_test(tc, any_rejects_bad_arguments_and_changes_nothing);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("enomem");
+  tcase_add_checked_fixture(tc, counting_setup, counting_teardown);
+  tcase_add_test(tc, any_out_of_memory_at_each_allocation_leaves_nothing);
+  suite_add_tcase(s, tc);
+
+  return s;
+}

@@ -1,4 +1,752 @@
-/* Placeholder: the tests of this area are being written. */
+/* Cross-loop trees: a child on loop B, run by a thread of its own (the
+ * "peer"), under a parent on loop A, run by the test's thread.
+ *
+ * libuv's rule is kept: only uv_async_send() crosses threads. The test's
+ * thread never touches loop B: it hands B a command through B's uv_async_t
+ * ("cmd", ref'd, so B runs until told to quit) and runs its own loop A,
+ * polling with a ref'd 1 ms timer, until B has answered. B's side never calls
+ * Check's asserts (they may not be called off the test's thread): it records
+ * the first line whose check failed, and the test's thread asserts on that
+ * after each command. Contexts of B are made (with parents from A), watched
+ * and released on B's thread; those of A on A's (an any-context on A may have
+ * a parent on B). Otherwise only uvctx_cancel*, uvctx_err, uvctx_cause,
+ * uvctx_deadline, uvctx_value, uvctx_retain and uvctx_release reach a context
+ * of the other loop, as the header allows. Build with -fsanitize=thread to
+ * look for races. */
+#include <sched.h>
+#include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *crossloop_suite(void) { return suite_create("crossloop"); }
+/* ---------------------------------------------------------------------------
+ * Helpers: the peer thread and loop B
+ * ------------------------------------------------------------------------- */
+
+static int key_a;
+static char val_a[] = "a";
+
+/* Generous bound for "eventually": only reached when something is broken. */
+#define EVENTUALLY_MS 3000
+
+typedef struct xl_s xl_t;
+typedef void (*b_fn)(xl_t *x);
+
+/* A watch that records its call, on whichever loop it was registered. */
+typedef struct {
+  uvctx_watch_t w;
+  xl_t *x;
+  uvctx_t *ctx;
+  int on_a; /* registered on loop A (else B) */
+  int err;
+  int cause;
+  int seq;          /* position among the callbacks of its loop */
+  int right_thread; /* ran on its own loop's thread */
+  uint64_t now;
+  atomic_int calls; /* written last: the other fields are then visible */
+} probe_t;
+
+struct xl_s {
+  uv_loop_t a;
+  uv_thread_t a_thread;
+  int a_journal;
+
+  uv_loop_t b;
+  uv_thread_t b_tid;
+  uv_thread_t b_thread;
+  uv_async_t cmd;
+  uv_mutex_t lock;
+  b_fn fn; /* guarded by lock */
+  atomic_int started;
+  atomic_int answered;
+  atomic_int finished;
+  int b_init_rc;
+  int b_run_rc;
+  int b_close_rc;
+  int b_journal;
+  int b_fail_line; /* first failed check on B; read after an answer */
+
+  /* contexts of A */
+  uvctx_t *p;
+  uvctx_t *pv; /* a value context over p */
+  /* contexts of B */
+  uvctx_t *c;
+  uvctx_t *g[3];
+  uvctx_t *q;
+  uvctx_t *any;
+  /* read on B */
+  int err_b;
+  int cause_b;
+  int has_deadline_b;
+  uint64_t deadline_b;
+  void *value_b;
+
+  probe_t pa;    /* on p, loop A */
+  probe_t pc;    /* on c, loop B */
+  probe_t pg[3]; /* on g[i], loop B */
+
+  /* children that B keeps making under p, one per loop iteration */
+  uv_idle_t grow;
+  int nkids;
+  uvctx_t **kids;
+  struct kid_s *kid_watch;
+  atomic_int go; /* B may start growing */
+  atomic_int grown;
+  atomic_int grow_done;
+  int rounds_after_cancel;
+  atomic_int kid_calls;
+
+  /* a cancel on B that waits for A's go */
+  atomic_int b_ready;
+  int b_cancel_rc;
+};
+
+/* A watch on one of those children (loop B). */
+struct kid_s {
+  uvctx_watch_t w;
+  xl_t *x;
+  int calls;
+  int err;
+  int right_thread;
+};
+
+#define B_CHECK(x, cond)                                                       \
+  do {                                                                         \
+    if (!(cond) && (x)->b_fail_line == 0)                                      \
+      (x)->b_fail_line = __LINE__;                                             \
+  } while (0)
+
+static void probe_cb(uvctx_watch_t *w, int err) {
+  probe_t *pr = w->data;
+  uv_thread_t self = uv_thread_self();
+  xl_t *x = pr->x;
+  pr->err = err;
+  pr->cause = uvctx_cause(pr->ctx);
+  pr->now = uvctx_now();
+  pr->right_thread =
+      uv_thread_equal(&self, pr->on_a ? &x->a_thread : &x->b_thread);
+  pr->seq = pr->on_a ? ++x->a_journal : ++x->b_journal;
+  atomic_fetch_add(&pr->calls, 1);
+}
+
+static int probe_watch(xl_t *x, probe_t *pr, uvctx_t *ctx, int on_a) {
+  memset(pr, 0, sizeof(*pr));
+  atomic_init(&pr->calls, 0);
+  pr->x = x;
+  pr->ctx = ctx;
+  pr->on_a = on_a;
+  pr->w.data = pr;
+  return uvctx_watch(ctx, &pr->w, probe_cb);
+}
+
+/* Loop B's command handler: runs the command A posted, then answers. */
+static void b_cmd_cb(uv_async_t *a) {
+  xl_t *x = a->data;
+  uv_mutex_lock(&x->lock);
+  b_fn fn = x->fn;
+  x->fn = NULL;
+  uv_mutex_unlock(&x->lock);
+  if (fn != NULL) {
+    fn(x);
+    atomic_fetch_add(&x->answered, 1);
+  }
+}
+
+static void b_main(void *arg) {
+  xl_t *x = arg;
+  x->b_thread = uv_thread_self();
+  x->b_init_rc = uv_loop_init(&x->b);
+  if (x->b_init_rc == 0) {
+    x->b_init_rc = uv_async_init(&x->b, &x->cmd, b_cmd_cb);
+    x->cmd.data = x;
+  }
+  atomic_store(&x->started, 1);
+  if (x->b_init_rc == 0) {
+    x->b_run_rc = uv_run(&x->b, UV_RUN_DEFAULT);
+    x->b_close_rc = uv_loop_close(&x->b);
+  }
+  atomic_store(&x->finished, 1);
+}
+
+/* Runs loop A, polling every millisecond with a ref'd timer of its own, until
+ * *ctr >= target or EVENTUALLY_MS have passed. Returns whether it was met. */
+typedef struct {
+  uv_timer_t timer;
+  atomic_int *ctr;
+  int target;
+  uint64_t limit;
+} wait_t;
+
+static void wait_tick(uv_timer_t *t) {
+  wait_t *w = t->data;
+  if (atomic_load(w->ctr) >= w->target || uvctx_now() >= w->limit)
+    ck_assert_int_eq(uv_timer_stop(t), 0);
+}
+
+static int a_wait(xl_t *x, atomic_int *ctr, int target) {
+  wait_t w;
+  w.ctr = ctr;
+  w.target = target;
+  w.limit = uvctx_now() + EVENTUALLY_MS;
+  ck_assert_int_eq(uv_timer_init(&x->a, &w.timer), 0);
+  w.timer.data = &w;
+  ck_assert_int_eq(uv_timer_start(&w.timer, wait_tick, 1, 1), 0);
+  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
+  uv_close((uv_handle_t *)&w.timer, NULL);
+  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
+  return atomic_load(ctr) >= target;
+}
+
+/* Has B run fn on its thread, while A's loop runs; fails if B does not
+ * answer or one of its checks failed. */
+static void b_call(xl_t *x, b_fn fn) {
+  int target = atomic_load(&x->answered) + 1;
+  uv_mutex_lock(&x->lock);
+  x->fn = fn;
+  uv_mutex_unlock(&x->lock);
+  ck_assert_int_eq(uv_async_send(&x->cmd), 0);
+  ck_assert_msg(a_wait(x, &x->answered, target), "loop B did not answer");
+  ck_assert_msg(x->b_fail_line == 0, "a check on loop B failed at line %d",
+                x->b_fail_line);
+}
+
+static void b_quit(xl_t *x) { uv_close((uv_handle_t *)&x->cmd, NULL); }
+
+static void b_noop(xl_t *x) { (void)x; }
+
+/* Sets up loop A on this thread and starts the peer running loop B. */
+static xl_t *xl_start(void) {
+  xl_t *x = calloc(1, sizeof(*x));
+  ck_assert_ptr_nonnull(x);
+  x->a_thread = uv_thread_self();
+  ck_assert_int_eq(uv_loop_init(&x->a), 0);
+  ck_assert_int_eq(uv_mutex_init(&x->lock), 0);
+  atomic_init(&x->started, 0);
+  atomic_init(&x->answered, 0);
+  atomic_init(&x->finished, 0);
+  atomic_init(&x->go, 0);
+  atomic_init(&x->grown, 0);
+  atomic_init(&x->grow_done, 0);
+  atomic_init(&x->kid_calls, 0);
+  atomic_init(&x->b_ready, 0);
+  ck_assert_int_eq(uv_thread_create(&x->b_tid, b_main, x), 0);
+  uint64_t limit = uvctx_now() + EVENTUALLY_MS;
+  while (!atomic_load(&x->started) && uvctx_now() < limit)
+    uv_sleep(1);
+  ck_assert_int_eq(atomic_load(&x->started), 1);
+  ck_assert_int_eq(x->b_init_rc, 0);
+  return x;
+}
+
+/* Tells B to quit (its contexts must have been released), keeps loop A
+ * running until B's thread is done (B may hand A a release on its way out),
+ * and checks that loop B closed. */
+static void xl_stop_b(xl_t *x) {
+  b_call(x, b_quit);
+  ck_assert_msg(a_wait(x, &x->finished, 1), "loop B did not finish");
+  ck_assert_int_eq(uv_thread_join(&x->b_tid), 0);
+  ck_assert_int_eq(x->b_run_rc, 0);
+  ck_assert_int_eq(x->b_close_rc, 0);
+}
+
+/* After xl_stop_b and the release of A's contexts: loop A closes. */
+static void xl_finish(xl_t *x) {
+  ASSERT_LOOP_CLOSES(&x->a);
+  uv_mutex_destroy(&x->lock);
+  free(x);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* ---------------------------------------------------------------------------
+ * Commands run on loop B
+ * ------------------------------------------------------------------------- */
+
+/* c: a cancel context on B under p (or pv if set); records its state at
+ * birth. */
+static void b_make_child(xl_t *x) {
+  uvctx_t *parent = x->pv != NULL ? x->pv : x->p;
+  B_CHECK(x, uvctx_with_cancel(&x->b, parent, &x->c) == 0);
+  B_CHECK(x, uvctx_loop(x->c) == &x->b);
+  x->err_b = uvctx_err(x->c);
+  x->cause_b = uvctx_cause(x->c);
+}
+
+static void b_watch_child(xl_t *x) {
+  B_CHECK(x, probe_watch(x, &x->pc, x->c, 0) == 0);
+}
+
+static void b_make_child_and_watch(xl_t *x) {
+  b_make_child(x);
+  b_watch_child(x);
+}
+
+/* c with a subtree on B: g0 cancel under c, g1 value under c, g2 deadline
+ * under g1; watches registered grandchildren first. */
+static void b_make_tree(xl_t *x) {
+  b_make_child(x);
+  B_CHECK(x, uvctx_with_cancel(&x->b, x->c, &x->g[0]) == 0);
+  B_CHECK(x, uvctx_with_value(x->c, &key_a, val_a, &x->g[1]) == 0);
+  B_CHECK(x, uvctx_with_timeout(&x->b, x->g[1], 60000, &x->g[2]) == 0);
+  for (int i = 2; i >= 0; i--)
+    B_CHECK(x, probe_watch(x, &x->pg[i], x->g[i], 0) == 0);
+  b_watch_child(x);
+}
+
+static void b_read_child(xl_t *x) {
+  x->err_b = uvctx_err(x->c);
+  x->cause_b = uvctx_cause(x->c);
+  x->has_deadline_b = uvctx_deadline(x->c, &x->deadline_b);
+  x->value_b = uvctx_value(x->c, &key_a);
+}
+
+static void b_cancel_child(xl_t *x) {
+  B_CHECK(x, uvctx_cancel_cause(x->c, UV_EIO) == 0);
+}
+
+/* Unwatches what has not run (a pending watch keeps its context alive) and
+ * releases every context of B. */
+static void b_release_all(xl_t *x) {
+  uvctx_unwatch(&x->pc.w);
+  for (int i = 0; i < 3; i++)
+    uvctx_unwatch(&x->pg[i].w);
+  for (int i = 2; i >= 0; i--) {
+    uvctx_release(x->g[i]);
+    x->g[i] = NULL;
+  }
+  uvctx_release(x->any);
+  uvctx_release(x->q);
+  uvctx_release(x->c);
+  x->any = NULL;
+  x->q = NULL;
+  x->c = NULL;
+}
+
+/* any on B of [q (on B), pv (on A)]. */
+static void b_make_any(xl_t *x) {
+  uvctx_t *parents[2];
+  B_CHECK(x, uvctx_with_cancel(&x->b, uvctx_background(), &x->q) == 0);
+  parents[0] = x->q;
+  parents[1] = x->pv;
+  B_CHECK(x, uvctx_with_any(&x->b, parents, 2, &x->any) == 0);
+  B_CHECK(x, uvctx_value(x->any, &key_a) == val_a);
+  B_CHECK(x, probe_watch(x, &x->pc, x->any, 0) == 0);
+}
+
+static void b_read_any(xl_t *x) {
+  x->err_b = uvctx_err(x->q);
+  x->cause_b = uvctx_cause(x->any);
+}
+
+enum { KIDS_MAX = 2000, KIDS_BEFORE_CANCEL = 10, RACE_ROUNDS = 10 };
+
+static void kid_cb(uvctx_watch_t *w, int err) {
+  struct kid_s *k = w->data;
+  uv_thread_t self = uv_thread_self();
+  k->calls++;
+  k->err = err;
+  k->right_thread = uv_thread_equal(&self, &k->x->b_thread);
+  atomic_fetch_add(&k->x->kid_calls, 1);
+}
+
+/* One more child of p per iteration of loop B: a cancel or a deadline
+ * context under p, or a cancel context under pv (a value context of p, whose
+ * callbacks run on A), each watched; until a few iterations after p is
+ * seen done. */
+static void b_grow_cb(uv_idle_t *h) {
+  xl_t *x = h->data;
+  int i = atomic_load(&x->grown);
+  uvctx_t *k = NULL;
+  if (!atomic_load(&x->go))
+    return;
+  switch (i % 3) {
+  case 0: B_CHECK(x, uvctx_with_cancel(&x->b, x->p, &k) == 0); break;
+  case 1: B_CHECK(x, uvctx_with_timeout(&x->b, x->p, 60000, &k) == 0); break;
+  default: B_CHECK(x, uvctx_with_cancel(&x->b, x->pv, &k) == 0);
+  }
+  x->kids[i] = k;
+  x->kid_watch[i].x = x;
+  x->kid_watch[i].w.data = &x->kid_watch[i];
+  B_CHECK(x, uvctx_watch(k, &x->kid_watch[i].w, kid_cb) == 0);
+  atomic_store(&x->grown, i + 1);
+  if (uvctx_err(x->p) != 0)
+    x->rounds_after_cancel++;
+  if (x->rounds_after_cancel >= 3 || i + 1 == x->nkids) {
+    uv_close((uv_handle_t *)h, NULL);
+    atomic_store(&x->grow_done, 1);
+  }
+}
+
+static void b_start_growing(xl_t *x) {
+  B_CHECK(x, uv_idle_init(&x->b, &x->grow) == 0);
+  x->grow.data = x;
+  B_CHECK(x, uv_idle_start(&x->grow, b_grow_cb) == 0);
+}
+
+static void b_check_and_release_kids(xl_t *x) {
+  int n = atomic_load(&x->grown);
+  for (int i = 0; i < n; i++) {
+    B_CHECK(x, uvctx_err(x->kids[i]) == UV_ECANCELED);
+    B_CHECK(x, uvctx_cause(x->kids[i]) == UV_EPIPE);
+    B_CHECK(x, x->kid_watch[i].calls == 1);
+    B_CHECK(x, x->kid_watch[i].err == UV_ECANCELED);
+    B_CHECK(x, x->kid_watch[i].right_thread == 1);
+    uvctx_release(x->kids[i]);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Cancelling the parent
+ * ------------------------------------------------------------------------- */
+
+START_TEST(cancelling_a_parent_finishes_a_child_on_another_loop_at_once) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  b_call(x, b_make_child);
+  ck_assert_int_eq(x->err_b, 0);
+
+  ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
+  /* seen from this thread as soon as the cancel returns... */
+  ck_assert_int_eq(uvctx_err(x->c), UV_ECANCELED);
+  ck_assert_int_eq(uvctx_cause(x->c), UV_EPIPE);
+  /* ...and from B's */
+  b_call(x, b_read_child);
+  ck_assert_int_eq(x->err_b, UV_ECANCELED);
+  ck_assert_int_eq(x->cause_b, UV_EPIPE);
+
+  uvctx_release(x->p); /* the parent first */
+  b_call(x, b_release_all);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(watches_of_a_child_on_another_loop_run_on_its_own_loop_thread) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  ck_assert_int_eq(probe_watch(x, &x->pa, x->p, 1), 0);
+  b_call(x, b_make_child_and_watch);
+
+  ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_ECONNRESET), 0);
+  ck_assert(a_wait(x, &x->pc.calls, 1));
+  b_call(x, b_noop); /* B ran again: still once */
+  b_call(x, b_noop);
+  ck_assert_int_eq(atomic_load(&x->pc.calls), 1);
+  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
+  ck_assert_int_eq(x->pc.cause, UV_ECONNRESET);
+  ck_assert_int_eq(x->pc.right_thread, 1);
+  ck_assert_int_eq(atomic_load(&x->pa.calls), 1);
+  ck_assert_int_eq(x->pa.right_thread, 1);
+
+  b_call(x, b_release_all); /* the child first */
+  uvctx_release(x->p);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(grandchildren_on_the_child_loop_are_done_in_tree_order) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  b_call(x, b_make_tree);
+
+  ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_ENETDOWN), 0);
+  ck_assert(a_wait(x, &x->pc.calls, 1));
+  for (int i = 0; i < 3; i++)
+    ck_assert(a_wait(x, &x->pg[i].calls, 1));
+  b_call(x, b_noop);
+  ck_assert_int_eq(atomic_load(&x->pc.calls), 1);
+  ck_assert_int_eq(x->pc.seq, 1); /* the child before its descendants */
+  for (int i = 0; i < 3; i++) {
+    ck_assert_int_eq(atomic_load(&x->pg[i].calls), 1);
+    ck_assert_int_eq(x->pg[i].err, UV_ECANCELED);
+    ck_assert_int_eq(x->pg[i].cause, UV_ENETDOWN);
+    ck_assert_int_eq(x->pg[i].right_thread, 1);
+    ck_assert_int_gt(x->pg[i].seq, x->pc.seq);
+  }
+  ck_assert_int_lt(x->pg[1].seq, x->pg[2].seq);
+
+  uvctx_release(x->p);
+  b_call(x, b_release_all);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(child_of_a_parent_cancelled_before_it_exists_is_born_done) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EHOSTUNREACH), 0);
+  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
+
+  b_call(x, b_make_child_and_watch);
+  ck_assert_int_eq(x->err_b, UV_ECANCELED); /* read on B right at birth */
+  ck_assert_int_eq(x->cause_b, UV_EHOSTUNREACH);
+  ck_assert(a_wait(x, &x->pc.calls, 1));
+  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
+  ck_assert_int_eq(x->pc.right_thread, 1);
+
+  b_call(x, b_release_all);
+  uvctx_release(x->p);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop) {
+  xl_t *x = xl_start();
+  uint64_t dl = 0;
+  x->p = NULL;
+  ck_assert_int_eq(
+      uvctx_with_timeout_cause(&x->a, uvctx_background(), 20, UV_EHOSTDOWN,
+                               &x->p),
+      0);
+  ck_assert_int_eq(uvctx_deadline(x->p, &dl), 1);
+  x->pv = mk_value(x->p, &key_a, val_a);
+  b_call(x, b_make_child_and_watch);
+  b_call(x, b_read_child);
+  ck_assert_int_eq(x->has_deadline_b, 1);
+  ck_assert_uint_eq(x->deadline_b, dl);
+  ck_assert_ptr_eq(x->value_b, val_a);
+
+  ck_assert_msg(a_wait(x, &x->pc.calls, 1), "the deadline never reached B");
+  ck_assert_int_eq(x->pc.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(x->pc.cause, UV_EHOSTDOWN);
+  ck_assert_uint_ge(x->pc.now, dl);
+  ck_assert_int_eq(x->pc.right_thread, 1);
+
+  b_call(x, b_release_all);
+  uvctx_release(x->pv);
+  uvctx_release(x->p);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(cancelling_the_child_leaves_the_parent_on_the_other_loop_alone) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  ck_assert_int_eq(probe_watch(x, &x->pa, x->p, 1), 0);
+  b_call(x, b_make_child_and_watch);
+
+  b_call(x, b_cancel_child);
+  ck_assert(a_wait(x, &x->pc.calls, 1));
+  ck_assert_int_eq(x->pc.cause, UV_EIO);
+  ck_assert_int_eq(uvctx_err(x->p), 0);
+  ck_assert_int_eq(atomic_load(&x->pa.calls), 0);
+  ck_assert_int_eq(uvctx_unwatch(&x->pa.w), 0);
+
+  b_call(x, b_release_all);
+  uvctx_release(x->p);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(any_on_one_loop_of_parents_on_two_loops) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  x->pv = mk_value(x->p, &key_a, val_a);
+  b_call(x, b_make_any);
+
+  ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
+  ck_assert_int_eq(uvctx_err(x->any), UV_ECANCELED);
+  ck_assert(a_wait(x, &x->pc.calls, 1));
+  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
+  ck_assert_int_eq(x->pc.cause, UV_EPIPE);
+  ck_assert_int_eq(x->pc.right_thread, 1);
+  b_call(x, b_read_any);
+  ck_assert_int_eq(x->err_b, 0); /* the other parent, on B, is untouched */
+  ck_assert_int_eq(x->cause_b, UV_EPIPE);
+
+  uvctx_release(x->pv);
+  uvctx_release(x->p);
+  b_call(x, b_release_all);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+/* The parent is cancelled on A while B is adding children under it: every
+ * child ends up done (cancelled, or born done), its watch runs once on B.
+ * This thread spins rather than runs loop A until B has started, so that
+ * the cancel lands while B is busy linking children. */
+START_TEST(cancel_while_the_other_loop_adds_children_reaches_every_one) {
+  xl_t *x = xl_start();
+  x->nkids = KIDS_MAX;
+  x->kids = calloc(KIDS_MAX, sizeof(*x->kids));
+  x->kid_watch = calloc(KIDS_MAX, sizeof(*x->kid_watch));
+  ck_assert_ptr_nonnull(x->kids);
+  ck_assert_ptr_nonnull(x->kid_watch);
+
+  for (int round = 0; round < RACE_ROUNDS; round++) {
+    memset(x->kid_watch, 0, KIDS_MAX * sizeof(*x->kid_watch));
+    atomic_store(&x->go, 0);
+    atomic_store(&x->grown, 0);
+    atomic_store(&x->grow_done, 0);
+    atomic_store(&x->kid_calls, 0);
+    x->rounds_after_cancel = 0;
+    x->p = mk_cancel(&x->a, uvctx_background());
+    x->pv = mk_value(x->p, &key_a, val_a);
+    b_call(x, b_start_growing);
+
+    atomic_store(&x->go, 1);
+    uint64_t limit = uvctx_now() + EVENTUALLY_MS;
+    while (atomic_load(&x->grown) < KIDS_BEFORE_CANCEL && uvctx_now() < limit)
+      sched_yield();
+    ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
+    ck_assert_msg(a_wait(x, &x->grow_done, 1), "loop B kept growing");
+    int n = atomic_load(&x->grown);
+    ck_assert_int_ge(n, KIDS_BEFORE_CANCEL);
+    ck_assert_msg(a_wait(x, &x->kid_calls, n), "%d of %d watches ran",
+                  atomic_load(&x->kid_calls), n);
+    b_call(x, b_check_and_release_kids);
+    ck_assert_int_eq(atomic_load(&x->kid_calls), n);
+    uvctx_release(x->pv);
+    uvctx_release(x->p);
+    x->pv = NULL;
+    x->p = NULL;
+  }
+
+  xl_stop_b(x);
+  free(x->kid_watch);
+  free(x->kids);
+  xl_finish(x);
+}
+END_TEST
+
+static void b_make_q(xl_t *x) {
+  B_CHECK(x, uvctx_with_cancel(&x->b, uvctx_background(), &x->q) == 0);
+}
+
+static void b_cancel_q_on_go(xl_t *x) {
+  atomic_store(&x->b_ready, 1);
+  while (!atomic_load(&x->go))
+    sched_yield();
+  x->b_cancel_rc = uvctx_cancel_cause(x->q, UV_EIO);
+}
+
+/* An any on A of p (on A) and q (on B); p and q cancelled at the same time,
+ * each on its own loop's thread: the any is done once, with one of the two
+ * causes, its watch runs once. */
+START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
+  xl_t *x = xl_start();
+  for (int round = 0; round < RACE_ROUNDS; round++) {
+    uvctx_t *parents[2];
+    x->p = mk_cancel(&x->a, uvctx_background());
+    b_call(x, b_make_q);
+    parents[0] = x->p;
+    parents[1] = x->q;
+    uvctx_t *any = NULL;
+    ck_assert_int_eq(uvctx_with_any(&x->a, parents, 2, &any), 0);
+    ck_assert_int_eq(probe_watch(x, &x->pa, any, 1), 0);
+
+    atomic_store(&x->go, 0);
+    atomic_store(&x->b_ready, 0);
+    int target = atomic_load(&x->answered) + 1;
+    uv_mutex_lock(&x->lock);
+    x->fn = b_cancel_q_on_go;
+    uv_mutex_unlock(&x->lock);
+    ck_assert_int_eq(uv_async_send(&x->cmd), 0);
+    uint64_t limit = uvctx_now() + EVENTUALLY_MS;
+    while (!atomic_load(&x->b_ready) && uvctx_now() < limit)
+      sched_yield();
+    atomic_store(&x->go, 1);
+    ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
+    ck_assert(a_wait(x, &x->answered, target));
+    ck_assert_int_eq(x->b_cancel_rc, 0);
+    ck_assert(a_wait(x, &x->pa.calls, 1));
+    b_call(x, b_noop);
+    ck_assert_int_eq(uv_run(&x->a, UV_RUN_NOWAIT), 0);
+
+    ck_assert_int_eq(atomic_load(&x->pa.calls), 1);
+    ck_assert_int_eq(x->pa.err, UV_ECANCELED);
+    ck_assert(x->pa.cause == UV_EPIPE || x->pa.cause == UV_EIO);
+    ck_assert_int_eq(uvctx_cause(any), x->pa.cause);
+    ck_assert_int_eq(x->pa.right_thread, 1);
+
+    uvctx_release(any);
+    uvctx_release(x->p);
+    x->p = NULL;
+    b_call(x, b_release_all);
+  }
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * Release order: both loops close either way
+ * ------------------------------------------------------------------------- */
+
+START_TEST(releasing_the_parent_first_then_the_child_lets_both_loops_close) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  ck_assert_ptr_nonnull(uvctx_done_async(x->p)); /* a handle to leak */
+  b_call(x, b_make_tree);
+
+  uvctx_release(x->p); /* the child still holds it */
+  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
+  b_call(x, b_read_child);
+  ck_assert_int_eq(x->err_b, 0);
+  b_call(x, b_release_all); /* drops the last reference to p, from B */
+  xl_stop_b(x);
+  xl_finish(x);
+}
+END_TEST
+
+START_TEST(releasing_the_child_first_then_the_parent_lets_both_loops_close) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  ck_assert_ptr_nonnull(uvctx_done_async(x->p));
+  b_call(x, b_make_tree);
+
+  b_call(x, b_release_all);
+  xl_stop_b(x); /* loop B is closed and its thread gone... */
+  /* ...and the parent no longer knows the child: cancelling it is local */
+  ck_assert_int_eq(uvctx_cancel(x->p), 0);
+  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
+  uvctx_release(x->p);
+  xl_finish(x);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+
+Suite *crossloop_suite(void) {
+  Suite *s = suite_create("crossloop");
+
+  TCase *tc = tcase_create("cancel");
+  tcase_set_timeout(tc, 30); /* valgrind and TSan; normally well under 1 s */
+  tcase_add_test(tc, cancelling_a_parent_finishes_a_child_on_another_loop_at_once);
+  tcase_add_test(tc, watches_of_a_child_on_another_loop_run_on_its_own_loop_thread);
+  tcase_add_test(tc, grandchildren_on_the_child_loop_are_done_in_tree_order);
+  tcase_add_test(tc, child_of_a_parent_cancelled_before_it_exists_is_born_done);
+  tcase_add_test(tc, a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop);
+  tcase_add_test(tc, cancelling_the_child_leaves_the_parent_on_the_other_loop_alone);
+  tcase_add_test(tc, any_on_one_loop_of_parents_on_two_loops);
+  tcase_add_test(tc, cancel_while_the_other_loop_adds_children_reaches_every_one);
+  tcase_add_test(tc, racing_cancels_of_parents_on_two_loops_finish_any_once);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("release");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, releasing_the_parent_first_then_the_child_lets_both_loops_close);
+  tcase_add_test(tc, releasing_the_child_first_then_the_parent_lets_both_loops_close);
+  suite_add_tcase(s, tc);
+
+  return s;
+}

@@ -1,4 +1,858 @@
-/* Placeholder: the tests of this area are being written. */
+/* Idle timeouts and the loop: uvctx_reset_timeout() and uvctx_keepalive().
+ *
+ * uvctx_reset_timeout() moves a deadline context's own deadline to
+ * uvctx_now() + timeout, later or earlier, while it is not done; the moved
+ * deadline still never fires early. uvctx_keepalive() lets a deadline timer
+ * keep its loop alive, which contexts otherwise never do.
+ *
+ * Waiting for a deadline is done with a ref'd polling timer of the test's own
+ * (run_until), except in the keepalive tests, where the point is that nothing
+ * else keeps the loop alive; there an unref'd guard timer turns a hang into a
+ * failure. Nothing asserts how late a deadline fires. */
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *reset_suite(void) { return suite_create("reset"); }
+/* ---------------------------------------------------------------------------
+ * Helpers
+ * ------------------------------------------------------------------------- */
+
+static int key_a;
+static char val_a[] = "a";
+
+/* A watch that records its calls, err, the context's cause and the uvctx
+ * clock at the moment it ran. */
+typedef struct {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  int calls;
+  int err;
+  int cause;
+  uint64_t now;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  r->cause = uvctx_cause(r->ctx);
+  r->now = uvctx_now();
+}
+
+static void rec_watch(rec_t *r, uvctx_t *ctx) {
+  memset(r, 0, sizeof(*r));
+  r->ctx = ctx;
+  r->w.data = r;
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+}
+
+static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+/* Generous bound for "eventually": only reached when something is broken. */
+#define EVENTUALLY_MS 1000
+
+/* An unref'd timer that stops the loop if uv_run has not returned by then. */
+typedef struct {
+  uv_timer_t timer;
+  int fired;
+} guard_t;
+
+static void guard_cb(uv_timer_t *t) {
+  ((guard_t *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
+  g->fired = 0;
+  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
+  g->timer.data = g;
+  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
+  uv_unref((uv_handle_t *)&g->timer);
+}
+
+static void guard_close(guard_t *g) {
+  uv_close((uv_handle_t *)&g->timer, NULL);
+}
+
+/* Runs the loop, polling pred every millisecond with a ref'd timer of our
+ * own, until pred holds or the uvctx clock reaches limit_ms. Returns whether
+ * pred holds. Fails if the loop stays alive after the polling stopped. */
+typedef struct {
+  uv_timer_t timer;
+  int (*pred)(void *);
+  void *arg;
+  uint64_t limit_ms;
+} poll_t;
+
+static void poll_cb(uv_timer_t *t) {
+  poll_t *p = t->data;
+  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
+    ck_assert_int_eq(uv_timer_stop(t), 0);
+}
+
+static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                     uint64_t limit_ms) {
+  poll_t p;
+  guard_t guard;
+  uint64_t now = uvctx_now();
+  p.pred = pred;
+  p.arg = arg;
+  p.limit_ms = limit_ms;
+  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
+  p.timer.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
+  guard_start(loop, &guard,
+              (limit_ms > now ? limit_ms - now : 0) + EVENTUALLY_MS);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
+  guard_close(&guard);
+  uv_close((uv_handle_t *)&p.timer, NULL);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  return pred(arg);
+}
+
+/* Runs the loop until the uvctx clock has reached at least until_ms. */
+static void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
+  run_until(loop, never, NULL, until_ms);
+  ck_assert_uint_ge(uvctx_now(), until_ms);
+}
+
+static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
+                                 int cause) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_without(uvctx_t *parent) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static uvctx_t *mk_any(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
+  uvctx_t *parents[2] = {p0, p1};
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_any(loop, parents, 2, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+/* uvctx_deadline() that must report one: returns it. */
+static uint64_t deadline_of(const uvctx_t *ctx) {
+  uint64_t dl = 0;
+  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
+  return dl;
+}
+
+/* Resets ctx to timeout_ms and returns the new deadline, checking that it is
+ * uvctx_now() + timeout_ms, read around the call. */
+static uint64_t reset(uvctx_t *ctx, uint64_t timeout_ms) {
+  uint64_t before = uvctx_now();
+  ck_assert_int_eq(uvctx_reset_timeout(ctx, timeout_ms), 0);
+  uint64_t after = uvctx_now();
+  uint64_t dl = deadline_of(ctx);
+  ck_assert_uint_ge(dl, before + timeout_ms);
+  ck_assert_uint_le(dl, after + timeout_ms);
+  return dl;
+}
+
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+/* ---------------------------------------------------------------------------
+ * uvctx_reset_timeout: moving the deadline
+ * ------------------------------------------------------------------------- */
+
+START_TEST(reset_later_does_not_fire_at_the_old_deadline) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 10);
+  uint64_t old = deadline_of(c);
+  rec_watch(&r, c);
+  uint64_t moved = reset(c, 60);
+
+  run_until_time(&loop, old + 20); /* well past the old, before the new */
+  if (uvctx_now() < moved) {
+    ck_assert_int_eq(r.calls, 0);
+    assert_not_done(c);
+  }
+  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(r.now, moved);
+
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_earlier_fires_at_the_new_deadline) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EPIPE);
+  rec_watch(&r, c);
+  uint64_t moved = reset(c, 10);
+
+  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(r.cause, UV_EPIPE); /* the deadline's cause still counts */
+  ck_assert_uint_ge(r.now, moved);
+
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_works_on_an_absolute_deadline_context) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
+  rec_watch(&r, c);
+  uint64_t moved = reset(c, 5);
+
+  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(r.now, moved);
+
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* libuv's cached loop time lags after a long callback: a timer re-armed from
+ * it would fire early. The reset is done in such a callback. */
+typedef struct {
+  uv_timer_t timer;
+  uvctx_t *ctx;
+  uint64_t moved;
+} stale_t;
+
+static void reset_after_stall(uv_timer_t *t) {
+  stale_t *s = t->data;
+  uv_sleep(25);
+  s->moved = reset(s->ctx, 15);
+  uv_close((uv_handle_t *)t, NULL);
+}
+
+START_TEST(reset_never_fires_before_the_new_deadline) {
+  uv_loop_t loop;
+  stale_t s;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  s.ctx = mk_timeout(&loop, uvctx_background(), 60000);
+  s.moved = 0;
+  rec_watch(&r, s.ctx);
+  ck_assert_int_eq(uv_timer_init(&loop, &s.timer), 0);
+  s.timer.data = &s;
+  ck_assert_int_eq(uv_timer_start(&s.timer, reset_after_stall, 1, 0), 0);
+
+  ck_assert(
+      run_until(&loop, rec_called, &r, uvctx_now() + 100 + EVENTUALLY_MS));
+  ck_assert_uint_ne(s.moved, 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_msg(r.now >= s.moved, "fired at %llu, before its deadline %llu",
+                (unsigned long long)r.now, (unsigned long long)s.moved);
+
+  uvctx_release(s.ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_is_reported_by_deadline_below_it) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 30000);
+  uvctx_t *v = mk_value(c, &key_a, val_a);
+  uvctx_t *own = mk_timeout(&loop, v, 20000);
+
+  uint64_t earlier = reset(c, 10000);
+  ck_assert_uint_eq(deadline_of(v), earlier);
+  ck_assert_uint_eq(deadline_of(own), earlier); /* now the earliest */
+  uint64_t later = reset(c, 50000);
+  ck_assert_uint_eq(deadline_of(v), later);
+  ck_assert_uint_lt(deadline_of(own), later); /* its own is earlier again */
+
+  uvctx_release(own);
+  uvctx_release(v);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* The idle-timeout pattern: a connection resets its timeout on every read;
+ * while reads come it stays alive, when they stop it times out. */
+enum { IDLE_TIMEOUT = 20, IDLE_EVERY = 5, IDLE_FOR = 50 };
+
+typedef struct {
+  uv_timer_t timer;
+  uvctx_t *ctx;
+  rec_t rec;
+  uint64_t stop_at;
+  uint64_t last_reset;
+  uint64_t deadline; /* the deadline in force */
+  uint64_t max_gap;
+  int resets;
+} idle_t;
+
+static void idle_read(uv_timer_t *t) {
+  idle_t *id = t->data;
+  uint64_t now = uvctx_now();
+  if (now - id->last_reset > id->max_gap)
+    id->max_gap = now - id->last_reset;
+  if (uvctx_err(id->ctx) == 0) {
+    id->deadline = reset(id->ctx, IDLE_TIMEOUT);
+    id->last_reset = now;
+    id->resets++;
+  }
+  if (now >= id->stop_at)
+    uv_close((uv_handle_t *)t, NULL);
+}
+
+START_TEST(reset_while_active_keeps_an_idle_timeout_from_firing) {
+  uv_loop_t loop;
+  idle_t id;
+  memset(&id, 0, sizeof id);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  id.ctx = mk_timeout(&loop, uvctx_background(), IDLE_TIMEOUT);
+  id.deadline = deadline_of(id.ctx);
+  id.last_reset = uvctx_now();
+  id.stop_at = id.last_reset + IDLE_FOR;
+  rec_watch(&id.rec, id.ctx);
+  ck_assert_int_eq(uv_timer_init(&loop, &id.timer), 0);
+  id.timer.data = &id;
+  ck_assert_int_eq(
+      uv_timer_start(&id.timer, idle_read, IDLE_EVERY, IDLE_EVERY), 0);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0); /* the reads stop */
+  ck_assert_int_ge(id.resets, 2);
+  /* Unless the machine stalled the loop for a whole timeout, it never fired
+   * while reset; if it did fire, it was not before the deadline in force. */
+  if (id.max_gap < IDLE_TIMEOUT) {
+    ck_assert_int_eq(id.rec.calls, 0);
+    assert_not_done(id.ctx);
+  }
+  ck_assert(run_until(&loop, rec_called, &id.rec,
+                      id.deadline + EVENTUALLY_MS));
+  ck_assert_int_eq(id.rec.calls, 1);
+  ck_assert_int_eq(id.rec.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(id.rec.now, id.deadline);
+
+  uvctx_release(id.ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_to_zero_finishes_at_once) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EPROTO);
+  uvctx_t *child = mk_cancel(&loop, c);
+  rec_watch(&r, c);
+
+  ck_assert_int_eq(uvctx_reset_timeout(c, 0), 0);
+  assert_done(c, UV_ETIMEDOUT, UV_EPROTO);
+  assert_done(child, UV_ETIMEDOUT, UV_EPROTO);
+  ck_assert_int_eq(r.calls, 0); /* never inside the call */
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+
+  uvctx_release(child);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_after_done_is_ealready_and_changes_nothing) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *cancelled = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *via_parent = mk_timeout(&loop, parent, 60000);
+  uvctx_t *timed_out = mk_timeout(&loop, uvctx_background(), 2);
+  uvctx_t *born_done = mk_timeout(&loop, uvctx_background(), 0);
+  uint64_t dl_cancelled = deadline_of(cancelled);
+  uint64_t dl_born = deadline_of(born_done);
+  rec_watch(&r, timed_out);
+  ck_assert_int_eq(uvctx_cancel_cause(cancelled, UV_EIO), 0);
+  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+  ck_assert(run_until(&loop, rec_called, &r, uvctx_now() + EVENTUALLY_MS));
+  uint64_t dl_timed_out = deadline_of(timed_out);
+
+  ck_assert_int_eq(uvctx_reset_timeout(cancelled, 10), UV_EALREADY);
+  ck_assert_int_eq(uvctx_reset_timeout(cancelled, 0), UV_EALREADY);
+  ck_assert_int_eq(uvctx_reset_timeout(via_parent, 10), UV_EALREADY);
+  ck_assert_int_eq(uvctx_reset_timeout(timed_out, 10000), UV_EALREADY);
+  ck_assert_int_eq(uvctx_reset_timeout(born_done, 10000), UV_EALREADY);
+  assert_done(cancelled, UV_ECANCELED, UV_EIO);
+  assert_done(via_parent, UV_ECANCELED, UV_EPIPE);
+  assert_done(timed_out, UV_ETIMEDOUT, UV_ETIMEDOUT);
+  assert_done(born_done, UV_ETIMEDOUT, UV_ETIMEDOUT);
+  ck_assert_uint_eq(deadline_of(cancelled), dl_cancelled);
+  ck_assert_uint_eq(deadline_of(timed_out), dl_timed_out);
+  ck_assert_uint_eq(deadline_of(born_done), dl_born);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(r.calls, 1);
+
+  uvctx_release(born_done);
+  uvctx_release(timed_out);
+  uvctx_release(via_parent);
+  uvctx_release(cancelled);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_rejects_contexts_without_a_timer_of_their_own) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
+  uint64_t dl = deadline_of(t);
+  uvctx_t *cancel = mk_cancel(&loop, t);
+  uvctx_t *value = mk_value(t, &key_a, val_a); /* has t's deadline, no timer */
+  uvctx_t *without = mk_without(t);
+  uvctx_t *any = mk_any(&loop, t, cancel);
+
+  ck_assert_int_eq(uvctx_reset_timeout(NULL, 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(uvctx_background(), 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(uvctx_todo(), 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(cancel, 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(cancel, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(value, 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(value, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(without, 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(any, 0), UV_EINVAL);
+
+  ck_assert_uint_eq(deadline_of(t), dl);
+  ck_assert_uint_eq(deadline_of(value), dl);
+  assert_not_done(t);
+  assert_not_done(cancel);
+  assert_not_done(any);
+
+  uvctx_release(any);
+  uvctx_release(without);
+  uvctx_release(value);
+  uvctx_release(cancel);
+  uvctx_release(t);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(resetting_a_parent_later_leaves_a_childs_own_deadline_alone) {
+  uv_loop_t loop;
+  rec_t rp, rc;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 20);
+  uint64_t before = uvctx_now();
+  uvctx_t *child = mk_timeout_cause(&loop, parent, 30, UV_ENOBUFS);
+  uint64_t after = uvctx_now();
+  ck_assert_uint_eq(deadline_of(child), deadline_of(parent)); /* earliest */
+  rec_watch(&rp, parent);
+  rec_watch(&rc, child);
+  uint64_t parent_dl = reset(parent, 60000);
+  /* now the child's own deadline is the earliest */
+  uint64_t child_dl = deadline_of(child);
+  ck_assert_uint_ge(child_dl, before + 30);
+  ck_assert_uint_le(child_dl, after + 30);
+  ck_assert_uint_lt(child_dl, parent_dl);
+
+  ck_assert(run_until(&loop, rec_called, &rc, child_dl + EVENTUALLY_MS));
+  ck_assert_int_eq(rc.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rc.cause, UV_ENOBUFS); /* its own deadline, not the parent */
+  ck_assert_uint_ge(rc.now, child_dl);
+  ck_assert_int_eq(rp.calls, 0);
+  assert_not_done(parent);
+  ck_assert_int_eq(uvctx_unwatch(&rp.w), 0);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(resetting_a_parent_earlier_reaches_children_by_cancellation) {
+  uv_loop_t loop;
+  rec_t rp, rc;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EIO);
+  uvctx_t *child = mk_timeout_cause(&loop, parent, 50000, UV_ENOBUFS);
+  uint64_t child_own = deadline_of(child);
+  rec_watch(&rp, parent);
+  rec_watch(&rc, child);
+  uint64_t parent_dl = reset(parent, 10);
+  ck_assert_uint_eq(deadline_of(child), parent_dl); /* the earliest */
+
+  ck_assert(run_until(&loop, rec_called, &rc, parent_dl + EVENTUALLY_MS));
+  ck_assert_int_eq(rp.calls, 1);
+  ck_assert_int_eq(rc.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rc.cause, UV_EIO); /* the parent's, inherited */
+  ck_assert_uint_ge(rc.now, parent_dl);
+  ck_assert_uint_gt(child_own, parent_dl);
+
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(resetting_a_child_leaves_its_parent_alone) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 60000);
+  uint64_t parent_dl = deadline_of(parent);
+  uvctx_t *child = mk_timeout(&loop, parent, 50000);
+  uvctx_t *sibling = mk_timeout(&loop, parent, 50000);
+
+  ck_assert_int_eq(uvctx_reset_timeout(child, 0), 0);
+  ck_assert_int_eq(uvctx_err(child), UV_ETIMEDOUT);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_not_done(parent);
+  assert_not_done(sibling);
+  ck_assert_uint_eq(deadline_of(parent), parent_dl);
+
+  uvctx_release(sibling);
+  uvctx_release(child);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(reset_many_times_fires_once_at_the_last_deadline) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
+  rec_watch(&r, c);
+  for (int i = 0; i < 1000; i++)
+    ck_assert_int_eq(uvctx_reset_timeout(c, (i % 2) ? 1000 : 100000), 0);
+  uint64_t last = reset(c, 10);
+
+  ck_assert(run_until(&loop, rec_called, &r, last + EVENTUALLY_MS));
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_uint_ge(r.now, last);
+
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* "No allocation": counted with a replaced allocator. */
+static long allocations;
+
+static void *counting_malloc(size_t size) {
+  allocations++;
+  return malloc(size);
+}
+
+START_TEST(reset_allocates_nothing) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, free), 0);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *v = mk_value(c, &key_a, val_a);
+  ck_assert_ptr_nonnull(uvctx_done_async(c));
+  long before = allocations;
+  for (int i = 0; i < 100; i++)
+    ck_assert_int_eq(uvctx_reset_timeout(c, 1000 + (uint64_t)i), 0);
+  ck_assert_int_eq(uvctx_reset_timeout(c, 0), 0);
+  ck_assert_int_eq(allocations, before);
+
+  uvctx_release(v);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * uvctx_keepalive: a deadline that holds the loop
+ * ------------------------------------------------------------------------- */
+
+START_TEST(without_keepalive_run_returns_with_a_deadline_pending) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "a pending deadline kept the loop alive");
+  assert_not_done(c);
+
+  guard_close(&g);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_runs_the_loop_until_the_deadline_fires) {
+  uv_loop_t loop;
+  guard_t g;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 20);
+  uint64_t dl = deadline_of(c);
+  rec_watch(&r, c);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  guard_start(&loop, &g, 20 + EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "the loop stayed alive after the deadline");
+  ck_assert_int_eq(r.calls, 1); /* the loop ran until its callback ran */
+  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  ck_assert_uint_ge(r.now, dl);
+
+  guard_close(&g);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_off_restores_the_default) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0); /* not counted */
+  ck_assert_int_eq(uvctx_keepalive(c, 0), 0);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "the deadline still kept the loop alive");
+  assert_not_done(c);
+
+  guard_close(&g);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_follows_a_reset_deadline) {
+  uv_loop_t loop;
+  guard_t g;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
+  rec_watch(&r, c);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  uint64_t moved = reset(c, 30);
+  guard_start(&loop, &g, 30 + EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "the loop stayed alive after the deadline");
+  ck_assert_int_eq(r.calls, 1);
+  ck_assert_uint_ge(r.now, moved);
+
+  guard_close(&g);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_rejects_contexts_without_a_timer_of_their_own) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *cancel = mk_cancel(&loop, t);
+  uvctx_t *value = mk_value(t, &key_a, val_a);
+  uvctx_t *without = mk_without(t);
+  uvctx_t *any = mk_any(&loop, t, cancel);
+
+  ck_assert_int_eq(uvctx_keepalive(NULL, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(uvctx_background(), 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(cancel, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(value, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(without, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(any, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(cancel, 0), UV_EINVAL);
+  /* and nothing started holding the loop */
+  guard_start(&loop, &g, EVENTUALLY_MS);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(g.fired, 0);
+
+  guard_close(&g);
+  uvctx_release(any);
+  uvctx_release(without);
+  uvctx_release(value);
+  uvctx_release(cancel);
+  uvctx_release(t);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_stops_holding_the_loop_once_cancelled) {
+  uv_loop_t loop;
+  guard_t g;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  rec_watch(&r, c);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  ck_assert_int_eq(uvctx_cancel(c), 0);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "a cancelled context kept the loop alive");
+  ck_assert_int_eq(r.calls, 1);
+
+  guard_close(&g);
+  uvctx_release(c);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_stops_holding_the_loop_when_a_parent_is_cancelled) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_timeout(&loop, p, 60000);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  ck_assert_int_eq(uvctx_cancel(p), 0);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "a cancelled context kept the loop alive");
+
+  guard_close(&g);
+  uvctx_release(c);
+  uvctx_release(p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_on_a_done_context_does_not_hold_the_loop) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *cancelled = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *born_done = mk_timeout(&loop, uvctx_background(), 0);
+  ck_assert_int_eq(uvctx_cancel(cancelled), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  /* Only UV_EINVAL is documented; a done context has nothing to keep. */
+  int rc = uvctx_keepalive(cancelled, 1);
+  ck_assert(rc == 0 || rc == UV_EALREADY);
+  rc = uvctx_keepalive(born_done, 1);
+  ck_assert(rc == 0 || rc == UV_EALREADY);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "a done context kept the loop alive");
+
+  guard_close(&g);
+  uvctx_release(born_done);
+  uvctx_release(cancelled);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(keepalive_context_released_before_its_deadline_lets_the_loop_end) {
+  uv_loop_t loop;
+  guard_t g;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
+  ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
+  uvctx_release(c);
+  guard_start(&loop, &g, EVENTUALLY_MS);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "a released context kept the loop alive");
+  guard_close(&g);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ------------------------------------------------------------------------- */
+
+Suite *reset_suite(void) {
+  Suite *s = suite_create("reset");
+
+  TCase *tc = tcase_create("reset_timeout");
+  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_add_test(tc, reset_later_does_not_fire_at_the_old_deadline);
+  tcase_add_test(tc, reset_earlier_fires_at_the_new_deadline);
+  tcase_add_test(tc, reset_works_on_an_absolute_deadline_context);
+  tcase_add_test(tc, reset_never_fires_before_the_new_deadline);
+  tcase_add_test(tc, reset_is_reported_by_deadline_below_it);
+  tcase_add_test(tc, reset_while_active_keeps_an_idle_timeout_from_firing);
+  tcase_add_test(tc, reset_to_zero_finishes_at_once);
+  tcase_add_test(tc, reset_after_done_is_ealready_and_changes_nothing);
+  tcase_add_test(tc, reset_rejects_contexts_without_a_timer_of_their_own);
+  tcase_add_test(tc, resetting_a_parent_later_leaves_a_childs_own_deadline_alone);
+  tcase_add_test(tc, resetting_a_parent_earlier_reaches_children_by_cancellation);
+  tcase_add_test(tc, resetting_a_child_leaves_its_parent_alone);
+  tcase_add_test(tc, reset_many_times_fires_once_at_the_last_deadline);
+  tcase_add_test(tc, reset_allocates_nothing);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("keepalive");
+  tcase_set_timeout(tc, 30);
+  tcase_add_test(tc, without_keepalive_run_returns_with_a_deadline_pending);
+  tcase_add_test(tc, keepalive_runs_the_loop_until_the_deadline_fires);
+  tcase_add_test(tc, keepalive_off_restores_the_default);
+  tcase_add_test(tc, keepalive_follows_a_reset_deadline);
+  tcase_add_test(tc, keepalive_rejects_contexts_without_a_timer_of_their_own);
+  tcase_add_test(tc, keepalive_stops_holding_the_loop_once_cancelled);
+  tcase_add_test(tc, keepalive_stops_holding_the_loop_when_a_parent_is_cancelled);
+  tcase_add_test(tc, keepalive_on_a_done_context_does_not_hold_the_loop);
+  tcase_add_test(tc, keepalive_context_released_before_its_deadline_lets_the_loop_end);
+  suite_add_tcase(s, tc);
+
+  return s;
+}
