@@ -1,0 +1,683 @@
+/* An HTTP/1.1 server on libuv whose timeouts and shutdown are uvctx contexts.
+ *
+ *   root        uvctx_with_shutdown: SIGINT/SIGTERM begin a two-phase shutdown
+ *   +- stopping done at the first signal: close the listener, finish what runs
+ *   +- conn     one per connection, uvctx_with_timeout: the idle timeout,
+ *      |        reset on every read; the socket is closed when it is done
+ *      +- req   one per request, uvctx_with_timeout: the request deadline;
+ *               when it passes before the work is done the answer is 504
+ *
+ * Closing a connection, for whatever reason, is cancelling its context (with
+ * a cause that says why): uvctx_close_on_done then closes the socket, and the
+ * request under it, if any, is cancelled through the tree.
+ *
+ * Endpoints:  /            200, a short greeting
+ *             /slow?ms=N   200 after N ms of simulated work (a uv_timer_t),
+ *                          or 504 when the request deadline passes first
+ *
+ * Usage: server [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] [-g GRACE_MS]
+ * (defaults 127.0.0.1, 8080, 5000, 1000, 5000; -p 0 picks a free port). One
+ * line per event goes to stderr. Exits 0 once everything is released and
+ * uv_loop_close() returns 0. */
+#include <http_parser.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "uvctx.h"
+
+/* ---- options and state --------------------------------------------------- */
+
+static struct {
+  const char *addr;
+  int port;
+  uint64_t idle_ms;    /* a connection with nothing to do closes after this */
+  uint64_t request_ms; /* a request not answered by then gets a 504 */
+  uint64_t grace_ms;   /* how long in-flight requests get at shutdown */
+} opt = {"127.0.0.1", 8080, 5000, 1000, 5000};
+
+/* At shutdown an idle keep-alive connection gets this long (or its idle
+ * timeout, if shorter) for a request that is already on its way, then it is
+ * closed. Closing it at once would reset a client whose request crossed our
+ * decision on the wire. */
+#define STOP_LINGER_MS 100
+
+static struct {
+  uv_loop_t loop;
+  uv_tcp_t listener;
+  uvctx_t *root;     /* done at the end of the grace period: cancel all */
+  uvctx_t *stopping; /* done at the first signal: stop accepting */
+  uvctx_watch_t listener_watch, stopping_watch, root_watch, drain_watch;
+  int is_stopping;
+  uint64_t start_ms, stop_ms;
+  unsigned next_conn_id, conns_open, in_flight;
+  unsigned long requests, responses, during_shutdown, timeouts, cancelled;
+} srv;
+
+static void say(const char *fmt, ...) {
+  char line[512];
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "[%6llu ms] server: %s\n",
+          (unsigned long long)(uvctx_now() - srv.start_ms), line);
+}
+
+typedef struct request_s request_t;
+
+typedef struct {
+  uv_tcp_t tcp;
+  unsigned id;
+  uvctx_t *ctx;              /* child of root; its deadline is the idle timeout */
+  uvctx_watch_t close_watch; /* uvctx_close_on_done(ctx, tcp) */
+  uvctx_watch_t stop_watch;  /* on srv.stopping: shutdown has begun */
+  int stop_watching;
+  http_parser parser;
+  char url[2048];
+  size_t url_len;
+  request_t *req;  /* the request being worked on, if any */
+  int busy;        /* from a request's end of headers to its response written */
+  int close_after; /* the client asked for Connection: close */
+  char *pending;   /* bytes read while busy (pipelined requests) */
+  size_t pending_len;
+  const char *reason; /* why we closed it, for the log */
+  unsigned nreq;
+  int refs; /* the socket, a request, writes in flight */
+} conn_t;
+
+struct request_s {
+  conn_t *conn;
+  unsigned id;
+  uvctx_t *ctx;        /* child of conn->ctx; its deadline is the request's */
+  uvctx_watch_t watch; /* the deadline passed, or the connection went away */
+  int watching;
+  uv_timer_t work; /* the simulated work of /slow */
+  uint64_t start_ms, work_ms;
+  int head;
+};
+
+typedef struct {
+  uv_write_t req;
+  conn_t *conn;
+  uv_buf_t buf;
+  int said_close; /* the response said "Connection: close" */
+} write_t;
+
+/* How long a connection may wait for its next request. */
+static uint64_t idle_timeout(void) {
+  if (srv.is_stopping && opt.idle_ms > STOP_LINGER_MS)
+    return STOP_LINGER_MS;
+  return opt.idle_ms;
+}
+
+/* A connection whose context is not done yet: it may still be answered. */
+static int conn_alive(const conn_t *conn) {
+  return conn->ctx != NULL && uvctx_err(conn->ctx) == 0;
+}
+
+/* ---- connections ---------------------------------------------------------- */
+
+static void conn_unref(conn_t *conn) {
+  if (--conn->refs == 0) {
+    free(conn->pending);
+    free(conn);
+  }
+}
+
+/* Closing a connection is cancelling its context: uvctx_close_on_done closes
+ * the socket, and the request under it, if any, is cancelled with it. */
+static void close_conn(conn_t *conn, int cause, const char *reason) {
+  if (!conn_alive(conn))
+    return;
+  conn->reason = reason;
+  uvctx_cancel_cause(conn->ctx, cause);
+}
+
+/* The socket's close callback (given to uvctx_close_on_done). */
+static void on_conn_closed(uv_handle_t *handle) {
+  conn_t *conn = handle->data;
+  const char *why = conn->reason;
+  char buf[96];
+
+  if (why == NULL) {
+    if (uvctx_err(srv.root) != 0)
+      why = "cancelled by shutdown phase 2";
+    else if (uvctx_err(conn->ctx) == UV_ETIMEDOUT && srv.is_stopping)
+      why = "idle at shutdown";
+    else if (uvctx_err(conn->ctx) == UV_ETIMEDOUT) {
+      snprintf(buf, sizeof(buf), "idle timeout (%llu ms without a request)",
+               (unsigned long long)opt.idle_ms);
+      why = buf;
+    } else
+      why = uv_err_name(uvctx_cause(conn->ctx));
+  }
+  say("conn %u: closed: %s (%u requests)", conn->id, why, conn->nreq);
+  if (conn->stop_watching)
+    uvctx_unwatch(&conn->stop_watch);
+  uvctx_release(conn->ctx);
+  conn->ctx = NULL;
+  srv.conns_open--;
+  conn_unref(conn);
+}
+
+/* ---- responses -------------------------------------------------------------- */
+
+static void on_work_closed(uv_handle_t *handle) {
+  request_t *req = handle->data;
+  conn_t *conn = req->conn;
+
+  free(req);
+  conn_unref(conn);
+}
+
+/* The request is over (answered or abandoned): its context goes. */
+static void end_request(request_t *req) {
+  conn_t *conn = req->conn;
+
+  if (req->watching)
+    uvctx_unwatch(&req->watch);
+  req->watching = 0;
+  uv_timer_stop(&req->work);
+  uvctx_release(req->ctx);
+  req->ctx = NULL;
+  conn->req = NULL;
+  srv.in_flight--;
+  uv_close((uv_handle_t *)&req->work, on_work_closed);
+}
+
+static void resume(conn_t *conn);
+
+static void on_written(uv_write_t *w, int status) {
+  write_t *wr = (write_t *)w;
+  conn_t *conn = wr->conn;
+
+  int said_close = wr->said_close;
+
+  free(wr->buf.base);
+  free(wr);
+  if (status < 0) {
+    close_conn(conn, status, "write failed");
+  } else if (conn_alive(conn)) {
+    conn->busy = 0;
+    if (said_close) {
+      close_conn(conn, UV_EOF, srv.is_stopping
+                                   ? "response sent, server stopping"
+                                   : "response sent, Connection: close");
+    } else {
+      /* The idle clock restarts now that the response is out (and is short
+       * if shutdown began after the response promised keep-alive). */
+      uvctx_reset_timeout(conn->ctx, idle_timeout());
+      resume(conn);
+    }
+  }
+  conn_unref(conn);
+}
+
+static const char *status_text(int status) {
+  switch (status) {
+  case 200: return "OK";
+  case 400: return "Bad Request";
+  case 404: return "Not Found";
+  case 503: return "Service Unavailable";
+  case 504: return "Gateway Timeout";
+  default: return "Unknown";
+  }
+}
+
+/* Sends the whole response at once: until then nothing has been sent, so a
+ * request whose deadline passes can always still be answered 504. */
+static void respond(request_t *req, int status, const char *body) {
+  conn_t *conn = req->conn;
+  write_t *wr;
+  size_t body_len = strlen(body), cap = 256 + body_len;
+  int n;
+
+  wr = malloc(sizeof(*wr));
+  if (wr == NULL || (wr->buf.base = malloc(cap)) == NULL)
+    abort();
+  /* Keep-alive ends with this response if the client asked so or the server
+   * is stopping. */
+  wr->said_close = conn->close_after || srv.is_stopping;
+  n = snprintf(wr->buf.base, cap,
+               "HTTP/1.1 %d %s\r\n"
+               "Server: uvctx-sample\r\n"
+               "Content-Type: text/plain\r\n"
+               "Content-Length: %zu\r\n"
+               "Connection: %s\r\n"
+               "\r\n"
+               "%s",
+               status, status_text(status), body_len,
+               wr->said_close ? "close" : "keep-alive",
+               req->head ? "" : body);
+  wr->buf.len = (size_t)n;
+  wr->conn = conn;
+  conn->refs++;
+  say("conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id, status,
+      status_text(status),
+      (unsigned long long)(uvctx_now() - req->start_ms),
+      srv.is_stopping ? " [during shutdown]" : "");
+  srv.responses++;
+  if (srv.is_stopping)
+    srv.during_shutdown++;
+  if (uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &wr->buf, 1,
+               on_written) != 0) {
+    free(wr->buf.base);
+    free(wr);
+    close_conn(conn, UV_EPIPE, "write failed");
+    conn_unref(conn);
+  }
+  end_request(req);
+}
+
+/* ---- requests -------------------------------------------------------------- */
+
+/* The work of /slow finished before the request's context was done. */
+static void on_work_done(uv_timer_t *t) {
+  request_t *req = t->data;
+  char body[64];
+
+  if (uvctx_err(req->ctx) != 0)
+    return; /* done at the same time: on_request_done answers */
+  snprintf(body, sizeof(body), "slept %llu ms\n",
+           (unsigned long long)req->work_ms);
+  respond(req, 200, body);
+}
+
+/* The request's context is done before its work: stop the work. If the
+ * connection is still there, it was the request's own deadline: 504. */
+static void on_request_done(uvctx_watch_t *w, int err) {
+  request_t *req = w->data;
+  conn_t *conn = req->conn;
+
+  req->watching = 0;
+  uv_timer_stop(&req->work); /* the work is cancelled through the context */
+  if (conn_alive(conn)) {
+    say("conn %u req %u: deadline of %llu ms passed (%s), work cancelled",
+        conn->id, req->id, (unsigned long long)opt.request_ms,
+        uv_err_name(err));
+    srv.timeouts++;
+    respond(req, 504, "gateway timeout: the request deadline passed\n");
+  } else {
+    say("conn %u req %u: cancelled (%s), no response", conn->id, req->id,
+        uv_err_name(uvctx_cause(req->ctx)));
+    srv.cancelled++;
+    end_request(req);
+  }
+}
+
+/* Called with a whole request parsed: makes its context and routes it. */
+static void start_request(conn_t *conn) {
+  struct http_parser_url u;
+  request_t *req = calloc(1, sizeof(*req));
+  const char *path = "", *query = "";
+  size_t path_len = 0, query_len = 0;
+
+  if (req == NULL)
+    abort();
+  conn->busy = 1;
+  conn->req = req;
+  conn->refs++;
+  req->conn = conn;
+  req->id = ++conn->nreq;
+  req->start_ms = uvctx_now();
+  req->head = conn->parser.method == HTTP_HEAD;
+  req->work.data = req;
+  req->watch.data = req;
+  uv_timer_init(&srv.loop, &req->work);
+  srv.requests++;
+  srv.in_flight++;
+  if (!http_should_keep_alive(&conn->parser))
+    conn->close_after = 1;
+
+  say("conn %u req %u: start %s %.*s (deadline %llu ms)", conn->id, req->id,
+      http_method_str((enum http_method)conn->parser.method),
+      (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms);
+  /* The request's deadline is a grandchild of the root; while it runs the
+   * connection is not idle: its own timer waits for the request's. */
+  if (uvctx_with_timeout(&srv.loop, conn->ctx, opt.request_ms, &req->ctx) !=
+      0) {
+    respond(req, 503, "out of memory\n");
+    return;
+  }
+  uvctx_reset_timeout(conn->ctx, opt.request_ms + opt.idle_ms);
+
+  http_parser_url_init(&u);
+  if (http_parser_parse_url(conn->url, conn->url_len, 0, &u) == 0) {
+    if (u.field_set & (1 << UF_PATH)) {
+      path = conn->url + u.field_data[UF_PATH].off;
+      path_len = u.field_data[UF_PATH].len;
+    }
+    if (u.field_set & (1 << UF_QUERY)) {
+      query = conn->url + u.field_data[UF_QUERY].off;
+      query_len = u.field_data[UF_QUERY].len;
+    }
+  }
+
+  if (path_len == 1 && path[0] == '/') {
+    respond(req, 200, "hello from uvctx\n");
+  } else if (path_len == 5 && memcmp(path, "/slow", 5) == 0) {
+    char q[64] = "";
+    const char *ms;
+
+    if (query_len < sizeof(q))
+      memcpy(q, query, query_len), q[query_len] = '\0';
+    ms = strncmp(q, "ms=", 3) == 0 ? q + 3 : strstr(q, "&ms=");
+    if (ms != NULL && ms[0] == '&')
+      ms += 4;
+    req->work_ms = ms != NULL ? strtoull(ms, NULL, 10) : 1000;
+    if (req->work_ms > 600000)
+      req->work_ms = 600000;
+    req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
+    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
+  } else {
+    respond(req, 404, "not found\n");
+  }
+}
+
+/* ---- parsing ---------------------------------------------------------------- */
+
+static int on_message_begin(http_parser *p) {
+  conn_t *conn = p->data;
+  conn->url_len = 0;
+  return 0;
+}
+
+static int on_url(http_parser *p, const char *at, size_t len) {
+  conn_t *conn = p->data;
+  if (len > sizeof(conn->url) - conn->url_len)
+    return 1; /* too long: a parse error, the connection is closed */
+  memcpy(conn->url + conn->url_len, at, len);
+  conn->url_len += len;
+  return 0;
+}
+
+static int on_message_complete(http_parser *p) {
+  conn_t *conn = p->data;
+  start_request(conn);
+  http_parser_pause(p, 1); /* the next request waits for this response */
+  return 0;
+}
+
+static const http_parser_settings settings = {
+    .on_message_begin = on_message_begin,
+    .on_url = on_url,
+    .on_message_complete = on_message_complete,
+};
+
+static void keep_pending(conn_t *conn, const char *data, size_t len) {
+  char *p;
+
+  if (len == 0)
+    return;
+  if (conn->pending_len + len > 65536) {
+    close_conn(conn, UV_ENOBUFS, "too much pipelined input");
+    return;
+  }
+  p = realloc(conn->pending, conn->pending_len + len);
+  if (p == NULL)
+    abort();
+  memcpy(p + conn->pending_len, data, len);
+  conn->pending = p;
+  conn->pending_len += len;
+}
+
+static void feed(conn_t *conn, const char *data, size_t len) {
+  size_t n = http_parser_execute(&conn->parser, &settings, data, len);
+  enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
+
+  if (e == HPE_PAUSED) {
+    keep_pending(conn, data + n, len - n);
+  } else if (e != HPE_OK) {
+    say("conn %u: bad request (%s)", conn->id, http_errno_name(e));
+    close_conn(conn, UV_EPROTO, "bad request");
+  }
+}
+
+/* The response is out: parse what came in meanwhile. */
+static void resume(conn_t *conn) {
+  char *data = conn->pending;
+  size_t len = conn->pending_len;
+
+  http_parser_pause(&conn->parser, 0);
+  if (data == NULL)
+    return;
+  conn->pending = NULL;
+  conn->pending_len = 0;
+  feed(conn, data, len);
+  free(data);
+}
+
+static char read_buf[65536];
+
+static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
+  (void)h;
+  (void)hint;
+  *buf = uv_buf_init(read_buf, sizeof(read_buf));
+}
+
+static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *conn = s->data;
+
+  if (!conn_alive(conn))
+    return; /* closing */
+  if (nread < 0) {
+    if (conn->req != NULL)
+      say("conn %u: client went away during request %u", conn->id,
+          conn->req->id);
+    close_conn(conn, (int)nread,
+               nread == UV_EOF ? "client closed the connection"
+                               : uv_strerror((int)nread));
+    return;
+  }
+  if (nread == 0)
+    return;
+  if (conn->busy) {
+    keep_pending(conn, buf->base, (size_t)nread);
+    return;
+  }
+  uvctx_reset_timeout(conn->ctx, idle_timeout()); /* the idle timeout restarts */
+  feed(conn, buf->base, (size_t)nread);
+}
+
+/* ---- shutdown, phase 1: stop accepting, finish what runs --------------------- */
+
+/* Every connection watches srv.stopping. */
+static void on_conn_stopping(uvctx_watch_t *w, int err) {
+  conn_t *conn = w->data;
+
+  (void)err;
+  conn->stop_watching = 0;
+  if (conn->busy)
+    say("conn %u: request %u in flight, closing after its response",
+        conn->id, conn->nreq);
+  else /* idle: a short last idle timeout for a request on its way */
+    uvctx_reset_timeout(conn->ctx, idle_timeout());
+}
+
+static void on_listener_closed(uv_handle_t *h) {
+  (void)h;
+  say("listener closed: no new connections");
+}
+
+static void on_stopping(uvctx_watch_t *w, int err) {
+  int sig = uvctx_signal_received(srv.root);
+
+  (void)w;
+  (void)err;
+  srv.is_stopping = 1;
+  srv.stop_ms = uvctx_now();
+  say("shutdown phase 1 (%s): stop accepting; %u connections open, %u "
+      "requests in flight; grace period %llu ms",
+      sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "uvctx_shutdown",
+      srv.conns_open, srv.in_flight, (unsigned long long)opt.grace_ms);
+  uvctx_release(srv.stopping); /* the pending watches on it keep it alive */
+  srv.stopping = NULL;
+}
+
+/* ---- shutdown, phase 2: cancel everything, drain, exit ----------------------- */
+
+static void on_drained(uvctx_watch_t *w, int err) {
+  (void)w;
+  (void)err;
+  say("drained: every context under the root is released");
+  uvctx_release(srv.root);
+  srv.root = NULL;
+}
+
+/* root is done: the grace period is over (UV_ETIMEDOUT), a second signal
+ * came, or, during the grace period, every context below root was released:
+ * everything finished in time and uvctx ends the shutdown early. */
+static void on_root_done(uvctx_watch_t *w, int err) {
+  (void)w;
+  if (srv.conns_open == 0)
+    say("shutdown phase 2: every connection finished %llu ms into the grace "
+        "period, nothing to cancel",
+        (unsigned long long)(uvctx_now() - srv.stop_ms));
+  else
+    say("shutdown phase 2 (%s): cancelling %u connections, %u requests in "
+        "flight",
+        err == UV_ETIMEDOUT ? "grace period over" : "second signal",
+        srv.conns_open, srv.in_flight);
+  uvctx_drain(srv.root, &srv.drain_watch, on_drained);
+}
+
+/* ---- accepting -------------------------------------------------------------- */
+
+static void free_handle(uv_handle_t *h) { free(h->data); }
+
+static void on_connection(uv_stream_t *listener, int status) {
+  struct sockaddr_storage peer;
+  int peer_len = sizeof(peer);
+  char host[64] = "?";
+  conn_t *conn;
+
+  if (status < 0) {
+    say("accept failed: %s", uv_strerror(status));
+    return;
+  }
+  conn = calloc(1, sizeof(*conn));
+  if (conn == NULL)
+    abort();
+  uv_tcp_init(&srv.loop, &conn->tcp);
+  conn->tcp.data = conn;
+  conn->refs = 1;
+  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
+      uvctx_with_timeout(&srv.loop, srv.root, opt.idle_ms, &conn->ctx) != 0) {
+    uv_close((uv_handle_t *)&conn->tcp, free_handle);
+    return;
+  }
+  conn->id = ++srv.next_conn_id;
+  srv.conns_open++;
+  /* When the connection's context is done, for whatever reason, its socket
+   * is closed. */
+  uvctx_close_on_done(conn->ctx, (uv_handle_t *)&conn->tcp, &conn->close_watch,
+                      on_conn_closed);
+  conn->stop_watch.data = conn;
+  conn->stop_watching =
+      uvctx_watch(srv.stopping, &conn->stop_watch, on_conn_stopping) == 0;
+  http_parser_init(&conn->parser, HTTP_REQUEST);
+  conn->parser.data = conn;
+
+  uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&peer, &peer_len);
+  if (peer.ss_family == AF_INET)
+    uv_ip4_name((struct sockaddr_in *)&peer, host, sizeof(host));
+  else if (peer.ss_family == AF_INET6)
+    uv_ip6_name((struct sockaddr_in6 *)&peer, host, sizeof(host));
+  say("conn %u: accepted from %s:%d (idle timeout %llu ms)", conn->id, host,
+      ntohs(((struct sockaddr_in *)&peer)->sin_port),
+      (unsigned long long)opt.idle_ms);
+  uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+}
+
+/* ---- main ------------------------------------------------------------------- */
+
+static int usage(const char *argv0) {
+  fprintf(stderr,
+          "usage: %s [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] "
+          "[-g GRACE_MS]\n"
+          "  -a  address to listen on (default 127.0.0.1)\n"
+          "  -p  port (default 8080; 0 picks a free one)\n"
+          "  -i  idle timeout of a connection (default 5000 ms)\n"
+          "  -r  deadline of a request (default 1000 ms)\n"
+          "  -g  grace period at shutdown (default 5000 ms)\n",
+          argv0);
+  return 2;
+}
+
+int main(int argc, char **argv) {
+  static const int stop_signals[] = {SIGINT, SIGTERM};
+  struct sockaddr_storage addr;
+  int len = sizeof(addr), c, rc, port;
+
+  while ((c = getopt(argc, argv, "a:p:i:r:g:h")) != -1) {
+    switch (c) {
+    case 'a': opt.addr = optarg; break;
+    case 'p': opt.port = atoi(optarg); break;
+    case 'i': opt.idle_ms = strtoull(optarg, NULL, 10); break;
+    case 'r': opt.request_ms = strtoull(optarg, NULL, 10); break;
+    case 'g': opt.grace_ms = strtoull(optarg, NULL, 10); break;
+    default: return usage(argv[0]);
+    }
+  }
+  if (optind != argc || opt.port < 0 || opt.port > 65535)
+    return usage(argv[0]);
+
+  signal(SIGPIPE, SIG_IGN);
+  srv.start_ms = uvctx_now();
+  uv_loop_init(&srv.loop);
+
+  /* The root: the first SIGINT/SIGTERM finishes `stopping`, the grace period
+   * or a second signal finishes `root` and so every connection and request. */
+  rc = uvctx_with_shutdown(&srv.loop, uvctx_background(), stop_signals, 2,
+                           opt.grace_ms, &srv.stopping, &srv.root);
+  if (rc != 0) {
+    fprintf(stderr, "uvctx_with_shutdown: %s\n", uv_strerror(rc));
+    return 1;
+  }
+
+  uv_tcp_init(&srv.loop, &srv.listener);
+  if ((rc = uv_ip4_addr(opt.addr, opt.port, (struct sockaddr_in *)&addr)) !=
+          0 &&
+      (rc = uv_ip6_addr(opt.addr, opt.port, (struct sockaddr_in6 *)&addr)) != 0)
+    goto fail;
+  if ((rc = uv_tcp_bind(&srv.listener, (struct sockaddr *)&addr, 0)) != 0 ||
+      (rc = uv_listen((uv_stream_t *)&srv.listener, 511, on_connection)) != 0)
+    goto fail;
+  uv_tcp_getsockname(&srv.listener, (struct sockaddr *)&addr, &len);
+  port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
+  say("listening on http://%s:%d/ (idle timeout %llu ms, request deadline "
+      "%llu ms, grace period %llu ms, pid %d)",
+      opt.addr, port, (unsigned long long)opt.idle_ms,
+      (unsigned long long)opt.request_ms, (unsigned long long)opt.grace_ms,
+      (int)getpid());
+
+  /* Phase 1 closes the listener; the watches run in this order. */
+  uvctx_close_on_done(srv.stopping, (uv_handle_t *)&srv.listener,
+                      &srv.listener_watch, on_listener_closed);
+  uvctx_watch(srv.stopping, &srv.stopping_watch, on_stopping);
+  uvctx_watch(srv.root, &srv.root_watch, on_root_done);
+
+  uv_run(&srv.loop, UV_RUN_DEFAULT);
+
+  rc = uv_loop_close(&srv.loop);
+  say("loop closed: uv_loop_close() = %d; %lu requests, %lu responses (%lu "
+      "during shutdown, %lu timed out), %lu cancelled",
+      rc, srv.requests, srv.responses, srv.during_shutdown, srv.timeouts,
+      srv.cancelled);
+  return rc == 0 ? 0 : 1;
+
+fail:
+  fprintf(stderr, "server: cannot listen on %s:%d: %s\n", opt.addr, opt.port,
+          uv_strerror(rc));
+  uv_close((uv_handle_t *)&srv.listener, NULL);
+  uvctx_release(srv.stopping);
+  uvctx_release(srv.root);
+  uv_run(&srv.loop, UV_RUN_DEFAULT);
+  uv_loop_close(&srv.loop);
+  return 1;
+}
