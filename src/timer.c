@@ -21,9 +21,8 @@ static void on_deadline(uv_timer_t *timer) {
 
 /* Loop thread: (re)starts the timer for d's deadline, or finishes d now if
  * the deadline has come. */
-void uvctx__timer_arm(uvctx__deadline_t *d) {
+static void arm_at(uvctx__deadline_t *d, uint64_t now) {
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
-  uint64_t now = uvctx_now();
 
   if (deadline <= now)
     uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
@@ -31,19 +30,21 @@ void uvctx__timer_arm(uvctx__deadline_t *d) {
     uv_timer_start(&d->timer, on_deadline, deadline - now, 0);
 }
 
+void uvctx__timer_arm(uvctx__deadline_t *d) { arm_at(d, uvctx_now()); }
+
 static void set_deadline(uvctx__deadline_t *d, uint64_t deadline_ms) {
   atomic_store_explicit(&d->deadline, deadline_ms, memory_order_relaxed);
   atomic_store_explicit(&d->has_deadline, 1, memory_order_release);
 }
 
-static uint64_t deadline_after(uint64_t timeout_ms) {
-  uint64_t now = uvctx_now();
+static uint64_t deadline_after(uint64_t now, uint64_t timeout_ms) {
   return timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
 }
 
-int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
-                              uint64_t deadline_ms, int cause,
-                              uvctx_t **out) {
+/* The clock is read once per constructor: reading it is a good part of the
+ * cost of a short-lived deadline context. */
+static int new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
+                        int cause, uint64_t now, uvctx_t **out) {
   uvctx__cancel_t *c;
   uvctx__deadline_t *d;
   int err;
@@ -59,9 +60,15 @@ int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
   set_deadline(d, deadline_ms);
   /* A child of a done parent is born done and needs no timer. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0)
-    uvctx__timer_arm(d);
+    arm_at(d, now);
   *out = &c->ctx;
   return 0;
+}
+
+int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
+                              uint64_t deadline_ms, int cause,
+                              uvctx_t **out) {
+  return new_deadline(loop, parent, deadline_ms, cause, uvctx_now(), out);
 }
 
 int uvctx_with_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
@@ -71,8 +78,10 @@ int uvctx_with_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
 
 int uvctx_with_timeout_cause(uv_loop_t *loop, uvctx_t *parent,
                              uint64_t timeout_ms, int cause, uvctx_t **out) {
-  return uvctx_with_deadline_cause(loop, parent, deadline_after(timeout_ms),
-                                   cause, out);
+  uint64_t now = uvctx_now();
+
+  return new_deadline(loop, parent, deadline_after(now, timeout_ms), cause,
+                      now, out);
 }
 
 int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
@@ -82,6 +91,7 @@ int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
 
 int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms) {
   uvctx__deadline_t *d;
+  uint64_t now;
 
   if (ctx == NULL || ctx->kind != UVCTX__DEADLINE)
     return UV_EINVAL;
@@ -89,8 +99,9 @@ int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms) {
   uvctx__catch_up(d->cancel.lp);
   if (atomic_load_explicit(&ctx->state, memory_order_acquire) != 0)
     return UV_EALREADY;
-  set_deadline(d, deadline_after(timeout_ms));
-  uvctx__timer_arm(d);
+  now = uvctx_now();
+  set_deadline(d, deadline_after(now, timeout_ms));
+  arm_at(d, now);
   return 0;
 }
 

@@ -168,7 +168,7 @@ typedef struct {
  * closed with the last one. */
 struct uvctx__loop_s {
   uv_loop_t *loop;
-  uv_thread_t thread; /* the thread that runs the loop */
+  const void *thread; /* uvctx__thread_id() of the thread that runs it */
   uv_mutex_t tree_lock;
   uv_mutex_t mailbox_lock;
   uvctx__cancel_t *mailbox_head; /* guarded by mailbox_lock */
@@ -267,7 +267,13 @@ void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
 void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
 void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
-int uvctx__on_loop_thread(const uvctx__loop_t *lp);
+const void *uvctx__thread_id(void);
+
+/* Whether the calling thread runs lp's loop. On every cancel and release,
+ * so it is a thread-local address compared, not a call into pthreads. */
+static inline int uvctx__on_loop_thread(const uvctx__loop_t *lp) {
+  return lp->thread == uvctx__thread_id();
+}
 int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                         unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
