@@ -265,7 +265,7 @@ UVCTX_EXTERN int uvctx_format(const uvctx_t *ctx, char *buf, size_t len);
  * runs cb on a later loop callback. A pending watch holds a reference to ctx,
  * dropped once cb has returned or the watch is unwatched. Watching a context
  * that can never be done (a root, a without-cancel context) succeeds; cb never
- * runs.
+ * runs, and the watch holds its reference until it is unwatched.
  * Errors: UV_EINVAL if ctx, w or cb is NULL; UV_EBUSY if w is still pending.
  * Loop thread. */
 UVCTX_EXTERN int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w,

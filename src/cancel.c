@@ -14,10 +14,12 @@
  * so that every parent's callbacks run before the any-context's. */
 static int waits_for_other_parent(const uvctx__cancel_t *child,
                                   const uvctx__cancel_t *parent) {
+  size_t count;
+  const uvctx__link_t *links = uvctx__links_of(child, &count);
   size_t i;
 
-  for (i = 0; i < child->nlinks; i++) {
-    const uvctx__cancel_t *other = child->links[i].parent;
+  for (i = 0; i < count; i++) {
+    const uvctx__cancel_t *other = links[i].parent;
     if (other != NULL && other != parent && other->lp == child->lp &&
         !(other->ctx.flags & UVCTX__DELIVERED) &&
         atomic_load_explicit(&other->ctx.state, memory_order_acquire) != 0)

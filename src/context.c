@@ -65,7 +65,7 @@ void uvctx__adopt(uvctx_t *parent) {
  * reference to parent. */
 void uvctx__leave(uvctx_t *parent) {
   uvctx__cancel_t *c;
-  size_t left;
+  unsigned int left;
 
   if (parent == NULL || !uvctx__is_cancellable(parent))
     return;
@@ -87,6 +87,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
                            size_t count, int kind, size_t size,
                            uvctx__cancel_t **out) {
   uvctx__cancel_t *owner = parents[0]->owner;
+  uvctx__link_t *links;
   size_t block = size;
   uvctx__loop_t *lp;
   uvctx__cancel_t *c;
@@ -119,18 +120,18 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   c->ctx.kind = (uint8_t)kind;
   c->ctx.owner = c;
   c->lp = lp;
-  c->nlinks = count;
   if (kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
+    any->count = count;
     any->parents = (uvctx_t **)((char *)c + size);
-    c->links = (uvctx__link_t *)(any->parents + count);
+    any->links = (uvctx__link_t *)(any->parents + count);
     for (i = 0; i < count; i++)
       any->parents[i] = uvctx_retain(parents[i]);
     c->ctx.parent = any->parents[0]; /* one reference for both */
   } else {
-    c->links = &c->link;
     c->ctx.parent = uvctx_retain(parents[0]);
   }
+  links = uvctx__links_of(c, &count);
   for (i = 0; i < count; i++)
     uvctx__adopt(parents[i]);
   uvctx__loop_add(lp, c);
@@ -143,9 +144,9 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   }
 
   for (i = 0; i < count; i++) {
-    c->links[i].child = c;
+    links[i].child = c;
     if (parents[i]->owner != NULL)
-      link_one(&c->links[i], parents[i]->owner);
+      link_one(&links[i], parents[i]->owner);
   }
   /* Born done: there is nothing to deliver yet. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_relaxed) != 0)
@@ -198,14 +199,16 @@ static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
 uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   uvctx_t *parent = c->ctx.parent;
+  size_t count;
+  uvctx__link_t *links = uvctx__links_of(c, &count);
   size_t i;
 
-  for (i = 0; i < c->nlinks; i++)
-    unlink_one(&c->links[i]);
+  for (i = 0; i < count; i++)
+    unlink_one(&links[i]);
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     c->lp->nany--;
-    for (i = 1; i < c->nlinks; i++) {
+    for (i = 1; i < count; i++) {
       uvctx__leave(any->parents[i]);
       uvctx_release(any->parents[i]);
     }
@@ -305,7 +308,7 @@ static int earliest_deadline(const uvctx_t *ctx, uint64_t *earliest) {
     } else if (ctx->kind == UVCTX__ANY) {
       const uvctx__any_t *any = uvctx__as_any(ctx);
       size_t i;
-      for (i = 0; i < any->cancel.nlinks; i++) {
+      for (i = 0; i < any->count; i++) {
         uint64_t t;
         if (earliest_deadline(any->parents[i], &t) && (!found || t < *earliest)) {
           *earliest = t;

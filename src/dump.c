@@ -32,7 +32,7 @@ static const uvctx_t *parent_of(const uvctx__link_t *l) {
   const uvctx_t *child = &l->child->ctx;
 
   if (child->kind == UVCTX__ANY)
-    return uvctx__as_any(child)->parents[l - l->child->links];
+    return uvctx__as_any(child)->parents[l - uvctx__as_any(child)->links];
   return child->parent;
 }
 

@@ -55,7 +55,7 @@ static int format_segment(const uvctx_t *ctx, uint64_t now,
   case UVCTX__ANY:
     /* Its first parent's ancestry is the one written before it. */
     return snprintf(seg, SEGMENT_MAX, ".with_any(%zu)",
-                    uvctx__as_cancel(ctx)->nlinks);
+                    uvctx__as_any(ctx)->count);
   default:
     return snprintf(seg, SEGMENT_MAX, ".with_shutdown(%" PRIu64 "ms)",
                     uvctx__as_shutdown(ctx)->grace_ms);

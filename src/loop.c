@@ -215,8 +215,8 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   int added;
 
   uv_mutex_lock(&lp->mailbox_lock);
-  added = (c->mb_flags & what) == 0;
-  if (c->mb_flags == 0) {
+  added = (c->ctx.mb_flags & what) == 0;
+  if (c->ctx.mb_flags == 0) {
     c->mb_next = NULL;
     if (lp->mailbox_tail != NULL)
       lp->mailbox_tail->mb_next = c;
@@ -224,7 +224,7 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
       lp->mailbox_head = c;
     lp->mailbox_tail = c;
   }
-  c->mb_flags |= what;
+  c->ctx.mb_flags |= what;
   atomic_store_explicit(&lp->mailbox_full, 1, memory_order_relaxed);
   uv_async_send(&lp->mailbox);
   uv_mutex_unlock(&lp->mailbox_lock);
@@ -276,8 +276,8 @@ void uvctx__drain_mailbox(uvctx__loop_t *lp) {
     for (; c != NULL; c = next) {
       uv_mutex_lock(&lp->mailbox_lock);
       next = c->mb_next;
-      what = c->mb_flags;
-      c->mb_flags = 0;
+      what = c->ctx.mb_flags;
+      c->ctx.mb_flags = 0;
       uv_mutex_unlock(&lp->mailbox_lock);
       act(c, what);
     }

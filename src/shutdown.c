@@ -2,6 +2,8 @@
  * handles, and a cancel child (`stopping`). Phase 1 finishes `stopping` and
  * starts the grace period; phase 2 (the grace period over, or asked again)
  * finishes `out` and so everything below it. */
+#include <sched.h>
+
 #include "uvctx-int.h"
 
 int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
@@ -31,7 +33,7 @@ int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   }
   sd = uvctx__as_shutdown(&c->ctx);
   sd->grace_ms = grace_ms;
-  atomic_init(&sd->phase, 0);
+  atomic_init(&sd->phase, UVCTX__SHUTDOWN_RUNNING);
   sd->stopping = uvctx__as_cancel(st);
   uvctx__signals_start(c, &sd->signals, (uv_signal_t *)(sd + 1), signums,
                        count);
@@ -61,12 +63,13 @@ void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd) {
  * loop thread clears `stopping`, so it is read here without the lock.) */
 void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd) {
   uvctx__cancel_t *c = &sd->deadline.cancel;
-  size_t left = atomic_load_explicit(&c->kids, memory_order_acquire);
-  int phase = 1;
+  unsigned int left = atomic_load_explicit(&c->kids, memory_order_acquire);
+  int phase = UVCTX__SHUTDOWN_STOPPING;
 
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0 ||
       left > (sd->stopping != NULL ? 1u : 0u) ||
-      !atomic_compare_exchange_strong(&sd->phase, &phase, 2))
+      !atomic_compare_exchange_strong(&sd->phase, &phase,
+                                      UVCTX__SHUTDOWN_STOPPED))
     return;
   uvctx__cancel(c, UV_ECANCELED, sd->deadline.cause);
 }
@@ -86,34 +89,58 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
   }
 }
 
-/* Any thread: moves the shutdown on one phase. */
+/* Phase 1: the cause and the end of the grace period are written before the
+ * phase says "stopping", so whoever ends the shutdown next (a second call,
+ * the early end, the timer) finds them. */
+static void begin(uvctx__shutdown_t *sd, int cause) {
+  uvctx__cancel_t *c = &sd->deadline.cancel;
+  uint64_t now = uvctx_now();
+
+  sd->deadline.cause = cause;
+  atomic_store_explicit(&sd->deadline.deadline,
+                        sd->grace_ms > UINT64_MAX - now ? UINT64_MAX
+                                                        : now + sd->grace_ms,
+                        memory_order_relaxed);
+  atomic_store_explicit(&sd->deadline.has_deadline, 1, memory_order_release);
+  atomic_store_explicit(&sd->phase, UVCTX__SHUTDOWN_STOPPING,
+                        memory_order_release);
+  finish_stopping(sd, cause);
+  if (uvctx__on_loop_thread(c->lp))
+    uvctx__shutdown_start_grace(sd);
+  else /* the timer is the loop's to start; phase 1 is reached once */
+    uvctx__mailbox_post(c->lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
+                        UVCTX__MB_SHUTDOWN);
+}
+
+/* Any thread: moves the shutdown on one phase. Another call may be in the
+ * middle of a phase change; it has only a few steps to go, so this one waits
+ * for it rather than answer for a phase that is not settled. */
 static int advance(uvctx__shutdown_t *sd, int cause) {
   uvctx__cancel_t *c = &sd->deadline.cancel;
-  uint64_t now;
-  int phase = 0;
+  int phase;
 
-  if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
-    return UV_EALREADY;
-  if (atomic_compare_exchange_strong(&sd->phase, &phase, 1)) {
-    now = uvctx_now();
-    sd->deadline.cause = cause;
-    atomic_store_explicit(&sd->deadline.deadline,
-                          sd->grace_ms > UINT64_MAX - now ? UINT64_MAX
-                                                          : now + sd->grace_ms,
-                          memory_order_relaxed);
-    atomic_store_explicit(&sd->deadline.has_deadline, 1,
-                          memory_order_release);
-    finish_stopping(sd, cause);
-    if (uvctx__on_loop_thread(c->lp))
-      uvctx__shutdown_start_grace(sd);
-    else /* the timer is the loop's to start; phase 1 is reached once */
-      uvctx__mailbox_post(c->lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
-                          UVCTX__MB_SHUTDOWN);
-    return 0;
+  for (;;) {
+    if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
+      return UV_EALREADY;
+    phase = atomic_load_explicit(&sd->phase, memory_order_acquire);
+    switch (phase) {
+    case UVCTX__SHUTDOWN_RUNNING:
+      if (atomic_compare_exchange_strong(&sd->phase, &phase,
+                                         UVCTX__SHUTDOWN_BEGINNING)) {
+        begin(sd, cause);
+        return 0;
+      }
+      break;
+    case UVCTX__SHUTDOWN_STOPPING:
+      if (atomic_compare_exchange_strong(&sd->phase, &phase,
+                                         UVCTX__SHUTDOWN_STOPPED))
+        return uvctx__cancel(c, UV_ECANCELED, cause);
+      break;
+    default: /* beginning, or being finished by another call */
+      sched_yield();
+      break;
+    }
   }
-  if (phase == 1 && atomic_compare_exchange_strong(&sd->phase, &phase, 2))
-    return uvctx__cancel(c, UV_ECANCELED, cause);
-  return UV_EALREADY;
 }
 
 void uvctx__shutdown_on_signal(uvctx__shutdown_t *sd, int signum) {

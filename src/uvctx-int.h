@@ -49,7 +49,7 @@ enum {
   UVCTX__KEEPALIVE = 2
 };
 
-/* What a mailbox entry asks the loop to do (uvctx__cancel_t.mb_flags). Every
+/* What a mailbox entry asks the loop to do (uvctx_t.mb_flags). Every
  * flag but RELEASE carries a reference to the context. */
 enum {
   UVCTX__MB_CANCEL = 1,   /* deliver a subtree cancelled from another thread */
@@ -78,6 +78,7 @@ struct uvctx_s {
   atomic_uint refs;
   uint8_t kind;
   uint8_t flags;
+  uint8_t mb_flags; /* UVCTX__MB_*, guarded by the loop's mailbox_lock */
   /* Holds a reference; NULL for roots. An any-context holds its other
    * parents in uvctx__any_t. */
   uvctx_t *parent;
@@ -106,11 +107,10 @@ struct uvctx__cancel_s {
   uvctx__loop_t *lp;
   uvctx__link_t *first_child; /* guarded by lp->tree_lock */
   uvctx__link_t *walk_link;   /* the link a walk came in by (tree_lock) */
-  uvctx__link_t *links;       /* &link, or an any-context's array */
-  size_t nlinks;
   /* Contexts whose parent this is, of every kind: uvctx_drain() waits for
    * them to go. */
-  atomic_size_t kids;
+  atomic_uint kids;
+  unsigned int closing; /* handles whose close callback is pending */
   /* Watches waiting for this context to be done, and drains waiting for it
    * to be done and childless (loop thread). */
   uvctx_watch_t *watch_head;
@@ -118,14 +118,11 @@ struct uvctx__cancel_s {
   uvctx_watch_t *drain_head;
   uvctx_watch_t *drain_tail;
   uv_async_t *done_async; /* made by uvctx_done_async() */
-  /* Mailbox link, guarded by lp->mailbox_lock. */
-  uvctx__cancel_t *mb_next;
-  unsigned int mb_flags;
+  uvctx__cancel_t *mb_next; /* mailbox link, guarded by lp->mailbox_lock */
   /* The loop's list of live cancellable contexts (loop thread). */
   uvctx__cancel_t *live_next;
   uvctx__cancel_t *live_prev;
-  unsigned int closing; /* handles whose close callback is pending */
-  uvctx__link_t link;
+  uvctx__link_t link; /* its place under its parent; see uvctx__links_of */
 };
 
 /* A context that also has a uv_timer_t of its own: deadline and shutdown. */
@@ -141,7 +138,6 @@ typedef struct {
 typedef struct {
   atomic_int received; /* the first signal that arrived */
   unsigned int count;
-  unsigned int closing;
   uv_signal_t *handles; /* count of them, in the context's block */
 } uvctx__signals_t;
 
@@ -150,18 +146,29 @@ typedef struct {
   uvctx__signals_t signals;
 } uvctx__signal_t;
 
+/* The phases of a shutdown context. BEGINNING and the wait for the context
+ * to be done after STOPPED are short: one thread is between two steps. */
+enum {
+  UVCTX__SHUTDOWN_RUNNING,
+  UVCTX__SHUTDOWN_BEGINNING,
+  UVCTX__SHUTDOWN_STOPPING, /* phase 1: the grace period */
+  UVCTX__SHUTDOWN_STOPPED   /* phase 2: the context is being finished */
+};
+
 typedef struct {
   uvctx__deadline_t deadline;
   uvctx__signals_t signals;
   uint64_t grace_ms;
   int grace_cause;            /* the cause shutdown began with */
-  atomic_int phase;           /* 0 running, 1 stopping, 2 stopped */
+  atomic_int phase;           /* UVCTX__SHUTDOWN_* */
   uvctx__cancel_t *stopping;  /* its child; cleared when that goes */
 } uvctx__shutdown_t;
 
 typedef struct {
-  uvctx__cancel_t cancel;
-  uvctx_t **parents; /* nlinks of them, in the context's block */
+  uvctx__cancel_t cancel; /* its link is unused: links has one per parent */
+  size_t count;
+  uvctx_t **parents;      /* count of them, in the context's block */
+  uvctx__link_t *links;   /* count of them, in the context's block */
 } uvctx__any_t;
 
 /* Per-loop state, made with the first cancellable context of a loop and
@@ -239,6 +246,18 @@ static inline uvctx__any_t *uvctx__as_any(const uvctx_t *ctx) {
 
 static inline uvctx__shutdown_t *uvctx__as_shutdown(const uvctx_t *ctx) {
   return (uvctx__shutdown_t *)ctx;
+}
+
+/* The places of c in its parents' lists of children: one, or one per
+ * parent of an any-context. */
+static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
+                                             size_t *count) {
+  if (c->ctx.kind == UVCTX__ANY) {
+    *count = ((const uvctx__any_t *)c)->count;
+    return ((const uvctx__any_t *)c)->links;
+  }
+  *count = 1;
+  return (uvctx__link_t *)&c->link;
 }
 
 /* The signals of a signal or shutdown context, NULL for other kinds. */

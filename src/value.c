@@ -55,7 +55,7 @@ static int lookup(const uvctx_t *ctx, const void *key, void **value) {
     if (ctx->kind == UVCTX__ANY) {
       const uvctx__any_t *any = uvctx__as_any(ctx);
       size_t i;
-      for (i = 0; i < any->cancel.nlinks; i++)
+      for (i = 0; i < any->count; i++)
         if (lookup(any->parents[i], key, value))
           return 1;
       return 0;

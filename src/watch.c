@@ -153,16 +153,16 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
     return UV_EINVAL;
   if (uvctx__watch_pending(w))
     return UV_EBUSY;
-  w->ctx = ctx;
+  w->ctx = uvctx_retain(ctx);
   w->cb = cb;
   w->next = NULL;
   w->prev = NULL;
   owner = ctx->owner;
   if (owner == NULL) {
+    /* Never runs, but holds its reference like any pending watch. */
     w->state = UVCTX__WATCH_NEVER;
     return 0;
   }
-  uvctx_retain(ctx);
   /* If another thread finished the context, the loop acts on it first, so
    * that this watch joins the queue behind the ones registered before it. */
   uvctx__catch_up(owner->lp);
@@ -207,6 +207,7 @@ int uvctx_unwatch(uvctx_watch_t *w) {
   switch (w->state) {
   case UVCTX__WATCH_NEVER:
     w->state = UVCTX__WATCH_FINISHED;
+    uvctx_release(w->ctx);
     return 0;
   case UVCTX__WATCH_PENDING:
   case UVCTX__WATCH_DRAINING:
