@@ -7,6 +7,7 @@
 #define UVCTX_TEST_H
 
 #include <check.h>
+#include <stdlib.h>
 #include <uv.h>
 
 #include "uvctx.h"
@@ -17,6 +18,17 @@
     ck_assert_int_eq(uv_run((loop), UV_RUN_DEFAULT), 0);                      \
     ck_assert_int_eq(uv_loop_close(loop), 0);                                 \
   } while (0)
+
+/* UVCTX_TEST_SCALE (a positive number, default 1) scales the iteration
+ * counts of the biggest tests: .ci/run sets 0.25 under valgrind, and a soak
+ * run may set 10. Every assertion still runs; only how often changes. Never
+ * less than 1. */
+static inline int test_scaled(int n) {
+  const char *env = getenv("UVCTX_TEST_SCALE");
+  double scale = env != NULL ? strtod(env, NULL) : 1.0;
+  double v = (scale > 0 ? scale : 1.0) * n;
+  return v < 1 ? 1 : v > 1e9 ? 1000000000 : (int)v;
+}
 
 /* One suite per source file under test; test_main.c runs them all. */
 Suite *cancel_suite(void);

@@ -1,18 +1,41 @@
-/* Allocation failure: every call that allocates, failed at each of its
- * allocations in turn, returns UV_ENOMEM (or NULL for uvctx_done_async),
- * leaves its out-pointer and the tree unchanged, and leaks nothing. */
+/* Allocation failure: every public function that allocates, failed at each
+ * of its allocations in turn, returns UV_ENOMEM (NULL for uvctx_done_async),
+ * leaves its out-pointers and the tree unchanged, and leaks nothing; and a
+ * server's worth of calls survives a failure at any point: every call
+ * returns UV_ENOMEM or succeeds, what was built works, and the loop closes
+ * with every byte given back.
+ *
+ * The functions that allocate: uvctx_with_cancel, uvctx_with_deadline(_cause),
+ * uvctx_with_timeout(_cause), uvctx_with_value, uvctx_without_cancel,
+ * uvctx_with_signal, uvctx_with_any, uvctx_with_shutdown (two contexts) and
+ * uvctx_done_async; the first cancellable context of a loop also allocates
+ * the loop's state. No other function allocates: the scenario below runs the
+ * others (watch, drain, unwatch, cancel, reset_timeout, shutdown, keepalive,
+ * close_on_done, release) with the allocator failing every call, and they
+ * all work. */
+#include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "test.h"
 
-/* Allocations still allowed before the next one fails; -1: never fails. */
+/* Allocations still allowed before the next one fails; -1: never fails.
+ * fail_all makes every allocation fail. */
 static long allowed = -1;
+static int fail_all;
+static int one_shot; /* only the allowed-th allocation fails, not the rest */
 static long outstanding;
+static long refused;
 
 static void *counting_malloc(size_t size) {
   void *ptr;
-  if (allowed == 0)
+  if (fail_all || allowed == 0) {
+    refused++;
+    if (one_shot && !fail_all)
+      allowed = -1;
     return NULL;
+  }
   if (allowed > 0)
     allowed--;
   ptr = malloc(size);
@@ -27,68 +50,150 @@ static void counting_free(void *ptr) {
   free(ptr);
 }
 
+static FILE *devnull;
+
 static void setup(void) {
   ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
   allowed = -1;
+  fail_all = 0;
+  one_shot = 0;
   outstanding = 0;
+  devnull = fopen("/dev/null", "w");
+  ck_assert_ptr_nonnull(devnull);
 }
 
 static void teardown(void) {
   ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+  fclose(devnull);
 }
+
+/* Cancellable contexts alive on loop, by uvctx_dump_loop's count. */
+static int live(uv_loop_t *loop) { return uvctx_dump_loop(loop, devnull); }
 
 static char sentinel_storage;
 #define SENTINEL ((uvctx_t *)&sentinel_storage)
 
-typedef int (*make_fn)(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out);
+/* A constructor under test: makes one context (or two, for a shutdown)
+ * under parent; extra is a second, never done, parent for with_any. */
+typedef int (*make_fn)(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                       uvctx_t **out2);
 
-static int make_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
+static int make_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                       uvctx_t **out2) {
+  (void)out2;
   return uvctx_with_cancel(loop, parent, out);
 }
-static int make_timeout(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
+static int make_deadline(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                         uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_deadline(loop, parent, uvctx_now() + 60000, out);
+}
+static int make_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
+                               uvctx_t **out, uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_deadline_cause(loop, parent, uvctx_now() + 60000,
+                                   UV_EPIPE, out);
+}
+static int make_timeout(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                        uvctx_t **out2) {
+  (void)out2;
   return uvctx_with_timeout(loop, parent, 10000, out);
 }
-static int make_value(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
+static int make_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                              uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_timeout_cause(loop, parent, 10000, UV_EPIPE, out);
+}
+static int make_born_done_timeout(uv_loop_t *loop, uvctx_t *parent,
+                                  uvctx_t **out, uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_timeout(loop, parent, 0, out);
+}
+static int make_value(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                      uvctx_t **out2) {
   static int key;
   (void)loop;
+  (void)out2;
   return uvctx_with_value(parent, &key, &key, out);
 }
 static int make_without_cancel(uv_loop_t *loop, uvctx_t *parent,
-                               uvctx_t **out) {
+                               uvctx_t **out, uvctx_t **out2) {
   (void)loop;
+  (void)out2;
   return uvctx_without_cancel(parent, out);
 }
+static int make_signal(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                       uvctx_t **out2) {
+  static const int signums[] = {SIGUSR1, SIGUSR2, SIGHUP};
+  (void)out2;
+  return uvctx_with_signal(loop, parent, signums, 3, out);
+}
+static int make_any(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                    uvctx_t **out2) {
+  uvctx_t *parents[3] = {uvctx_todo(), parent, parent};
+  (void)out2;
+  return uvctx_with_any(loop, parents, 3, out);
+}
+static int make_shutdown(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                         uvctx_t **out2) {
+  static const int signums[] = {SIGUSR1};
+  return uvctx_with_shutdown(loop, parent, signums, 1, 5000, out2, out);
+}
 
-/* Sweeps the n-th allocation of make() over every n, first as the first
- * context of a loop (which also allocates the loop's state), then under a
- * live cancellable parent. */
-static void sweep(make_fn make) {
-  int under_parent;
-  for (under_parent = 0; under_parent <= 1; under_parent++) {
+/* The parents a constructor is swept under. */
+enum { UNDER_ROOT, UNDER_CANCEL, UNDER_VALUE, UNDER_DONE, UNDER_COUNT };
+
+/* Sweeps the n-th allocation of make() over every n, under each kind of
+ * parent: the background root (for the loop's first context this also
+ * allocates the loop's state), a live cancel context, a value context, a
+ * done context. Returns the number of failure points found. */
+static int sweep(make_fn make) {
+  static int key;
+  int points = 0;
+
+  for (int under = 0; under < UNDER_COUNT; under++) {
     long n;
     int failures = 0;
     for (n = 0;; n++) {
       uv_loop_t loop;
-      uvctx_t *parent = uvctx_background();
-      uvctx_t *out = SENTINEL;
-      int err;
+      uvctx_t *parent = uvctx_background(), *owner = NULL, *value = NULL;
+      uvctx_t *out = SENTINEL, *out2 = SENTINEL;
+      int err, before, parent_err;
 
       ck_assert_int_eq(uv_loop_init(&loop), 0);
-      if (under_parent)
-        ck_assert_int_eq(uvctx_with_cancel(&loop, parent, &parent), 0);
+      if (under != UNDER_ROOT) {
+        ck_assert_int_eq(uvctx_with_cancel(&loop, parent, &owner), 0);
+        parent = owner;
+      }
+      if (under == UNDER_VALUE) {
+        ck_assert_int_eq(uvctx_with_value(owner, &key, &key, &value), 0);
+        parent = value;
+      }
+      if (under == UNDER_DONE)
+        ck_assert_int_eq(uvctx_cancel_cause(owner, UV_EPIPE), 0);
+      before = live(&loop);
+      parent_err = uvctx_err(parent);
+
       allowed = n;
-      err = make(&loop, parent, &out);
+      err = make(&loop, parent, &out, &out2);
       allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
-        ck_assert_int_eq(uvctx_err(parent), 0);
+        ck_assert_ptr_eq(out2, SENTINEL);
+        ck_assert_int_eq(uvctx_err(parent), parent_err);
+        ck_assert_int_eq(live(&loop), before);
       } else {
         ck_assert_int_eq(err, 0);
         ck_assert_ptr_ne(out, SENTINEL);
+        if (under == UNDER_DONE && uvctx_loop(out) != NULL)
+          ck_assert_int_eq(uvctx_cause(out), UV_EPIPE);
+        if (out2 != SENTINEL)
+          uvctx_release(out2);
         uvctx_release(out);
       }
-      uvctx_release(parent);
+      uvctx_release(value);
+      uvctx_release(owner);
       ASSERT_LOOP_CLOSES(&loop);
       ck_assert_int_eq(outstanding, 0);
       if (err == 0)
@@ -96,13 +201,28 @@ static void sweep(make_fn make) {
     }
     /* Each constructor allocates at least once. */
     ck_assert_int_ge(failures, 1);
+    points += failures;
   }
+  if (getenv("UVCTX_ALLOC_VERBOSE") != NULL)
+    fprintf(stderr, "alloc: %d failure points under %d parents\n", points,
+            UNDER_COUNT);
+  return points;
 }
 
 START_TEST(test_with_cancel_enomem_leaves_nothing) { sweep(make_cancel); }
 END_TEST
 
-START_TEST(test_with_timeout_enomem_leaves_nothing) { sweep(make_timeout); }
+START_TEST(test_with_deadline_enomem_leaves_nothing) {
+  sweep(make_deadline);
+  sweep(make_deadline_cause);
+}
+END_TEST
+
+START_TEST(test_with_timeout_enomem_leaves_nothing) {
+  sweep(make_timeout);
+  sweep(make_timeout_cause);
+  sweep(make_born_done_timeout);
+}
 END_TEST
 
 START_TEST(test_with_value_enomem_leaves_nothing) { sweep(make_value); }
@@ -113,73 +233,307 @@ START_TEST(test_without_cancel_enomem_leaves_nothing) {
 }
 END_TEST
 
+START_TEST(test_with_signal_enomem_leaves_nothing) { sweep(make_signal); }
+END_TEST
+
+START_TEST(test_with_any_enomem_leaves_nothing) { sweep(make_any); }
+END_TEST
+
+START_TEST(test_with_shutdown_enomem_leaves_nothing) {
+  /* Two contexts: a failure of the second gives back the first. */
+  ck_assert_int_ge(sweep(make_shutdown), 2 * UNDER_COUNT);
+}
+END_TEST
+
 START_TEST(test_done_async_enomem_returns_null_then_recovers) {
+  static int key;
   uv_loop_t loop;
-  uvctx_t *ctx;
+  uvctx_t *ctx, *value;
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &ctx), 0);
+  ck_assert_int_eq(uvctx_with_value(ctx, &key, &key, &value), 0);
   allowed = 0;
   ck_assert_ptr_null(uvctx_done_async(ctx));
+  allowed = 0; /* through a value context too */
+  ck_assert_ptr_null(uvctx_done_async(value));
   allowed = -1;
-  ck_assert_ptr_nonnull(uvctx_done_async(ctx));
+  uv_async_t *a = uvctx_done_async(value);
+  ck_assert_ptr_nonnull(a);
+  ck_assert_ptr_eq(uvctx_done_async(ctx), a);
+  /* Made: no allocation any more, so no failure. */
+  fail_all = 1;
+  ck_assert_ptr_eq(uvctx_done_async(ctx), a);
+  fail_all = 0;
+  /* The signal still comes when the context is done. */
+  uv_ref((uv_handle_t *)a);
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  uvctx_release(value);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(outstanding, 0);
 }
 END_TEST
 
-static int watch_runs;
+/* ---------------------------------------------------------------------------
+ * A server under failing allocations
+ * ------------------------------------------------------------------------- */
 
-static void count_watch(uvctx_watch_t *w, int err) {
-  (void)w;
-  ck_assert_int_eq(err, UV_ECANCELED);
-  watch_runs++;
+enum { CONNS = 3, REQS = 2 };
+
+typedef struct {
+  uvctx_watch_t w;
+  int runs;
+  int err;
+} rec_t;
+
+static void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->runs++;
+  r->err = err;
 }
 
-/* A server's worth of calls: a root, a connection with an idle timeout, a
- * request with a value and a deadline, a watch, a cancel of the root. Every
- * allocation in it fails in turn; whatever was built works and is freed. */
-START_TEST(test_server_scenario_survives_each_failed_allocation) {
-  static int request_id_key;
-  long n;
+static void rec_watch(rec_t *r, uvctx_t *ctx) {
+  r->w.data = r;
+  if (ctx != NULL)
+    ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+}
 
-  for (n = 0;; n++) {
-    uv_loop_t loop;
-    uvctx_t *root = NULL, *conn = NULL, *tagged = NULL, *req = NULL;
-    uvctx_watch_t w = {0};
-    int watched = 0;
-    int complete;
+static void rec_drain(rec_t *r, uvctx_t *ctx) {
+  r->w.data = r;
+  if (ctx != NULL)
+    ck_assert_int_eq(uvctx_drain(ctx, &r->w, rec_cb), 0);
+}
 
-    ck_assert_int_eq(uv_loop_init(&loop), 0);
-    watch_runs = 0;
-    allowed = n;
-    if (uvctx_with_cancel(&loop, uvctx_background(), &root) == 0 &&
-        uvctx_with_timeout(&loop, root, 60000, &conn) == 0 &&
-        uvctx_with_value(conn, &request_id_key, &n, &tagged) == 0 &&
-        uvctx_with_timeout(&loop, tagged, 5000, &req) == 0)
-      watched = uvctx_watch(req, &w, count_watch) == 0;
-    complete = allowed != 0;
-    allowed = -1;
+/* A constructor's result in the scenario: UV_ENOMEM with *out untouched, or
+ * success. Counts the failures. */
+static long scenario_failures;
 
-    if (root != NULL) {
-      ck_assert_int_eq(uvctx_cancel(root), 0);
-      if (req != NULL) {
-        ck_assert_int_eq(uvctx_err(req), UV_ECANCELED);
-        ck_assert_ptr_eq(uvctx_value(req, &request_id_key), &n);
-      }
+static int scenario_err;
+
+/* GOT(call): the call first, then its *out (argument order is unspecified,
+ * hence the comma). */
+#define GOT(call) (scenario_err = (call), got(scenario_err, out))
+
+static uvctx_t *got(int err, uvctx_t *out) {
+  if (err == UV_ENOMEM) {
+    ck_assert_ptr_eq(out, SENTINEL);
+    scenario_failures++;
+    return NULL;
+  }
+  ck_assert_int_eq(err, 0);
+  ck_assert_ptr_ne(out, SENTINEL);
+  return out;
+}
+
+static uv_timer_t close_me;
+static uvctx_watch_t close_watch;
+static int closed;
+
+static void on_closed(uv_handle_t *h) {
+  (void)h;
+  closed++;
+}
+
+/* One run of the scenario with the n-th allocation failing (n < 0: none);
+ * returns 1 once it ran with nothing failing. A server with a two-phase
+ * shutdown and a signal, a listener handle closed on shutdown, connections
+ * with an idle timeout (reset on "reads") and a per-connection value,
+ * requests with deadlines and an "any" of request and server, watches,
+ * drains, done signals; then shutdown, the grace period cut short, and
+ * everything released. */
+static int server_scenario(long n) {
+  static const int signums[] = {SIGUSR2};
+  static int conn_id_key;
+  uv_loop_t loop;
+  uvctx_t *root = NULL, *server = NULL, *stopping = NULL;
+  uvctx_t *conn[CONNS] = {0}, *tagged[CONNS] = {0};
+  uvctx_t *req[CONNS][REQS] = {{0}}, *either[CONNS][REQS] = {{0}};
+  rec_t on_stop = {0}, on_drain = {0}, on_req[CONNS][REQS], on_conn[CONNS];
+  uvctx_t *out;
+
+  memset(on_req, 0, sizeof on_req);
+  memset(on_conn, 0, sizeof on_conn);
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uv_timer_init(&loop, &close_me), 0);
+  memset(&close_watch, 0, sizeof close_watch);
+  closed = 0;
+  refused = 0;
+  scenario_failures = 0;
+  allowed = n;
+
+  out = SENTINEL;
+  root = GOT(uvctx_with_cancel(&loop, uvctx_background(), &out));
+  if (root != NULL) {
+    uvctx_t *st = SENTINEL;
+    out = SENTINEL;
+    int err = uvctx_with_shutdown(&loop, root, signums, 1, 60000, &st, &out);
+    server = got(err, out);
+    if (server != NULL)
+      stopping = st;
+    else
+      ck_assert_ptr_eq(st, SENTINEL);
+  }
+  if (stopping != NULL) {
+    rec_watch(&on_stop, stopping);
+    ck_assert_int_eq(
+        uvctx_close_on_done(stopping, (uv_handle_t *)&close_me, &close_watch,
+                            on_closed),
+        0);
+  }
+  if (server != NULL) {
+    rec_drain(&on_drain, server);
+    ck_assert_int_eq(uvctx_keepalive(server, 1), 0);
+    ck_assert_int_eq(uvctx_keepalive(server, 0), 0);
+  }
+  for (int c = 0; c < CONNS && server != NULL; c++) {
+    out = SENTINEL;
+    conn[c] = GOT(uvctx_with_timeout(&loop, server, 30000, &out));
+    if (conn[c] == NULL)
+      continue;
+    rec_watch(&on_conn[c], conn[c]);
+    out = SENTINEL;
+    tagged[c] = GOT(uvctx_with_value(conn[c], &conn_id_key, &on_conn[c], &out));
+    for (int r = 0; r < REQS && tagged[c] != NULL; r++) {
+      out = SENTINEL;
+      req[c][r] = GOT(uvctx_with_deadline_cause(
+          &loop, tagged[c], uvctx_now() + 5000, UV_ETIMEDOUT, &out));
+      if (req[c][r] == NULL)
+        continue;
+      uvctx_t *parents[2] = {req[c][r], stopping != NULL ? stopping : root};
+      out = SENTINEL;
+      either[c][r] = GOT(uvctx_with_any(&loop, parents, 2, &out));
+      rec_watch(&on_req[c][r], either[c][r] != NULL ? either[c][r] : req[c][r]);
+      /* The done signal may fail to be made; it is then NULL. */
+      if (uvctx_done_async(req[c][r]) == NULL)
+        scenario_failures++;
+      ck_assert_ptr_eq(uvctx_value(req[c][r], &conn_id_key), &on_conn[c]);
     }
-    uvctx_release(req);
-    uvctx_release(tagged);
-    uvctx_release(conn);
-    uvctx_release(root);
-    ASSERT_LOOP_CLOSES(&loop);
-    ck_assert_int_eq(watch_runs, watched);
-    ck_assert_int_eq(outstanding, 0);
+    /* A read: the idle timeout starts again. No allocation. */
+    ck_assert_int_eq(uvctx_reset_timeout(conn[c], 30000), 0);
+  }
+  /* Nothing below allocates: make every allocation fail to prove it. */
+  int complete = refused == 0;
+  allowed = -1;
+  fail_all = 1;
+
+  /* A client goes away; then the shutdown, and the grace period cut short. */
+  if (conn[0] != NULL)
+    ck_assert_int_eq(uvctx_cancel_cause(conn[0], UV_ECONNRESET), 0);
+  if (server != NULL) {
+    ck_assert_int_eq(uvctx_shutdown(server, UV_ESHUTDOWN), 0);
+    ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
+    ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN);
+    uv_run(&loop, UV_RUN_NOWAIT);
+    ck_assert_int_eq(on_stop.runs, 1);
+    ck_assert_int_eq(closed, 1);
+    if (uvctx_err(server) == 0) /* something is still running */
+      ck_assert_int_eq(uvctx_shutdown(server, UV_ESHUTDOWN), 0);
+    ck_assert_int_eq(uvctx_err(server), UV_ECANCELED);
+  } else if (root != NULL) {
+    ck_assert_int_eq(uvctx_cancel(root), 0);
+  }
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+
+  /* Every context that was made is done, with the right cause, and its
+   * watch ran once. */
+  for (int c = 0; c < CONNS; c++) {
+    if (conn[c] == NULL)
+      continue;
+    ck_assert_int_eq(on_conn[c].runs, 1);
+    ck_assert_int_eq(uvctx_cause(conn[c]),
+                     c == 0 ? UV_ECONNRESET : UV_ESHUTDOWN);
+    for (int r = 0; r < REQS; r++) {
+      if (req[c][r] == NULL)
+        continue;
+      ck_assert_int_eq(on_req[c][r].runs, 1);
+      ck_assert_int_eq(on_req[c][r].err, UV_ECANCELED);
+      ck_assert_int_ne(uvctx_err(req[c][r]), 0);
+    }
+  }
+  if (root != NULL && server == NULL) {
+    ck_assert_int_eq(on_drain.runs, 0);
+  }
+
+  /* Release everything; the drain of the server runs once all is gone. */
+  for (int c = 0; c < CONNS; c++) {
+    for (int r = 0; r < REQS; r++) {
+      uvctx_release(either[c][r]);
+      uvctx_release(req[c][r]);
+    }
+    uvctx_release(tagged[c]);
+    uvctx_release(conn[c]);
+  }
+  uvctx_release(stopping);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  if (server != NULL)
+    ck_assert_int_eq(on_drain.runs, 1);
+  uvctx_release(server);
+  uvctx_release(root);
+  fail_all = 0;
+  if (!uv_is_closing((uv_handle_t *)&close_me))
+    uv_close((uv_handle_t *)&close_me, NULL);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(outstanding, 0);
+  return complete;
+}
+
+/* Every allocation of the scenario fails in turn: memory runs out there for
+ * good (_i == 0), or just that one allocation fails (_i == 1). */
+START_TEST(test_server_scenario_survives_each_failed_allocation) {
+  long n, total_failures = 0;
+
+  one_shot = _i;
+  for (n = 0;; n++) {
+    int complete = server_scenario(n);
+    total_failures += scenario_failures;
     if (complete)
       break;
   }
-  ck_assert_int_ge(n, 4);
+  /* root, shutdown (2), per connection: timeout, value, per request:
+   * deadline, any, done signal -- and the loop's state. */
+  ck_assert_int_ge(n, 1 + 2 + CONNS * (2 + REQS * 3) + 1);
+  if (getenv("UVCTX_ALLOC_VERBOSE") != NULL)
+    fprintf(stderr,
+            "alloc: server scenario swept %ld allocation points (%ld calls "
+            "said UV_ENOMEM)\n",
+            n, total_failures);
+}
+END_TEST
+
+/* Every allocation fails from the start: nothing can be made, and nothing
+ * is left behind. */
+START_TEST(test_everything_fails_when_no_memory_is_left) {
+  static int key;
+  static const int signums[] = {SIGUSR1};
+  uv_loop_t loop;
+  uvctx_t *out = SENTINEL, *out2 = SENTINEL;
+  uvctx_t *parents[1] = {uvctx_background()};
+
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  fail_all = 1;
+  ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &out),
+                   UV_ENOMEM);
+  ck_assert_int_eq(uvctx_with_deadline(&loop, uvctx_background(), 1, &out),
+                   UV_ENOMEM);
+  ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 0, &out),
+                   UV_ENOMEM);
+  ck_assert_int_eq(uvctx_with_value(uvctx_background(), &key, NULL, &out),
+                   UV_ENOMEM);
+  ck_assert_int_eq(uvctx_without_cancel(uvctx_todo(), &out), UV_ENOMEM);
+  ck_assert_int_eq(
+      uvctx_with_signal(&loop, uvctx_background(), signums, 1, &out),
+      UV_ENOMEM);
+  ck_assert_int_eq(uvctx_with_any(&loop, parents, 1, &out), UV_ENOMEM);
+  ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0, 0,
+                                       &out2, &out),
+                   UV_ENOMEM);
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_ptr_eq(out2, SENTINEL);
+  fail_all = 0;
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(outstanding, 0);
 }
 END_TEST
 
@@ -189,11 +543,22 @@ Suite *alloc_suite(void) {
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_with_cancel_enomem_leaves_nothing);
+  tcase_add_test(tc, test_with_deadline_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_timeout_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_value_enomem_leaves_nothing);
   tcase_add_test(tc, test_without_cancel_enomem_leaves_nothing);
+  tcase_add_test(tc, test_with_signal_enomem_leaves_nothing);
+  tcase_add_test(tc, test_with_any_enomem_leaves_nothing);
+  tcase_add_test(tc, test_with_shutdown_enomem_leaves_nothing);
   tcase_add_test(tc, test_done_async_enomem_returns_null_then_recovers);
-  tcase_add_test(tc, test_server_scenario_survives_each_failed_allocation);
+  tcase_add_test(tc, test_everything_fails_when_no_memory_is_left);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("scenario");
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, 60); /* valgrind */
+  tcase_add_loop_test(tc, test_server_scenario_survives_each_failed_allocation,
+                      0, 2);
   suite_add_tcase(s, tc);
   return s;
 }

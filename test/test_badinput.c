@@ -1,9 +1,15 @@
 /* Bad input: every invalid argument that uvctx.h documents, for every public
- * function. A call that fails returns its documented code and changes
- * nothing: *out keeps the caller's sentinel, the parent is not done, no
- * reference or handle is left behind (the loop still closes), and the
- * arguments that were valid can be used again as if nothing had happened. */
+ * function (those of the Beyond-Go functions mostly in their own suites:
+ * test_signal, test_any, test_reset, test_handles, test_drain, test_shutdown,
+ * test_dump; what they leave is here), and a loop that will not close. A
+ * call that fails returns its documented code and changes nothing: *out
+ * keeps the caller's sentinel, the parent is not done, no reference or handle
+ * is left behind (the loop still closes), and the arguments that were valid
+ * can be used again as if nothing had happened. */
 #include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -581,6 +587,294 @@ START_TEST(test_retain_and_release_of_roots_are_noops) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------------------
+ * Gaps the other suites leave: the allocator, causes on done contexts of
+ * every cancellable kind, watches pending in another way, reset_timeout on
+ * contexts whose timer is not a deadline's.
+ * ------------------------------------------------------------------------- */
+
+static long allocs;
+
+static void *counting_malloc(size_t size) {
+  allocs++;
+  return malloc(size);
+}
+
+START_TEST(test_replace_allocator_rejects_null_and_keeps_the_old_one) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, free), 0);
+  ck_assert_int_eq(uvctx_replace_allocator(NULL, free), UV_EINVAL);
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, NULL), UV_EINVAL);
+  ck_assert_int_eq(uvctx_replace_allocator(NULL, NULL), UV_EINVAL);
+
+  /* The allocator set before the failed calls is still the one used. */
+  allocs = 0;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v = mk_value(ctx, &key_user, value_alice);
+  ck_assert_int_ge(allocs, 2);
+  uvctx_release(v);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+END_TEST
+
+/* "arguments are checked first, so a bad cause is UV_EINVAL even on a
+ * context that is done" -- for every cancellable kind. */
+START_TEST(test_positive_cause_is_einval_on_done_contexts_of_every_kind) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  uvctx_t *ctx[5], *stopping;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ctx[0] = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_with_timeout(&loop, ctx[0], 0, &ctx[1]), 0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, ctx[0], sigs, 1, &ctx[2]), 0);
+  uvctx_t *parents[2] = {ctx[0], ctx[1]};
+  ck_assert_int_eq(uvctx_with_any(&loop, parents, 2, &ctx[3]), 0);
+  ck_assert_int_eq(uvctx_with_shutdown(&loop, ctx[0], NULL, 0, 1000,
+                                       &stopping, &ctx[4]),
+                   0);
+  ck_assert_int_eq(uvctx_cancel_cause(ctx[0], UV_EPIPE), 0);
+
+  for (int i = 0; i < 5; i++) {
+    int err = uvctx_err(ctx[i]), cause = uvctx_cause(ctx[i]);
+    ck_assert_int_ne(err, 0);
+    ck_assert_int_eq(uvctx_cancel_cause(ctx[i], 1), UV_EINVAL);
+    ck_assert_int_eq(uvctx_cancel_cause(ctx[i], INT_MAX), UV_EINVAL);
+    ck_assert_int_eq(uvctx_cancel_cause(ctx[i], UV_EIO), UV_EALREADY);
+    ck_assert_int_eq(uvctx_err(ctx[i]), err);
+    ck_assert_int_eq(uvctx_cause(ctx[i]), cause);
+  }
+  ck_assert_int_eq(uvctx_shutdown(ctx[4], 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_shutdown(ctx[4], 0), UV_EALREADY);
+
+  uvctx_release(stopping);
+  for (int i = 4; i >= 0; i--)
+    uvctx_release(ctx[i]);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+static void never_cb(uvctx_watch_t *w, int err) {
+  (void)w;
+  (void)err;
+  ck_abort_msg("a rejected registration ran");
+}
+
+/* A watch is pending in four ways -- waiting for its context, due, on a
+ * context never done, waiting as a drain -- and every function that
+ * registers a watch says UV_EBUSY for each, changing nothing. */
+START_TEST(test_every_registration_of_a_pending_watch_is_ebusy) {
+  uv_loop_t loop;
+  uv_timer_t handle;
+  uv_fs_t fs;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uv_timer_init(&loop, &handle), 0);
+  memset(&fs, 0, sizeof fs);
+  fs.type = UV_FS;
+  uvctx_t *live = mk_cancel(&loop, uvctx_background());
+  uvctx_t *done = mk_cancel(&loop, uvctx_background());
+  uvctx_t *never = mk_without(live);
+  uvctx_t *other = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_cancel(done), 0);
+  rec_t recs[4];
+  for (int i = 0; i < 4; i++)
+    rec_init(&recs[i]);
+  ck_assert_int_eq(uvctx_watch(live, &recs[0].w, rec_cb), 0);  /* waiting */
+  ck_assert_int_eq(uvctx_watch(done, &recs[1].w, rec_cb), 0);  /* due */
+  ck_assert_int_eq(uvctx_watch(never, &recs[2].w, rec_cb), 0); /* never */
+  ck_assert_int_eq(uvctx_drain(live, &recs[3].w, rec_cb), 0);  /* drain */
+
+  for (int i = 0; i < 4; i++) {
+    uvctx_watch_t *w = &recs[i].w;
+    ck_assert_int_eq(uvctx_watch(other, w, never_cb), UV_EBUSY);
+    ck_assert_int_eq(uvctx_drain(other, w, never_cb), UV_EBUSY);
+    ck_assert_int_eq(
+        uvctx_close_on_done(other, (uv_handle_t *)&handle, w, NULL), UV_EBUSY);
+    ck_assert_int_eq(uvctx_cancel_on_done(other, (uv_req_t *)&fs, w),
+                     UV_EBUSY);
+  }
+  /* Each is still what it was. */
+  ck_assert_int_eq(uvctx_cancel(other), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(recs[0].calls, 0);
+  ck_assert_int_eq(recs[1].calls, 1);
+  ck_assert_int_eq(uv_is_closing((uv_handle_t *)&handle), 0);
+  ck_assert_int_eq(uvctx_unwatch(&recs[2].w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&recs[3].w), 0);
+  ck_assert_int_eq(uvctx_cancel(live), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(recs[0].calls, 1);
+  ck_assert_int_eq(recs[3].calls, 0);
+
+  uv_close((uv_handle_t *)&handle, NULL);
+  uvctx_release(other);
+  uvctx_release(never);
+  uvctx_release(done);
+  uvctx_release(live);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* "Moves the deadline of ctx, a context made by uvctx_with_deadline or
+ * uvctx_with_timeout": a shutdown context has a timer, but not a deadline of
+ * its own to move; a signal context has none. */
+START_TEST(test_reset_timeout_of_shutdown_and_signal_contexts_is_einval) {
+  static const int sigs[] = {SIGUSR1};
+  uv_loop_t loop;
+  uvctx_t *sd, *stopping, *sig;
+  uint64_t d = 42;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
+                                       60000, &stopping, &sd),
+                   0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
+                   0);
+  ck_assert_int_eq(uvctx_reset_timeout(sd, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(sd, 10), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(stopping, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_reset_timeout(sig, 0), UV_EINVAL);
+  ck_assert_int_eq(uvctx_keepalive(sig, 1), UV_EINVAL);
+  ck_assert_int_eq(uvctx_err(sd), 0);
+  ck_assert_int_eq(uvctx_err(sig), 0);
+  ck_assert_int_eq(uvctx_deadline(sd, &d), 0); /* no grace period yet */
+  ck_assert_uint_eq(d, 42);
+  uvctx_release(sig);
+  uvctx_release(stopping);
+  uvctx_release(sd);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * A loop that will not close: uv_loop_close() says UV_EBUSY while contexts
+ * (or pending watches) are alive on it, changes nothing, and the contexts
+ * go on working; once they are released and the loop has run once more, it
+ * closes, and the same memory makes a new loop that starts afresh.
+ * ------------------------------------------------------------------------- */
+
+static void close_hits_ebusy(uv_loop_t *loop) {
+  ck_assert_int_eq(uv_loop_close(loop), UV_EBUSY);
+}
+
+/* Cancellable contexts alive on loop (uvctx_dump_loop's count). */
+static int alive_on(const uv_loop_t *loop) {
+  FILE *devnull = fopen("/dev/null", "w");
+  ck_assert_ptr_nonnull(devnull);
+  int n = uvctx_dump_loop(loop, devnull);
+  fclose(devnull);
+  return n;
+}
+
+START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
+  static const int sigs[] = {SIGUSR2};
+  uv_loop_t loop;
+  uvctx_t *root, *t, *sig, *any, *sd, *stopping, *v, *wc, *late;
+  rec_t on_t, on_any, on_stop, on_drain;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  root = mk_cancel(&loop, uvctx_background());
+  ck_assert_int_eq(uvctx_with_timeout(&loop, root, 60000, &t), 0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, root, sigs, 1, &sig), 0);
+  uvctx_t *parents[2] = {t, sig};
+  ck_assert_int_eq(uvctx_with_any(&loop, parents, 2, &any), 0);
+  ck_assert_int_eq(
+      uvctx_with_shutdown(&loop, root, NULL, 0, 60000, &stopping, &sd), 0);
+  v = mk_value(any, &key_user, value_alice);
+  wc = mk_without(v);
+  ck_assert_ptr_nonnull(uvctx_done_async(v));
+  rec_init(&on_t);
+  rec_init(&on_any);
+  rec_init(&on_stop);
+  rec_init(&on_drain);
+  ck_assert_int_eq(uvctx_watch(t, &on_t.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_watch(v, &on_any.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_watch(stopping, &on_stop.w, rec_cb), 0);
+  ck_assert_int_eq(uvctx_drain(root, &on_drain.w, rec_cb), 0);
+
+  close_hits_ebusy(&loop);
+  ck_assert_int_eq(alive_on(&loop), 6); /* the cancellable ones */
+
+  /* Everything still works after the refused close. */
+  ck_assert_int_eq(uvctx_reset_timeout(t, 0), 0);
+  ck_assert_int_eq(uvctx_err(any), UV_ETIMEDOUT);
+  ck_assert_ptr_eq(uvctx_value(wc, &key_user), value_alice);
+  ck_assert_int_eq(uvctx_shutdown(sd, UV_EPIPE), 0);
+  late = mk_cancel(&loop, root);
+  close_hits_ebusy(&loop);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(on_t.calls, 1);
+  ck_assert_int_eq(on_any.calls, 1);
+  ck_assert_int_eq(on_any.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(on_stop.calls, 1);
+  ck_assert_int_eq(uvctx_cause(stopping), UV_EPIPE);
+  close_hits_ebusy(&loop);
+  ck_assert_int_eq(uvctx_cancel_cause(root, UV_ECONNRESET), 0);
+  ck_assert_int_eq(uvctx_cause(late), UV_ECONNRESET);
+  ck_assert_int_eq(uvctx_err(sig), UV_ECANCELED);
+  close_hits_ebusy(&loop);
+
+  uvctx_release(late);
+  uvctx_release(wc);
+  uvctx_release(v);
+  uvctx_release(any);
+  uvctx_release(sig);
+  uvctx_release(t);
+  uvctx_release(stopping);
+  uvctx_release(sd);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(on_drain.calls, 1); /* the tree has drained */
+  uvctx_release(root);
+  /* Released, but the handles close on the next run. */
+  close_hits_ebusy(&loop);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* A pending watch keeps its context, and so the loop, from closing. */
+START_TEST(test_loop_close_with_only_a_pending_watch_is_ebusy) {
+  uv_loop_t loop;
+  rec_t r;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_init(&r);
+  ck_assert_int_eq(uvctx_watch(ctx, &r.w, rec_cb), 0);
+  uvctx_release(ctx);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  close_hits_ebusy(&loop);
+  ck_assert_int_eq(alive_on(&loop), 1);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+/* Contexts without handles (value, without-cancel) never hold a loop; after
+ * a close, the same memory is a new loop with no trace of the old one. */
+START_TEST(test_loop_memory_reused_after_close_starts_afresh) {
+  uv_loop_t loop;
+  rec_t r;
+  for (int round = 0; round < 3; round++) {
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uvctx_t *v = mk_value(uvctx_background(), &key_user, value_alice);
+    uvctx_t *wc = mk_without(v);
+    ck_assert_int_eq(uv_loop_close(&loop), 0); /* nothing of uvctx on it */
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    uvctx_t *ctx = mk_cancel(&loop, wc);
+    ck_assert_ptr_eq(uvctx_loop(ctx), &loop);
+    ck_assert_int_eq(alive_on(&loop), 1);
+    rec_init(&r);
+    ck_assert_int_eq(uvctx_watch(ctx, &r.w, rec_cb), 0);
+    ck_assert_int_eq(uvctx_cancel(ctx), 0);
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(r.calls, 1);
+    uvctx_release(ctx);
+    uvctx_release(wc);
+    uvctx_release(v);
+    ASSERT_LOOP_CLOSES(&loop);
+  }
+}
+END_TEST
+
 Suite *badinput_suite(void) {
   Suite *s = suite_create("badinput");
 
@@ -628,6 +922,22 @@ Suite *badinput_suite(void) {
   tc = tcase_create("references");
   tcase_add_test(tc, test_retain_and_release_of_null_are_noops);
   tcase_add_test(tc, test_retain_and_release_of_roots_are_noops);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("more");
+  tcase_add_test(tc, test_replace_allocator_rejects_null_and_keeps_the_old_one);
+  tcase_add_test(tc,
+                 test_positive_cause_is_einval_on_done_contexts_of_every_kind);
+  tcase_add_test(tc, test_every_registration_of_a_pending_watch_is_ebusy);
+  tcase_add_test(tc,
+                 test_reset_timeout_of_shutdown_and_signal_contexts_is_einval);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("loop_close");
+  tcase_add_test(
+      tc, test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working);
+  tcase_add_test(tc, test_loop_close_with_only_a_pending_watch_is_ebusy);
+  tcase_add_test(tc, test_loop_memory_reused_after_close_starts_afresh);
   suite_add_tcase(s, tc);
 
   return s;

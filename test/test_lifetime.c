@@ -460,6 +460,7 @@ END_TEST
 enum { BIG = 10000, CHAIN = 1500 };
 
 typedef struct {
+  int n; /* BIG, scaled by UVCTX_TEST_SCALE, never below CHAIN + 1 */
   uvctx_t **nodes;
   counter_t *watches; /* one per node, used on every 7th */
 } big_tree_t;
@@ -468,12 +469,15 @@ typedef struct {
  * chain; the rest hang under random earlier nodes (fan-out). Kinds rotate:
  * cancel, deadline (far away), value. */
 static void big_tree_build(big_tree_t *bt, uv_loop_t *loop, uint32_t *seed) {
-  bt->nodes = calloc(BIG, sizeof *bt->nodes);
-  bt->watches = calloc(BIG, sizeof *bt->watches);
+  bt->n = test_scaled(BIG);
+  if (bt->n < CHAIN + 1)
+    bt->n = CHAIN + 1;
+  bt->nodes = calloc((size_t)bt->n, sizeof *bt->nodes);
+  bt->watches = calloc((size_t)bt->n, sizeof *bt->watches);
   ck_assert_ptr_nonnull(bt->nodes);
   ck_assert_ptr_nonnull(bt->watches);
   bt->nodes[0] = mk_cancel(loop, uvctx_background());
-  for (int i = 1; i < BIG; i++) {
+  for (int i = 1; i < bt->n; i++) {
     uvctx_t *parent =
         i < CHAIN ? bt->nodes[i - 1] : bt->nodes[rng_next(seed) % i];
     switch (i % 3) {
@@ -487,7 +491,7 @@ static void big_tree_build(big_tree_t *bt, uv_loop_t *loop, uint32_t *seed) {
 }
 
 static void big_tree_assert_delivered(big_tree_t *bt) {
-  for (int i = 0; i < BIG; i++) {
+  for (int i = 0; i < bt->n; i++) {
     if (i % 7 == 0 && i > 0) {
       ck_assert_int_eq(bt->watches[i].calls, 1);
       ck_assert_int_eq(bt->watches[i].err, UV_ECANCELED);
@@ -503,13 +507,13 @@ START_TEST(a_large_tree_cancelled_then_released_in_random_order_closes) {
   big_tree_build(&bt, &loop, &seed);
 
   ck_assert_int_eq(uvctx_cancel(bt.nodes[0]), 0);
-  for (int i = 0; i < BIG; i++) /* loop thread: all done on return */
+  for (int i = 0; i < bt.n; i++) /* loop thread: all done on return */
     ck_assert_int_eq(uvctx_err(bt.nodes[i]), UV_ECANCELED);
   uv_run(&loop, UV_RUN_DEFAULT);
   big_tree_assert_delivered(&bt);
 
-  shuffle(bt.nodes, BIG, &seed);
-  for (int i = 0; i < BIG; i++)
+  shuffle(bt.nodes, bt.n, &seed);
+  for (int i = 0; i < bt.n; i++)
     uvctx_release(bt.nodes[i]);
   ASSERT_LOOP_CLOSES(&loop);
   free(bt.nodes);
@@ -525,8 +529,8 @@ START_TEST(a_large_tree_released_in_random_order_before_delivery_still_delivers)
   big_tree_build(&bt, &loop, &seed);
 
   ck_assert_int_eq(uvctx_cancel(bt.nodes[0]), 0);
-  shuffle(bt.nodes, BIG, &seed);
-  for (int i = 0; i < BIG; i++)
+  shuffle(bt.nodes, bt.n, &seed);
+  for (int i = 0; i < bt.n; i++)
     uvctx_release(bt.nodes[i]);
   uv_run(&loop, UV_RUN_DEFAULT);
   big_tree_assert_delivered(&bt);
@@ -542,13 +546,13 @@ START_TEST(a_large_tree_released_uncancelled_in_random_order_closes) {
   uint32_t seed = 777;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   big_tree_build(&bt, &loop, &seed);
-  for (int i = 7; i < BIG; i += 7)
+  for (int i = 7; i < bt.n; i += 7)
     ck_assert_int_eq(uvctx_unwatch(&bt.watches[i].w), 0);
-  shuffle(bt.nodes, BIG, &seed);
-  for (int i = 0; i < BIG; i++)
+  shuffle(bt.nodes, bt.n, &seed);
+  for (int i = 0; i < bt.n; i++)
     uvctx_release(bt.nodes[i]);
   ASSERT_LOOP_CLOSES(&loop);
-  for (int i = 7; i < BIG; i += 7)
+  for (int i = 7; i < bt.n; i += 7)
     ck_assert_int_eq(bt.watches[i].calls, 0);
   free(bt.nodes);
   free(bt.watches);

@@ -1,4 +1,1081 @@
-/* Placeholder: the tests of this area are being written. */
+/* Stress: threads against the loop thread, on one large tree.
+ *
+ * WORKERS threads, which run no loop, keep grabbing references to random
+ * nodes of the tree (uvctx_retain), cancelling them with causes, querying
+ * them (err, cause, value, deadline), beginning shutdowns (uvctx_shutdown),
+ * making and dropping value and without-cancel children of them, and
+ * releasing them -- while the loop thread keeps making nodes of every kind
+ * (cancel, deadline with short and long timeouts, value, without-cancel,
+ * any-of, two-phase shutdown), watching, draining and unwatching them,
+ * resetting their deadlines (uvctx_reset_timeout), cancelling and releasing
+ * them, with watch callbacks that watch again.
+ *
+ * What is checked:
+ *   - every cancel returns 0, UV_EALREADY, or UV_EINVAL exactly for the kinds
+ *     that are not cancellable; at most one cancel of a node returns 0, and
+ *     when it has returned the node reports UV_ECANCELED and that cause;
+ *   - err is 0, UV_ECANCELED or UV_ETIMEDOUT, cause is 0 exactly while err is,
+ *     and neither changes once set (seen by each worker);
+ *   - at quiescent points (workers paused, and at the end): a done node's
+ *     children are done; a node that no cancel of its own finished has its
+ *     parent's err and cause (for an any-context, one parent's), or timed out
+ *     by itself with its own cause; a value context has its parent's state;
+ *     a without-cancel context is never done; after a cancel on the loop
+ *     thread returns, every descendant is done;
+ *   - uvctx_value() finds the nearest definition (any-contexts: parents in
+ *     order); uvctx_deadline() says 1 exactly when a deadline is in reach;
+ *   - every watch (and drain) runs exactly once, with its context's err, or
+ *     is unwatched (uvctx_unwatch() returned 0) and never runs; unwatch says
+ *     UV_EALREADY only for watches that ran; after uv_run() returns no watch
+ *     of a done context is still waiting;
+ *   - uvctx_shutdown() from the workers: 0 or UV_EALREADY on shutdown
+ *     contexts (then done), UV_EINVAL on the others;
+ *   - at the end of each round, after everything is released: nothing is
+ *     left (uvctx_dump_loop() == 0, uv_loop_close() == 0, every byte uvctx
+ *     allocated is freed).
+ *
+ * Duration. In `make check` it runs ROUND_OPS loop-thread operations
+ * (scaled by UVCTX_TEST_SCALE) with a fixed seed, capped at ~1.5 s of
+ * operations; the seed and round are printed with any failure. For a soak:
+ *   UVCTX_STRESS_SECONDS=600 CK_RUN_SUITE=stress test/uvctx_test
+ * runs rounds (seed, seed + 1, ...) for that many seconds, each with the full
+ * end-of-round checks; UVCTX_STRESS_SEED=N starts from another seed. Build
+ * with -fsanitize=thread (.ci/run does) to look for races as well. */
+#include <sched.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
 #include "test.h"
 
-Suite *stress_suite(void) { return suite_create("stress"); }
+#define DEFAULT_SEED 0x5eed2026u
+#define ROUND_OPS 60000     /* loop-thread operations per round (scaled) */
+#define ROUND_CAP_MS 1500   /* ...or this long, when not soaking */
+#define CHECKPOINT_OPS 5000 /* a quiescent check every so many operations */
+#define BATCH 16            /* loop-thread operations per idle callback */
+#define WORKER_PACE 20      /* at most so many worker ops per loop op */
+
+enum {
+  WORKERS = 4,
+  MAX_NODES = 65536,   /* node records per round */
+  TABLE_MAX = 1024,    /* nodes the loop thread holds at once */
+  MAX_WATCHES = 1024,
+  STASH = 24,          /* references a worker holds at once */
+  MAX_PARENTS = 3,
+  NKEYS = 8
+};
+
+enum { K_CANCEL, K_DEADLINE, K_VALUE, K_WITHOUT, K_ANY, K_SHUTDOWN };
+#define ROOT (-1) /* the round's root, a cancel context under background */
+
+typedef struct {
+  uvctx_t *ctx; /* valid while someone holds a reference */
+  int kind;
+  int nparents;
+  int parents[MAX_PARENTS]; /* record indices, or ROOT */
+  uvctx_t *parent_ctx[MAX_PARENTS];
+  /* Children, for the walk after a cancel: first child, and the next sibling
+   * in each parent's list (an any-context is in several). */
+  int first_child;
+  int next_sibling[MAX_PARENTS];
+  int own_cause;    /* deadline: the cause its timer finishes it with */
+  int key;          /* value: index into keys[] */
+  int has_deadline; /* uvctx_deadline() must return 1 */
+  int deadline_unknown; /* a shutdown above may have begun: 0 or 1 */
+  int is_stopping;  /* the stopping child of a shutdown context */
+  int never_done;   /* without-cancel, or a value context below one */
+  int in_table;     /* loop thread */
+  atomic_int wins;  /* cancels of this node that returned 0 */
+  atomic_int win_cause;
+} node_t;
+
+typedef enum { W_FREE, W_PENDING, W_RAN, W_UNWATCHED } wstate_t;
+
+typedef struct {
+  uvctx_watch_t w;
+  int node; /* record index, or ROOT */
+  wstate_t state;
+  int is_drain; /* uvctx_drain: due once done and childless */
+} watch_rec_t;
+
+typedef struct {
+  uv_thread_t tid;
+  uint32_t rng;
+  uvctx_t *stash[STASH];
+  int stash_node[STASH];
+  int seen_err[STASH]; /* the first non-zero err/cause seen */
+  int seen_cause[STASH];
+  int nstash;
+  long ops;
+} worker_t;
+
+static int keys[NKEYS];
+
+/* The state of a round. */
+static struct {
+  uv_loop_t loop;
+  uint32_t seed;
+  int round;
+  uint32_t rng; /* loop thread */
+  uvctx_t *root;
+  node_t nodes[MAX_NODES];
+  int nnodes;
+  int root_first_child;
+  uv_mutex_t table_lock;
+  int table[TABLE_MAX];
+  int ntable;
+  watch_rec_t watches[MAX_WATCHES];
+  worker_t workers[WORKERS];
+  atomic_int stop;
+  atomic_long loop_ops; /* S.ops, published for the workers' pacing */
+  atomic_int pause_req;
+  atomic_int paused;
+  atomic_int finished;
+  uv_async_t crew; /* ref'd: keeps the loop polling until workers are done */
+  int joined;
+  uv_idle_t driver;
+  long ops, ops_limit;
+  uint64_t deadline_ms; /* when to stop, on the uvctx clock */
+  /* counts, for the report */
+  long created, watched, ran, unwatched, cancels, resets, releases,
+      checkpoints, checked;
+  /* The first failure, from any thread. */
+  atomic_int failures;
+  char failure[512];
+} S;
+
+/* Allocation accounting: uvctx's memory must all come back. */
+static atomic_long outstanding;
+
+static void *counting_malloc(size_t size) {
+  void *p = malloc(size);
+  if (p != NULL)
+    atomic_fetch_add(&outstanding, 1);
+  return p;
+}
+
+static void counting_free(void *p) {
+  if (p != NULL)
+    atomic_fetch_sub(&outstanding, 1);
+  free(p);
+}
+
+static uint32_t rnd(uint32_t *s) { /* xorshift32 */
+  uint32_t x = *s;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *s = x;
+}
+
+static uint32_t below(uint32_t *s, uint32_t n) { return rnd(s) % n; }
+
+/* Records the first failure; any thread. The main thread asserts at the
+ * end of the round (and at checkpoints) that there was none. */
+static void record_failure(const char *fmt, ...) {
+  va_list ap;
+  if (atomic_fetch_add(&S.failures, 1) != 0)
+    return;
+  va_start(ap, fmt);
+  vsnprintf(S.failure, sizeof S.failure, fmt, ap);
+  va_end(ap);
+}
+
+#define EXPECT(cond, ...)                                                     \
+  do {                                                                        \
+    if (!(cond))                                                              \
+      record_failure(__VA_ARGS__);                                            \
+  } while (0)
+
+static void assert_no_failure(const char *where) {
+  ck_assert_msg(atomic_load(&S.failures) == 0,
+                "stress seed %u round %d (%s): %s (%d failures)", S.seed,
+                S.round, where, S.failure, atomic_load(&S.failures));
+}
+
+/* ck_assert with the seed and round in its message. */
+#define SASSERT(cond)                                                         \
+  ck_assert_msg((cond), "stress seed %u round %d: %s", S.seed, S.round, #cond)
+
+static uvctx_t *ctx_of(int idx) {
+  return idx == ROOT ? S.root : S.nodes[idx].ctx;
+}
+
+/* A watch of a context that can never be done holds no reference to it
+ * (only watches that can run do), so the test must not look at such a
+ * context once it has released it. */
+static int never_done(int idx) {
+  return idx != ROOT && S.nodes[idx].never_done;
+}
+
+static int cancellable(int kind) {
+  return kind == K_CANCEL || kind == K_DEADLINE || kind == K_ANY ||
+         kind == K_SHUTDOWN;
+}
+
+/* A cause: 0 (none) or a distinct negative code. */
+static int some_cause(uint32_t *rng) {
+  return below(rng, 4) == 0 ? 0 : -(int)(1000 + below(rng, 100000));
+}
+
+/* ---------------------------------------------------------------------------
+ * What the records say the library must answer
+ * ------------------------------------------------------------------------- */
+
+/* uvctx_value(): the nearest definition of keys[k] up from idx; an
+ * any-context looks in its parents in order. Records never change once
+ * published, so any thread may walk them. */
+static int expect_value(int idx, int k, void **out) {
+  while (idx != ROOT) {
+    const node_t *n = &S.nodes[idx];
+    if (n->kind == K_VALUE && n->key == k) {
+      *out = (void *)n;
+      return 1;
+    }
+    if (n->kind == K_ANY) {
+      for (int i = 0; i < n->nparents; i++)
+        if (expect_value(n->parents[i], k, out))
+          return 1;
+      return 0;
+    }
+    idx = n->parents[0];
+  }
+  return 0;
+}
+
+static void *expected_value(int idx, int k) {
+  void *v = NULL;
+  expect_value(idx, k, &v);
+  return v;
+}
+
+/* err and cause read separately, as a user would: once err is non-zero,
+ * cause is too, and neither changes. */
+static void check_state_shape(uvctx_t *ctx, int idx, int *err_out,
+                              int *cause_out) {
+  int err = uvctx_err(ctx);
+  int cause = uvctx_cause(ctx);
+  int err2 = uvctx_err(ctx);
+
+  EXPECT(err == 0 || err == UV_ECANCELED || err == UV_ETIMEDOUT,
+         "node %d: err %d", idx, err);
+  EXPECT(err2 == 0 || err2 == UV_ECANCELED || err2 == UV_ETIMEDOUT,
+         "node %d: err %d", idx, err2);
+  EXPECT(err == 0 || err2 == err, "node %d: err changed %d -> %d", idx, err,
+         err2);
+  EXPECT(err == 0 || cause != 0, "node %d: err %d but cause 0", idx, err);
+  EXPECT(cause == 0 || err2 != 0, "node %d: cause %d but err 0", idx, cause);
+  *err_out = err2;
+  *cause_out = uvctx_cause(ctx);
+  EXPECT(err == 0 || *cause_out == cause, "node %d: cause changed %d -> %d",
+         idx, cause, *cause_out);
+}
+
+/* Everything about one live node; quiescent: no cancel is running. */
+static void check_node(int idx, int quiescent) {
+  node_t *n = &S.nodes[idx];
+  int err, cause;
+  int wins = atomic_load(&n->wins);
+  int wc = atomic_load(&n->win_cause);
+  uint64_t d;
+
+  S.checked++;
+  check_state_shape(n->ctx, idx, &err, &cause);
+  EXPECT(wins <= 1, "node %d: cancelled %d times", idx, wins);
+  if (n->kind == K_WITHOUT)
+    EXPECT(err == 0, "without-cancel node %d is done (%d)", idx, err);
+  if (wins == 1)
+    EXPECT(err == UV_ECANCELED && cause == (wc != 0 ? wc : UV_ECANCELED),
+           "node %d won its cancel with cause %d but says %d/%d", idx, wc, err,
+           cause);
+  if (!n->deadline_unknown)
+    EXPECT(uvctx_deadline(n->ctx, &d) == n->has_deadline,
+           "node %d: uvctx_deadline != %d", idx, n->has_deadline);
+  for (int k = 0; k < NKEYS; k += 3)
+    EXPECT(uvctx_value(n->ctx, &keys[k]) == expected_value(idx, k),
+           "node %d: wrong value for key %d", idx, k);
+  if (!quiescent || n->kind == K_WITHOUT)
+    return;
+
+  int parent_done = 0, inherited = 0;
+  for (int i = 0; i < n->nparents; i++) {
+    int pe = uvctx_err(n->parent_ctx[i]);
+    int pc = uvctx_cause(n->parent_ctx[i]);
+    if (pe != 0) {
+      parent_done = 1;
+      if (pe == err && pc == cause)
+        inherited = 1;
+    }
+  }
+  if (n->kind == K_VALUE) {
+    EXPECT(err == uvctx_err(n->parent_ctx[0]) &&
+               cause == uvctx_cause(n->parent_ctx[0]),
+           "value node %d: %d/%d, its parent %d/%d", idx, err, cause,
+           uvctx_err(n->parent_ctx[0]), uvctx_cause(n->parent_ctx[0]));
+    return;
+  }
+  EXPECT(!parent_done || err != 0, "node %d: a parent is done, it is not",
+         idx);
+  if (err != 0 && wins == 0) {
+    int timed_out = n->kind == K_DEADLINE && err == UV_ETIMEDOUT &&
+                    cause == (n->own_cause != 0 ? n->own_cause : UV_ETIMEDOUT);
+    /* A shutdown finishes itself (grace period over, asked twice, ended
+     * early) and its stopping child, with the causes workers gave. */
+    if (n->kind == K_SHUTDOWN)
+      timed_out = err == UV_ECANCELED || err == UV_ETIMEDOUT;
+    if (n->is_stopping)
+      timed_out = err == UV_ECANCELED;
+    EXPECT(inherited || timed_out,
+           "node %d (kind %d) is done with %d/%d: not its own cancel, not its "
+           "timer, not a parent's",
+           idx, n->kind, err, cause);
+  }
+}
+
+/* Loop thread, after its own cancel of idx returned 0: every descendant it
+ * still holds is done. Walks the records, without touching released nodes. */
+static void check_descendants_done(int idx) {
+  static int stack[MAX_NODES];
+  static unsigned int seen[MAX_NODES], gen;
+  int sp = 0;
+  gen++;
+  stack[sp++] = idx;
+  while (sp > 0) {
+    int i = stack[--sp];
+    int c = i == ROOT ? S.root_first_child : S.nodes[i].first_child;
+    while (c >= 0) {
+      node_t *cn = &S.nodes[c];
+      int slot = 0;
+      if (cn->kind != K_WITHOUT) {
+        if (cn->in_table)
+          EXPECT(uvctx_err(cn->ctx) != 0,
+                 "node %d not done after the loop thread cancelled its "
+                 "ancestor %d",
+                 c, idx);
+        /* An any-context is listed under each parent: walk it once. */
+        if (seen[c] != gen) {
+          seen[c] = gen;
+          stack[sp++] = c;
+        }
+      }
+      while (slot < cn->nparents - 1 && cn->parents[slot] != i)
+        slot++;
+      c = cn->next_sibling[slot];
+    }
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * Worker threads
+ * ------------------------------------------------------------------------- */
+
+static void stash_drop(worker_t *wk, int s) {
+  uvctx_release(wk->stash[s]);
+  wk->nstash--;
+  wk->stash[s] = wk->stash[wk->nstash];
+  wk->stash_node[s] = wk->stash_node[wk->nstash];
+  wk->seen_err[s] = wk->seen_err[wk->nstash];
+  wk->seen_cause[s] = wk->seen_cause[wk->nstash];
+}
+
+static void stash_push(worker_t *wk, uvctx_t *ctx, int idx) {
+  if (wk->nstash == STASH)
+    stash_drop(wk, (int)below(&wk->rng, STASH));
+  wk->stash[wk->nstash] = ctx;
+  wk->stash_node[wk->nstash] = idx;
+  wk->seen_err[wk->nstash] = 0;
+  wk->seen_cause[wk->nstash] = 0;
+  wk->nstash++;
+}
+
+static void worker_grab(worker_t *wk) {
+  uvctx_t *ctx = NULL;
+  int idx = 0;
+  uv_mutex_lock(&S.table_lock);
+  if (S.ntable > 0) {
+    idx = S.table[below(&wk->rng, (uint32_t)S.ntable)];
+    ctx = uvctx_retain(S.nodes[idx].ctx); /* the table's reference is held */
+  }
+  uv_mutex_unlock(&S.table_lock);
+  if (ctx != NULL)
+    stash_push(wk, ctx, idx);
+}
+
+static void cancel_checked(uvctx_t *ctx, int idx, int cause) {
+  int kind = idx == ROOT ? K_CANCEL : S.nodes[idx].kind;
+  int rc = uvctx_cancel_cause(ctx, cause);
+
+  if (!cancellable(kind)) {
+    EXPECT(rc == UV_EINVAL, "cancel of node %d (kind %d): %d, not EINVAL",
+           idx, kind, rc);
+    return;
+  }
+  EXPECT(rc == 0 || rc == UV_EALREADY, "cancel of node %d: %d", idx, rc);
+  if (rc == 0 && idx != ROOT) {
+    atomic_store(&S.nodes[idx].win_cause, cause);
+    EXPECT(atomic_fetch_add(&S.nodes[idx].wins, 1) == 0,
+           "two cancels of node %d returned 0", idx);
+  }
+  if (rc == 0) {
+    EXPECT(uvctx_err(ctx) == UV_ECANCELED, "node %d: err %d after cancel",
+           idx, uvctx_err(ctx));
+    EXPECT(uvctx_cause(ctx) == (cause != 0 ? cause : UV_ECANCELED),
+           "node %d: cause %d after cancel with %d", idx, uvctx_cause(ctx),
+           cause);
+  } else if (rc == UV_EALREADY) {
+    EXPECT(uvctx_err(ctx) != 0, "node %d: EALREADY but not done", idx);
+  }
+}
+
+static void worker_main(void *arg) {
+  worker_t *wk = arg;
+
+  while (!atomic_load(&S.stop)) {
+    if (atomic_load(&S.pause_req)) {
+      atomic_fetch_add(&S.paused, 1);
+      while (atomic_load(&S.pause_req) && !atomic_load(&S.stop))
+        sched_yield();
+      atomic_fetch_sub(&S.paused, 1);
+      continue;
+    }
+    /* Pacing: a worker stays within WORKER_PACE operations per loop-thread
+     * operation, so that the loop thread gets its share where threads are
+     * serialized (valgrind) instead of watching the workers spin. */
+    if (wk->ops > WORKER_PACE * (atomic_load(&S.loop_ops) + 1000)) {
+      sched_yield();
+      continue;
+    }
+    wk->ops++;
+    uint32_t op = below(&wk->rng, 100);
+    if (op < 30 || wk->nstash == 0) {
+      worker_grab(wk);
+      continue;
+    }
+    int s = (int)below(&wk->rng, (uint32_t)wk->nstash);
+    uvctx_t *ctx = wk->stash[s];
+    int idx = wk->stash_node[s];
+    if (op < 42) {
+      cancel_checked(ctx, idx, some_cause(&wk->rng));
+    } else if (op < 50) {
+      /* uvctx_shutdown, any thread: moves a shutdown on a phase. */
+      int rc = uvctx_shutdown(ctx, some_cause(&wk->rng));
+      if (S.nodes[idx].kind != K_SHUTDOWN)
+        EXPECT(rc == UV_EINVAL, "shutdown of kind %d: %d", S.nodes[idx].kind,
+               rc);
+      else
+        EXPECT(rc == 0 || rc == UV_EALREADY, "shutdown of node %d: %d", idx,
+               rc);
+      if (rc == UV_EALREADY)
+        EXPECT(uvctx_err(ctx) != 0, "shutdown: EALREADY, not done");
+    } else if (op < 68) {
+      int err, cause;
+      uint64_t d;
+      check_state_shape(ctx, idx, &err, &cause);
+      if (wk->seen_err[s] != 0)
+        EXPECT(err == wk->seen_err[s] && cause == wk->seen_cause[s],
+               "node %d: was %d/%d, now %d/%d", idx, wk->seen_err[s],
+               wk->seen_cause[s], err, cause);
+      else if (err != 0) {
+        wk->seen_err[s] = err;
+        wk->seen_cause[s] = cause;
+      }
+      int k = (int)below(&wk->rng, NKEYS);
+      EXPECT(uvctx_value(ctx, &keys[k]) == expected_value(idx, k),
+             "node %d: wrong value for key %d (worker)", idx, k);
+      if (!S.nodes[idx].deadline_unknown)
+        EXPECT(uvctx_deadline(ctx, &d) == S.nodes[idx].has_deadline,
+               "node %d: uvctx_deadline (worker)", idx);
+    } else if (op < 78) {
+      /* Value and without-cancel contexts may be made on any thread. */
+      uvctx_t *child = NULL;
+      static const char local_key;
+      if (below(&wk->rng, 2)) {
+        EXPECT(uvctx_with_value(ctx, &local_key, wk, &child) == 0,
+               "with_value on a worker");
+        if (child != NULL) {
+          int ce = uvctx_err(child), pe = uvctx_err(ctx);
+          EXPECT(ce == 0 || ce == pe, "value child of %d: %d, parent %d", idx,
+                 ce, pe);
+          EXPECT(uvctx_value(child, &local_key) == wk, "value child of %d",
+                 idx);
+        }
+      } else {
+        EXPECT(uvctx_without_cancel(ctx, &child) == 0,
+               "without_cancel on a worker");
+        if (child != NULL)
+          EXPECT(uvctx_err(child) == 0 && uvctx_cancel(child) == UV_EINVAL,
+                 "without-cancel child of %d", idx);
+      }
+      uvctx_release(child);
+    } else if (op < 84) {
+      if (wk->nstash < STASH) { /* a second reference to the same node */
+        uvctx_t *again = uvctx_retain(ctx);
+        EXPECT(again == ctx, "retain returned another pointer");
+        stash_push(wk, again, idx);
+      }
+    } else {
+      stash_drop(wk, s);
+    }
+  }
+  while (wk->nstash > 0)
+    stash_drop(wk, wk->nstash - 1);
+  atomic_fetch_add(&S.finished, 1);
+  uv_async_send(&S.crew);
+}
+
+static void crew_cb(uv_async_t *a) {
+  if (S.joined || atomic_load(&S.finished) < WORKERS)
+    return;
+  for (int i = 0; i < WORKERS; i++)
+    ck_assert_int_eq(uv_thread_join(&S.workers[i].tid), 0);
+  S.joined = 1;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+/* ---------------------------------------------------------------------------
+ * The loop thread
+ * ------------------------------------------------------------------------- */
+
+static int random_parent(void) {
+  if (S.ntable == 0 || below(&S.rng, 8) == 0)
+    return ROOT;
+  return S.table[below(&S.rng, (uint32_t)S.ntable)];
+}
+
+static void table_add(int idx) {
+  uv_mutex_lock(&S.table_lock);
+  S.table[S.ntable++] = idx;
+  uv_mutex_unlock(&S.table_lock);
+  S.nodes[idx].in_table = 1;
+}
+
+static int table_take(int slot) {
+  int idx;
+  uv_mutex_lock(&S.table_lock);
+  idx = S.table[slot];
+  S.table[slot] = S.table[--S.ntable];
+  uv_mutex_unlock(&S.table_lock);
+  S.nodes[idx].in_table = 0;
+  return idx;
+}
+
+static uint64_t random_timeout(void) {
+  uint32_t r = below(&S.rng, 20);
+  if (r == 0)
+    return 0; /* born done */
+  if (r < 10)
+    return 1 + below(&S.rng, 30); /* fires during the round */
+  return 60000;
+}
+
+/* Fills in what the records derive from a new node's parents, links it
+ * into their lists of children, and puts it in the table. */
+static void publish(int idx) {
+  node_t *n = &S.nodes[idx];
+
+  n->never_done = n->kind == K_WITHOUT ||
+                  (n->kind == K_VALUE && n->parents[0] != ROOT &&
+                   S.nodes[n->parents[0]].never_done);
+  if (n->kind == K_DEADLINE) {
+    n->has_deadline = 1;
+  } else if (n->kind != K_WITHOUT) {
+    for (int i = 0; i < n->nparents; i++) {
+      int p = n->parents[i];
+      if (p == ROOT)
+        continue;
+      n->has_deadline |= S.nodes[p].has_deadline;
+      /* A shutdown context's deadline comes when shutdown begins. */
+      n->deadline_unknown |= S.nodes[p].deadline_unknown;
+    }
+  }
+  if (n->kind == K_SHUTDOWN)
+    n->deadline_unknown = 1;
+  atomic_init(&n->wins, 0);
+  atomic_init(&n->win_cause, 0);
+  for (int i = 0; i < n->nparents; i++) {
+    int p = n->parents[i];
+    int *head = p == ROOT ? &S.root_first_child : &S.nodes[p].first_child;
+    int dup = 0;
+    for (int j = 0; j < i; j++)
+      dup |= n->parents[j] == p;
+    if (dup)
+      continue; /* listed once under a parent given twice */
+    n->next_sibling[i] = *head;
+    *head = idx;
+  }
+  S.nnodes++;
+  S.created++;
+  table_add(idx);
+}
+
+static node_t *new_record(int kind) {
+  node_t *n = &S.nodes[S.nnodes];
+  memset(n, 0, sizeof *n);
+  n->kind = kind;
+  n->first_child = -1;
+  for (int i = 0; i < MAX_PARENTS; i++)
+    n->next_sibling[i] = -1;
+  return n;
+}
+
+static void op_create(void) {
+  int kind;
+  uint32_t r = below(&S.rng, 100);
+  uvctx_t *ctx = NULL, *stopping = NULL;
+  node_t *n;
+  int rc;
+
+  if (S.nnodes + 2 > MAX_NODES || S.ntable + 2 > TABLE_MAX)
+    return;
+  kind = r < 30 ? K_CANCEL : r < 53 ? K_DEADLINE : r < 75 ? K_VALUE
+       : r < 82 ? K_WITHOUT : r < 94 ? K_ANY : K_SHUTDOWN;
+  n = new_record(kind);
+  n->nparents = kind == K_ANY ? 2 + (int)below(&S.rng, 2) : 1;
+  for (int i = 0; i < n->nparents; i++) {
+    n->parents[i] = random_parent();
+    n->parent_ctx[i] = ctx_of(n->parents[i]);
+  }
+
+  switch (kind) {
+  case K_CANCEL:
+    rc = uvctx_with_cancel(&S.loop, n->parent_ctx[0], &ctx);
+    break;
+  case K_DEADLINE:
+    n->own_cause = some_cause(&S.rng);
+    rc = uvctx_with_timeout_cause(&S.loop, n->parent_ctx[0], random_timeout(),
+                                  n->own_cause, &ctx);
+    break;
+  case K_VALUE:
+    n->key = (int)below(&S.rng, NKEYS);
+    rc = uvctx_with_value(n->parent_ctx[0], &keys[n->key], n, &ctx);
+    break;
+  case K_WITHOUT:
+    rc = uvctx_without_cancel(n->parent_ctx[0], &ctx);
+    break;
+  case K_ANY:
+    rc = uvctx_with_any(&S.loop, n->parent_ctx, (size_t)n->nparents, &ctx);
+    break;
+  default: /* the grace period is short or long; workers begin it */
+    rc = uvctx_with_shutdown(&S.loop, n->parent_ctx[0], NULL, 0,
+                             below(&S.rng, 2) ? 1 + below(&S.rng, 20) : 60000,
+                             &stopping, &ctx);
+    break;
+  }
+  ck_assert_msg(rc == 0, "seed %u: creating kind %d: %d", S.seed, kind, rc);
+  n->ctx = ctx;
+  publish(S.nnodes);
+  if (kind == K_SHUTDOWN) { /* its stopping child, a cancel context */
+    int sd = S.nnodes - 1;
+    n = new_record(K_CANCEL);
+    n->is_stopping = 1;
+    n->nparents = 1;
+    n->parents[0] = sd;
+    n->parent_ctx[0] = ctx;
+    n->ctx = stopping;
+    publish(S.nnodes);
+  }
+}
+
+static void op_release(void) {
+  int idx;
+  if (S.ntable == 0)
+    return;
+  idx = table_take((int)below(&S.rng, (uint32_t)S.ntable));
+  check_node(idx, 0);
+  uvctx_release(S.nodes[idx].ctx); /* workers may hold it still */
+  S.releases++;
+}
+
+static void watch_cb(uvctx_watch_t *w, int err);
+
+static int free_watch(void) {
+  for (int tries = 0; tries < 8; tries++) {
+    int i = (int)below(&S.rng, MAX_WATCHES);
+    if (S.watches[i].state != W_PENDING)
+      return i;
+  }
+  return -1;
+}
+
+static void watch_node(watch_rec_t *wr, int idx) {
+  wr->node = idx;
+  wr->w.data = wr;
+  wr->is_drain = 0;
+  ck_assert_msg(uvctx_watch(ctx_of(idx), &wr->w, watch_cb) == 0,
+                "seed %u: watch of node %d", S.seed, idx);
+  wr->state = W_PENDING;
+  S.watched++;
+}
+
+static void drain_node(watch_rec_t *wr, int idx) {
+  int rc;
+  wr->node = idx;
+  wr->w.data = wr;
+  wr->is_drain = 1;
+  rc = uvctx_drain(ctx_of(idx), &wr->w, watch_cb);
+  if (!cancellable(S.nodes[idx].kind)) {
+    EXPECT(rc == UV_EINVAL, "drain of kind %d: %d", S.nodes[idx].kind, rc);
+    return;
+  }
+  ck_assert_msg(rc == 0, "seed %u: drain of node %d: %d", S.seed, idx, rc);
+  wr->state = W_PENDING;
+  S.watched++;
+}
+
+static void watch_cb(uvctx_watch_t *w, int err) {
+  watch_rec_t *wr = w->data;
+  uvctx_t *ctx = ctx_of(wr->node); /* the watch holds a reference */
+
+  EXPECT(wr->state == W_PENDING, "watch of node %d ran in state %d", wr->node,
+         wr->state);
+  EXPECT(err != 0 && err == uvctx_err(ctx), "watch of node %d: err %d, ctx %d",
+         wr->node, err, uvctx_err(ctx));
+  wr->state = W_RAN;
+  S.ran++;
+  /* Sometimes watch again, from the callback, with the same watch. */
+  if (!atomic_load(&S.stop) && S.ntable > 0 && below(&S.rng, 4) == 0)
+    watch_node(wr, S.table[below(&S.rng, (uint32_t)S.ntable)]);
+}
+
+static void op_watch(void) {
+  int i = free_watch();
+  int idx;
+  if (i < 0 || S.ntable == 0)
+    return;
+  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+  if (below(&S.rng, 5) == 0)
+    drain_node(&S.watches[i], idx);
+  else
+    watch_node(&S.watches[i], idx);
+}
+
+static void op_unwatch(void) {
+  watch_rec_t *wr = &S.watches[below(&S.rng, MAX_WATCHES)];
+  int rc;
+  if (wr->state == W_FREE)
+    return;
+  rc = uvctx_unwatch(&wr->w);
+  if (wr->state == W_PENDING) {
+    EXPECT(rc == 0, "unwatch of a pending watch of node %d: %d", wr->node, rc);
+    wr->state = W_UNWATCHED;
+    S.unwatched++;
+  } else {
+    EXPECT(rc == UV_EALREADY, "unwatch of a finished watch (state %d): %d",
+           wr->state, rc);
+  }
+}
+
+static void op_reset(void) {
+  int idx, rc;
+  uint64_t timeout;
+  if (S.ntable == 0)
+    return;
+  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+  timeout = random_timeout();
+  rc = uvctx_reset_timeout(S.nodes[idx].ctx, timeout);
+  if (S.nodes[idx].kind != K_DEADLINE) {
+    EXPECT(rc == UV_EINVAL, "reset_timeout of kind %d: %d", S.nodes[idx].kind,
+           rc);
+    return;
+  }
+  S.resets++;
+  EXPECT(rc == 0 || rc == UV_EALREADY, "reset_timeout of node %d: %d", idx,
+         rc);
+  if (rc == UV_EALREADY)
+    EXPECT(uvctx_err(S.nodes[idx].ctx) != 0, "reset: EALREADY, not done");
+  if (rc == 0 && timeout == 0)
+    EXPECT(uvctx_err(S.nodes[idx].ctx) != 0, "reset to 0: not done");
+}
+
+static void op_cancel(void) {
+  int idx;
+  if (S.ntable == 0)
+    return;
+  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+  int before = atomic_load(&S.nodes[idx].wins);
+  cancel_checked(S.nodes[idx].ctx, idx, some_cause(&S.rng));
+  S.cancels++;
+  if (cancellable(S.nodes[idx].kind) && uvctx_err(S.nodes[idx].ctx) != 0 &&
+      atomic_load(&S.nodes[idx].wins) > before)
+    check_descendants_done(idx);
+}
+
+static void op_done_async(void) {
+  int idx;
+  if (S.ntable == 0)
+    return;
+  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+  uv_async_t *a = uvctx_done_async(S.nodes[idx].ctx);
+  EXPECT((a != NULL) == (uvctx_loop(S.nodes[idx].ctx) != NULL),
+         "done_async of node %d (kind %d): %p", idx, S.nodes[idx].kind,
+         (void *)a);
+}
+
+/* Workers paused, every table node checked in full. */
+static void checkpoint(void) {
+  atomic_store(&S.pause_req, 1);
+  while (atomic_load(&S.paused) < WORKERS)
+    sched_yield();
+  for (int i = 0; i < S.ntable; i++)
+    check_node(S.table[i], 1);
+  S.checkpoints++;
+  atomic_store(&S.pause_req, 0);
+  assert_no_failure("checkpoint");
+}
+
+static void driver_cb(uv_idle_t *idle) {
+  for (int b = 0; b < BATCH; b++) {
+    uint32_t op = below(&S.rng, 100);
+    S.ops++;
+    if (op < 30)
+      op_create();
+    else if (op < 45)
+      op_watch();
+    else if (op < 53)
+      op_unwatch();
+    else if (op < 63)
+      op_reset();
+    else if (op < 70)
+      op_cancel();
+    else if (op < 73)
+      op_done_async();
+    else
+      op_release();
+    if (S.ntable > TABLE_MAX - 8)
+      op_release();
+    if (S.ops % CHECKPOINT_OPS == 0)
+      checkpoint();
+  }
+  atomic_store(&S.loop_ops, S.ops);
+  if (S.ops >= S.ops_limit || uvctx_now() >= S.deadline_ms ||
+      S.nnodes == MAX_NODES) {
+    atomic_store(&S.stop, 1);
+    uv_idle_stop(idle);
+    uv_close((uv_handle_t *)idle, NULL);
+  }
+}
+
+/* ---------------------------------------------------------------------------
+ * A round
+ * ------------------------------------------------------------------------- */
+
+static void run_round(uint32_t seed, int round, long ops_limit,
+                      uint64_t cap_ms) {
+  memset(&S, 0, sizeof S);
+  S.seed = seed;
+  S.round = round;
+  S.rng = seed | 1;
+  S.ops_limit = ops_limit;
+  S.deadline_ms = uvctx_now() + cap_ms;
+  S.root_first_child = -1;
+  atomic_init(&S.failures, 0);
+  atomic_init(&S.stop, 0);
+  atomic_init(&S.loop_ops, 0);
+  atomic_init(&S.pause_req, 0);
+  atomic_init(&S.paused, 0);
+  atomic_init(&S.finished, 0);
+  atomic_store(&outstanding, 0);
+
+  SASSERT(uv_loop_init(&S.loop) == 0);
+  SASSERT(uv_mutex_init(&S.table_lock) == 0);
+  SASSERT(uvctx_with_cancel(&S.loop, uvctx_background(), &S.root) == 0);
+  SASSERT(uv_async_init(&S.loop, &S.crew, crew_cb) == 0);
+  SASSERT(uv_idle_init(&S.loop, &S.driver) == 0);
+  SASSERT(uv_idle_start(&S.driver, driver_cb) == 0);
+  /* A tree to start from, before the workers come. */
+  for (int i = 0; i < 200; i++)
+    op_create();
+  for (int i = 0; i < WORKERS; i++) {
+    S.workers[i].rng = (seed ^ (0x9e3779b9u * (uint32_t)(i + 1))) | 1;
+    SASSERT(uv_thread_create(&S.workers[i].tid, worker_main,
+                             &S.workers[i]) == 0);
+  }
+
+  /* Runs until the driver has stopped and the workers are joined. */
+  SASSERT(uv_run(&S.loop, UV_RUN_DEFAULT) == 0);
+  SASSERT(S.joined);
+  assert_no_failure("run");
+
+  /* Quiescent: the whole table, and no watch of a done context waits. */
+  for (int i = 0; i < S.ntable; i++)
+    check_node(S.table[i], 1);
+  for (int i = 0; i < MAX_WATCHES; i++)
+    if (S.watches[i].state == W_PENDING && !S.watches[i].is_drain &&
+        !never_done(S.watches[i].node))
+      EXPECT(uvctx_err(ctx_of(S.watches[i].node)) == 0,
+             "a watch of done node %d still waits after uv_run returned",
+             S.watches[i].node);
+  assert_no_failure("end of run");
+
+  /* Cancel everything from the root: all but what hangs below a
+   * without-cancel context is done; the watches of it run. */
+  int rc = uvctx_cancel_cause(S.root, UV_ESHUTDOWN);
+  SASSERT(rc == 0 || rc == UV_EALREADY);
+  check_descendants_done(ROOT);
+  SASSERT(uv_run(&S.loop, UV_RUN_DEFAULT) == 0);
+  for (int i = 0; i < S.ntable; i++)
+    check_node(S.table[i], 1);
+  for (int i = 0; i < MAX_WATCHES; i++) {
+    watch_rec_t *wr = &S.watches[i];
+    if (wr->state != W_PENDING)
+      continue;
+    EXPECT(wr->is_drain || never_done(wr->node) ||
+               uvctx_err(ctx_of(wr->node)) == 0,
+           "a watch of done node %d never ran", wr->node);
+    EXPECT(uvctx_unwatch(&wr->w) == 0, "final unwatch of node %d", wr->node);
+    wr->state = W_UNWATCHED;
+    S.unwatched++;
+  }
+  assert_no_failure("after cancelling the root");
+
+  /* Release everything; the loop must close with nothing left. */
+  while (S.ntable > 0)
+    uvctx_release(S.nodes[table_take(S.ntable - 1)].ctx);
+  uvctx_release(S.root);
+  SASSERT(uv_run(&S.loop, UV_RUN_DEFAULT) == 0);
+  SASSERT(uvctx_dump_loop(&S.loop, stderr) == 0);
+  SASSERT(uv_loop_close(&S.loop) == 0);
+  uv_mutex_destroy(&S.table_lock);
+  ck_assert_msg(atomic_load(&outstanding) == 0,
+                "stress seed %u round %d: %ld blocks not freed", seed, round,
+                atomic_load(&outstanding));
+  SASSERT(S.watched == S.ran + S.unwatched);
+  assert_no_failure("end of round");
+}
+
+static void setup(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+}
+
+static void teardown(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+
+START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
+  const char *secs_env = getenv("UVCTX_STRESS_SECONDS");
+  const char *seed_env = getenv("UVCTX_STRESS_SEED");
+  uint32_t seed = seed_env != NULL ? (uint32_t)strtoul(seed_env, NULL, 0)
+                                   : DEFAULT_SEED;
+  long secs = secs_env != NULL ? strtol(secs_env, NULL, 10) : 0;
+  uint64_t end = uvctx_now() + (uint64_t)(secs > 0 ? secs : 0) * 1000;
+  long total_ops = 0, worker_ops = 0, created = 0, watched = 0, cancels = 0,
+       resets = 0, checked = 0, checkpoints = 0;
+  int round = 0;
+
+  do {
+    if (secs > 0) /* soak: rounds of up to ~2 s each until the time is up */
+      run_round(seed + (uint32_t)round, round, 1L << 40, 2000);
+    else
+      run_round(seed, round, test_scaled(ROUND_OPS), ROUND_CAP_MS);
+    total_ops += S.ops;
+    created += S.created;
+    watched += S.watched;
+    cancels += S.cancels;
+    resets += S.resets;
+    checked += S.checked;
+    checkpoints += S.checkpoints;
+    for (int i = 0; i < WORKERS; i++)
+      worker_ops += S.workers[i].ops;
+    round++;
+  } while (secs > 0 && uvctx_now() < end);
+
+  if (secs > 0 || getenv("UVCTX_STRESS_VERBOSE") != NULL)
+    fprintf(stderr,
+            "stress: %d round(s) from seed %u: %ld loop ops (%ld nodes made, "
+            "%ld watches, %ld cancels, %ld resets), %ld worker ops, %ld node "
+            "checks, %ld checkpoints\n",
+            round, seed, total_ops, created, watched, cancels, resets,
+            worker_ops, checked, checkpoints);
+}
+END_TEST
+
+/* ---------------------------------------------------------------------------
+ * A narrower race: uvctx_shutdown() from two threads while the loop thread
+ * lets the last child of the shutdown context go (which may end the
+ * shutdown early). Whatever the interleaving: the context ends with the
+ * cause of a uvctx_shutdown() call ("The cause given to the call that began
+ * it is the cause ... of *out when ... it ends early"; the second call's when
+ * that call ends it), never a bare UV_ECANCELED; and UV_EALREADY comes only
+ * once it is done ("UV_EALREADY when ctx is done").
+ * ------------------------------------------------------------------------- */
+
+typedef struct {
+  uvctx_t *sd;
+  atomic_int go;
+  int begin_rc;
+  int ealready_not_done;
+} sd_race_t;
+
+static void sd_race_begin(void *arg) {
+  sd_race_t *r = arg;
+  while (!atomic_load(&r->go))
+    ;
+  r->begin_rc = uvctx_shutdown(r->sd, UV_EPIPE);
+}
+
+static void sd_race_again(void *arg) {
+  sd_race_t *r = arg;
+  while (!atomic_load(&r->go))
+    ;
+  for (int i = 0; i < 3; i++)
+    if (uvctx_shutdown(r->sd, UV_EIO) == UV_EALREADY && uvctx_err(r->sd) == 0)
+      r->ealready_not_done++;
+}
+
+START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
+  int rounds = test_scaled(2000), lost_cause = 0, early_ealready = 0;
+
+  for (int i = 0; i < rounds; i++) {
+    uv_loop_t loop;
+    uvctx_t *stopping, *child;
+    uv_thread_t a, b;
+    sd_race_t r;
+    memset(&r, 0, sizeof r);
+    atomic_init(&r.go, 0);
+    ck_assert_int_eq(uv_loop_init(&loop), 0);
+    ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
+                                         60000, &stopping, &r.sd),
+                     0);
+    ck_assert_int_eq(uvctx_with_cancel(&loop, r.sd, &child), 0);
+    ck_assert_int_eq(uv_thread_create(&a, sd_race_begin, &r), 0);
+    ck_assert_int_eq(uv_thread_create(&b, sd_race_again, &r), 0);
+    atomic_store(&r.go, 1);
+    uvctx_release(child); /* nothing but stopping left: may end it early */
+    ck_assert_int_eq(uv_thread_join(&a), 0);
+    ck_assert_int_eq(uv_thread_join(&b), 0);
+    uv_run(&loop, UV_RUN_NOWAIT);
+
+    ck_assert_int_eq(uvctx_err(r.sd), UV_ECANCELED);
+    int cause = uvctx_cause(r.sd);
+    if (cause != UV_EPIPE && cause != UV_EIO)
+      lost_cause++;
+    early_ealready += r.ealready_not_done;
+    uvctx_release(stopping);
+    uvctx_release(r.sd);
+    ASSERT_LOOP_CLOSES(&loop);
+  }
+  ck_assert_msg(lost_cause == 0 && early_ealready == 0,
+                "%d rounds: %d ended with cause UV_ECANCELED instead of their "
+                "uvctx_shutdown() cause; %d times UV_EALREADY while not done",
+                rounds, lost_cause, early_ealready);
+}
+END_TEST
+
+Suite *stress_suite(void) {
+  Suite *s = suite_create("stress");
+  TCase *tc = tcase_create("tree");
+  /* A soak sets its own length; valgrind and TSan are slow. */
+  const char *secs = getenv("UVCTX_STRESS_SECONDS");
+  tcase_set_timeout(tc,
+                    secs != NULL ? (double)strtol(secs, NULL, 10) + 60 : 60);
+  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_test(tc, test_threads_and_loop_on_one_tree_keep_every_promise);
+  suite_add_tcase(s, tc);
+
+  tc = tcase_create("shutdown_race");
+  tcase_set_timeout(tc, 60);
+  tcase_add_test(tc, test_shutdown_from_threads_while_its_last_child_goes);
+  suite_add_tcase(s, tc);
+  return s;
+}

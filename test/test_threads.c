@@ -301,7 +301,7 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   journal_init(&j);
 
-  for (int round = 0; round < RACE_ROUNDS; round++) {
+  for (int round = 0; round < test_scaled(RACE_ROUNDS); round++) {
     probe_t pw;
     uvctx_t *p = mk_cancel(&loop, uvctx_background());
     uvctx_t *c = mk_timeout(&loop, p, 60000);
@@ -549,7 +549,8 @@ typedef struct {
 static void sharer_main(void *arg) {
   share_t *s = arg;
   atomic_fetch_add(&s->started, 1);
-  for (int i = 0; i < SHARE_PAIRS; i++) {
+  int pairs = test_scaled(SHARE_PAIRS);
+  for (int i = 0; i < pairs; i++) {
     uvctx_release(uvctx_retain(s->ctx));
     uvctx_release(uvctx_retain(s->child));
   }
@@ -609,7 +610,8 @@ typedef struct {
 
 static void hammer_main(void *arg) {
   hammer_t *h = arg;
-  for (int i = 0; i < HAMMER_ITERS; i++) {
+  int iters = test_scaled(HAMMER_ITERS);
+  for (int i = 0; i < iters; i++) {
     uvctx_t *t = h->targets[i % 3];
     if (uvctx_retain(t) != t)
       atomic_fetch_add(&h->faults, 1);

@@ -1,0 +1,618 @@
+/* Model-based fuzzer: the input is a program of uvctx calls, run against the
+ * library and against the reference model (model.c); any difference, crash,
+ * leak or sanitizer report aborts.
+ *
+ * The program is a sequence of instructions, one opcode byte and a few
+ * argument bytes each (a missing byte reads as 0):
+ *
+ *   make a context   with_cancel, with_deadline(_cause) (deadlines 0, 1,
+ *                    2^62, UINT64_MAX - 1, UINT64_MAX), with_timeout(_cause)
+ *                    (0 or UINT64_MAX), with_value (4 keys, 5 values, NULL
+ *                    among them), without_cancel, with_any (1-4 parents,
+ *                    repeats allowed), with_shutdown (grace 0 or UINT64_MAX,
+ *                    no signals); the parent is a handle the program holds
+ *   cancel           uvctx_cancel / uvctx_cancel_cause (causes 0, three
+ *                    negative codes, and 1, which is invalid)
+ *   shutdown         uvctx_shutdown
+ *   reset            uvctx_reset_timeout (0 or UINT64_MAX)
+ *   retain, release  of a handle; push a root as a handle
+ *   watch, drain     in one of 16 watch slots, with an action the callback
+ *                    performs once: nothing, cancel or release a handle,
+ *                    unwatch a slot, watch again from the callback
+ *   unwatch          a slot
+ *   done_async       uvctx_done_async: NULL exactly for contexts that can
+ *                    never be done, one handle per cancellable context
+ *   format           uvctx_format, whole and truncated, against a template
+ *   run              uv_run, UV_RUN_NOWAIT or UV_RUN_DEFAULT
+ *   fail an alloc    the k-th allocation from now fails (k < 8): the call it
+ *                    lands in must return UV_ENOMEM (NULL) and change nothing
+ *
+ * After every instruction the err, cause, deadline, values and loop of every
+ * handle are compared with the model. At the end every slot is unwatched,
+ * every handle released, the loop run and closed: uv_loop_close() must
+ * return 0 and every byte uvctx allocated must have been freed.
+ *
+ * Time is kept out of it (see model.h): deadlines are past or out of reach,
+ * and the calls that finish a context "now" do it inside the call. Real
+ * timers firing late or early are the Check suite's business (test_timer.c).
+ *
+ * Built by fuzz/run with clang -fsanitize=fuzzer,address,undefined; built
+ * without libFuzzer (fuzz/replay.c) it replays files, which `make check`
+ * does with the corpus in fuzz/corpus. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "model.h"
+#include "uvctx.h"
+
+/* UVCTX_FUZZ_TRACE=1 prints each call and what it returned. */
+static int trace;
+#define TRACE(...)                                                            \
+  do {                                                                        \
+    if (trace)                                                                \
+      fprintf(stderr, __VA_ARGS__);                                           \
+  } while (0)
+
+#define EXPECT(cond, ...)                                                     \
+  do {                                                                        \
+    if (!(cond))                                                              \
+      m_fail(__VA_ARGS__);                                                    \
+  } while (0)
+
+enum { MAX_HANDLES = 48, FORMAT_MAX = M_MAX_NODES * 64 };
+
+/* Opcodes; the byte is taken modulo OP_COUNT. */
+enum {
+  OP_CANCEL_CTX,
+  OP_DEADLINE,
+  OP_TIMEOUT,
+  OP_VALUE,
+  OP_WITHOUT,
+  OP_ANY,
+  OP_SHUTDOWN_CTX,
+  OP_CANCEL,
+  OP_SHUTDOWN,
+  OP_RESET,
+  OP_RETAIN,
+  OP_RELEASE,
+  OP_ROOT,
+  OP_WATCH,
+  OP_DRAIN,
+  OP_UNWATCH,
+  OP_DONE_ASYNC,
+  OP_FORMAT,
+  OP_RUN_NOWAIT,
+  OP_RUN_DEFAULT,
+  OP_FAIL_ALLOC,
+  OP_COUNT
+};
+
+typedef struct {
+  uvctx_watch_t w;
+  int action; /* done once, then 0 */
+  int a1, a2;
+} slot_t;
+
+static struct {
+  uv_loop_t loop;
+  int node[MAX_HANDLES];
+  uvctx_t *ctx[MAX_HANDLES];
+  int nh;
+  slot_t slots[M_MAX_WATCHES];
+  uv_async_t *async_of[M_MAX_NODES];
+  int in_api;
+  const uint8_t *p;
+  size_t left;
+  uint64_t t0;
+} H;
+
+static int keys[4];
+static int vals[4];
+static const int causes[5] = {0, UV_EPIPE, UV_ECONNRESET, -12345, 1};
+
+/* ---------------------------------------------------------------------------
+ * The allocator: counts, and fails the k-th allocation when asked.
+ * ------------------------------------------------------------------------- */
+
+static long outstanding;
+static long fail_in = -1; /* allocations left before one fails; -1: none */
+static long failures;
+
+static void *fz_malloc(size_t size) {
+  void *p;
+  if (fail_in == 0) {
+    fail_in = -1;
+    failures++;
+    return NULL;
+  }
+  if (fail_in > 0)
+    fail_in--;
+  p = malloc(size);
+  if (p != NULL)
+    outstanding++;
+  return p;
+}
+
+static void fz_free(void *p) {
+  if (p != NULL)
+    outstanding--;
+  free(p);
+}
+
+/* Runs a uvctx call, noting whether an allocation failed inside it. */
+static int alloc_failed;
+#define CALL(expr)                                                            \
+  __extension__({                                                             \
+    long f0_ = failures;                                                      \
+    H.in_api++;                                                               \
+    __typeof__(expr) r_ = (expr);                                             \
+    H.in_api--;                                                               \
+    alloc_failed = failures != f0_;                                           \
+    r_;                                                                       \
+  })
+
+/* ---------------------------------------------------------------------------
+ * Reading the program
+ * ------------------------------------------------------------------------- */
+
+static unsigned byte(void) {
+  if (H.left == 0)
+    return 0;
+  H.left--;
+  return *H.p++;
+}
+
+/* A handle index, or -1 when the program holds none. */
+static int pick(unsigned b) {
+  return H.nh == 0 ? -1 : (int)(b % (unsigned)H.nh);
+}
+
+static int node_of(int h) { return h < 0 ? 0 : H.node[h]; }
+static uvctx_t *ctx_of(int h) { return h < 0 ? uvctx_background() : H.ctx[h]; }
+
+static void add_handle(int node, uvctx_t *ctx) {
+  H.node[H.nh] = node;
+  H.ctx[H.nh] = ctx;
+  H.nh++;
+}
+
+static void drop_handle(int h) {
+  H.nh--;
+  H.node[h] = H.node[H.nh];
+  H.ctx[h] = H.ctx[H.nh];
+}
+
+static int room(int handles) {
+  return H.nh + handles <= MAX_HANDLES && M.nnodes + 2 <= M_MAX_NODES;
+}
+
+/* ---------------------------------------------------------------------------
+ * Comparing with the model
+ * ------------------------------------------------------------------------- */
+
+static void check_handle(int h) {
+  int n = H.node[h];
+  uvctx_t *ctx = H.ctx[h];
+  const m_node *x = &M.nodes[n];
+  uint64_t got = 0, want = 0;
+  int rc, mrc;
+
+  EXPECT(uvctx_err(ctx) == x->err, "node %d: err %d, model %d", n,
+         uvctx_err(ctx), x->err);
+  EXPECT(uvctx_cause(ctx) == x->cause, "node %d: cause %d, model %d", n,
+         uvctx_cause(ctx), x->cause);
+  rc = uvctx_deadline(ctx, &got);
+  mrc = m_deadline(n, &want);
+  EXPECT(rc == mrc, "node %d: uvctx_deadline %d, model %d", n, rc, mrc);
+  if (rc == 1) {
+    if (want == M_NOW)
+      EXPECT(got >= H.t0 && got <= uvctx_now(),
+             "node %d: deadline %" PRIu64 " is not 'now'", n, got);
+    else
+      EXPECT(got == want, "node %d: deadline %" PRIu64 ", model %" PRIu64, n,
+             got, want);
+  }
+  for (int k = 0; k < 4; k++) {
+    void *v = NULL;
+    m_value(n, &keys[k], &v);
+    EXPECT(uvctx_value(ctx, &keys[k]) == v, "node %d: value of key %d", n, k);
+  }
+  EXPECT(uvctx_value(ctx, &H) == NULL, "node %d: value of an unknown key", n);
+  EXPECT(uvctx_loop(ctx) == (m_can_be_done(n) ? &H.loop : NULL),
+         "node %d: uvctx_loop", n);
+}
+
+static void check_all(void) {
+  for (int h = 0; h < H.nh; h++)
+    check_handle(h);
+}
+
+/* A constructor's outcome: an allocation failed and it said UV_ENOMEM with
+ * *out untouched, or it succeeded as the model says. */
+static char sentinel;
+#define SENTINEL ((uvctx_t *)&sentinel)
+
+static int made(int rc, uvctx_t *out) {
+  if (alloc_failed) {
+    EXPECT(rc == UV_ENOMEM, "an allocation failed, the call returned %d", rc);
+    EXPECT(out == SENTINEL, "failed constructor wrote *out");
+    return 0;
+  }
+  EXPECT(rc == 0, "constructor returned %d", rc);
+  EXPECT(out != SENTINEL && out != NULL, "constructor gave no context");
+  return 1;
+}
+
+/* ---------------------------------------------------------------------------
+ * Instructions
+ * ------------------------------------------------------------------------- */
+
+static void watch_cb(uvctx_watch_t *w, int err);
+
+static void do_cancel(int h, int cause) {
+  int n = node_of(h);
+  int rc = cause == 0 ? CALL(uvctx_cancel(ctx_of(h)))
+                      : CALL(uvctx_cancel_cause(ctx_of(h), cause));
+  int mrc = m_cancel(n, cause);
+  TRACE("cancel node %d cause %d -> %d\n", n, cause, rc);
+  EXPECT(rc == mrc, "cancel of node %d (cause %d): %d, model %d", n, cause, rc,
+         mrc);
+}
+
+static void do_release(int h) {
+  if (h < 0)
+    return;
+  CALL((uvctx_release(H.ctx[h]), 0));
+  TRACE("release node %d\n", H.node[h]);
+  m_release(H.node[h]);
+  drop_handle(h);
+}
+
+static void do_unwatch(int s) {
+  int rc = CALL(uvctx_unwatch(&H.slots[s].w));
+  int mrc = m_unwatch(s);
+  TRACE("unwatch slot %d -> %d\n", s, rc);
+  EXPECT(rc == mrc, "unwatch of slot %d: %d, model %d", s, rc, mrc);
+}
+
+static void do_watch(int s, int h, int drain) {
+  slot_t *sl = &H.slots[s];
+  int n = node_of(h);
+  int rc, mrc;
+
+  sl->w.data = sl;
+  if (drain) {
+    rc = CALL(uvctx_drain(ctx_of(h), &sl->w, watch_cb));
+    mrc = m_drain(s, n);
+  } else {
+    rc = CALL(uvctx_watch(ctx_of(h), &sl->w, watch_cb));
+    mrc = m_watch(s, n);
+  }
+  TRACE("%s node %d slot %d action %d -> %d\n", drain ? "drain" : "watch",
+        n, s, sl->action, rc);
+  EXPECT(rc == mrc, "%s of node %d in slot %d: %d, model %d",
+         drain ? "drain" : "watch", n, s, rc, mrc);
+}
+
+static void watch_cb(uvctx_watch_t *w, int err) {
+  slot_t *sl = w->data;
+  int s = (int)(sl - H.slots);
+  int action = sl->action;
+
+  EXPECT(H.in_api == 0, "a callback ran inside a uvctx call");
+  TRACE("  callback slot %d node %d err %d\n", s, M.watches[s].node, err);
+  m_callback(s, err);
+  sl->action = 0;
+  switch (action) {
+  case 1:
+    do_cancel(pick((unsigned)sl->a1), causes[sl->a2 % 4]);
+    break;
+  case 2:
+    do_release(pick((unsigned)sl->a1));
+    break;
+  case 3:
+    do_unwatch(sl->a1 % M_MAX_WATCHES);
+    break;
+  case 4:
+    do_watch(s, pick((unsigned)sl->a1), 0);
+    break;
+  default:
+    break;
+  }
+  check_all();
+}
+
+static void made_trace(int op, int rc) {
+  TRACE("make op %d -> %d%s, node %d, %d handles\n", op, rc,
+        alloc_failed ? " (allocation failed)" : "", M.nnodes - 1, H.nh);
+}
+
+static void op_make(int op) {
+  int h = pick(byte());
+  int parent = node_of(h);
+  uvctx_t *pctx = ctx_of(h);
+  uvctx_t *out = SENTINEL, *stopping = SENTINEL;
+  unsigned a = byte(), b = byte();
+  int rc, n;
+
+  if (!room(2))
+    return;
+  switch (op) {
+  case OP_CANCEL_CTX:
+    rc = CALL(uvctx_with_cancel(&H.loop, pctx, &out));
+    if (made(rc, out))
+      add_handle(m_new_cancel(parent), out);
+    break;
+  case OP_DEADLINE: {
+    static const uint64_t deadlines[5] = {0, 1, (uint64_t)1 << 62,
+                                          UINT64_MAX - 1, UINT64_MAX};
+    uint64_t d = deadlines[a % 5];
+    int cause = causes[b % 4];
+    rc = b % 5 == 4 ? CALL(uvctx_with_deadline(&H.loop, pctx, d, &out))
+                    : CALL(uvctx_with_deadline_cause(&H.loop, pctx, d, cause,
+                                                     &out));
+    if (b % 5 == 4)
+      cause = 0;
+    if (made(rc, out))
+      add_handle(m_new_deadline(parent, d, cause), out);
+    break;
+  }
+  case OP_TIMEOUT: {
+    uint64_t t = a % 2 ? UINT64_MAX : 0;
+    int cause = causes[b % 4];
+    rc = b % 5 == 4 ? CALL(uvctx_with_timeout(&H.loop, pctx, t, &out))
+                    : CALL(uvctx_with_timeout_cause(&H.loop, pctx, t, cause,
+                                                    &out));
+    if (b % 5 == 4)
+      cause = 0;
+    if (made(rc, out))
+      add_handle(m_new_deadline(parent, t == 0 ? M_NOW : UINT64_MAX, cause),
+                 out);
+    break;
+  }
+  case OP_VALUE: {
+    const void *key = &keys[a % 4];
+    void *value = b % 5 == 4 ? NULL : &vals[b % 5];
+    rc = CALL(uvctx_with_value(pctx, key, value, &out));
+    if (made(rc, out))
+      add_handle(m_new_value(parent, key, value), out);
+    break;
+  }
+  case OP_WITHOUT:
+    rc = CALL(uvctx_without_cancel(pctx, &out));
+    if (made(rc, out))
+      add_handle(m_new_without(parent), out);
+    break;
+  case OP_ANY: {
+    int count = 1 + (int)(a % M_MAX_PARENTS);
+    int parents[M_MAX_PARENTS];
+    uvctx_t *pctxs[M_MAX_PARENTS];
+    parents[0] = parent;
+    pctxs[0] = pctx;
+    for (int i = 1; i < count; i++) {
+      int hi = pick(byte());
+      parents[i] = node_of(hi);
+      pctxs[i] = ctx_of(hi);
+    }
+    rc = CALL(uvctx_with_any(&H.loop, pctxs, (size_t)count, &out));
+    if (made(rc, out))
+      add_handle(m_new_any(parents, count), out);
+    break;
+  }
+  case OP_SHUTDOWN_CTX: {
+    uint64_t grace = a % 2 ? UINT64_MAX : 0;
+    rc = CALL(uvctx_with_shutdown(&H.loop, pctx, NULL, 0, grace, &stopping,
+                                  &out));
+    if (!made(rc, out)) {
+      EXPECT(stopping == SENTINEL, "failed with_shutdown wrote *stopping");
+      break;
+    }
+    n = m_new_shutdown(parent, grace);
+    add_handle(n, out);
+    add_handle(M.nodes[n].stopping, stopping);
+    break;
+  }
+  }
+  made_trace(op, rc);
+}
+
+static void op_done_async(void) {
+  int h = pick(byte());
+  int n = node_of(h);
+  int o = m_owner(n);
+  uv_async_t *a = CALL(uvctx_done_async(ctx_of(h)));
+
+  if (o < 0) {
+    EXPECT(a == NULL, "done_async of node %d, never done: not NULL", n);
+    return;
+  }
+  if (alloc_failed) {
+    EXPECT(a == NULL, "done_async: an allocation failed, not NULL");
+    return;
+  }
+  EXPECT(a != NULL, "done_async of node %d: NULL", n);
+  if (H.async_of[o] != NULL)
+    EXPECT(a == H.async_of[o], "done_async of node %d: another handle", n);
+  H.async_of[o] = a;
+}
+
+static void op_format(void) {
+  int h = pick(byte());
+  unsigned cut = byte();
+  int n = node_of(h);
+  static char tmpl[FORMAT_MAX], buf[FORMAT_MAX], small[FORMAT_MAX + 8];
+  int len, rc;
+
+  m_format_template(n, tmpl, sizeof tmpl);
+  len = CALL(uvctx_format(ctx_of(h), buf, sizeof buf));
+  EXPECT(len >= 0 && (size_t)len < sizeof buf, "format of node %d: %d", n,
+         len);
+  EXPECT((size_t)len == strlen(buf), "format of node %d: length %d, '%s'", n,
+         len, buf);
+  EXPECT(m_format_match(tmpl, buf), "format of node %d: '%s', model '%s'", n,
+         buf, tmpl);
+  /* Truncated like snprintf. Deadlines print the time left, which may
+   * change between the two calls: then only the shape is compared. */
+  size_t cap = cut % (size_t)(len + 3);
+  memset(small, 'X', sizeof small);
+  rc = CALL(uvctx_format(ctx_of(h), cap ? small : NULL, cap));
+  if (strchr(tmpl, '*') == NULL) {
+    size_t keep = (size_t)len < cap ? (size_t)len : cap ? cap - 1 : 0;
+    EXPECT(rc == len, "format of node %d into %zu bytes: %d, not %d", n, cap,
+           rc, len);
+    if (cap > 0)
+      EXPECT(memcmp(small, buf, keep) == 0 && small[keep] == '\0',
+             "format of node %d into %zu bytes: '%s'", n, cap, small);
+  } else if (cap > 0) {
+    EXPECT(rc >= 0 && memchr(small, '\0', cap) != NULL,
+           "format of node %d into %zu bytes: not terminated", n, cap);
+  }
+  EXPECT(small[cap] == 'X', "format of node %d wrote past %zu bytes", n, cap);
+}
+
+static void op_run(int nowait) {
+  int rc;
+  TRACE("run %s\n", nowait ? "nowait" : "default");
+  m_run_begin();
+  rc = uv_run(&H.loop, nowait ? UV_RUN_NOWAIT : UV_RUN_DEFAULT);
+  m_run_end(nowait);
+  if (!nowait)
+    EXPECT(rc == 0, "uv_run(UV_RUN_DEFAULT) returned %d: something keeps the "
+                    "loop alive", rc);
+}
+
+static void step(void) {
+  int op = (int)(byte() % OP_COUNT);
+  int h, s;
+  unsigned a, b, c;
+
+  switch (op) {
+  case OP_CANCEL_CTX:
+  case OP_DEADLINE:
+  case OP_TIMEOUT:
+  case OP_VALUE:
+  case OP_WITHOUT:
+  case OP_ANY:
+  case OP_SHUTDOWN_CTX:
+    op_make(op);
+    break;
+  case OP_CANCEL:
+    h = pick(byte());
+    do_cancel(h, causes[byte() % 5]);
+    break;
+  case OP_SHUTDOWN: {
+    int cause;
+    h = pick(byte());
+    cause = causes[byte() % 5];
+    int rc = CALL(uvctx_shutdown(ctx_of(h), cause));
+    int mrc = m_shutdown(node_of(h), cause);
+    TRACE("shutdown node %d cause %d -> %d\n", node_of(h), cause, rc);
+    EXPECT(rc == mrc, "shutdown of node %d: %d, model %d", node_of(h), rc,
+           mrc);
+    break;
+  }
+  case OP_RESET: {
+    h = pick(byte());
+    int zero = byte() % 2;
+    int rc = CALL(uvctx_reset_timeout(ctx_of(h), zero ? 0 : UINT64_MAX));
+    int mrc = m_reset_timeout(node_of(h), zero);
+    TRACE("reset node %d %s -> %d\n", node_of(h), zero ? "0" : "max", rc);
+    EXPECT(rc == mrc, "reset_timeout of node %d: %d, model %d", node_of(h),
+           rc, mrc);
+    break;
+  }
+  case OP_RETAIN:
+    h = pick(byte());
+    if (h >= 0 && room(1)) {
+      EXPECT(CALL(uvctx_retain(H.ctx[h])) == H.ctx[h], "retain");
+      m_retain(H.node[h]);
+      add_handle(H.node[h], H.ctx[h]);
+    }
+    break;
+  case OP_RELEASE:
+    do_release(pick(byte()));
+    break;
+  case OP_ROOT:
+    if (room(1)) {
+      int todo = byte() % 2;
+      add_handle(todo, todo ? uvctx_todo() : uvctx_background());
+    }
+    break;
+  case OP_WATCH:
+  case OP_DRAIN:
+    s = (int)(byte() % M_MAX_WATCHES);
+    h = pick(byte());
+    a = byte();
+    b = byte();
+    c = byte();
+    /* The action is set only if the watch is not pending: a pending one
+     * keeps what it has (the call must fail with UV_EBUSY). */
+    if (M.watches[s].state == MW_IDLE) {
+      H.slots[s].action = (int)(a % 6);
+      H.slots[s].a1 = (int)b;
+      H.slots[s].a2 = (int)c;
+    }
+    do_watch(s, h, op == OP_DRAIN);
+    break;
+  case OP_UNWATCH:
+    do_unwatch((int)(byte() % M_MAX_WATCHES));
+    break;
+  case OP_DONE_ASYNC:
+    op_done_async();
+    break;
+  case OP_FORMAT:
+    op_format();
+    break;
+  case OP_RUN_NOWAIT:
+  case OP_RUN_DEFAULT:
+    op_run(op == OP_RUN_NOWAIT);
+    break;
+  case OP_FAIL_ALLOC:
+    fail_in = (long)(byte() % 8);
+    break;
+  }
+  check_all();
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
+  static int once;
+
+  if (!once) {
+    once = 1;
+    trace = getenv("UVCTX_FUZZ_TRACE") != NULL;
+    if (uvctx_replace_allocator(fz_malloc, fz_free) != 0)
+      abort();
+  }
+  memset(&H, 0, sizeof H);
+  m_init();
+  outstanding = 0;
+  fail_in = -1;
+  H.p = data;
+  H.left = size;
+  H.t0 = uvctx_now();
+  if (uv_loop_init(&H.loop) != 0)
+    abort();
+
+  while (H.left > 0)
+    step();
+
+  /* The end: no failure injected any more, everything let go of. */
+  fail_in = -1;
+  for (int s = 0; s < M_MAX_WATCHES; s++)
+    do_unwatch(s);
+  while (H.nh > 0)
+    do_release(H.nh - 1);
+  op_run(0);
+  for (int n = 2; n < M.nnodes; n++)
+    EXPECT(!M.nodes[n].alive, "model: node %d still alive at the end", n);
+  EXPECT(uvctx_dump_loop(&H.loop, stderr) == 0,
+         "contexts alive after everything was released");
+  EXPECT(uv_loop_close(&H.loop) == 0, "uv_loop_close failed at the end");
+  EXPECT(outstanding == 0, "%ld blocks uvctx allocated were not freed",
+         outstanding);
+  return 0;
+}
