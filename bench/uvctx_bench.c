@@ -70,6 +70,8 @@ static void settle(void *arg) {
   uv_run(&loop, UV_RUN_NOWAIT);
 }
 
+static void noop_timer(uv_timer_t *t) { (void)t; }
+
 static void must(int err, const char *what) {
   if (err != 0) {
     fprintf(stderr, "uvctx_bench: %s: %s\n", what, uv_strerror(err));
@@ -182,6 +184,8 @@ enum { MEM_N = 1000 };
 
 static void bench_mem(void) {
   static uvctx_t *ctxs[MEM_N];
+  uv_loop_t mloop;
+  uv_timer_t mkeepalive;
   uvctx_t *root;
   int kind, i;
 
@@ -194,11 +198,14 @@ static void bench_mem(void) {
     emit("mem/deadline_ctx_heap", 0, "B");
     return;
   }
-  /* No context is alive on this loop but the keeper, which stays: its loop
-   * state was made with malloc and is freed with free, which the wrappers
-   * are too. */
+  /* A loop of its own, so that no block that uvctx keeps for reuse on
+   * another loop is handed out here, and nothing alive when the allocator
+   * is replaced. */
+  must(uv_loop_init(&mloop), "uv_loop_init");
+  uv_timer_init(&mloop, &mkeepalive);
+  uv_timer_start(&mkeepalive, noop_timer, 3600 * 1000, 0);
   must(uvctx_replace_allocator(count_malloc, free), "replace_allocator");
-  must(uvctx_with_cancel(&loop, keeper, &root), "with_cancel");
+  must(uvctx_with_cancel(&mloop, uvctx_background(), &root), "with_cancel");
   for (kind = 0; kind < 2; kind++) {
     const char *name = kind == 0 ? "mem/cancel_ctx" : "mem/deadline_ctx";
     char heap_name[64];
@@ -207,9 +214,9 @@ static void bench_mem(void) {
 
     for (i = 0; i < MEM_N; i++) {
       if (kind == 0)
-        must(uvctx_with_cancel(&loop, root, &ctxs[i]), "with_cancel");
+        must(uvctx_with_cancel(&mloop, root, &ctxs[i]), "with_cancel");
       else
-        must(uvctx_with_timeout(&loop, root, 3600 * 1000, &ctxs[i]),
+        must(uvctx_with_timeout(&mloop, root, 3600 * 1000, &ctxs[i]),
              "with_timeout");
     }
     snprintf(heap_name, sizeof(heap_name), "%s_heap", name);
@@ -221,11 +228,13 @@ static void bench_mem(void) {
       emit(heap_name, (double)(counted.heap - heap0) / MEM_N, "B");
     for (i = 0; i < MEM_N; i++)
       uvctx_release(ctxs[i]);
-    settle(NULL);
+    uv_run(&mloop, UV_RUN_NOWAIT);
   }
   uvctx_release(root);
-  settle(NULL);
+  uv_close((uv_handle_t *)&mkeepalive, NULL);
+  uv_run(&mloop, UV_RUN_DEFAULT);
   must(uvctx_replace_allocator(malloc, free), "replace_allocator");
+  must(uv_loop_close(&mloop), "uv_loop_close (mem)");
 }
 
 /* --------------------------------------------------------------------------
@@ -596,8 +605,6 @@ static void bench_cancel_delivery(void) {
   uv_sem_destroy(&l.ready);
 }
 
-static void noop_timer(uv_timer_t *t) { (void)t; }
-
 int main(int argc, char **argv) {
   uint64_t t0 = uv_hrtime();
 
@@ -609,15 +616,16 @@ int main(int argc, char **argv) {
   must(uv_loop_init(&loop), "uv_loop_init");
   uv_timer_init(&loop, &keepalive);
   uv_timer_start(&keepalive, noop_timer, 3600 * 1000, 0);
-  must(uvctx_with_cancel(&loop, uvctx_background(), &keeper), "with_cancel");
 
   printf("# uvctx_bench: libuv %s, %s, target %.0f ms x %d reps, "
          "%u ops per loop turn\n",
          uv_version_string(), opt.smoke ? "smoke" : "full",
          opt.target_ns / 1e6, opt.reps, opt.turn);
-  /* First, so that the peak RSS before it is the start-up one. */
-  bench_million();
+  /* First, on a loop of its own, while no other context is alive. */
   bench_mem();
+  must(uvctx_with_cancel(&loop, uvctx_background(), &keeper), "with_cancel");
+  /* Next, so that the peak RSS before it is (nearly) the start-up one. */
+  bench_million();
   bench_create_cancel_release();
   bench_common_parent();
   bench_with_timeout_idle();
