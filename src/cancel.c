@@ -109,16 +109,16 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
     return UV_EALREADY;
   on_loop = uvctx__on_loop_thread(lp);
-  uv_mutex_lock(&lp->tree_lock);
+  uvctx__lock(&lp->tree_lock);
   if (!atomic_compare_exchange_strong_explicit(&c->ctx.state, &none,
                                                uvctx__pack(err, cause),
                                                memory_order_acq_rel,
                                                memory_order_acquire)) {
-    uv_mutex_unlock(&lp->tree_lock);
+    uvctx__unlock(&lp->tree_lock);
     return UV_EALREADY;
   }
   finish_subtree(c, on_loop);
-  uv_mutex_unlock(&lp->tree_lock);
+  uvctx__unlock(&lp->tree_lock);
   if (!on_loop) /* finished once, so posted once, with this reference */
     uvctx__mailbox_post(lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
                         UVCTX__MB_CANCEL);
@@ -127,9 +127,9 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
 
 /* Loop thread: acts on the part of c's subtree the loop has not acted on. */
 void uvctx__deliver_subtree(uvctx__cancel_t *c) {
-  uv_mutex_lock(&c->lp->tree_lock);
+  uvctx__lock(&c->lp->tree_lock);
   finish_subtree(c, 1);
-  uv_mutex_unlock(&c->lp->tree_lock);
+  uvctx__unlock(&c->lp->tree_lock);
 }
 
 int uvctx_cancel(uvctx_t *ctx) { return uvctx_cancel_cause(ctx, 0); }

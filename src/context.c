@@ -19,7 +19,7 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp) {
   uint64_t state;
   uint64_t none = 0;
 
-  uv_mutex_lock(&cp->lp->tree_lock);
+  uvctx__lock(&cp->lp->tree_lock);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0)
     atomic_compare_exchange_strong_explicit(&l->child->ctx.state, &none,
@@ -31,7 +31,7 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp) {
   if (cp->first_child != NULL)
     cp->first_child->prev = l;
   cp->first_child = l;
-  uv_mutex_unlock(&cp->lp->tree_lock);
+  uvctx__unlock(&cp->lp->tree_lock);
 }
 
 static void unlink_one(uvctx__link_t *l) {
@@ -39,7 +39,7 @@ static void unlink_one(uvctx__link_t *l) {
 
   if (cp == NULL)
     return;
-  uv_mutex_lock(&cp->lp->tree_lock);
+  uvctx__lock(&cp->lp->tree_lock);
   if (l->prev != NULL)
     l->prev->next = l->next;
   else
@@ -48,7 +48,7 @@ static void unlink_one(uvctx__link_t *l) {
     l->next->prev = l->prev;
   if (cp->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), l->child);
-  uv_mutex_unlock(&cp->lp->tree_lock);
+  uvctx__unlock(&cp->lp->tree_lock);
   l->parent = NULL;
 }
 

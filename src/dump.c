@@ -123,7 +123,7 @@ int uvctx_dump(const uvctx_t *ctx, FILE *out) {
   lp = root->lp;
   /* The same pre-order walk as a cancel's (cancel.c), over every child. The
    * lock keeps the lists still; walk_link is the walks' scratch. */
-  uv_mutex_lock(&lp->tree_lock);
+  uvctx__lock(&lp->tree_lock);
   node = root;
   dump_line(&node->ctx, depth, lp, out);
   for (;;) {
@@ -145,7 +145,7 @@ int uvctx_dump(const uvctx_t *ctx, FILE *out) {
     node->walk_link = (uvctx__link_t *)next;
     dump_line(&node->ctx, depth, lp, out);
   }
-  uv_mutex_unlock(&lp->tree_lock);
+  uvctx__unlock(&lp->tree_lock);
   return 0;
 }
 

@@ -72,9 +72,7 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
   if (lp == NULL)
     return UV_ENOMEM;
   *lp = (uvctx__loop_t){.loop = loop, .thread = uvctx__thread_id()};
-  err = uv_mutex_init(&lp->tree_lock);
-  if (err != 0)
-    goto fail_tree_lock;
+  atomic_flag_clear(&lp->tree_lock);
   err = uv_mutex_init(&lp->mailbox_lock);
   if (err != 0)
     goto fail_mailbox_lock;
@@ -98,8 +96,6 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
 fail_async:
   uv_mutex_destroy(&lp->mailbox_lock);
 fail_mailbox_lock:
-  uv_mutex_destroy(&lp->tree_lock);
-fail_tree_lock:
   uvctx__free(lp);
   return err;
 }
@@ -108,7 +104,6 @@ static void on_loop_handle_closed(uv_handle_t *handle) {
   uvctx__loop_t *lp = handle->data;
   if (--lp->closing_handles > 0)
     return;
-  uv_mutex_destroy(&lp->tree_lock);
   uv_mutex_destroy(&lp->mailbox_lock);
   uvctx__free(lp);
 }

@@ -2,8 +2,6 @@
  * handles, and a cancel child (`stopping`). Phase 1 finishes `stopping` and
  * starts the grace period; phase 2 (the grace period over, or asked again)
  * finishes `out` and so everything below it. */
-#include <sched.h>
-
 #include "uvctx-int.h"
 
 int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
@@ -79,10 +77,10 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
   uvctx__cancel_t *st;
   int alive;
 
-  uv_mutex_lock(&c->lp->tree_lock);
+  uvctx__lock(&c->lp->tree_lock);
   st = sd->stopping;
   alive = st != NULL && uvctx__try_retain(&st->ctx);
-  uv_mutex_unlock(&c->lp->tree_lock);
+  uvctx__unlock(&c->lp->tree_lock);
   if (alive) {
     uvctx__cancel(st, UV_ECANCELED, cause);
     uvctx_release(&st->ctx);
