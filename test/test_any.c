@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -59,42 +60,6 @@ static void rec_watch(rec_t *r, int *journal, uvctx_t *ctx) {
 }
 
 static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
-                                 int cause) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
 
 static uvctx_t *mk_any2(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
   uvctx_t *parents[2] = {p0, p1};
@@ -198,8 +163,8 @@ static void poll_cb(uv_timer_t *t) {
     ck_assert_int_eq(uv_timer_stop(t), 0);
 }
 
-static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                     uint64_t limit_ms) {
+static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                      uint64_t limit_ms) {
   poll_t p;
   guard_t guard;
   p.pred = pred;
@@ -274,7 +239,7 @@ START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
   uvctx_t *any = mk_any2(&loop, a, b);
   rec_watch(&r, NULL, any);
 
-  ck_assert(run_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_int_eq(r.cause, UV_EHOSTDOWN);
@@ -599,7 +564,7 @@ START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
   rec_watch(&r1, NULL, twice);
   rec_watch(&r2, NULL, via_value);
 
-  ck_assert(run_until(&loop, rec_called, &r2, deadline + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r2, deadline + EVENTUALLY_MS));
   ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
   ck_assert_int_eq(r1.calls, 1);
   ck_assert_int_eq(r2.calls, 1);
@@ -841,7 +806,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
 
   ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
   ck_assert_uint_eq(deadline_of(any), deadline);
-  ck_assert(run_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_int_eq(r.cause, UV_ECONNABORTED);
   assert_not_done(a);

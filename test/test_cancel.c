@@ -7,6 +7,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -35,27 +36,6 @@ static void rec_watch(rec_t *r, uvctx_t *ctx) {
   r->ctx = ctx;
   r->w.data = r;
   ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
 }
 
 /* Macros rather than functions, so that a failure names the caller's line. */

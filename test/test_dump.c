@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -111,34 +112,6 @@ static long count_after(const char *line, const char *word) {
   return strtol(p, NULL, 10);
 }
 
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
 typedef struct {
   uvctx_watch_t w;
   int calls;
@@ -153,35 +126,6 @@ static int probe_watch(probe_t *p, uvctx_t *ctx) {
   memset(p, 0, sizeof *p);
   p->w.data = p;
   return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
-typedef struct {
-  uv_timer_t t;
-  const int *counter;
-  int target;
-  int ticks;
-  int met;
-} poll_t;
-
-static void poll_tick(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (*p->counter >= p->target)
-    p->met = 1;
-  if (p->met || ++p->ticks >= 3000)
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-static int run_until(uv_loop_t *loop, const int *counter, int target) {
-  poll_t p;
-  memset(&p, 0, sizeof p);
-  p.counter = counter;
-  p.target = target;
-  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
-  p.t.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
-  return p.met;
 }
 
 /* A base for distinct deadlines, a minute away. */

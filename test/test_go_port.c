@@ -16,6 +16,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 #define SHORT_MS 5                                    /* Go's shortDuration */
@@ -99,7 +100,7 @@ static void waiter_tick(uv_timer_t *t) {
   uv_close((uv_handle_t *)t, NULL);
 }
 
-static int run_until(uv_loop_t *loop, const int *count, int want) {
+static int wait_until(uv_loop_t *loop, const int *count, int want) {
   waiter_t wt;
   memset(&wt, 0, sizeof(wt));
   wt.count = count;
@@ -110,53 +111,6 @@ static int run_until(uv_loop_t *loop, const int *count, int want) {
   ck_assert_int_eq(uv_timer_start(&wt.timer, waiter_tick, 0, 1), 0);
   uv_run(loop, UV_RUN_DEFAULT);
   return wt.reached;
-}
-
-/* Runs the loop for about ms milliseconds (a ref'd one-shot timer of our own):
- * Go's "select with time.After(shortDuration)", the chance for a callback that
- * must not come to come anyway. */
-static void close_timer_cb(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
-
-static void run_for(uv_loop_t *loop, uint64_t ms) {
-  uv_timer_t t;
-  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
-  ck_assert_int_eq(uv_timer_start(&t, close_timer_cb, ms, 0), 0);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-}
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t at) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(loop, parent, at, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
 }
 
 /* uvctx_format() into buf, checking the snprintf-like return value. */
@@ -444,7 +398,7 @@ static void wait_timed_out(uv_loop_t *loop, uvctx_t *ctx, const char *name) {
   uint64_t deadline = 0;
   ck_assert_msg(uvctx_deadline(ctx, &deadline) == 1, "%s: no deadline", name);
   rec_watch(&r, ctx);
-  ck_assert_msg(run_until(loop, &r.calls, 1), "%s: not done after %d ms", name,
+  ck_assert_msg(wait_until(loop, &r.calls, 1), "%s: not done after %d ms", name,
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_msg(r.err == UV_ETIMEDOUT, "%s: err = %d", name, r.err);
@@ -701,7 +655,7 @@ START_TEST(test_simultaneous_cancels) {
         uv_thread_create(&threads[t].tid, tree_canceller_main, &threads[t]), 0);
   }
 
-  int reached = run_until(&loop, &total, n);
+  int reached = wait_until(&loop, &total, n);
   for (int t = 0; t < CANCEL_THREADS; t++)
     ck_assert_int_eq(uv_thread_join(&threads[t].tid), 0);
   ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed, total,
@@ -754,7 +708,7 @@ START_TEST(test_interlocked_cancels) {
 
   ck_assert_int_eq(uvctx_cancel(il.parent), 0);
   ck_assert_int_eq(uvctx_err(il.child), UV_ECANCELED);
-  int reached = run_until(&loop, &r.calls, 1);
+  int reached = wait_until(&loop, &r.calls, 1);
   ck_assert_int_eq(uv_thread_join(&il.tid), 0);
   ck_assert_msg(reached, "child's watch not called after %d ms", WAIT_LIMIT_MS);
   ck_assert_msg(il.rc == 0 || il.rc == UV_EALREADY, "child cancel: %d", il.rc);
@@ -823,7 +777,7 @@ static void test_layers(int timeout) {
     uint64_t deadline = 0;
     ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
     rec_watch(&r, ctx);
-    ck_assert_msg(run_until(&loop, &r.calls, 1), "seed %u: no timeout", seed);
+    ck_assert_msg(wait_until(&loop, &r.calls, 1), "seed %u: no timeout", seed);
     ck_assert_int_eq(r.err, UV_ETIMEDOUT);
     ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
     ck_assert_uint_ge(r.at, deadline);
@@ -901,7 +855,7 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
 
     uvctx_t *c = mk_cancel(&loop, parent);
     rec_watch(&r, c);
-    int reached = run_until(&loop, &r.calls, 1);
+    int reached = wait_until(&loop, &r.calls, 1);
     ck_assert_int_eq(uv_thread_join(&th.tid), 0);
     ck_assert_msg(reached, "round %d: child not done after %d ms", i,
                   WAIT_LIMIT_MS);
@@ -1228,7 +1182,7 @@ START_TEST(test_cause_race) {
                     i, seen);
       ck_assert_int_eq(th.rc, 0);
       /* Let the loop take the other thread's cancel before releasing. */
-      ck_assert(run_until(&loop, &r.calls, 1));
+      ck_assert(wait_until(&loop, &r.calls, 1));
       ck_assert_int_eq(r.ctx_cause, PARENT_CAUSE);
       uvctx_release(ctx);
     }
@@ -1316,7 +1270,7 @@ START_TEST(test_after_func_called_after_timeout) {
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), SHORT_MS);
   ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
   rec_watch(&r, ctx);
-  ck_assert_msg(run_until(&loop, &r.calls, 1), "not called after %d ms",
+  ck_assert_msg(wait_until(&loop, &r.calls, 1), "not called after %d ms",
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
@@ -1391,7 +1345,7 @@ START_TEST(test_after_func_called_asynchronously) {
   ck_assert_int_eq(uvctx_err(ctx), UV_ECANCELED);
   ck_assert_int_eq(r.calls, 0);
 
-  ck_assert_msg(run_until(&loop, &r.calls, 1), "not called after %d ms",
+  ck_assert_msg(wait_until(&loop, &r.calls, 1), "not called after %d ms",
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
@@ -1461,7 +1415,7 @@ START_TEST(test_context_err_done_race) {
     ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
     ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
 
-    int reached = run_until(&loop, &r.calls, 1);
+    int reached = wait_until(&loop, &r.calls, 1);
     ck_assert_int_eq(uv_thread_join(&th.tid), 0);
     ck_assert_msg(reached, "round %d: watch lost (not called after %d ms)", i,
                   WAIT_LIMIT_MS);

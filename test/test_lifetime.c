@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -14,34 +15,6 @@
  * ------------------------------------------------------------------------- */
 
 static int key_a, key_b;
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
 
 /* A watch that counts its calls and remembers its err. */
 typedef struct {
@@ -60,20 +33,6 @@ static int counter_watch(counter_t *c, uvctx_t *ctx) {
   memset(c, 0, sizeof *c);
   c->w.data = c;
   return uvctx_watch(ctx, &c->w, counter_cb);
-}
-
-/* A ref'd timer of ours that fires once after ms: keeps the loop running for
- * that long, past deadlines that must not fire. */
-static void noop_timer_cb(uv_timer_t *t) {
-  uv_close((uv_handle_t *)t, NULL);
-}
-
-static void run_for(uv_loop_t *loop, uint64_t ms) {
-  uv_timer_t t;
-  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
-  ck_assert_int_eq(uv_timer_start(&t, noop_timer_cb, ms, 0), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&t));
 }
 
 /* Keeps the loop running, 2 ms at a time, until *counter reaches target or

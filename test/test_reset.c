@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -97,8 +98,8 @@ static void poll_cb(uv_timer_t *t) {
     ck_assert_int_eq(uv_timer_stop(t), 0);
 }
 
-static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                     uint64_t limit_ms) {
+static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                      uint64_t limit_ms) {
   poll_t p;
   guard_t guard;
   uint64_t now = uvctx_now();
@@ -120,51 +121,8 @@ static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
 
 /* Runs the loop until the uvctx clock has reached at least until_ms. */
 static void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
-  run_until(loop, never, NULL, until_ms);
+  poll_until(loop, never, NULL, until_ms);
   ck_assert_uint_ge(uvctx_now(), until_ms);
-}
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
-                                 int cause) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
 }
 
 static uvctx_t *mk_any(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
@@ -224,7 +182,7 @@ START_TEST(reset_later_does_not_fire_at_the_old_deadline) {
     ck_assert_int_eq(r.calls, 0);
     assert_not_done(c);
   }
-  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_uint_ge(r.now, moved);
@@ -242,7 +200,7 @@ START_TEST(reset_earlier_fires_at_the_new_deadline) {
   rec_watch(&r, c);
   uint64_t moved = reset(c, 10);
 
-  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_int_eq(r.cause, UV_EPIPE); /* the deadline's cause still counts */
@@ -261,7 +219,7 @@ START_TEST(reset_works_on_an_absolute_deadline_context) {
   rec_watch(&r, c);
   uint64_t moved = reset(c, 5);
 
-  ck_assert(run_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_uint_ge(r.now, moved);
 
@@ -298,7 +256,7 @@ START_TEST(reset_never_fires_before_the_new_deadline) {
   ck_assert_int_eq(uv_timer_start(&s.timer, reset_after_stall, 1, 0), 0);
 
   ck_assert(
-      run_until(&loop, rec_called, &r, uvctx_now() + 100 + EVENTUALLY_MS));
+      poll_until(&loop, rec_called, &r, uvctx_now() + 100 + EVENTUALLY_MS));
   ck_assert_uint_ne(s.moved, 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_msg(r.now >= s.moved, "fired at %llu, before its deadline %llu",
@@ -382,8 +340,8 @@ START_TEST(reset_while_active_keeps_an_idle_timeout_from_firing) {
     ck_assert_int_eq(id.rec.calls, 0);
     assert_not_done(id.ctx);
   }
-  ck_assert(run_until(&loop, rec_called, &id.rec,
-                      id.deadline + EVENTUALLY_MS));
+  ck_assert(
+      poll_until(&loop, rec_called, &id.rec, id.deadline + EVENTUALLY_MS));
   ck_assert_int_eq(id.rec.calls, 1);
   ck_assert_int_eq(id.rec.err, UV_ETIMEDOUT);
   ck_assert_uint_ge(id.rec.now, id.deadline);
@@ -429,7 +387,7 @@ START_TEST(reset_after_done_is_ealready_and_changes_nothing) {
   rec_watch(&r, timed_out);
   ck_assert_int_eq(uvctx_cancel_cause(cancelled, UV_EIO), 0);
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
-  ck_assert(run_until(&loop, rec_called, &r, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, uvctx_now() + EVENTUALLY_MS));
   uint64_t dl_timed_out = deadline_of(timed_out);
 
   ck_assert_int_eq(uvctx_reset_timeout(cancelled, 10), UV_EALREADY);
@@ -509,7 +467,7 @@ START_TEST(resetting_a_parent_later_leaves_a_childs_own_deadline_alone) {
   ck_assert_uint_le(child_dl, after + 30);
   ck_assert_uint_lt(child_dl, parent_dl);
 
-  ck_assert(run_until(&loop, rec_called, &rc, child_dl + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rc, child_dl + EVENTUALLY_MS));
   ck_assert_int_eq(rc.err, UV_ETIMEDOUT);
   ck_assert_int_eq(rc.cause, UV_ENOBUFS); /* its own deadline, not the parent */
   ck_assert_uint_ge(rc.now, child_dl);
@@ -535,7 +493,7 @@ START_TEST(resetting_a_parent_earlier_reaches_children_by_cancellation) {
   uint64_t parent_dl = reset(parent, 10);
   ck_assert_uint_eq(deadline_of(child), parent_dl); /* the earliest */
 
-  ck_assert(run_until(&loop, rec_called, &rc, parent_dl + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rc, parent_dl + EVENTUALLY_MS));
   ck_assert_int_eq(rp.calls, 1);
   ck_assert_int_eq(rc.err, UV_ETIMEDOUT);
   ck_assert_int_eq(rc.cause, UV_EIO); /* the parent's, inherited */
@@ -580,7 +538,7 @@ START_TEST(reset_many_times_fires_once_at_the_last_deadline) {
     ck_assert_int_eq(uvctx_reset_timeout(c, (i % 2) ? 1000 : 100000), 0);
   uint64_t last = reset(c, 10);
 
-  ck_assert(run_until(&loop, rec_called, &r, last + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &r, last + EVENTUALLY_MS));
   ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_uint_ge(r.now, last);

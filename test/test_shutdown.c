@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* Not POSIX; glibc's value (signals 1..64). */
@@ -64,24 +65,10 @@ static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
   return uvctx_watch(ctx, &p->w, probe_cb);
 }
 
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
 /* An in-flight request: a cancel child of out, keeps the grace period going
  * until it is released. */
 static uvctx_t *mk_request(uv_loop_t *loop, uvctx_t *out) {
   return mk_cancel(loop, out);
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
 }
 
 /* Returns *out and stores *stopping. */
@@ -97,47 +84,6 @@ static uvctx_t *mk_shutdown(uv_loop_t *loop, uvctx_t *parent,
   ck_assert_ptr_nonnull(*stopping);
   ck_assert_ptr_ne(out, *stopping);
   return out;
-}
-
-typedef struct {
-  uv_timer_t t;
-  const int *counter;
-  int target;
-  int ticks;
-  int met;
-} poll_t;
-
-static void poll_tick(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (*p->counter >= p->target)
-    p->met = 1;
-  if (p->met || ++p->ticks >= 3000)
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-/* Runs the loop until *counter reaches target (about 3 s at most). */
-static int run_until(uv_loop_t *loop, const int *counter, int target) {
-  poll_t p;
-  memset(&p, 0, sizeof p);
-  p.counter = counter;
-  p.target = target;
-  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
-  p.t.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
-  return p.met;
-}
-
-static void run_for_done(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
-
-/* Runs the loop for ms milliseconds (a ref'd one-shot timer of our own). */
-static void run_for(uv_loop_t *loop, uint64_t ms) {
-  uv_timer_t t;
-  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
-  ck_assert_int_eq(uv_timer_start(&t, run_for_done, ms, 0), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&t));
 }
 
 /* An unref'd timer that stops the loop: "would hang" becomes a failure. */
@@ -160,32 +106,6 @@ static void guard_start(guard_t *g, uv_loop_t *loop, uint64_t ms) {
 }
 
 static void guard_close(guard_t *g) { uv_close((uv_handle_t *)&g->t, NULL); }
-
-typedef struct {
-  uv_signal_t h;
-  int got;
-} catcher_t;
-
-static void catcher_cb(uv_signal_t *h, int signum) {
-  (void)signum;
-  ((catcher_t *)h->data)->got++;
-}
-
-static void catcher_start(catcher_t *c, uv_loop_t *loop, int signum) {
-  memset(c, 0, sizeof *c);
-  ck_assert_int_eq(uv_signal_init(loop, &c->h), 0);
-  c->h.data = c;
-  ck_assert_int_eq(uv_signal_start(&c->h, catcher_cb, signum), 0);
-  uv_unref((uv_handle_t *)&c->h);
-}
-
-static void catcher_close(catcher_t *c) {
-  uv_close((uv_handle_t *)&c->h, NULL);
-}
-
-static void send_signal(int signum) {
-  ck_assert_int_eq(uv_kill(uv_os_getpid(), signum), 0);
-}
 
 /* ---------------------------------------------------------------------------
  * Phase 1 by uvctx_shutdown

@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* Not POSIX; glibc's value (signals 1..64). */
@@ -56,20 +57,6 @@ static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
   return uvctx_watch(ctx, &p->w, probe_cb);
 }
 
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
 static uvctx_t *mk_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
                           size_t count) {
   uvctx_t *c = NULL;
@@ -80,76 +67,6 @@ static uvctx_t *mk_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
 
 static uvctx_t *mk_signal1(uv_loop_t *loop, uvctx_t *parent, int signum) {
   return mk_signal(loop, parent, &signum, 1);
-}
-
-/* An unref'd uv_signal_t of the test's own. */
-typedef struct {
-  uv_signal_t h;
-  int got;
-} catcher_t;
-
-static void catcher_cb(uv_signal_t *h, int signum) {
-  catcher_t *c = h->data;
-  (void)signum;
-  c->got++;
-}
-
-static void catcher_start(catcher_t *c, uv_loop_t *loop, int signum) {
-  memset(c, 0, sizeof *c);
-  ck_assert_int_eq(uv_signal_init(loop, &c->h), 0);
-  c->h.data = c;
-  ck_assert_int_eq(uv_signal_start(&c->h, catcher_cb, signum), 0);
-  uv_unref((uv_handle_t *)&c->h);
-}
-
-static void catcher_close(catcher_t *c) {
-  uv_close((uv_handle_t *)&c->h, NULL);
-}
-
-static void send_signal(int signum) {
-  ck_assert_int_eq(uv_kill(uv_os_getpid(), signum), 0);
-}
-
-/* Runs the loop, with a ref'd 1 ms polling timer, until *counter reaches
- * target (or about 3 s have passed); returns 1 if it was reached. */
-typedef struct {
-  uv_timer_t t;
-  const int *counter;
-  int target;
-  int ticks;
-  int met;
-} poll_t;
-
-static void poll_tick(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (*p->counter >= p->target)
-    p->met = 1;
-  if (p->met || ++p->ticks >= 3000)
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-static int run_until(uv_loop_t *loop, const int *counter, int target) {
-  poll_t p;
-  memset(&p, 0, sizeof p);
-  p.counter = counter;
-  p.target = target;
-  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
-  p.t.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
-  return p.met;
-}
-
-/* Runs the loop for ms milliseconds (a ref'd one-shot timer of our own). */
-static void run_for_done(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
-
-static void run_for(uv_loop_t *loop, uint64_t ms) {
-  uv_timer_t t;
-  ck_assert_int_eq(uv_timer_init(loop, &t), 0);
-  ck_assert_int_eq(uv_timer_start(&t, run_for_done, ms, 0), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&t));
 }
 
 /* ---------------------------------------------------------------------------

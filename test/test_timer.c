@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -92,8 +93,8 @@ static void poll_cb(uv_timer_t *t) {
     ck_assert_int_eq(uv_timer_stop(t), 0);
 }
 
-static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                     uint64_t limit_ms) {
+static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+                      uint64_t limit_ms) {
   poll_t p;
   p.pred = pred;
   p.arg = arg;
@@ -116,43 +117,7 @@ static int run_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
 
 /* Runs the loop until the uvctx clock has reached now + ms. */
 static void wait_ms(uv_loop_t *loop, uint64_t ms) {
-  run_until(loop, never, NULL, uvctx_now() + ms);
-}
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uint64_t ms,
-                                 int cause) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout_cause(loop, parent, ms, cause, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
+  poll_until(loop, never, NULL, uvctx_now() + ms);
 }
 
 /* Macros rather than functions, so that a failure names the caller's line. */
@@ -203,7 +168,7 @@ START_TEST(test_deadline_context_times_out_by_itself_with_etimedout) {
   rec_watch(&rec, ctx);
   assert_not_done(ctx);
 
-  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
   ck_assert_int_eq(rec.calls, 1);
   ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
   ck_assert_int_eq(rec.cause, UV_ETIMEDOUT);
@@ -295,7 +260,7 @@ START_TEST(test_deadline_never_fires_before_uvctx_now_reaches_it) {
     rec_watch(&e.recs[i], ctxs[i]);
   }
 
-  ck_assert(run_until(&loop, all_fired, &e, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, all_fired, &e, uvctx_now() + EVENTUALLY_MS));
   for (int i = 0; i < EARLY_N; i++) {
     ck_assert_int_eq(e.recs[i].calls, 1);
     ck_assert_int_eq(e.recs[i].err, UV_ETIMEDOUT);
@@ -566,7 +531,7 @@ START_TEST(test_parent_deadline_finishes_child_with_etimedout_and_its_cause) {
   rec_t rec;
   rec_watch(&rec, grandchild);
 
-  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
   ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
   ck_assert_int_eq(rec.cause, UV_EHOSTDOWN);
   assert_done(parent, UV_ETIMEDOUT, UV_EHOSTDOWN);
@@ -624,7 +589,7 @@ START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
   peek.w.data = &peek;
   ck_assert_int_eq(uvctx_watch(parent, &peek.w, peek_cb), 0);
 
-  ck_assert(run_until(&loop, peek_called, &peek, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, peek_called, &peek, uvctx_now() + EVENTUALLY_MS));
   ck_assert_int_eq(peek.plain_err, UV_ETIMEDOUT);
   ck_assert_int_eq(peek.plain_cause, UV_EHOSTDOWN);
   ck_assert_int_eq(peek.later_err, peek.plain_err);
@@ -646,7 +611,7 @@ START_TEST(test_child_deadline_earlier_than_parents_leaves_parent_alone) {
   rec_t rec;
   rec_watch(&rec, child);
 
-  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
   assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);
   assert_not_done(parent);
 
@@ -672,7 +637,7 @@ START_TEST(test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires) {
   assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
 
   /* Wait well past the deadline. */
-  run_until(&loop, never, NULL, dl + 15);
+  poll_until(&loop, never, NULL, dl + 15);
   ck_assert_uint_gt(uvctx_now(), dl);
   ck_assert_int_eq(rec.calls, 1);
   ck_assert_int_eq(rec.err, UV_ECANCELED);
@@ -693,7 +658,7 @@ START_TEST(test_parent_cancel_before_child_deadline_is_final) {
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
 
-  run_until(&loop, never, NULL, dl + 15);
+  poll_until(&loop, never, NULL, dl + 15);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
 
   uvctx_release(child);
@@ -708,7 +673,7 @@ START_TEST(test_cancel_after_timeout_is_ealready_and_keeps_etimedout) {
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 3);
   rec_t rec;
   rec_watch(&rec, ctx);
-  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
 
   ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
   assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
@@ -725,7 +690,7 @@ START_TEST(test_timed_out_child_keeps_etimedout_after_parent_cancel) {
   uvctx_t *child = mk_timeout_cause(&loop, parent, 3, UV_ENETDOWN);
   rec_t rec;
   rec_watch(&rec, child);
-  ck_assert(run_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
+  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);

@@ -5,39 +5,12 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
  * Helpers
  * ------------------------------------------------------------------------- */
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t dl) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(loop, parent, dl, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
 
 /* Macros rather than functions, so that a failure names the caller's line. */
 #define assert_not_done(ctx)                                                   \

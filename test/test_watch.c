@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 /* ---------------------------------------------------------------------------
@@ -66,66 +67,6 @@ static void probe_init(probe_t *p, journal_t *j, uvctx_t *ctx) {
 static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
   probe_init(p, j, ctx);
   return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
-static uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t ms) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_timeout(loop, parent, ms, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_value(parent, key, value, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-static uvctx_t *mk_without(uvctx_t *parent) {
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(parent, &c), 0);
-  ck_assert_ptr_nonnull(c);
-  return c;
-}
-
-/* Runs the loop, with a ref'd 1 ms polling timer of our own, until *counter
- * reaches target (or about 3 s have passed). Returns 1 if it was reached.
- * Needed for deadlines: a context's timer never keeps the loop alive. */
-typedef struct {
-  uv_timer_t t;
-  const int *counter;
-  int target;
-  int ticks;
-  int met;
-} poll_t;
-
-static void poll_tick(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (*p->counter >= p->target)
-    p->met = 1;
-  if (p->met || ++p->ticks >= 3000)
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-static int run_until(uv_loop_t *loop, const int *counter, int target) {
-  poll_t p;
-  memset(&p, 0, sizeof p);
-  p.counter = counter;
-  p.target = target;
-  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
-  p.t.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
-  return p.met;
 }
 
 /* An unref'd timer that, if it fires, un-refs a handle the test ref'd and
