@@ -362,9 +362,8 @@ int m_reset_timeout(int n, int zero) {
 /* uvctx_watch(): "UV_EBUSY if w is still pending"; "A pending watch holds a
  * reference to ctx"; "Watching a context that is already done runs cb on a
  * later loop callback"; "Watching a context that can never be done ...
- * succeeds; cb never runs". Such a watch holds no reference (uvctx's
- * behaviour; the manual's "a pending watch holds a reference" does not say
- * whether it counts as pending). */
+ * succeeds; cb never runs, and the watch holds its reference until it is
+ * unwatched". */
 int m_watch(int w, int n) {
   m_wrec *mw = &M.watches[w];
 
@@ -373,13 +372,12 @@ int m_watch(int w, int n) {
   mw->node = n;
   mw->is_drain = 0;
   mw->reg_seq = ++M.reg_seq;
-  mw->holds_ref = 0;
+  mw->holds_ref = 1;
+  ref(n);
   if (!m_can_be_done(n)) {
     mw->state = MW_NEVER;
     return 0;
   }
-  mw->holds_ref = 1;
-  ref(n);
   if (M.nodes[n].err != 0)
     make_due(mw, ++M.event, 0);
   else
@@ -415,9 +413,6 @@ int m_unwatch(int w) {
   switch (mw->state) {
   case MW_IDLE:
     return UV_EALREADY;
-  case MW_NEVER:
-    mw->state = MW_IDLE;
-    return 0;
   default:
     mw->state = MW_IDLE;
     if (mw->holds_ref)
