@@ -111,12 +111,9 @@ int uvctx_keepalive(uvctx_t *ctx, int on) {
   if (ctx == NULL || !uvctx__has_timer(ctx))
     return UV_EINVAL;
   timer = (uv_handle_t *)&uvctx__as_deadline(ctx)->timer;
-  if (on) {
-    ctx->flags |= UVCTX__KEEPALIVE;
+  if (on)
     uv_ref(timer);
-  } else {
-    ctx->flags &= (uint8_t)~UVCTX__KEEPALIVE;
+  else
     uv_unref(timer);
-  }
   return 0;
 }

@@ -45,9 +45,7 @@ enum uvctx__kind {
 enum {
   /* The context is done and the loop has acted on it: timer stopped, done
    * signal sent, watches moved to the ready queue. */
-  UVCTX__DELIVERED = 1,
-  /* uvctx_keepalive(): the timer keeps the loop alive while it runs. */
-  UVCTX__KEEPALIVE = 2
+  UVCTX__DELIVERED = 1
 };
 
 /* What a mailbox entry asks the loop to do (uvctx_t.mb_flags). Every
