@@ -104,3 +104,62 @@ void catcher_close(catcher_t *c) { uv_close((uv_handle_t *)&c->h, NULL); }
 void send_signal(int signum) {
   ck_assert_int_eq(uv_kill(uv_os_getpid(), signum), 0);
 }
+
+static void stop_guard_cb(uv_timer_t *t) {
+  ((stop_guard_t *)t->data)->fired = 1;
+  uv_stop(t->loop);
+}
+
+void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms) {
+  g->fired = 0;
+  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
+  g->timer.data = g;
+  ck_assert_int_eq(uv_timer_start(&g->timer, stop_guard_cb, ms, 0), 0);
+  uv_unref((uv_handle_t *)&g->timer);
+}
+
+void stop_guard_close(stop_guard_t *g) {
+  uv_close((uv_handle_t *)&g->timer, NULL);
+}
+
+/* How long past limit_ms poll_until lets the loop run before calling it
+ * stuck: only reached when something is broken. */
+#define POLL_STUCK_MS 1000
+
+typedef struct {
+  uv_timer_t timer;
+  int (*pred)(void *);
+  void *arg;
+  uint64_t limit_ms;
+} pred_poll_t;
+
+static void pred_poll_cb(uv_timer_t *t) {
+  pred_poll_t *p = t->data;
+  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
+    ck_assert_int_eq(uv_timer_stop(t), 0);
+}
+
+int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+               uint64_t limit_ms) {
+  stop_guard_t guard;
+  pred_poll_t p;
+  uint64_t now;
+  int r;
+
+  p.pred = pred;
+  p.arg = arg;
+  p.limit_ms = limit_ms;
+  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
+  p.timer.data = &p;
+  ck_assert_int_eq(uv_timer_start(&p.timer, pred_poll_cb, 1, 1), 0);
+  now = uvctx_now();
+  stop_guard_start(loop, &guard,
+                   (limit_ms > now ? limit_ms - now : 0) + POLL_STUCK_MS);
+  r = uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
+  ck_assert_int_eq(r, 0);
+  stop_guard_close(&guard);
+  uv_close((uv_handle_t *)&p.timer, NULL);
+  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
+  return pred(arg);
+}

@@ -53,4 +53,22 @@ void catcher_close(catcher_t *c);
 /* Sends signum to this process, asserting uv_kill() succeeded. */
 void send_signal(int signum);
 
+/* An unref'd timer that stops the loop if uv_run has not returned after ms:
+ * it turns "uv_run never returns" into a failure instead of a hang, and being
+ * unref'd it does not keep the loop alive itself. `fired` says it stopped it. */
+typedef struct {
+  uv_timer_t timer;
+  int fired;
+} stop_guard_t;
+
+void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms);
+void stop_guard_close(stop_guard_t *g);
+
+/* Runs the loop, polling pred every millisecond with a ref'd timer of our
+ * own, until pred holds or the uvctx clock reaches limit_ms; then closes the
+ * timer. Returns whether pred holds. Fails if the loop stays alive after the
+ * polling timer has stopped (something of uvctx kept it alive). */
+int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
+               uint64_t limit_ms);
+
 #endif

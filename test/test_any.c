@@ -127,61 +127,6 @@ static int alive_on(const uv_loop_t *loop) {
 /* Generous bound for "eventually": only reached when something is broken. */
 #define EVENTUALLY_MS 1000
 
-/* An unref'd timer that stops the loop if uv_run has not returned by then. */
-typedef struct {
-  uv_timer_t timer;
-  int fired;
-} guard_t;
-
-static void guard_cb(uv_timer_t *t) {
-  ((guard_t *)t->data)->fired = 1;
-  uv_stop(t->loop);
-}
-
-static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
-  g->fired = 0;
-  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
-  g->timer.data = g;
-  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
-  uv_unref((uv_handle_t *)&g->timer);
-}
-
-/* Runs the loop, polling pred every millisecond with a ref'd timer of our
- * own, until pred holds or the uvctx clock reaches limit_ms. Returns whether
- * pred holds. Contexts never keep the loop alive: this is how a test waits
- * for a deadline. */
-typedef struct {
-  uv_timer_t timer;
-  int (*pred)(void *);
-  void *arg;
-  uint64_t limit_ms;
-} poll_t;
-
-static void poll_cb(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
-    ck_assert_int_eq(uv_timer_stop(t), 0);
-}
-
-static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                      uint64_t limit_ms) {
-  poll_t p;
-  guard_t guard;
-  p.pred = pred;
-  p.arg = arg;
-  p.limit_ms = limit_ms;
-  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
-  p.timer.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
-  guard_start(loop, &guard, limit_ms - uvctx_now() + EVENTUALLY_MS);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
-  uv_close((uv_handle_t *)&guard.timer, NULL);
-  uv_close((uv_handle_t *)&p.timer, NULL);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-  return pred(arg);
-}
-
 /* ---------------------------------------------------------------------------
  * Done as soon as any parent is
  * ------------------------------------------------------------------------- */

@@ -59,66 +59,6 @@ static int never(void *arg) {
 /* Generous bound for "eventually": only reached when something is broken. */
 #define EVENTUALLY_MS 1000
 
-/* An unref'd timer that stops the loop if uv_run has not returned by then. */
-typedef struct {
-  uv_timer_t timer;
-  int fired;
-} guard_t;
-
-static void guard_cb(uv_timer_t *t) {
-  ((guard_t *)t->data)->fired = 1;
-  uv_stop(t->loop);
-}
-
-static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
-  g->fired = 0;
-  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
-  g->timer.data = g;
-  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
-  uv_unref((uv_handle_t *)&g->timer);
-}
-
-static void guard_close(guard_t *g) {
-  uv_close((uv_handle_t *)&g->timer, NULL);
-}
-
-/* Runs the loop, polling pred every millisecond with a ref'd timer of our
- * own, until pred holds or the uvctx clock reaches limit_ms. Returns whether
- * pred holds. Fails if the loop stays alive after the polling stopped. */
-typedef struct {
-  uv_timer_t timer;
-  int (*pred)(void *);
-  void *arg;
-  uint64_t limit_ms;
-} poll_t;
-
-static void poll_cb(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
-    ck_assert_int_eq(uv_timer_stop(t), 0);
-}
-
-static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                      uint64_t limit_ms) {
-  poll_t p;
-  guard_t guard;
-  uint64_t now = uvctx_now();
-  p.pred = pred;
-  p.arg = arg;
-  p.limit_ms = limit_ms;
-  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
-  p.timer.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
-  guard_start(loop, &guard,
-              (limit_ms > now ? limit_ms - now : 0) + EVENTUALLY_MS);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
-  guard_close(&guard);
-  uv_close((uv_handle_t *)&p.timer, NULL);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-  return pred(arg);
-}
-
 /* Runs the loop until the uvctx clock has reached at least until_ms. */
 static void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
   poll_until(loop, never, NULL, until_ms);
@@ -582,16 +522,16 @@ END_TEST
 
 START_TEST(without_keepalive_run_returns_with_a_deadline_pending) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "a pending deadline kept the loop alive");
   assert_not_done(c);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -599,14 +539,14 @@ END_TEST
 
 START_TEST(keepalive_runs_the_loop_until_the_deadline_fires) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 20);
   uint64_t dl = deadline_of(c);
   rec_watch(&r, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
-  guard_start(&loop, &g, 20 + EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, 20 + EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "the loop stayed alive after the deadline");
@@ -614,7 +554,7 @@ START_TEST(keepalive_runs_the_loop_until_the_deadline_fires) {
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
   ck_assert_uint_ge(r.now, dl);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -622,19 +562,19 @@ END_TEST
 
 START_TEST(keepalive_off_restores_the_default) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0); /* not counted */
   ck_assert_int_eq(uvctx_keepalive(c, 0), 0);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "the deadline still kept the loop alive");
   assert_not_done(c);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -642,21 +582,21 @@ END_TEST
 
 START_TEST(keepalive_follows_a_reset_deadline) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
   rec_watch(&r, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   uint64_t moved = reset(c, 30);
-  guard_start(&loop, &g, 30 + EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, 30 + EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "the loop stayed alive after the deadline");
   ck_assert_int_eq(r.calls, 1);
   ck_assert_uint_ge(r.now, moved);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -664,7 +604,7 @@ END_TEST
 
 START_TEST(keepalive_rejects_contexts_without_a_timer_of_their_own) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *cancel = mk_cancel(&loop, t);
@@ -680,11 +620,11 @@ START_TEST(keepalive_rejects_contexts_without_a_timer_of_their_own) {
   ck_assert_int_eq(uvctx_keepalive(any, 1), UV_EINVAL);
   ck_assert_int_eq(uvctx_keepalive(cancel, 0), UV_EINVAL);
   /* and nothing started holding the loop */
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(g.fired, 0);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(any);
   uvctx_release(without);
   uvctx_release(value);
@@ -696,20 +636,20 @@ END_TEST
 
 START_TEST(keepalive_stops_holding_the_loop_once_cancelled) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   rec_watch(&r, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   ck_assert_int_eq(uvctx_cancel(c), 0);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "a cancelled context kept the loop alive");
   ck_assert_int_eq(r.calls, 1);
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -717,18 +657,18 @@ END_TEST
 
 START_TEST(keepalive_stops_holding_the_loop_when_a_parent_is_cancelled) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, p, 60000);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   ck_assert_int_eq(uvctx_cancel(p), 0);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "a cancelled context kept the loop alive");
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(c);
   uvctx_release(p);
   ASSERT_LOOP_CLOSES(&loop);
@@ -737,7 +677,7 @@ END_TEST
 
 START_TEST(keepalive_on_a_done_context_does_not_hold_the_loop) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancelled = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *born_done = mk_timeout(&loop, uvctx_background(), 0);
@@ -749,11 +689,11 @@ START_TEST(keepalive_on_a_done_context_does_not_hold_the_loop) {
   ck_assert(rc == 0 || rc == UV_EALREADY);
   rc = uvctx_keepalive(born_done, 1);
   ck_assert(rc == 0 || rc == UV_EALREADY);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "a done context kept the loop alive");
 
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(born_done);
   uvctx_release(cancelled);
   ASSERT_LOOP_CLOSES(&loop);
@@ -762,16 +702,16 @@ END_TEST
 
 START_TEST(keepalive_context_released_before_its_deadline_lets_the_loop_end) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   uvctx_release(c);
-  guard_start(&loop, &g, EVENTUALLY_MS);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_msg(!g.fired, "a released context kept the loop alive");
-  guard_close(&g);
+  stop_guard_close(&g);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

@@ -51,70 +51,6 @@ static int never(void *arg) {
 /* Generous bound for "eventually": only reached when something is broken. */
 #define EVENTUALLY_MS 1000
 
-/* An unref'd timer that stops the loop if uv_run has not returned by then: it
- * turns "uv_run never returns" into a failure instead of a hang. Being
- * unref'd, it does not keep the loop alive itself. */
-typedef struct {
-  uv_timer_t timer;
-  int fired;
-} guard_t;
-
-static void guard_cb(uv_timer_t *t) {
-  ((guard_t *)t->data)->fired = 1;
-  uv_stop(t->loop);
-}
-
-static void guard_start(uv_loop_t *loop, guard_t *g, uint64_t ms) {
-  g->fired = 0;
-  ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
-  g->timer.data = g;
-  ck_assert_int_eq(uv_timer_start(&g->timer, guard_cb, ms, 0), 0);
-  uv_unref((uv_handle_t *)&g->timer);
-}
-
-static void guard_close(guard_t *g) {
-  uv_close((uv_handle_t *)&g->timer, NULL);
-}
-
-/* Runs the loop, polling pred every millisecond with a ref'd timer of our
- * own, until pred holds or the uvctx clock reaches limit_ms; then closes the
- * timer. Returns whether pred holds. Fails if the loop stays alive after the
- * polling timer has stopped (something of uvctx kept it alive). */
-typedef struct {
-  uv_timer_t timer;
-  int (*pred)(void *);
-  void *arg;
-  uint64_t limit_ms;
-} poll_t;
-
-static void poll_cb(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
-    ck_assert_int_eq(uv_timer_stop(t), 0);
-}
-
-static int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
-                      uint64_t limit_ms) {
-  poll_t p;
-  p.pred = pred;
-  p.arg = arg;
-  p.limit_ms = limit_ms;
-  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
-  p.timer.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.timer, poll_cb, 1, 1), 0);
-  uint64_t now = uvctx_now();
-  guard_t guard;
-  guard_start(loop, &guard,
-              (limit_ms > now ? limit_ms - now : 0) + EVENTUALLY_MS);
-  int r = uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
-  ck_assert_int_eq(r, 0);
-  guard_close(&guard);
-  uv_close((uv_handle_t *)&p.timer, NULL);
-  ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
-  return pred(arg);
-}
-
 /* Runs the loop until the uvctx clock has reached now + ms. */
 static void wait_ms(uv_loop_t *loop, uint64_t ms) {
   poll_until(loop, never, NULL, uvctx_now() + ms);
@@ -712,8 +648,8 @@ START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
   uv_loop_t loop;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 10000);
-  guard_t guard;
-  guard_start(&loop, &guard, EVENTUALLY_MS);
+  stop_guard_t guard;
+  stop_guard_start(&loop, &guard, EVENTUALLY_MS);
 
   /* Nothing of ours is alive: uv_run returns without waiting for the
    * deadline, so the context is still not done afterwards. */
@@ -722,7 +658,7 @@ START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
   ck_assert_int_eq(r, 0);
   assert_not_done(ctx);
 
-  guard_close(&guard);
+  stop_guard_close(&guard);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -736,8 +672,8 @@ START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
   uv_async_t *done = uvctx_done_async(ctx);
   ck_assert_ptr_nonnull(done);
 
-  guard_t guard;
-  guard_start(&loop, &guard, EVENTUALLY_MS);
+  stop_guard_t guard;
+  stop_guard_start(&loop, &guard, EVENTUALLY_MS);
 
   uv_ref((uv_handle_t *)done);
   int r = uv_run(&loop, UV_RUN_DEFAULT);
@@ -749,7 +685,7 @@ START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
   /* uvctx unref'd the signal once delivered: the loop is free to stop. */
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)done), 0);
 
-  guard_close(&guard);
+  stop_guard_close(&guard);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
