@@ -310,7 +310,8 @@ static int earliest_deadline(const uvctx_t *ctx, uint64_t *earliest) {
       size_t i;
       for (i = 0; i < any->count; i++) {
         uint64_t t;
-        if (earliest_deadline(any->parents[i], &t) && (!found || t < *earliest)) {
+        if (earliest_deadline(any->parents[i], &t) &&
+            (!found || t < *earliest)) {
           *earliest = t;
           found = 1;
         }

@@ -92,14 +92,10 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
  * the early end, the timer) finds them. */
 static void begin(uvctx__shutdown_t *sd, int cause) {
   uvctx__cancel_t *c = &sd->deadline.cancel;
-  uint64_t now = uvctx_now();
 
   sd->deadline.cause = cause;
-  atomic_store_explicit(&sd->deadline.deadline,
-                        sd->grace_ms > UINT64_MAX - now ? UINT64_MAX
-                                                        : now + sd->grace_ms,
-                        memory_order_relaxed);
-  atomic_store_explicit(&sd->deadline.has_deadline, 1, memory_order_release);
+  uvctx__timer_set(&sd->deadline,
+                   uvctx__deadline_after(uvctx_now(), sd->grace_ms));
   atomic_store_explicit(&sd->phase, UVCTX__SHUTDOWN_STOPPING,
                         memory_order_release);
   finish_stopping(sd, cause);

@@ -32,12 +32,14 @@ static void arm_at(uvctx__deadline_t *d, uint64_t now) {
 
 void uvctx__timer_arm(uvctx__deadline_t *d) { arm_at(d, uvctx_now()); }
 
-static void set_deadline(uvctx__deadline_t *d, uint64_t deadline_ms) {
+/* Any thread: d's deadline, as uvctx_deadline() will report it. */
+void uvctx__timer_set(uvctx__deadline_t *d, uint64_t deadline_ms) {
   atomic_store_explicit(&d->deadline, deadline_ms, memory_order_relaxed);
   atomic_store_explicit(&d->has_deadline, 1, memory_order_release);
 }
 
-static uint64_t deadline_after(uint64_t now, uint64_t timeout_ms) {
+/* now + timeout_ms, saturating: a timeout too large never comes. */
+uint64_t uvctx__deadline_after(uint64_t now, uint64_t timeout_ms) {
   return timeout_ms > UINT64_MAX - now ? UINT64_MAX : now + timeout_ms;
 }
 
@@ -57,7 +59,7 @@ static int new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
     return err;
   d = uvctx__as_deadline(&c->ctx);
   d->cause = cause;
-  set_deadline(d, deadline_ms);
+  uvctx__timer_set(d, deadline_ms);
   /* A child of a done parent is born done and needs no timer. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0)
     arm_at(d, now);
@@ -80,8 +82,8 @@ int uvctx_with_timeout_cause(uv_loop_t *loop, uvctx_t *parent,
                              uint64_t timeout_ms, int cause, uvctx_t **out) {
   uint64_t now = uvctx_now();
 
-  return new_deadline(loop, parent, deadline_after(now, timeout_ms), cause,
-                      now, out);
+  return new_deadline(loop, parent, uvctx__deadline_after(now, timeout_ms),
+                      cause, now, out);
 }
 
 int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,
@@ -100,7 +102,7 @@ int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms) {
   if (atomic_load_explicit(&ctx->state, memory_order_acquire) != 0)
     return UV_EALREADY;
   now = uvctx_now();
-  set_deadline(d, deadline_after(now, timeout_ms));
+  uvctx__timer_set(d, uvctx__deadline_after(now, timeout_ms));
   arm_at(d, now);
   return 0;
 }

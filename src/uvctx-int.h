@@ -335,6 +335,8 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);
 void uvctx__deliver_subtree(uvctx__cancel_t *c);
 
 /* timer.c */
+void uvctx__timer_set(uvctx__deadline_t *d, uint64_t deadline_ms);
+uint64_t uvctx__deadline_after(uint64_t now, uint64_t timeout_ms);
 void uvctx__timer_arm(uvctx__deadline_t *d);
 
 /* signal.c */

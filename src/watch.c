@@ -10,29 +10,15 @@
  * cannot starve the loop. */
 #include "uvctx-int.h"
 
-static void ready_append(uvctx__loop_t *lp, uvctx_watch_t *w) {
-  w->state = UVCTX__WATCH_DUE;
+static void list_append(uvctx_watch_t **head, uvctx_watch_t **tail,
+                        uvctx_watch_t *w) {
   w->next = NULL;
-  w->prev = lp->ready_tail;
-  if (lp->ready_tail != NULL)
-    lp->ready_tail->next = w;
+  w->prev = *tail;
+  if (*tail != NULL)
+    (*tail)->next = w;
   else
-    lp->ready_head = w;
-  lp->ready_tail = w;
-  uv_idle_start(&lp->deliver, uvctx__run_due_watches);
-}
-
-static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
-  if (w == lp->batch_end)
-    lp->batch_end = w->prev; /* NULL: the rest of the batch has run */
-  if (w->prev != NULL)
-    w->prev->next = w->next;
-  else
-    lp->ready_head = w->next;
-  if (w->next != NULL)
-    w->next->prev = w->prev;
-  else
-    lp->ready_tail = w->prev;
+    *head = w;
+  *tail = w;
 }
 
 static void list_remove(uvctx_watch_t **head, uvctx_watch_t **tail,
@@ -45,6 +31,32 @@ static void list_remove(uvctx_watch_t **head, uvctx_watch_t **tail,
     w->next->prev = w->prev;
   else
     *tail = w->prev;
+}
+
+static void ready_append(uvctx__loop_t *lp, uvctx_watch_t *w) {
+  w->state = UVCTX__WATCH_DUE;
+  list_append(&lp->ready_head, &lp->ready_tail, w);
+  uv_idle_start(&lp->deliver, uvctx__run_due_watches);
+}
+
+static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
+  if (w == lp->batch_end)
+    lp->batch_end = w->prev; /* NULL: the rest of the batch has run */
+  list_remove(&lp->ready_head, &lp->ready_tail, w);
+}
+
+/* Moves a whole list, in order, to the end of the loop's ready queue. */
+static void make_due(uvctx__loop_t *lp, uvctx_watch_t **head,
+                     uvctx_watch_t **tail) {
+  uvctx_watch_t *w;
+  uvctx_watch_t *next;
+
+  for (w = *head; w != NULL; w = next) {
+    next = w->next;
+    ready_append(lp, w);
+  }
+  *head = NULL;
+  *tail = NULL;
 }
 
 /* How many value contexts stand between ctx and the cancellable context
@@ -81,9 +93,6 @@ static void list_insert(uvctx__cancel_t *c, uvctx_watch_t *w,
 
 /* Loop thread, c done: the loop acts on it once. */
 void uvctx__deliver(uvctx__cancel_t *c) {
-  uvctx_watch_t *w;
-  uvctx_watch_t *next;
-
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   unsigned int i;
 
@@ -99,32 +108,19 @@ void uvctx__deliver(uvctx__cancel_t *c) {
       uv_signal_stop(&signals->handles[i]);
   if (c->done_async != NULL)
     uv_async_send(c->done_async);
-  for (w = c->watch_head; w != NULL; w = next) {
-    next = w->next;
-    ready_append(c->lp, w);
-  }
-  c->watch_head = NULL;
-  c->watch_tail = NULL;
+  make_due(c->lp, &c->watch_head, &c->watch_tail);
   uvctx__drain_check(c);
 }
 
 /* Loop thread: the drains of c are due once it is done and childless. (A
  * shutdown context may finish itself on the way: see shutdown.c.) */
 void uvctx__drain_check(uvctx__cancel_t *c) {
-  uvctx_watch_t *w;
-  uvctx_watch_t *next;
-
   if (c->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_check_idle(uvctx__as_shutdown(&c->ctx));
   if (!(c->ctx.flags & UVCTX__DELIVERED) ||
       atomic_load_explicit(&c->kids, memory_order_acquire) != 0)
     return;
-  for (w = c->drain_head; w != NULL; w = next) {
-    next = w->next;
-    ready_append(c->lp, w);
-  }
-  c->drain_head = NULL;
-  c->drain_tail = NULL;
+  make_due(c->lp, &c->drain_head, &c->drain_tail);
 }
 
 void uvctx__run_due_watches(uv_idle_t *idle) {
@@ -188,13 +184,7 @@ int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   w->depth = 0;
   uvctx__catch_up(c->lp);
   w->state = UVCTX__WATCH_DRAINING;
-  w->next = NULL;
-  w->prev = c->drain_tail;
-  if (c->drain_tail != NULL)
-    c->drain_tail->next = w;
-  else
-    c->drain_head = w;
-  c->drain_tail = w;
+  list_append(&c->drain_head, &c->drain_tail, w);
   uvctx__drain_check(c);
   return 0;
 }
