@@ -49,5 +49,6 @@ Suite *reset_suite(void);
 Suite *handles_suite(void);
 Suite *crossloop_suite(void);
 Suite *stress_suite(void);
+Suite *ancestors_suite(void);
 
 #endif
