@@ -106,12 +106,16 @@ void send_signal(int signum) {
 }
 
 static void stop_guard_cb(uv_timer_t *t) {
-  ((stop_guard_t *)t->data)->fired = 1;
+  stop_guard_t *g = t->data;
+  g->fired = 1;
+  if (g->refd != NULL)
+    uv_unref(g->refd);
   uv_stop(t->loop);
 }
 
 void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms) {
   g->fired = 0;
+  g->refd = NULL;
   ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
   g->timer.data = g;
   ck_assert_int_eq(uv_timer_start(&g->timer, stop_guard_cb, ms, 0), 0);
@@ -162,4 +166,99 @@ int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
   uv_close((uv_handle_t *)&p.timer, NULL);
   ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
   return pred(arg);
+}
+
+char sentinel_storage;
+
+uint64_t deadline_of(const uvctx_t *ctx) {
+  uint64_t dl = 0;
+  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
+  return dl;
+}
+
+void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  if (r->ctx != NULL) {
+    r->err_inside = uvctx_err(r->ctx);
+    r->cause = uvctx_cause(r->ctx);
+  }
+  r->now = uvctx_now();
+  r->thread = uv_thread_self();
+  if (r->j != NULL)
+    r->seq = ++r->j->ran;
+  if (r->action != NULL)
+    r->action(r);
+}
+
+void rec_init(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  memset(r, 0, sizeof *r);
+  r->ctx = ctx;
+  r->j = j;
+  r->w.data = r;
+}
+
+void rec_watch(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  rec_init(r, j, ctx);
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+  ck_assert_int_eq(r->calls, 0); /* never synchronously */
+}
+
+void rec_drain(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  rec_init(r, j, ctx);
+  ck_assert_int_eq(uvctx_drain(ctx, &r->w, rec_cb), 0);
+  ck_assert_int_eq(r->calls, 0);
+}
+
+int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
+
+int rec_ran_here(const rec_t *r) {
+  uv_thread_t self = uv_thread_self();
+  return r->calls > 0 && uv_thread_equal(&self, &r->thread);
+}
+
+atomic_long counting_allocs;
+atomic_long counting_outstanding;
+long counting_refused;
+long counting_allowed = -1;
+int counting_fail_all;
+int counting_one_shot;
+
+void *counting_malloc(size_t size) {
+  void *ptr;
+  if (counting_fail_all || counting_allowed == 0) {
+    counting_refused++;
+    if (counting_one_shot && !counting_fail_all)
+      counting_allowed = -1;
+    return NULL;
+  }
+  if (counting_allowed > 0)
+    counting_allowed--;
+  ptr = malloc(size);
+  if (ptr != NULL) {
+    atomic_fetch_add(&counting_allocs, 1);
+    atomic_fetch_add(&counting_outstanding, 1);
+  }
+  return ptr;
+}
+
+void counting_free(void *ptr) {
+  if (ptr != NULL)
+    atomic_fetch_sub(&counting_outstanding, 1);
+  free(ptr);
+}
+
+void counting_install(void) {
+  atomic_store(&counting_allocs, 0);
+  atomic_store(&counting_outstanding, 0);
+  counting_refused = 0;
+  counting_allowed = -1;
+  counting_fail_all = 0;
+  counting_one_shot = 0;
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+}
+
+void counting_uninstall(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
 }

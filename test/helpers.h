@@ -6,6 +6,7 @@
 #ifndef UVCTX_TEST_HELPERS_H
 #define UVCTX_TEST_HELPERS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -55,9 +56,12 @@ void send_signal(int signum);
 
 /* An unref'd timer that stops the loop if uv_run has not returned after ms:
  * it turns "uv_run never returns" into a failure instead of a hang, and being
- * unref'd it does not keep the loop alive itself. `fired` says it stopped it. */
+ * unref'd it does not keep the loop alive itself. `fired` says it stopped it;
+ * it then also un-refs `refd`, if the test set it (a handle the test ref'd),
+ * so that the failing test can still close its loop. */
 typedef struct {
   uv_timer_t timer;
+  uv_handle_t *refd;
   int fired;
 } stop_guard_t;
 
@@ -70,5 +74,90 @@ void stop_guard_close(stop_guard_t *g);
  * polling timer has stopped (something of uvctx kept it alive). */
 int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
                uint64_t limit_ms);
+
+/* Generous bound for "eventually": only reached when something is broken. */
+#define EVENTUALLY_MS 3000
+
+/* An address that no constructor would ever store in *out: a failing
+ * constructor must leave *out as it was. */
+extern char sentinel_storage;
+#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
+
+/* Macros rather than functions, so that a failure names the caller's line. */
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+/* uvctx_deadline() that must report one: returns it. */
+uint64_t deadline_of(const uvctx_t *ctx);
+
+/* The recorder: a watch (or drain) that records each call of its callback.
+ * The recs of one test may share a journal, which numbers their calls in the
+ * order they ran. A rec's action, if set, runs inside the callback after the
+ * record is taken (arg and the action_rc fields are the action's own). A
+ * pending watch holds a reference to ctx, so the callback may read it; a rec
+ * set up without its context (ctx NULL) records no reading of it. */
+typedef struct {
+  int ran; /* callbacks run so far, all recs of the journal */
+} journal_t;
+
+typedef struct rec_s rec_t;
+struct rec_s {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  journal_t *j; /* may be NULL */
+  int calls;
+  int err;           /* err argument of the last call */
+  int err_inside;    /* uvctx_err(ctx) read inside the callback */
+  int cause;         /* uvctx_cause(ctx) read inside the callback */
+  int seq;           /* 1-based position in the journal */
+  uint64_t now;      /* uvctx_now() inside the callback */
+  uv_thread_t thread; /* the thread it ran on */
+  void (*action)(rec_t *r);
+  void *arg;
+  int action_rc;
+  int action_rc2;
+};
+
+/* Clears r and points it at ctx and j, without watching anything: for a test
+ * that calls uvctx_watch()/uvctx_drain() with rec_cb itself. */
+void rec_init(rec_t *r, journal_t *j, uvctx_t *ctx);
+void rec_cb(uvctx_watch_t *w, int err);
+
+/* rec_init(), then uvctx_watch() / uvctx_drain(), asserting success and that
+ * the callback did not run inside the call. */
+void rec_watch(rec_t *r, journal_t *j, uvctx_t *ctx);
+void rec_drain(rec_t *r, journal_t *j, uvctx_t *ctx);
+
+/* For poll_until(): the rec was called. */
+int rec_called(void *arg);
+
+/* Whether the rec's last call ran on the calling thread (the loop's, when a
+ * test asks after uv_run). */
+int rec_ran_here(const rec_t *r);
+
+/* A counting allocator for uvctx_replace_allocator(), safe from any thread:
+ * counts the allocations made and those not yet freed, and can refuse them.
+ * counting_install() resets everything and installs it; counting_uninstall()
+ * puts malloc/free back. */
+extern atomic_long counting_allocs;      /* allocations made */
+extern atomic_long counting_outstanding; /* made and not yet freed */
+extern long counting_refused;            /* allocations refused */
+extern long counting_allowed; /* allowed before one fails; -1: no limit */
+extern int counting_fail_all; /* refuse every allocation */
+extern int counting_one_shot; /* after the refusal, no limit again */
+
+void *counting_malloc(size_t size);
+void counting_free(void *ptr);
+void counting_install(void);
+void counting_uninstall(void);
 
 #endif

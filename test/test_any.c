@@ -23,44 +23,6 @@ static int key_a, key_b, key_c, key_d; /* keys compare by address */
 static char val_a1[] = "a1", val_a2[] = "a2", val_b2[] = "b2",
             val_c1[] = "c1", val_d[] = "d";
 
-/* An address that no constructor would ever store in *out. */
-static char sentinel_storage;
-#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
-
-/* A watch that records its calls: how many, err, the context's cause and the
- * uvctx clock inside the callback, and its position among the callbacks that
- * share its journal. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int *journal;
-  int calls;
-  int err;
-  int cause;
-  int seq;
-  uint64_t now;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->cause = uvctx_cause(r->ctx);
-  r->now = uvctx_now();
-  if (r->journal != NULL)
-    r->seq = ++*r->journal;
-}
-
-static void rec_watch(rec_t *r, int *journal, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->journal = journal;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
-
 static uvctx_t *mk_any2(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
   uvctx_t *parents[2] = {p0, p1};
   uvctx_t *c = NULL;
@@ -77,26 +39,6 @@ static uvctx_t *mk_any3(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1,
   ck_assert_ptr_nonnull(c);
   return c;
 }
-
-/* uvctx_deadline() that must report one: returns it. */
-static uint64_t deadline_of(const uvctx_t *ctx) {
-  uint64_t dl = 0;
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
-  return dl;
-}
-
-/* Macros rather than functions, so that a failure names the caller's line. */
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-#define assert_done(ctx, err, cause)                                           \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
-    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
-  } while (0)
 
 /* How many lines uvctx_dump() prints for ctx: ctx and the cancellable
  * contexts below it, one each. */
@@ -123,9 +65,6 @@ static int alive_on(const uv_loop_t *loop) {
   ck_assert_int_ge(n, 0);
   return n;
 }
-
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 1000
 
 /* ---------------------------------------------------------------------------
  * Done as soon as any parent is
@@ -335,7 +274,7 @@ END_TEST
 
 START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
   uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t rany, rchild, rvalue, rgrand;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
@@ -354,7 +293,7 @@ START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
   assert_done(value, UV_ECANCELED, UV_ENOTCONN);
   assert_done(grand, UV_ECANCELED, UV_ENOTCONN);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(journal, 4);
+  ck_assert_int_eq(journal.ran, 4);
   ck_assert_int_eq(rany.seq, 1);
   ck_assert_int_eq(rchild.seq, 2);
   ck_assert_int_eq(rvalue.seq, 3);
@@ -398,7 +337,7 @@ END_TEST
 
 START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
   uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t r1, r2, r3, rg;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
@@ -425,7 +364,7 @@ START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
   ck_assert_int_eq(r2.calls, 1);
   ck_assert_int_eq(r3.calls, 1);
   ck_assert_int_eq(rg.calls, 1);
-  ck_assert_int_eq(journal, 4);
+  ck_assert_int_eq(journal.ran, 4);
   ck_assert_int_lt(r3.seq, rg.seq); /* an "any" before its own child */
 
   uvctx_release(grand);
@@ -445,7 +384,7 @@ END_TEST
  * a child of a. */
 START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
   uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t ra, rb, rany;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
@@ -457,7 +396,7 @@ START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
 
   ck_assert_int_eq(uvctx_cancel(a), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(journal, 3);
+  ck_assert_int_eq(journal.ran, 3);
   ck_assert_int_eq(ra.seq, 1);
   ck_assert_int_eq(rb.seq, 2);
   ck_assert_int_eq(rany.seq, 3);
@@ -810,38 +749,6 @@ START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
 }
 END_TEST
 
-/* Allocations still allowed before the next one fails; -1: never fails. */
-static long allowed = -1;
-static long outstanding;
-
-static void *counting_malloc(size_t size) {
-  void *ptr;
-  if (allowed == 0)
-    return NULL;
-  if (allowed > 0)
-    allowed--;
-  ptr = malloc(size);
-  if (ptr != NULL)
-    outstanding++;
-  return ptr;
-}
-
-static void counting_free(void *ptr) {
-  if (ptr != NULL)
-    outstanding--;
-  free(ptr);
-}
-
-static void counting_setup(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  allowed = -1;
-  outstanding = 0;
-}
-
-static void counting_teardown(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
-}
-
 /* Fails each allocation of uvctx_with_any in turn, with parents of several
  * kinds, and on a loop that has no context yet (the any's own loop state). */
 START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
@@ -856,17 +763,17 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
       uvctx_t *v = mk_value(b, &key_a, val_a1);
       uvctx_t *parents[4] = {a, v, uvctx_background(), b};
       uvctx_t *out = SENTINEL;
-      long before = outstanding;
+      long before = counting_outstanding;
 
-      allowed = n;
+      counting_allowed = n;
       int err = uvctx_with_any(other_loop ? &loop2 : &loop, parents, 4, &out);
-      allowed = -1;
+      counting_allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
         /* (A new loop's state goes in close callbacks: checked below.) */
         if (!other_loop)
-          ck_assert_int_eq(outstanding, before);
+          ck_assert_int_eq(counting_outstanding, before);
         assert_parent_untouched(&loop, a);
         assert_parent_untouched(&loop, b);
       } else {
@@ -882,7 +789,7 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
       uvctx_release(a);
       ASSERT_LOOP_CLOSES(&loop);
       ASSERT_LOOP_CLOSES(&loop2);
-      ck_assert_int_eq(outstanding, 0);
+      ck_assert_int_eq(counting_outstanding, 0);
       if (err == 0)
         break;
       ck_assert_int_lt(n, 100);
@@ -939,7 +846,7 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("enomem");
-  tcase_add_checked_fixture(tc, counting_setup, counting_teardown);
+  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_test(tc, any_out_of_memory_at_each_allocation_leaves_nothing);
   suite_add_tcase(s, tc);
 

@@ -20,29 +20,8 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* An address that no constructor would ever store in *out. */
-static char sentinel_storage;
-#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
-
 static const char key_user;
 static char value_alice[] = "alice";
-
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-  int err;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-}
-
-static void rec_init(rec_t *r) {
-  memset(r, 0, sizeof(*r));
-  r->w.data = r;
-}
 
 /* A cancellable parent that owns a handle (its done signal), so that a
  * reference wrongly kept by a failed call would keep the handle open and make
@@ -425,7 +404,7 @@ START_TEST(test_watch_rejects_null_ctx_watch_and_callback) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_t rec;
-  rec_init(&rec);
+  rec_init(&rec, NULL, NULL);
 
   ck_assert_int_eq(uvctx_watch(NULL, &rec.w, rec_cb), UV_EINVAL);
   ck_assert_int_eq(uvctx_watch(ctx, NULL, rec_cb), UV_EINVAL);
@@ -450,7 +429,7 @@ START_TEST(test_watch_with_a_still_pending_watch_is_ebusy) {
   uvctx_t *first = mk_cancel(&loop, uvctx_background());
   uvctx_t *second = mk_cancel(&loop, uvctx_background());
   rec_t rec;
-  rec_init(&rec);
+  rec_init(&rec, NULL, NULL);
   ck_assert_int_eq(uvctx_watch(first, &rec.w, rec_cb), 0);
 
   ck_assert_int_eq(uvctx_watch(first, &rec.w, rec_cb), UV_EBUSY);
@@ -476,7 +455,7 @@ START_TEST(test_watch_of_done_context_with_pending_watch_is_ebusy) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   rec_t rec;
-  rec_init(&rec);
+  rec_init(&rec, NULL, NULL);
 
   /* Done but not yet delivered: the watch is pending until its callback. */
   ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
@@ -499,7 +478,7 @@ START_TEST(test_unwatch_twice_is_ealready) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_t rec;
-  rec_init(&rec);
+  rec_init(&rec, NULL, NULL);
   ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
 
   ck_assert_int_eq(uvctx_unwatch(&rec.w), 0);
@@ -519,7 +498,7 @@ START_TEST(test_unwatch_after_callback_ran_is_ealready) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_t rec;
-  rec_init(&rec);
+  rec_init(&rec, NULL, NULL);
   ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -573,13 +552,6 @@ END_TEST
  * contexts whose timer is not a deadline's.
  * ------------------------------------------------------------------------- */
 
-static long allocs;
-
-static void *counting_malloc(size_t size) {
-  allocs++;
-  return malloc(size);
-}
-
 START_TEST(test_replace_allocator_rejects_null_and_keeps_the_old_one) {
   uv_loop_t loop;
   ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, free), 0);
@@ -588,11 +560,11 @@ START_TEST(test_replace_allocator_rejects_null_and_keeps_the_old_one) {
   ck_assert_int_eq(uvctx_replace_allocator(NULL, NULL), UV_EINVAL);
 
   /* The allocator set before the failed calls is still the one used. */
-  allocs = 0;
+  counting_allocs = 0;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(ctx, &key_user, value_alice);
-  ck_assert_int_ge(allocs, 2);
+  ck_assert_int_ge(counting_allocs, 2);
   uvctx_release(v);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -660,7 +632,7 @@ START_TEST(test_every_registration_of_a_pending_watch_is_ebusy) {
   ck_assert_int_eq(uvctx_cancel(done), 0);
   rec_t recs[4];
   for (int i = 0; i < 4; i++)
-    rec_init(&recs[i]);
+    rec_init(&recs[i], NULL, NULL);
   ck_assert_int_eq(uvctx_watch(live, &recs[0].w, rec_cb), 0);  /* waiting */
   ck_assert_int_eq(uvctx_watch(done, &recs[1].w, rec_cb), 0);  /* due */
   ck_assert_int_eq(uvctx_watch(never, &recs[2].w, rec_cb), 0); /* never */
@@ -763,10 +735,10 @@ START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
   v = mk_value(any, &key_user, value_alice);
   wc = mk_without(v);
   ck_assert_ptr_nonnull(uvctx_done_async(v));
-  rec_init(&on_t);
-  rec_init(&on_any);
-  rec_init(&on_stop);
-  rec_init(&on_drain);
+  rec_init(&on_t, NULL, NULL);
+  rec_init(&on_any, NULL, NULL);
+  rec_init(&on_stop, NULL, NULL);
+  rec_init(&on_drain, NULL, NULL);
   ck_assert_int_eq(uvctx_watch(t, &on_t.w, rec_cb), 0);
   ck_assert_int_eq(uvctx_watch(v, &on_any.w, rec_cb), 0);
   ck_assert_int_eq(uvctx_watch(stopping, &on_stop.w, rec_cb), 0);
@@ -817,7 +789,7 @@ START_TEST(test_loop_close_with_only_a_pending_watch_is_ebusy) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_init(&r);
+  rec_init(&r, NULL, NULL);
   ck_assert_int_eq(uvctx_watch(ctx, &r.w, rec_cb), 0);
   uvctx_release(ctx);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -842,7 +814,7 @@ START_TEST(test_loop_memory_reused_after_close_starts_afresh) {
     uvctx_t *ctx = mk_cancel(&loop, wc);
     ck_assert_ptr_eq(uvctx_loop(ctx), &loop);
     ck_assert_int_eq(alive_on(&loop), 1);
-    rec_init(&r);
+    rec_init(&r, NULL, NULL);
     ck_assert_int_eq(uvctx_watch(ctx, &r.w, rec_cb), 0);
     ck_assert_int_eq(uvctx_cancel(ctx), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);

@@ -14,43 +14,6 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* A watch that records how often it ran, with which err, and the cause its
- * context reported at that moment. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int calls;
-  int err;
-  int cause;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->cause = uvctx_cause(r->ctx);
-}
-
-static void rec_watch(rec_t *r, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-/* Macros rather than functions, so that a failure names the caller's line. */
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-#define assert_done(ctx, err, cause)                                           \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
-    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
-  } while (0)
-
 static const char key_user;
 static char value_alice[] = "alice";
 
@@ -296,8 +259,8 @@ START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
   uvctx_t *sibling = mk_cancel(&loop, parent);
   uvctx_t *nephew = mk_cancel(&loop, sibling);
   rec_t parent_rec, sibling_rec;
-  rec_watch(&parent_rec, parent);
-  rec_watch(&sibling_rec, sibling);
+  rec_watch(&parent_rec, NULL, parent);
+  rec_watch(&sibling_rec, NULL, sibling);
 
   ck_assert_int_eq(uvctx_cancel(victim), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -383,7 +346,7 @@ START_TEST(test_child_born_done_runs_its_watch_on_the_loop_with_parents_err) {
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   uvctx_t *child = mk_cancel(&loop, parent);
   rec_t rec;
-  rec_watch(&rec, child);
+  rec_watch(&rec, NULL, child);
   ck_assert_int_eq(rec.calls, 0);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -431,8 +394,8 @@ START_TEST(test_cancel_never_runs_watch_callbacks_inside_the_call) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
   rec_t parent_rec, child_rec;
-  rec_watch(&parent_rec, parent);
-  rec_watch(&child_rec, child);
+  rec_watch(&parent_rec, NULL, parent);
+  rec_watch(&child_rec, NULL, child);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(parent_rec.calls, 0);
@@ -457,7 +420,7 @@ START_TEST(test_second_cancel_does_not_run_watch_callbacks_again) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_t rec;
-  rec_watch(&rec, ctx);
+  rec_watch(&rec, NULL, ctx);
 
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -483,7 +446,7 @@ START_TEST(test_release_of_child_does_not_cancel_parent) {
   uvctx_t *child = mk_cancel(&loop, parent);
   uvctx_t *sibling = mk_cancel(&loop, parent);
   rec_t parent_rec;
-  rec_watch(&parent_rec, parent);
+  rec_watch(&parent_rec, NULL, parent);
 
   uvctx_release(child);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -520,7 +483,7 @@ START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
   ck_assert_ptr_eq(uvctx_loop(child), &loop);
 
   rec_t rec;
-  rec_watch(&rec, child);
+  rec_watch(&rec, NULL, child);
   ck_assert_int_eq(uvctx_cancel_cause(child, UV_EPIPE), 0);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);

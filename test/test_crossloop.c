@@ -28,9 +28,6 @@
 static int key_a;
 static char val_a[] = "a";
 
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 3000
-
 typedef struct xl_s xl_t;
 typedef void (*b_fn)(xl_t *x);
 

@@ -112,22 +112,6 @@ static long count_after(const char *line, const char *word) {
   return strtol(p, NULL, 10);
 }
 
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-} probe_t;
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  (void)err;
-  ((probe_t *)w->data)->calls++;
-}
-
-static int probe_watch(probe_t *p, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 /* A base for distinct deadlines, a minute away. */
 static uint64_t far(void) { return uvctx_now() + 60000; }
 
@@ -315,11 +299,11 @@ END_TEST
 START_TEST(dump_shows_etimedout_after_a_deadline) {
   uv_loop_t loop;
   text_t t;
-  probe_t p;
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = NULL;
   ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 2, &r), 0);
-  ck_assert_int_eq(probe_watch(&p, r), 0);
+  rec_watch(&p, NULL, r);
   ck_assert(run_until(&loop, &p.calls, 1));
 
   dump_ctx(&t, r);
@@ -357,7 +341,7 @@ END_TEST
 START_TEST(dump_counts_pending_watches) {
   uv_loop_t loop;
   text_t t;
-  probe_t p[3];
+  rec_t p[3];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
 
@@ -366,7 +350,7 @@ START_TEST(dump_counts_pending_watches) {
   text_free(&t);
 
   for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(probe_watch(&p[i], r), 0);
+    rec_watch(&p[i], NULL, r);
   dump_ctx(&t, r);
   ck_assert_int_eq(count_after(t.line[0], "watch"), 3);
   text_free(&t);
@@ -608,10 +592,10 @@ END_TEST
 START_TEST(dump_loop_counts_a_context_kept_alive_by_a_pending_watch) {
   uv_loop_t loop;
   text_t t;
-  probe_t p;
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(probe_watch(&p, r), 0);
+  rec_watch(&p, NULL, r);
   uvctx_release(r);
   uv_run(&loop, UV_RUN_DEFAULT);
 

@@ -33,51 +33,13 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* Order in which recording callbacks ran, across all watches of a test. */
-static int next_seq;
+/* The order in which the recs (helpers.h) of a test ran, across all of its
+ * watches. */
+static journal_t journal;
 
-/* A watch that records each call: how often, with which err, what its context
- * said at that moment, when (uvctx clock), in which order and on which
- * thread. If `total` is set, it also counts the call there; if
- * `unwatch_in_cb` is set, the callback calls uvctx_unwatch() on its own watch
- * and records the result. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int *total;
-  int calls;
-  int err;
-  int ctx_err;
-  int ctx_cause;
-  int seq;
-  int unwatch_in_cb;
-  int unwatch_rc;
-  uint64_t at;
-  uv_thread_t thread;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->ctx_err = uvctx_err(r->ctx);
-  r->ctx_cause = uvctx_cause(r->ctx);
-  r->seq = ++next_seq;
-  r->at = uvctx_now();
-  r->thread = uv_thread_self();
-  if (r->unwatch_in_cb)
-    r->unwatch_rc = uvctx_unwatch(w);
-  if (r->total != NULL)
-    (*r->total)++;
-}
-
-static void rec_watch(rec_t *r, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-  ck_assert_int_eq(r->calls, 0); /* never synchronously */
-}
+/* A rec's action: it stops its own watch from inside the callback, recording
+ * the result in action_rc. */
+static void unwatch_self(rec_t *r) { r->action_rc = uvctx_unwatch(&r->w); }
 
 /* Runs the loop while a ref'd timer of our own keeps it polling, until
  * *count >= want or WAIT_LIMIT_MS have passed. Returns whether it got there.
@@ -167,7 +129,7 @@ static uint32_t rnd(uint32_t *state) {
 
 static void init_loop(uv_loop_t *loop) {
   ck_assert_int_eq(uv_loop_init(loop), 0);
-  next_seq = 0;
+  journal.ran = 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -189,7 +151,7 @@ static void check_root(uvctx_t *root, const char *name) {
   ck_assert_ptr_null(uvctx_loop(root));
   ck_assert_str_eq(format(root, buf, sizeof(buf)), name);
 
-  rec_watch(&r, root);
+  rec_watch(&r, &journal, root);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(r.calls, 0);
   ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
@@ -234,7 +196,7 @@ START_TEST(test_with_cancel) {
 
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(uvctx_err(ctxs[i]), 0);
-    rec_watch(&r[i], ctxs[i]);
+    rec_watch(&r[i], &journal, ctxs[i]);
   }
   run_for(&loop, SHORT_MS);
   for (int i = 0; i < 3; i++)
@@ -273,10 +235,10 @@ START_TEST(test_parent_finishes_child) {
   uvctx_t *value_child = mk_value(parent, &key, value);
   uvctx_t *timer_child = mk_timeout(&loop, value_child, VERY_LONG_MS);
 
-  rec_watch(&rp, parent);
-  rec_watch(&rc, cancel_child);
-  rec_watch(&rv, value_child);
-  rec_watch(&rt, timer_child);
+  rec_watch(&rp, &journal, parent);
+  rec_watch(&rc, &journal, cancel_child);
+  rec_watch(&rv, &journal, value_child);
+  rec_watch(&rt, &journal, timer_child);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(rp.calls + rc.calls + rv.calls + rt.calls, 0);
 
@@ -301,7 +263,7 @@ START_TEST(test_parent_finishes_child) {
   /* A child of a cancelled parent is born done. */
   uvctx_t *precanceled = mk_value(parent, &key, value);
   ck_assert_int_eq(uvctx_err(precanceled), UV_ECANCELED);
-  rec_watch(&rpre, precanceled);
+  rec_watch(&rpre, &journal, precanceled);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rpre.calls, 1);
   ck_assert_int_eq(rpre.err, UV_ECANCELED);
@@ -327,8 +289,8 @@ START_TEST(test_child_finishes_first) {
     uvctx_t *parent = parents[i];
     uvctx_t *child = mk_cancel(&loop, parent);
 
-    rec_watch(&rp, parent);
-    rec_watch(&rc, child);
+    rec_watch(&rp, &journal, parent);
+    rec_watch(&rc, &journal, child);
     run_for(&loop, SHORT_MS);
     ck_assert_int_eq(rp.calls + rc.calls, 0);
 
@@ -364,8 +326,8 @@ START_TEST(test_cancel_removes) {
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
     uvctx_t *child = with_timeout ? mk_timeout(&loop, ctx, 60 * 60 * 1000)
                                   : mk_cancel(&loop, ctx);
-    rec_watch(&rp, ctx);
-    rec_watch(&rc, child);
+    rec_watch(&rp, &journal, ctx);
+    rec_watch(&rc, &journal, child);
 
     ck_assert_int_eq(uvctx_cancel_cause(child, CHILD_CAUSE), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -377,9 +339,9 @@ START_TEST(test_cancel_removes) {
     ck_assert_int_eq(uvctx_cancel_cause(ctx, PARENT_CAUSE), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
     ck_assert_int_eq(rp.calls, 1);
-    ck_assert_int_eq(rp.ctx_cause, PARENT_CAUSE);
+    ck_assert_int_eq(rp.cause, PARENT_CAUSE);
     ck_assert_int_eq(rc.calls, 1);
-    ck_assert_int_eq(rc.ctx_cause, CHILD_CAUSE);
+    ck_assert_int_eq(rc.cause, CHILD_CAUSE);
     uvctx_release(ctx);
   }
 
@@ -397,14 +359,14 @@ static void wait_timed_out(uv_loop_t *loop, uvctx_t *ctx, const char *name) {
   rec_t r;
   uint64_t deadline = 0;
   ck_assert_msg(uvctx_deadline(ctx, &deadline) == 1, "%s: no deadline", name);
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_msg(wait_until(loop, &r.calls, 1), "%s: not done after %d ms", name,
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_msg(r.err == UV_ETIMEDOUT, "%s: err = %d", name, r.err);
   ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
-  ck_assert_msg(r.at >= deadline, "%s: done at %llu, before deadline %llu",
-                name, (unsigned long long)r.at, (unsigned long long)deadline);
+  ck_assert_msg(r.now >= deadline, "%s: done at %llu, before deadline %llu",
+                name, (unsigned long long)r.now, (unsigned long long)deadline);
 }
 
 /* Ports TestDeadline. */
@@ -494,7 +456,7 @@ START_TEST(test_canceled_timeout) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 1000);
   uvctx_t *o = mk_value(c, &key, NULL);
   uvctx_t *c2 = mk_timeout(&loop, o, VERY_LONG_MS);
-  rec_watch(&r, c2);
+  rec_watch(&r, &journal, c2);
 
   ck_assert_int_eq(uvctx_cancel(c2), 0);
   ck_assert_int_eq(uvctx_err(c2), UV_ECANCELED); /* synchronously */
@@ -629,7 +591,7 @@ START_TEST(test_simultaneous_cancels) {
   atomic_int wins[TREE_MAX];
   atomic_int bad;
   tree_canceller_t threads[CANCEL_THREADS];
-  int n = 0, total = 0;
+  int n = 0;
   init_loop(&loop);
 
   ctxs[n++] = mk_cancel(&loop, uvctx_background());
@@ -638,8 +600,7 @@ START_TEST(test_simultaneous_cancels) {
       ctxs[n++] = mk_cancel(&loop, ctxs[head]);
   ck_assert_int_ge(n, 100);
   for (int i = 0; i < n; i++) {
-    rec_watch(&recs[i], ctxs[i]);
-    recs[i].total = &total;
+    rec_watch(&recs[i], &journal, ctxs[i]);
     atomic_init(&wins[i], 0);
   }
   atomic_init(&bad, 0);
@@ -655,10 +616,11 @@ START_TEST(test_simultaneous_cancels) {
         uv_thread_create(&threads[t].tid, tree_canceller_main, &threads[t]), 0);
   }
 
-  int reached = wait_until(&loop, &total, n);
+  int reached = wait_until(&loop, &journal.ran, n);
   for (int t = 0; t < CANCEL_THREADS; t++)
     ck_assert_int_eq(uv_thread_join(&threads[t].tid), 0);
-  ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed, total,
+  ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed,
+                journal.ran,
                 n, WAIT_LIMIT_MS);
 
   ck_assert_int_eq(atomic_load(&bad), 0);
@@ -703,7 +665,7 @@ START_TEST(test_interlocked_cancels) {
   il.parent = mk_cancel(&loop, uvctx_background());
   il.child = mk_cancel(&loop, il.parent);
   il.rc = 1;
-  rec_watch(&r, il.child);
+  rec_watch(&r, &journal, il.child);
   ck_assert_int_eq(uv_thread_create(&il.tid, interlock_main, &il), 0);
 
   ck_assert_int_eq(uvctx_cancel(il.parent), 0);
@@ -776,17 +738,17 @@ static void test_layers(int timeout) {
   if (timeout) {
     uint64_t deadline = 0;
     ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
-    rec_watch(&r, ctx);
+    rec_watch(&r, &journal, ctx);
     ck_assert_msg(wait_until(&loop, &r.calls, 1), "seed %u: no timeout", seed);
     ck_assert_int_eq(r.err, UV_ETIMEDOUT);
     ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
-    ck_assert_uint_ge(r.at, deadline);
+    ck_assert_uint_ge(r.now, deadline);
   } else {
     int pick = (int)(rnd(&state) % (uint32_t)ncancels), target = -1;
     for (int i = 0; i < n && target < 0; i++)
       if (kind[i] != 0 && pick-- == 0)
         target = i;
-    rec_watch(&r, ctx);
+    rec_watch(&r, &journal, ctx);
     ck_assert_int_eq(uvctx_cancel(layers[target]), 0);
     for (int i = 0; i < n; i++) /* above target: untouched; below: done */
       ck_assert_msg(uvctx_err(layers[i]) == (i < target ? 0 : UV_ECANCELED),
@@ -830,7 +792,7 @@ START_TEST(test_with_cancel_canceled_parent) {
   uvctx_t *c = mk_cancel(&loop, parent);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED); /* done on construction */
   ck_assert_int_eq(uvctx_cause(c), PARENT_CAUSE);
-  rec_watch(&r, c);
+  rec_watch(&r, &journal, c);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
@@ -854,7 +816,7 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
     start_canceller(&th, parent, PARENT_CAUSE);
 
     uvctx_t *c = mk_cancel(&loop, parent);
-    rec_watch(&r, c);
+    rec_watch(&r, &journal, c);
     int reached = wait_until(&loop, &r.calls, 1);
     ck_assert_int_eq(uv_thread_join(&th.tid), 0);
     ck_assert_msg(reached, "round %d: child not done after %d ms", i,
@@ -1164,7 +1126,7 @@ START_TEST(test_cause_race) {
       rec_t r;
       int seen = 0;
       uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-      rec_watch(&r, ctx);
+      rec_watch(&r, &journal, ctx);
       start_canceller(&th, ctx, PARENT_CAUSE);
       for (;;) {
         /* Once the cancel has returned, the check below must succeed. */
@@ -1183,7 +1145,7 @@ START_TEST(test_cause_race) {
       ck_assert_int_eq(th.rc, 0);
       /* Let the loop take the other thread's cancel before releasing. */
       ck_assert(wait_until(&loop, &r.calls, 1));
-      ck_assert_int_eq(r.ctx_cause, PARENT_CAUSE);
+      ck_assert_int_eq(r.cause, PARENT_CAUSE);
       uvctx_release(ctx);
     }
   }
@@ -1216,7 +1178,7 @@ START_TEST(test_without_cancel) {
   ck_assert_ptr_null(uvctx_done_async(w2));
   ck_assert_ptr_null(uvctx_loop(w2));
   ck_assert_ptr_eq(uvctx_value(w2, &key), value);
-  rec_watch(&r, w2);
+  rec_watch(&r, &journal, w2);
   ck_assert_int_eq(uvctx_cancel(t), 0);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(uvctx_err(w2), 0);
@@ -1243,7 +1205,7 @@ START_TEST(test_after_func_called_after_cancel) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(r.calls, 0); /* not before the context is done */
 
@@ -1252,7 +1214,7 @@ START_TEST(test_after_func_called_after_cancel) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.ctx_err, UV_ECANCELED);
+  ck_assert_int_eq(r.err_inside, UV_ECANCELED);
   ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* Go: stop() false */
 
   uvctx_release(ctx);
@@ -1269,12 +1231,12 @@ START_TEST(test_after_func_called_after_timeout) {
 
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), SHORT_MS);
   ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_msg(wait_until(&loop, &r.calls, 1), "not called after %d ms",
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
-  ck_assert_uint_ge(r.at, deadline);
+  ck_assert_uint_ge(r.now, deadline);
   ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY);
 
   uvctx_release(ctx);
@@ -1295,7 +1257,7 @@ START_TEST(test_after_func_called_immediately) {
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 
-  rec_watch(&r, ctx); /* asserts calls == 0 on return */
+  rec_watch(&r, &journal, ctx); /* asserts calls == 0 on return */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
@@ -1313,7 +1275,7 @@ START_TEST(test_after_func_not_called_after_stop) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_int_eq(uvctx_unwatch(&r.w), 0); /* Go: stop() true */
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   run_for(&loop, SHORT_MS);
@@ -1337,8 +1299,8 @@ START_TEST(test_after_func_called_asynchronously) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
-  r.unwatch_in_cb = 1;
+  rec_watch(&r, &journal, ctx);
+  r.action = unwatch_self;
   start_canceller(&th, ctx, 0);
   ck_assert_int_eq(uv_thread_join(&th.tid), 0);
   ck_assert_int_eq(th.rc, 0);
@@ -1350,7 +1312,7 @@ START_TEST(test_after_func_called_asynchronously) {
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
   ck_assert(uv_thread_equal(&r.thread, &self));
-  ck_assert_int_eq(r.unwatch_rc, UV_EALREADY); /* "is running" */
+  ck_assert_int_eq(r.action_rc, UV_EALREADY); /* "is running" */
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -1367,9 +1329,9 @@ START_TEST(test_after_func_stop_is_idempotent) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&before, ctx);
-  rec_watch(&after, ctx);
-  rec_watch(&between, ctx);
+  rec_watch(&before, &journal, ctx);
+  rec_watch(&after, &journal, ctx);
+  rec_watch(&between, &journal, ctx);
   ck_assert_int_eq(uvctx_unwatch(&before.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
   ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
@@ -1403,7 +1365,7 @@ START_TEST(test_context_err_done_race) {
     rec_t r;
     int err = 0;
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-    rec_watch(&r, ctx);
+    rec_watch(&r, &journal, ctx);
     start_canceller(&th, ctx, 0);
     for (;;) {
       int finished = atomic_load(&th.finished);

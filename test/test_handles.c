@@ -24,16 +24,6 @@
 static int key_a;
 static char val_a[] = "a";
 
-/* uvctx_deadline() that must report one: returns it. */
-static uint64_t deadline_of(const uvctx_t *ctx) {
-  uint64_t dl = 0;
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
-  return dl;
-}
-
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 2000
-
 /* A close callback that records its calls. handle->data points to it. */
 typedef struct {
   int calls;

@@ -16,25 +16,6 @@
 
 static int key_a, key_b;
 
-/* A watch that counts its calls and remembers its err. */
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-  int err;
-} counter_t;
-
-static void counter_cb(uvctx_watch_t *w, int err) {
-  counter_t *c = w->data;
-  c->calls++;
-  c->err = err;
-}
-
-static int counter_watch(counter_t *c, uvctx_t *ctx) {
-  memset(c, 0, sizeof *c);
-  c->w.data = c;
-  return uvctx_watch(ctx, &c->w, counter_cb);
-}
-
 /* Keeps the loop running, 2 ms at a time, until *counter reaches target or
  * about 3 s have passed. Returns 1 if it was reached. */
 static int spin_until(uv_loop_t *loop, const int *counter, int target) {
@@ -85,7 +66,7 @@ END_TEST
 
 START_TEST(balanced_retain_release_keeps_the_context_usable) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   int val;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
@@ -101,7 +82,7 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
   uv_run(&loop, UV_RUN_DEFAULT);
   /* still one reference each: fully usable */
   ck_assert_ptr_eq(uvctx_value(v, &key_a), &val);
-  ck_assert_int_eq(counter_watch(&w, v), 0);
+  rec_watch(&w, NULL, v);
   ck_assert_int_eq(uvctx_err(c), 0);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -133,7 +114,7 @@ END_TEST
 
 START_TEST(children_work_after_the_parents_last_reference_is_released) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   int val;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 60000);
@@ -150,7 +131,7 @@ START_TEST(children_work_after_the_parents_last_reference_is_released) {
   uint64_t dl = 0;
   ck_assert_int_eq(uvctx_deadline(g, &dl), 1);
   ck_assert_int_eq(uvctx_err(c), 0);
-  ck_assert_int_eq(counter_watch(&w, g), 0);
+  rec_watch(&w, NULL, g);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(w.calls, 1);
@@ -164,12 +145,12 @@ END_TEST
 
 START_TEST(a_released_parents_deadline_still_reaches_its_children) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_release(p); /* c keeps it */
-  ck_assert_int_eq(counter_watch(&w, c), 0);
+  rec_watch(&w, NULL, c);
   ck_assert(spin_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
@@ -180,15 +161,15 @@ END_TEST
 
 START_TEST(releasing_never_cancels_the_parent_or_siblings) {
   uv_loop_t loop;
-  counter_t wp, ws, wg;
+  rec_t wp, ws, wg;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *gone = mk_timeout(&loop, p, 60000);
   uvctx_t *sib = mk_cancel(&loop, p);
   uvctx_t *gone_child = mk_cancel(&loop, gone);
-  ck_assert_int_eq(counter_watch(&wp, p), 0);
-  ck_assert_int_eq(counter_watch(&ws, sib), 0);
-  ck_assert_int_eq(counter_watch(&wg, gone_child), 0);
+  rec_watch(&wp, NULL, p);
+  rec_watch(&ws, NULL, sib);
+  rec_watch(&wg, NULL, gone_child);
 
   uvctx_release(gone); /* gone_child still holds it */
   uvctx_release(gone_child);
@@ -212,12 +193,12 @@ END_TEST
 
 START_TEST(releasing_a_child_with_a_pending_watch_keeps_its_value_chain) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   int val;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(p, &key_a, &val);
-  ck_assert_int_eq(counter_watch(&w, v), 0);
+  rec_watch(&w, NULL, v);
   uvctx_release(v); /* held by the watch only */
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_cancel(p), 0);
@@ -231,10 +212,10 @@ END_TEST
 
 START_TEST(release_after_cancel_before_delivery_still_delivers) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert_int_eq(counter_watch(&w, c), 0);
+  rec_watch(&w, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uvctx_release(c); /* due; the watch holds it */
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -250,12 +231,12 @@ END_TEST
 
 START_TEST(a_deadline_context_released_before_firing_stops_its_timer) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, p, 5);
   uvctx_t *t2 = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert_int_eq(counter_watch(&w, p), 0);
+  rec_watch(&w, NULL, p);
   uvctx_release(t);
   uvctx_release(t2);
   run_for(&loop, 30); /* well past t's deadline */
@@ -306,11 +287,11 @@ END_TEST
 
 START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   uv_loop_t loop;
-  counter_t w;
+  rec_t w;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
-  ck_assert_int_eq(counter_watch(&w, c), 0);
+  rec_watch(&w, NULL, c);
   ck_assert(spin_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
@@ -363,14 +344,14 @@ END_TEST
 
 START_TEST(loop_closes_after_release_of_contexts_with_unwatched_watches) {
   uv_loop_t loop;
-  counter_t a, b, d;
+  rec_t a, b, d;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 60000);
   uvctx_t *v = mk_value(t, &key_a, NULL);
-  ck_assert_int_eq(counter_watch(&a, c), 0);
-  ck_assert_int_eq(counter_watch(&b, t), 0);
-  ck_assert_int_eq(counter_watch(&d, v), 0);
+  rec_watch(&a, NULL, c);
+  rec_watch(&b, NULL, t);
+  rec_watch(&d, NULL, v);
   ck_assert_int_eq(uvctx_unwatch(&a.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&b.w), 0);
   uvctx_release(v);
@@ -387,15 +368,15 @@ END_TEST
 
 START_TEST(contexts_never_keep_the_loop_alive) {
   uv_loop_t loop;
-  counter_t w1, w2;
+  rec_t w1, w2;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 2000);
   uvctx_t *long_t = mk_timeout(&loop, uvctx_background(), 2500);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
   ck_assert_ptr_nonnull(uvctx_done_async(t));
-  ck_assert_int_eq(counter_watch(&w1, t), 0);     /* pending, not due */
-  ck_assert_int_eq(counter_watch(&w2, long_t), 0);
+  rec_watch(&w1, NULL, t);     /* pending, not due */
+  rec_watch(&w2, NULL, long_t);
 
   /* Returns at once: had it waited for t's timer, t would be timed out. */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -421,7 +402,7 @@ enum { BIG = 10000, CHAIN = 1500 };
 typedef struct {
   int n; /* BIG, scaled by UVCTX_TEST_SCALE, never below CHAIN + 1 */
   uvctx_t **nodes;
-  counter_t *watches; /* one per node, used on every 7th */
+  rec_t *watches; /* one per node, used on every 7th */
 } big_tree_t;
 
 /* Node 0 is a cancel context under background; nodes 1..CHAIN-1 form a deep
@@ -445,7 +426,7 @@ static void big_tree_build(big_tree_t *bt, uv_loop_t *loop, uint32_t *seed) {
     default: bt->nodes[i] = mk_value(parent, &key_a, NULL); break;
     }
     if (i % 7 == 0)
-      ck_assert_int_eq(counter_watch(&bt->watches[i], bt->nodes[i]), 0);
+      rec_watch(&bt->watches[i], NULL, bt->nodes[i]);
   }
 }
 
@@ -524,7 +505,7 @@ END_TEST
 
 START_TEST(two_loops_in_one_thread_do_not_interfere) {
   uv_loop_t la, lb;
-  counter_t wa, wb;
+  rec_t wa, wb;
   ck_assert_int_eq(uv_loop_init(&la), 0);
   ck_assert_int_eq(uv_loop_init(&lb), 0);
   uvctx_t *a = mk_cancel(&la, uvctx_background());
@@ -533,8 +514,8 @@ START_TEST(two_loops_in_one_thread_do_not_interfere) {
   uvctx_t *bc = mk_timeout(&lb, b, 60000);
   ck_assert_ptr_eq(uvctx_loop(ac), &la);
   ck_assert_ptr_eq(uvctx_loop(bc), &lb);
-  ck_assert_int_eq(counter_watch(&wa, ac), 0);
-  ck_assert_int_eq(counter_watch(&wb, bc), 0);
+  rec_watch(&wa, NULL, ac);
+  rec_watch(&wb, NULL, bc);
 
   ck_assert_int_eq(uvctx_cancel(a), 0);
   uv_run(&lb, UV_RUN_DEFAULT); /* a's callbacks belong to loop a */

@@ -23,41 +23,10 @@
 static int key_a;
 static char val_a[] = "a";
 
-/* A watch that records its calls, err, the context's cause and the uvctx
- * clock at the moment it ran. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int calls;
-  int err;
-  int cause;
-  uint64_t now;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->cause = uvctx_cause(r->ctx);
-  r->now = uvctx_now();
-}
-
-static void rec_watch(rec_t *r, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
-
 static int never(void *arg) {
   (void)arg;
   return 0;
 }
-
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 1000
 
 /* Runs the loop until the uvctx clock has reached at least until_ms. */
 static void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
@@ -73,13 +42,6 @@ static uvctx_t *mk_any(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
   return c;
 }
 
-/* uvctx_deadline() that must report one: returns it. */
-static uint64_t deadline_of(const uvctx_t *ctx) {
-  uint64_t dl = 0;
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
-  return dl;
-}
-
 /* Resets ctx to timeout_ms and returns the new deadline, checking that it is
  * uvctx_now() + timeout_ms, read around the call. */
 static uint64_t reset(uvctx_t *ctx, uint64_t timeout_ms) {
@@ -92,18 +54,6 @@ static uint64_t reset(uvctx_t *ctx, uint64_t timeout_ms) {
   return dl;
 }
 
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-#define assert_done(ctx, err, cause)                                           \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
-    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
-  } while (0)
-
 /* ---------------------------------------------------------------------------
  * uvctx_reset_timeout: moving the deadline
  * ------------------------------------------------------------------------- */
@@ -114,7 +64,7 @@ START_TEST(reset_later_does_not_fire_at_the_old_deadline) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 10);
   uint64_t old = deadline_of(c);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   uint64_t moved = reset(c, 60);
 
   run_until_time(&loop, old + 20); /* well past the old, before the new */
@@ -137,7 +87,7 @@ START_TEST(reset_earlier_fires_at_the_new_deadline) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EPIPE);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   uint64_t moved = reset(c, 10);
 
   ck_assert(poll_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
@@ -156,7 +106,7 @@ START_TEST(reset_works_on_an_absolute_deadline_context) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   uint64_t moved = reset(c, 5);
 
   ck_assert(poll_until(&loop, rec_called, &r, moved + EVENTUALLY_MS));
@@ -190,7 +140,7 @@ START_TEST(reset_never_fires_before_the_new_deadline) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   s.ctx = mk_timeout(&loop, uvctx_background(), 60000);
   s.moved = 0;
-  rec_watch(&r, s.ctx);
+  rec_watch(&r, NULL, s.ctx);
   ck_assert_int_eq(uv_timer_init(&loop, &s.timer), 0);
   s.timer.data = &s;
   ck_assert_int_eq(uv_timer_start(&s.timer, reset_after_stall, 1, 0), 0);
@@ -266,7 +216,7 @@ START_TEST(reset_while_active_keeps_an_idle_timeout_from_firing) {
   id.deadline = deadline_of(id.ctx);
   id.last_reset = uvctx_now();
   id.stop_at = id.last_reset + IDLE_FOR;
-  rec_watch(&id.rec, id.ctx);
+  rec_watch(&id.rec, NULL, id.ctx);
   ck_assert_int_eq(uv_timer_init(&loop, &id.timer), 0);
   id.timer.data = &id;
   ck_assert_int_eq(
@@ -297,7 +247,7 @@ START_TEST(reset_to_zero_finishes_at_once) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EPROTO);
   uvctx_t *child = mk_cancel(&loop, c);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
 
   ck_assert_int_eq(uvctx_reset_timeout(c, 0), 0);
   assert_done(c, UV_ETIMEDOUT, UV_EPROTO);
@@ -324,7 +274,7 @@ START_TEST(reset_after_done_is_ealready_and_changes_nothing) {
   uvctx_t *born_done = mk_timeout(&loop, uvctx_background(), 0);
   uint64_t dl_cancelled = deadline_of(cancelled);
   uint64_t dl_born = deadline_of(born_done);
-  rec_watch(&r, timed_out);
+  rec_watch(&r, NULL, timed_out);
   ck_assert_int_eq(uvctx_cancel_cause(cancelled, UV_EIO), 0);
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert(poll_until(&loop, rec_called, &r, uvctx_now() + EVENTUALLY_MS));
@@ -398,8 +348,8 @@ START_TEST(resetting_a_parent_later_leaves_a_childs_own_deadline_alone) {
   uvctx_t *child = mk_timeout_cause(&loop, parent, 30, UV_ENOBUFS);
   uint64_t after = uvctx_now();
   ck_assert_uint_eq(deadline_of(child), deadline_of(parent)); /* earliest */
-  rec_watch(&rp, parent);
-  rec_watch(&rc, child);
+  rec_watch(&rp, NULL, parent);
+  rec_watch(&rc, NULL, child);
   uint64_t parent_dl = reset(parent, 60000);
   /* now the child's own deadline is the earliest */
   uint64_t child_dl = deadline_of(child);
@@ -428,8 +378,8 @@ START_TEST(resetting_a_parent_earlier_reaches_children_by_cancellation) {
   uvctx_t *parent = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EIO);
   uvctx_t *child = mk_timeout_cause(&loop, parent, 50000, UV_ENOBUFS);
   uint64_t child_own = deadline_of(child);
-  rec_watch(&rp, parent);
-  rec_watch(&rc, child);
+  rec_watch(&rp, NULL, parent);
+  rec_watch(&rc, NULL, child);
   uint64_t parent_dl = reset(parent, 10);
   ck_assert_uint_eq(deadline_of(child), parent_dl); /* the earliest */
 
@@ -473,7 +423,7 @@ START_TEST(reset_many_times_fires_once_at_the_last_deadline) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   for (int i = 0; i < 1000; i++)
     ck_assert_int_eq(uvctx_reset_timeout(c, (i % 2) ? 1000 : 100000), 0);
   uint64_t last = reset(c, 10);
@@ -488,14 +438,6 @@ START_TEST(reset_many_times_fires_once_at_the_last_deadline) {
 }
 END_TEST
 
-/* "No allocation": counted with a replaced allocator. */
-static long allocations;
-
-static void *counting_malloc(size_t size) {
-  allocations++;
-  return malloc(size);
-}
-
 START_TEST(reset_allocates_nothing) {
   uv_loop_t loop;
   ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, free), 0);
@@ -503,11 +445,11 @@ START_TEST(reset_allocates_nothing) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *v = mk_value(c, &key_a, val_a);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
-  long before = allocations;
+  long before = counting_allocs;
   for (int i = 0; i < 100; i++)
     ck_assert_int_eq(uvctx_reset_timeout(c, 1000 + (uint64_t)i), 0);
   ck_assert_int_eq(uvctx_reset_timeout(c, 0), 0);
-  ck_assert_int_eq(allocations, before);
+  ck_assert_int_eq(counting_allocs, before);
 
   uvctx_release(v);
   uvctx_release(c);
@@ -544,7 +486,7 @@ START_TEST(keepalive_runs_the_loop_until_the_deadline_fires) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 20);
   uint64_t dl = deadline_of(c);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   stop_guard_start(&loop, &g, 20 + EVENTUALLY_MS);
 
@@ -586,7 +528,7 @@ START_TEST(keepalive_follows_a_reset_deadline) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   uint64_t moved = reset(c, 30);
   stop_guard_start(&loop, &g, 30 + EVENTUALLY_MS);
@@ -640,7 +582,7 @@ START_TEST(keepalive_stops_holding_the_loop_once_cancelled) {
   rec_t r;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  rec_watch(&r, c);
+  rec_watch(&r, NULL, c);
   ck_assert_int_eq(uvctx_keepalive(c, 1), 0);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   stop_guard_start(&loop, &g, EVENTUALLY_MS);

@@ -33,38 +33,6 @@
 
 static int key_a; /* keys compare by address */
 
-typedef struct {
-  int ran;
-} journal_t;
-
-typedef struct {
-  uvctx_watch_t w;
-  journal_t *j;
-  uvctx_t *ctx;
-  int calls;
-  int err;
-  int cause;
-  int seq;
-  uint64_t at; /* uvctx_now() in the callback */
-} probe_t;
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  probe_t *p = w->data;
-  p->calls++;
-  p->err = err;
-  p->cause = uvctx_cause(p->ctx);
-  p->seq = ++p->j->ran;
-  p->at = uvctx_now();
-}
-
-static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->j = j;
-  p->ctx = ctx;
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 /* An in-flight request: a cancel child of out, keeps the grace period going
  * until it is released. */
 static uvctx_t *mk_request(uv_loop_t *loop, uvctx_t *out) {
@@ -85,27 +53,6 @@ static uvctx_t *mk_shutdown(uv_loop_t *loop, uvctx_t *parent,
   ck_assert_ptr_ne(out, *stopping);
   return out;
 }
-
-/* An unref'd timer that stops the loop: "would hang" becomes a failure. */
-typedef struct {
-  uv_timer_t t;
-  int fired;
-} guard_t;
-
-static void guard_fire(uv_timer_t *t) {
-  ((guard_t *)t->data)->fired = 1;
-  uv_stop(t->loop);
-}
-
-static void guard_start(guard_t *g, uv_loop_t *loop, uint64_t ms) {
-  memset(g, 0, sizeof *g);
-  ck_assert_int_eq(uv_timer_init(loop, &g->t), 0);
-  g->t.data = g;
-  ck_assert_int_eq(uv_timer_start(&g->t, guard_fire, ms, 0), 0);
-  uv_unref((uv_handle_t *)&g->t);
-}
-
-static void guard_close(guard_t *g) { uv_close((uv_handle_t *)&g->t, NULL); }
 
 /* ---------------------------------------------------------------------------
  * Phase 1 by uvctx_shutdown
@@ -168,14 +115,14 @@ END_TEST
 START_TEST(stopping_watches_run_in_phase_1_and_out_watches_do_not) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  rec_watch(&po, &j, out);
+  rec_watch(&ps, &j, stopping);
 
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert_int_eq(j.ran, 0); /* never inside the call */
@@ -199,18 +146,18 @@ END_TEST
 
 START_TEST(grace_timer_does_not_keep_the_loop_alive) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
-  guard_start(&g, &loop, 200);
+  stop_guard_start(&loop, &g, 200);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(g.fired, 0);
   ck_assert_int_eq(uvctx_err(out), 0);
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(req);
   uvctx_release(stopping);
   uvctx_release(out);
@@ -220,18 +167,18 @@ END_TEST
 
 START_TEST(keepalive_makes_the_grace_timer_keep_the_loop_alive) {
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
   uvctx_t *req = mk_request(&loop, out);
   ck_assert_int_eq(uvctx_keepalive(out, 1), 0);
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
-  guard_start(&g, &loop, 2000);
+  stop_guard_start(&loop, &g, 2000);
   uv_run(&loop, UV_RUN_DEFAULT); /* returns once the grace period is over */
   ck_assert_int_eq(g.fired, 0);
   ck_assert_int_eq(uvctx_err(out), UV_ETIMEDOUT);
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(req);
   uvctx_release(stopping);
   uvctx_release(out);
@@ -246,12 +193,12 @@ END_TEST
 START_TEST(grace_period_finishes_out_with_etimedout) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert(run_until(&loop, &po.calls, 1));
   ck_assert_int_eq(po.err, UV_ETIMEDOUT);
@@ -270,7 +217,7 @@ END_TEST
 START_TEST(grace_period_never_ends_before_grace_ms) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   for (int round = 0; round < 5; round++) {
@@ -278,14 +225,14 @@ START_TEST(grace_period_never_ends_before_grace_ms) {
     uvctx_t *out =
         mk_shutdown(&loop, uvctx_background(), NULL, 0, grace, &stopping);
     uvctx_t *req = mk_request(&loop, out);
-    ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+    rec_watch(&po, &j, out);
     /* Let libuv's cached time go stale before the shutdown begins. */
     run_for(&loop, 2);
     uint64_t t0 = uvctx_now();
     ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
     ck_assert(run_until(&loop, &po.calls, 1));
     ck_assert_int_eq(po.err, UV_ETIMEDOUT);
-    ck_assert_uint_ge(po.at, t0 + grace);
+    ck_assert_uint_ge(po.now, t0 + grace);
     uvctx_release(req);
     uvctx_release(stopping);
     uvctx_release(out);
@@ -297,13 +244,13 @@ END_TEST
 START_TEST(second_shutdown_finishes_out_at_once_with_ecanceled) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert_int_eq(uvctx_err(out), 0);
   ck_assert_int_eq(uvctx_shutdown(out, UV_EPIPE), 0);
@@ -343,12 +290,12 @@ END_TEST
 START_TEST(shutdown_after_the_grace_period_is_ealready) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
   ck_assert(run_until(&loop, &po.calls, 1));
   ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
@@ -364,15 +311,15 @@ END_TEST
 START_TEST(children_of_out_are_cancelled_in_phase_2_not_phase_1) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t pc, pv;
+  rec_t pc, pv;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *conn = mk_cancel(&loop, out);
   uvctx_t *req = mk_value(conn, &key_a, NULL);
-  ck_assert_int_eq(probe_watch(&pc, &j, conn), 0);
-  ck_assert_int_eq(probe_watch(&pv, &j, req), 0);
+  rec_watch(&pc, &j, conn);
+  rec_watch(&pv, &j, req);
 
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -398,12 +345,12 @@ END_TEST
 START_TEST(children_of_out_get_etimedout_when_the_grace_period_ends) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t pc;
+  rec_t pc;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
   uvctx_t *conn = mk_cancel(&loop, out);
-  ck_assert_int_eq(probe_watch(&pc, &j, conn), 0);
+  rec_watch(&pc, &j, conn);
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
   ck_assert(run_until(&loop, &pc.calls, 1));
   ck_assert_int_eq(pc.err, UV_ETIMEDOUT);
@@ -417,13 +364,13 @@ END_TEST
 START_TEST(children_of_stopping_are_cancelled_in_phase_1) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t pa;
+  rec_t pa;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *accepting = mk_cancel(&loop, stopping);
-  ck_assert_int_eq(probe_watch(&pa, &j, accepting), 0);
+  rec_watch(&pa, &j, accepting);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert_int_eq(uvctx_err(accepting), UV_ECANCELED);
   ck_assert_int_eq(uvctx_cause(accepting), UV_ESHUTDOWN);
@@ -443,13 +390,13 @@ END_TEST
 START_TEST(parent_done_finishes_both) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *out = mk_shutdown(&loop, parent, NULL, 0, 60000, &stopping);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&ps, &j, stopping);
+  rec_watch(&po, &j, out);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
@@ -519,7 +466,7 @@ START_TEST(first_signal_begins_shutdown) {
   static const int sigs[] = {SIGUSR2};
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps;
+  rec_t ps;
   catcher_t own;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -527,7 +474,7 @@ START_TEST(first_signal_begins_shutdown) {
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
+  rec_watch(&ps, &j, stopping);
   ck_assert_int_eq(uvctx_signal_received(stopping), 0);
   ck_assert_int_eq(uvctx_signal_received(out), 0);
 
@@ -550,13 +497,13 @@ END_TEST
 /* In the signal's callback: send the next one, so that the two are never
  * pending at the same time (the kernel would merge them). */
 typedef struct {
-  probe_t p;
+  rec_t p;
   int next_signal;
 } relay_t;
 
 static void relay_cb(uvctx_watch_t *w, int err) {
   relay_t *r = w->data;
-  probe_cb(w, err); /* p is the first member */
+  rec_cb(w, err); /* p is the first member */
   if (r->next_signal != 0)
     send_signal(r->next_signal);
 }
@@ -575,7 +522,7 @@ START_TEST(second_signal_ends_the_grace_period_at_once) {
   uv_loop_t loop;
   journal_t j = {0};
   relay_t rs;
-  probe_t po;
+  rec_t po;
   catcher_t own;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -584,7 +531,7 @@ START_TEST(second_signal_ends_the_grace_period_at_once) {
       mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out); /* alive: only the signal ends it */
   ck_assert_int_eq(relay_watch(&rs, &j, stopping, SIGUSR2), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
 
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &po.calls, 1));
@@ -608,7 +555,7 @@ START_TEST(either_of_two_signals_begins_and_the_other_ends_it) {
   uv_loop_t loop;
   journal_t j = {0};
   relay_t rs;
-  probe_t po;
+  rec_t po;
   catcher_t own1, own2;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -618,7 +565,7 @@ START_TEST(either_of_two_signals_begins_and_the_other_ends_it) {
       mk_shutdown(&loop, uvctx_background(), sigs, 2, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out); /* alive: only the signal ends it */
   ck_assert_int_eq(relay_watch(&rs, &j, stopping, SIGUSR1), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
 
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &po.calls, 1));
@@ -639,7 +586,7 @@ START_TEST(shutdown_call_then_signal_ends_the_grace_period) {
   static const int sigs[] = {SIGHUP};
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   catcher_t own;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -647,7 +594,7 @@ START_TEST(shutdown_call_then_signal_ends_the_grace_period) {
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_err(out), 0);
@@ -670,22 +617,22 @@ START_TEST(signal_begins_and_the_grace_period_runs_out) {
   static const int sigs[] = {SIGUSR1};
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   catcher_t own;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), sigs, 1, 10, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&ps, &j, stopping);
+  rec_watch(&po, &j, out);
 
   uint64_t t0 = uvctx_now();
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &po.calls, 1));
   ck_assert_int_eq(ps.calls, 1);
   ck_assert_int_eq(po.err, UV_ETIMEDOUT);
-  ck_assert_uint_ge(po.at, t0 + 10);
+  ck_assert_uint_ge(po.now, t0 + 10);
   ck_assert_int_eq(uvctx_signal_received(out), SIGUSR1); /* began it */
 
   catcher_close(&own);
@@ -718,15 +665,15 @@ END_TEST
 START_TEST(shutdown_with_signals_does_not_keep_the_loop_alive) {
   static const int sigs[] = {SIGUSR1, SIGUSR2};
   uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), sigs, 2, 60000, &stopping);
-  guard_start(&g, &loop, 200);
+  stop_guard_start(&loop, &g, 200);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(g.fired, 0);
-  guard_close(&g);
+  stop_guard_close(&g);
   uvctx_release(stopping);
   uvctx_release(out);
   ASSERT_LOOP_CLOSES(&loop);
@@ -766,15 +713,15 @@ static void worker_main(void *arg) {
 START_TEST(shutdown_from_another_thread_moves_both_phases) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   worker_t wk;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out); /* only the second call ends it */
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&ps, &j, stopping);
+  rec_watch(&po, &j, out);
 
   memset(&wk, 0, sizeof wk);
   wk.out = out;
@@ -839,12 +786,12 @@ END_TEST
 START_TEST(stopping_released_early_does_not_stop_the_shutdown) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 5, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   uvctx_release(stopping); /* nobody listens for phase 1 */
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_shutdown(out, 0), 0);
@@ -1056,7 +1003,7 @@ END_TEST
 START_TEST(drain_on_out_of_an_idle_tree_runs_once_stopping_is_released) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t pd;
+  rec_t pd;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
@@ -1065,7 +1012,7 @@ START_TEST(drain_on_out_of_an_idle_tree_runs_once_stopping_is_released) {
   pd.j = &j;
   pd.ctx = out;
   pd.w.data = &pd;
-  ck_assert_int_eq(uvctx_drain(out, &pd.w, probe_cb), 0);
+  ck_assert_int_eq(uvctx_drain(out, &pd.w, rec_cb), 0);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -1124,13 +1071,13 @@ static void finisher_start(finisher_t *f, uv_loop_t *loop, uvctx_t *out,
 START_TEST(idle_tree_shutdown_finishes_out_at_once_with_its_cause) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&ps, &j, stopping);
+  rec_watch(&po, &j, out);
 
   /* stopping, still held here, counts as nothing left. */
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
@@ -1173,15 +1120,15 @@ START_TEST(idle_tree_shutdown_by_a_signal_finishes_out) {
   static const int sigs[] = {SIGUSR1};
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, po;
+  rec_t ps, po;
   catcher_t own;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), sigs, 1, 60000, &stopping);
-  ck_assert_int_eq(probe_watch(&ps, &j, stopping), 0);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&ps, &j, stopping);
+  rec_watch(&po, &j, out);
 
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &po.calls, 1));
@@ -1207,13 +1154,13 @@ static void worker_once_main(void *arg) {
 START_TEST(idle_tree_shutdown_from_another_thread_finishes_out) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   worker_t wk;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
 
   memset(&wk, 0, sizeof wk);
   wk.out = out;
@@ -1238,7 +1185,7 @@ END_TEST
 START_TEST(requests_finishing_in_the_grace_period_end_it_after_the_last) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   finisher_t f[3];
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -1247,7 +1194,7 @@ START_TEST(requests_finishing_in_the_grace_period_end_it_after_the_last) {
   uvctx_t *req[3];
   for (int i = 0; i < 3; i++)
     req[i] = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
 
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   ck_assert_int_eq(uvctx_err(out), 0);
@@ -1267,7 +1214,7 @@ START_TEST(requests_finishing_in_the_grace_period_end_it_after_the_last) {
   ck_assert_int_eq(f[2].out_cause_after, UV_ESHUTDOWN);
   ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
   ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
-  ck_assert_uint_ge(po.at, f[2].at);
+  ck_assert_uint_ge(po.now, f[2].at);
 
   uvctx_release(stopping);
   uvctx_release(out);
@@ -1279,14 +1226,14 @@ END_TEST
 START_TEST(request_alive_at_the_end_of_the_grace_period_gets_etimedout) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   finisher_t f;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 30, &stopping);
   uvctx_t *quick = mk_request(&loop, out);
   uvctx_t *slow = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
 
   uint64_t t0 = uvctx_now();
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
@@ -1297,7 +1244,7 @@ START_TEST(request_alive_at_the_end_of_the_grace_period_gets_etimedout) {
   ck_assert_int_eq(f.out_err_after, 0); /* slow is still alive */
   ck_assert_int_eq(po.err, UV_ETIMEDOUT);
   ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
-  ck_assert_uint_ge(po.at, t0 + 30);
+  ck_assert_uint_ge(po.now, t0 + 30);
   ck_assert_int_eq(uvctx_err(slow), UV_ETIMEDOUT);
 
   uvctx_release(slow);
@@ -1424,14 +1371,14 @@ START_TEST(last_request_released_on_another_thread_ends_it_early) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   for (int round = 0; round < 2; round++) {
     journal_t j = {0};
-    probe_t po;
+    rec_t po;
     releaser_t r;
     uvctx_t *stopping;
     uvctx_t *out =
         mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
     memset(&r, 0, sizeof r);
     r.req = round == 0 ? mk_request(&loop, out) : mk_value(out, &key_a, NULL);
-    ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+    rec_watch(&po, &j, out);
     ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(uvctx_err(out), 0);
@@ -1454,13 +1401,13 @@ END_TEST
 START_TEST(stopping_released_in_the_grace_period_with_requests_alive_does_not_end_it) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -1483,18 +1430,18 @@ END_TEST
 START_TEST(stopping_released_in_the_grace_period_then_the_grace_period_runs_out) {
   uv_loop_t loop;
   journal_t j = {0};
-  probe_t po;
+  rec_t po;
   uvctx_t *stopping;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
   uvctx_t *req = mk_request(&loop, out);
-  ck_assert_int_eq(probe_watch(&po, &j, out), 0);
+  rec_watch(&po, &j, out);
   uint64_t t0 = uvctx_now();
   ck_assert_int_eq(uvctx_shutdown(out, UV_ESHUTDOWN), 0);
   uvctx_release(stopping);
   ck_assert(run_until(&loop, &po.calls, 1));
   ck_assert_int_eq(po.err, UV_ETIMEDOUT);
-  ck_assert_uint_ge(po.at, t0 + 10);
+  ck_assert_uint_ge(po.now, t0 + 10);
   uvctx_release(req);
   uvctx_release(out);
   ASSERT_LOOP_CLOSES(&loop);

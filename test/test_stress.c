@@ -47,6 +47,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 #define DEFAULT_SEED 0x5eed2026u
@@ -144,22 +145,6 @@ static struct {
   atomic_int failures;
   char failure[512];
 } S;
-
-/* Allocation accounting: uvctx's memory must all come back. */
-static atomic_long outstanding;
-
-static void *counting_malloc(size_t size) {
-  void *p = malloc(size);
-  if (p != NULL)
-    atomic_fetch_add(&outstanding, 1);
-  return p;
-}
-
-static void counting_free(void *p) {
-  if (p != NULL)
-    atomic_fetch_sub(&outstanding, 1);
-  free(p);
-}
 
 static uint32_t rnd(uint32_t *s) { /* xorshift32 */
   uint32_t x = *s;
@@ -875,7 +860,7 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   atomic_init(&S.pause_req, 0);
   atomic_init(&S.paused, 0);
   atomic_init(&S.finished, 0);
-  atomic_store(&outstanding, 0);
+  atomic_store(&counting_outstanding, 0);
 
   SASSERT(uv_loop_init(&S.loop) == 0);
   SASSERT(uv_mutex_init(&S.table_lock) == 0);
@@ -937,19 +922,11 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   SASSERT(uvctx_dump_loop(&S.loop, stderr) == 0);
   SASSERT(uv_loop_close(&S.loop) == 0);
   uv_mutex_destroy(&S.table_lock);
-  ck_assert_msg(atomic_load(&outstanding) == 0,
+  ck_assert_msg(atomic_load(&counting_outstanding) == 0,
                 "stress seed %u round %d: %ld blocks not freed", seed, round,
-                atomic_load(&outstanding));
+                atomic_load(&counting_outstanding));
   SASSERT(S.watched == S.ran + S.unwatched);
   assert_no_failure("end of round");
-}
-
-static void setup(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-}
-
-static void teardown(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
 }
 
 START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
@@ -1069,7 +1046,7 @@ Suite *stress_suite(void) {
   const char *secs = getenv("UVCTX_STRESS_SECONDS");
   tcase_set_timeout(tc,
                     secs != NULL ? (double)strtol(secs, NULL, 10) + 60 : 60);
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_test(tc, test_threads_and_loop_on_one_tree_keep_every_promise);
   suite_add_tcase(s, tc);
 

@@ -79,42 +79,6 @@ static void spin_until_at_least(atomic_int *v, int n) {
     sched_yield();
 }
 
-/* A watch that records its calls (on the loop thread). */
-typedef struct {
-  int ran;
-  uv_thread_t loop_thread;
-} journal_t;
-
-typedef struct {
-  uvctx_watch_t w;
-  journal_t *j;
-  int calls;
-  int err;
-  int seq;
-  int on_loop_thread;
-} probe_t;
-
-static void journal_init(journal_t *j) {
-  j->ran = 0;
-  j->loop_thread = uv_thread_self();
-}
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  probe_t *p = w->data;
-  uv_thread_t self = uv_thread_self();
-  p->calls++;
-  p->err = err;
-  p->seq = ++p->j->ran;
-  p->on_loop_thread = uv_thread_equal(&self, &p->j->loop_thread);
-}
-
-static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->j = j;
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 /* ---------------------------------------------------------------------------
  * One cancel from another thread
  * ------------------------------------------------------------------------- */
@@ -160,17 +124,16 @@ END_TEST
 START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   uv_loop_t loop;
   one_cancel_t oc;
-  journal_t j;
-  probe_t pr[8];
+  journal_t j = {0};
+  rec_t pr[8];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, p, 60000);
   uvctx_t *v = mk_value(c, &key_a, NULL);
   uvctx_t *g = mk_cancel(&loop, v);
   uvctx_t *ctxs[4] = {p, c, v, g};
   for (int i = 0; i < 8; i++)
-    ck_assert_int_eq(probe_watch(&pr[i], &j, ctxs[i % 4]), 0);
+    rec_watch(&pr[i], &j, ctxs[i % 4]);
 
   memset(&oc, 0, sizeof oc);
   crew_init(&oc.crew, &loop);
@@ -186,7 +149,7 @@ START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   for (int i = 0; i < 8; i++) {
     ck_assert_int_eq(pr[i].calls, 1);
     ck_assert_int_eq(pr[i].err, UV_ECANCELED);
-    ck_assert_int_eq(pr[i].on_loop_thread, 1);
+    ck_assert(rec_ran_here(&pr[i]));
   }
   uv_run(&loop, UV_RUN_NOWAIT);
   for (int i = 0; i < 8; i++)
@@ -203,20 +166,19 @@ END_TEST
 START_TEST(cancel_from_another_thread_is_delivered_in_tree_order) {
   uv_loop_t loop;
   one_cancel_t oc;
-  journal_t j;
+  journal_t j = {0};
   enum { P1, P2, C1, C2, G1, G2, N };
-  probe_t pr[N];
+  rec_t pr[N];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_t *g = mk_cancel(&loop, c);
-  ck_assert_int_eq(probe_watch(&pr[G1], &j, g), 0);
-  ck_assert_int_eq(probe_watch(&pr[C1], &j, c), 0);
-  ck_assert_int_eq(probe_watch(&pr[P1], &j, p), 0);
-  ck_assert_int_eq(probe_watch(&pr[G2], &j, g), 0);
-  ck_assert_int_eq(probe_watch(&pr[P2], &j, p), 0);
-  ck_assert_int_eq(probe_watch(&pr[C2], &j, c), 0);
+  rec_watch(&pr[G1], &j, g);
+  rec_watch(&pr[C1], &j, c);
+  rec_watch(&pr[P1], &j, p);
+  rec_watch(&pr[G2], &j, g);
+  rec_watch(&pr[P2], &j, p);
+  rec_watch(&pr[C2], &j, c);
 
   memset(&oc, 0, sizeof oc);
   crew_init(&oc.crew, &loop);
@@ -275,19 +237,18 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
                                      UV_EINTR,   UV_EAGAIN,     UV_EBUSY,
                                      UV_ENOENT,  UV_EPERM};
   uv_loop_t loop;
-  journal_t j;
+  journal_t j = {0};
   race_t *race = calloc(1, sizeof *race);
   ck_assert_ptr_nonnull(race);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
 
   for (int round = 0; round < test_scaled(RACE_ROUNDS); round++) {
-    probe_t pw;
+    rec_t pw;
     uvctx_t *p = mk_cancel(&loop, uvctx_background());
     uvctx_t *c = mk_timeout(&loop, p, 60000);
     uvctx_t *v = mk_value(c, &key_a, NULL);
     uvctx_t *g = mk_cancel(&loop, v);
-    ck_assert_int_eq(probe_watch(&pw, &j, g), 0);
+    rec_watch(&pw, &j, g);
 
     crew_init(&race->crew, &loop);
     ck_assert_int_eq(uv_barrier_init(&race->barrier, RACERS), 0);
@@ -354,10 +315,10 @@ struct forest_s {
   int after_finish;
   uvctx_t *root;
   uvctx_t *node[FOREST_NODES + 1]; /* the last one is never cancelled */
-  probe_t node_watch[FOREST_NODES + 1];
+  rec_t node_watch[FOREST_NODES + 1];
   int nkids;
   uvctx_t *kids[FOREST_NODES + 1][FOREST_KIDS];
-  probe_t kid_watch[FOREST_NODES + 1][FOREST_KIDS];
+  rec_t kid_watch[FOREST_NODES + 1][FOREST_KIDS];
   feller_t fellers[FOREST_NODES];
 };
 
@@ -377,7 +338,7 @@ static void forest_grow(uv_idle_t *h) {
       default: k = mk_timeout(f->loop, f->node[i], 60000); break;
       }
       f->kids[i][f->nkids] = k;
-      ck_assert_int_eq(probe_watch(&f->kid_watch[i][f->nkids], &f->j, k), 0);
+      rec_watch(&f->kid_watch[i][f->nkids], &f->j, k);
     }
     f->nkids++;
     atomic_store(&f->go, 1);
@@ -406,13 +367,12 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
   ck_assert_ptr_nonnull(f);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   f->loop = &loop;
-  journal_init(&f->j);
   atomic_init(&f->go, 0);
   f->root = mk_cancel(&loop, uvctx_background());
   for (int i = 0; i <= FOREST_NODES; i++) {
     f->node[i] = i % 2 ? mk_timeout(&loop, f->root, 60000)
                        : mk_cancel(&loop, f->root);
-    ck_assert_int_eq(probe_watch(&f->node_watch[i], &f->j, f->node[i]), 0);
+    rec_watch(&f->node_watch[i], &f->j, f->node[i]);
   }
   crew_init(&f->crew, &loop);
   ck_assert_int_eq(uv_idle_init(&loop, &f->idle), 0);
@@ -433,7 +393,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
       ck_assert_int_eq(uvctx_cause(f->kids[i][k]), forest_causes[i]);
       ck_assert_int_eq(f->kid_watch[i][k].calls, 1);
       ck_assert_int_eq(f->kid_watch[i][k].err, UV_ECANCELED);
-      ck_assert_int_eq(f->kid_watch[i][k].on_loop_thread, 1);
+      ck_assert(rec_ran_here(&f->kid_watch[i][k]));
     }
   }
   /* the node nobody cancelled, and the root, are untouched */
@@ -617,19 +577,18 @@ static void hammer_cancel_when_started(uv_idle_t *idle) {
 
 START_TEST(retain_release_from_threads_while_the_loop_cancels) {
   uv_loop_t loop;
-  journal_t j;
-  probe_t pw[3];
+  journal_t j = {0};
+  rec_t pw[3];
   hammer_t *h = calloc(1, sizeof *h);
   ck_assert_ptr_nonnull(h);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   atomic_init(&h->started, 0);
   atomic_init(&h->faults, 0);
   h->targets[0] = mk_cancel(&loop, uvctx_background());
   h->targets[1] = mk_timeout(&loop, h->targets[0], 60000);
   h->targets[2] = mk_value(h->targets[1], &key_a, &h->val);
   for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(probe_watch(&pw[i], &j, h->targets[i]), 0);
+    rec_watch(&pw[i], &j, h->targets[i]);
   h->cancel_rc = 12345;
 
   crew_init(&h->crew, &loop);
@@ -848,12 +807,11 @@ END_TEST
 START_TEST(cancel_on_another_thread_during_async_callbacks_is_delivered) {
   uv_loop_t loop;
   gated_t g;
-  journal_t j;
-  probe_t p;
+  journal_t j = {0};
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, &j, c);
   gated_start(&g, &loop, c, 1);
   crew_run(&g.crew, &loop);
   ck_assert_int_eq(g.rc, 0);

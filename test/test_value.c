@@ -12,30 +12,6 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* Macros rather than functions, so that a failure names the caller's line. */
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-/* A watch that only counts. */
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-} count_t;
-
-static void count_cb(uvctx_watch_t *w, int err) {
-  (void)err;
-  ((count_t *)w->data)->calls++;
-}
-
-static void count_watch(count_t *c, uvctx_t *ctx) {
-  memset(c, 0, sizeof(*c));
-  c->w.data = c;
-  ck_assert_int_eq(uvctx_watch(ctx, &c->w, count_cb), 0);
-}
-
 /* uvctx_format() into a buffer that must be large enough. */
 static const char *fmt(const uvctx_t *ctx, char *buf, size_t len) {
   int n = uvctx_format(ctx, buf, len);
@@ -214,9 +190,9 @@ START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
   uvctx_t *detached = mk_without(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
   uvctx_t *leaf = mk_cancel(&loop, value);
-  count_t detached_watch, leaf_watch;
-  count_watch(&detached_watch, detached);
-  count_watch(&leaf_watch, leaf);
+  rec_t detached_watch, leaf_watch;
+  rec_watch(&detached_watch, NULL, detached);
+  rec_watch(&leaf_watch, NULL, leaf);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -301,8 +277,8 @@ START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
   uvctx_t *detached = mk_without(parent);
   uvctx_t *child = mk_cancel(&loop, detached);
   uvctx_t *grandchild = mk_cancel(&loop, child);
-  count_t watch;
-  count_watch(&watch, child);
+  rec_t watch;
+  rec_watch(&watch, NULL, child);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
   assert_not_done(child);
 
