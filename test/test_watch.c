@@ -165,70 +165,67 @@ END_TEST
  * The err argument
  * ------------------------------------------------------------------------- */
 
-START_TEST(watch_err_is_ecanceled_after_cancel) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(p.err_inside, UV_ECANCELED);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
+/* The watch error matrix: how the watched context is made (the context that
+ * finishes itself, a cancel child of it, or a value context two levels below
+ * it) x how it finishes (cancel, cancel with a cause, its deadline, done
+ * before the watch, born done). The callback's err is the context's err, the
+ * cause is the one given (a deadline's: UV_ETIMEDOUT), it runs once, on the
+ * loop thread, never inside the call that finished it. */
+enum { OWN, CHILD, VALUE, NMADE };
+enum { BY_CANCEL, BY_CAUSE, BY_DEADLINE, DONE_BEFORE, BORN_DONE, NFINISH };
 
-START_TEST(watch_err_is_etimedout_after_deadline) {
+START_TEST(watch_err_is_how_the_context_finished) {
+  int made = _i / NFINISH, finish = _i % NFINISH;
+  int err = finish == BY_DEADLINE ? UV_ETIMEDOUT : UV_ECANCELED;
+  int cause = finish == BY_CAUSE ? UV_EPIPE : err;
   uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
+  uvctx_t *chain[3] = {NULL, NULL, NULL};
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 5);
+  chain[0] = finish == BY_DEADLINE ? mk_timeout(&loop, uvctx_background(), 5)
+                                   : mk_cancel(&loop, uvctx_background());
+  if (finish == BORN_DONE && made != OWN)
+    ck_assert_int_eq(uvctx_cancel(chain[0]), 0);
+  if (made == CHILD)
+    chain[1] = mk_cancel(&loop, chain[0]);
+  if (made == VALUE) {
+    chain[1] = mk_value(chain[0], &key_a, NULL);
+    chain[2] = mk_value(chain[1], &key_a, &j);
+  }
+  uvctx_t *c = chain[made == OWN ? 0 : made == CHILD ? 1 : 2];
+  if (finish == BORN_DONE && made == OWN) { /* born timed out */
+    c = chain[1] = mk_timeout(&loop, uvctx_background(), 0);
+    err = cause = UV_ETIMEDOUT;
+  }
+  if (finish == DONE_BEFORE) {
+    ck_assert_int_eq(uvctx_cancel(chain[0]), 0);
+    uv_run(&loop, UV_RUN_DEFAULT); /* the cancel is old news */
+  }
+
   rec_watch(&p, &j, c);
-  ck_assert(run_until(&loop, &j.ran, 1));
+  if (finish == BY_CANCEL || finish == BY_CAUSE) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_assert_int_eq(p.calls, 0);
+    ck_assert_int_eq(finish == BY_CAUSE ? uvctx_cancel_cause(chain[0], cause)
+                                        : uvctx_cancel(chain[0]),
+                     0);
+    ck_assert_int_eq(uvctx_err(c), err);
+    ck_assert_int_eq(p.calls, 0); /* never inside the cancel */
+  }
+  if (finish == BY_DEADLINE)
+    ck_assert(run_until(&loop, &j.ran, 1));
+  else
+    uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(p.err_inside, UV_ETIMEDOUT);
+  ck_assert_int_eq(p.err, err);
+  ck_assert_int_eq(p.err_inside, err);
+  ck_assert_int_eq(p.cause, cause);
   ck_assert(rec_ran_here(&p));
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
 
-START_TEST(watch_err_is_the_err_not_the_cause) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
-  ck_assert_int_eq(uvctx_cancel_cause(c, UV_EPIPE), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(p.cause, UV_EPIPE);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_err_of_descendant_is_ancestors_err) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 5);
-  uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&p, &j, child);
-  ck_assert(run_until(&loop, &j.ran, 1));
-  ck_assert_int_eq(p.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(p.err_inside, UV_ETIMEDOUT);
-  uvctx_release(child);
-  uvctx_release(parent);
+  for (int i = 2; i >= 0; i--)
+    if (chain[i] != NULL)
+      uvctx_release(chain[i]);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -353,52 +350,6 @@ END_TEST
 /* ---------------------------------------------------------------------------
  * Watching a context that is already done
  * ------------------------------------------------------------------------- */
-
-START_TEST(watch_of_done_context_runs_later_never_synchronously) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT); /* the cancel is old news */
-
-  rec_watch(&p, &j, c);
-  ck_assert_int_eq(p.calls, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_of_born_done_context_runs_later) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t pc, pt;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  uvctx_t *child = mk_cancel(&loop, parent);         /* born cancelled */
-  uvctx_t *late = mk_timeout(&loop, uvctx_background(), 0); /* born timed out */
-
-  rec_watch(&pc, &j, child);
-  rec_watch(&pt, &j, late);
-  ck_assert_int_eq(j.ran, 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(pc.calls, 1);
-  ck_assert_int_eq(pc.err, UV_ECANCELED);
-  ck_assert_int_eq(pt.calls, 1);
-  ck_assert_int_eq(pt.err, UV_ETIMEDOUT);
-
-  uvctx_release(late);
-  uvctx_release(child);
-  uvctx_release(parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
 
 /* Inside first's callback, watch the (done) context with second and record
  * whether second ran inside that uvctx_watch call. */
@@ -713,47 +664,6 @@ START_TEST(watch_of_a_value_context_of_a_root_never_runs) {
   ck_assert_int_eq(p.calls, 0);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
   uvctx_release(v);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_of_a_value_context_fires_when_its_ancestor_is_cancelled) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *v1 = mk_value(parent, &key_a, NULL);
-  uvctx_t *v2 = mk_value(v1, &key_a, &j);
-  rec_watch(&p, &j, v2);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(p.cause, UV_EPIPE);
-  ck_assert(rec_ran_here(&p));
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_of_a_value_context_fires_at_its_ancestors_deadline) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 5);
-  uvctx_t *v = mk_value(parent, &key_a, NULL);
-  rec_watch(&p, &j, v);
-  ck_assert(run_until(&loop, &j.ran, 1));
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ETIMEDOUT);
-  uvctx_release(v);
-  uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -1139,10 +1049,8 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("err");
-  tcase_add_test(tc, watch_err_is_ecanceled_after_cancel);
-  tcase_add_test(tc, watch_err_is_etimedout_after_deadline);
-  tcase_add_test(tc, watch_err_is_the_err_not_the_cause);
-  tcase_add_test(tc, watch_err_of_descendant_is_ancestors_err);
+  tcase_add_loop_test(tc, watch_err_is_how_the_context_finished, 0,
+                      NMADE * NFINISH);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order");
@@ -1152,8 +1060,6 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("already_done");
-  tcase_add_test(tc, watch_of_done_context_runs_later_never_synchronously);
-  tcase_add_test(tc, watch_of_born_done_context_runs_later);
   tcase_add_test(tc, watch_of_done_context_from_a_callback_runs_on_a_later_callback);
   suite_add_tcase(s, tc);
 
@@ -1178,8 +1084,6 @@ Suite *watch_suite(void) {
   tcase_add_test(tc, watch_of_a_root_succeeds_never_runs_and_unwatch_returns_0);
   tcase_add_test(tc, watch_of_without_cancel_succeeds_never_runs_and_unwatch_returns_0);
   tcase_add_test(tc, watch_of_a_value_context_of_a_root_never_runs);
-  tcase_add_test(tc, watch_of_a_value_context_fires_when_its_ancestor_is_cancelled);
-  tcase_add_test(tc, watch_of_a_value_context_fires_at_its_ancestors_deadline);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("in_callback");
