@@ -114,42 +114,6 @@ START_TEST(test_cancel_of_descendant_already_cancelled_by_parent_is_ealready) {
 }
 END_TEST
 
-START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-
-  ck_assert_int_eq(uvctx_cancel_cause(ctx, 1), UV_EINVAL);
-  ck_assert_int_eq(uvctx_cancel_cause(ctx, INT32_MAX), UV_EINVAL);
-  assert_not_done(ctx);
-
-  /* The context is untouched: a proper cancel still works. */
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_cancel_of_value_context_is_einval_and_leaves_parent_alone) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *value = mk_value(parent, &key_user, value_alice);
-
-  /* A value context is not cancellable even when its parent is. */
-  ck_assert_int_eq(uvctx_cancel(value), UV_EINVAL);
-  ck_assert_int_eq(uvctx_cancel_cause(value, UV_EPIPE), UV_EINVAL);
-  assert_not_done(parent);
-  assert_not_done(value);
-
-  uvctx_release(value);
-  uvctx_release(parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* ---------------------------------------------------------------------------
  * What a cancel does to the subtree
  * ------------------------------------------------------------------------- */
@@ -529,10 +493,6 @@ Suite *cancel_suite(void) {
                  test_second_cancel_with_other_cause_keeps_first_err_and_cause);
   tcase_add_test(
       tc, test_cancel_of_descendant_already_cancelled_by_parent_is_ealready);
-  tcase_add_test(tc,
-                 test_cancel_with_positive_cause_is_einval_and_does_not_cancel);
-  tcase_add_test(
-      tc, test_cancel_of_value_context_is_einval_and_leaves_parent_alone);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("subtree");

@@ -835,27 +835,6 @@ START_TEST(done_async_returns_the_same_handle_on_each_call) {
 }
 END_TEST
 
-START_TEST(done_async_is_null_when_the_context_can_never_be_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *wc = mk_without(c);
-  uvctx_t *wcv = mk_value(wc, &key_a, NULL);
-  uvctx_t *rv = mk_value(uvctx_background(), &key_a, NULL);
-  ck_assert_ptr_null(uvctx_done_async(uvctx_background()));
-  ck_assert_ptr_null(uvctx_done_async(uvctx_todo()));
-  ck_assert_ptr_null(uvctx_done_async(wc));
-  ck_assert_ptr_null(uvctx_done_async(wcv));
-  ck_assert_ptr_null(uvctx_done_async(rv));
-  ck_assert_ptr_null(uvctx_done_async(NULL));
-  uvctx_release(rv);
-  uvctx_release(wcv);
-  uvctx_release(wc);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(done_async_of_a_value_context_is_its_cancellable_ancestors) {
   uv_loop_t loop;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -1096,7 +1075,6 @@ Suite *watch_suite(void) {
 
   tc = tcase_create("done_async");
   tcase_add_test(tc, done_async_returns_the_same_handle_on_each_call);
-  tcase_add_test(tc, done_async_is_null_when_the_context_can_never_be_done);
   tcase_add_test(tc, done_async_of_a_value_context_is_its_cancellable_ancestors);
   tcase_add_test(tc, done_async_handle_is_unrefd);
   tcase_add_test(tc, done_async_refd_keeps_the_loop_running_until_the_deadline);
