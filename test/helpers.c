@@ -3,6 +3,10 @@
 
 #include <string.h>
 
+uv_loop_t loop;
+
+void loop_setup(void) { ck_assert_int_eq(uv_loop_init(&loop), 0); }
+
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
   uvctx_t *c = NULL;
   ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);

@@ -12,6 +12,14 @@
 
 #include "test.h"
 
+/* The loop of each test in a tcase with the checked fixture
+ * tcase_add_checked_fixture(tc, loop_setup, NULL): initialised afresh before
+ * each test (a checked fixture runs around every test, with CK_FORK=no too).
+ * The test still ends with ASSERT_LOOP_CLOSES(&loop) itself, while what it
+ * registered with the loop on its stack is alive. */
+extern uv_loop_t loop;
+void loop_setup(void);
+
 /* uvctx_with_cancel(), asserting it succeeded; returns the child. */
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent);
 

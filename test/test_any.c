@@ -71,8 +71,6 @@ static int alive_on(const uv_loop_t *loop) {
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_is_done_with_the_err_and_cause_of_the_parent_cancelled) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -91,9 +89,7 @@ START_TEST(any_is_done_with_the_err_and_cause_of_the_parent_cancelled) {
 END_TEST
 
 START_TEST(any_watch_runs_on_the_loop_with_the_parents_err) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -114,9 +110,7 @@ START_TEST(any_watch_runs_on_the_loop_with_the_parents_err) {
 END_TEST
 
 START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout_cause(&loop, uvctx_background(), 15, UV_EHOSTDOWN);
   uint64_t deadline = deadline_of(b);
@@ -139,9 +133,7 @@ START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
 END_TEST
 
 START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
@@ -167,9 +159,7 @@ START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
 END_TEST
 
 START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -191,9 +181,7 @@ START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
 END_TEST
 
 START_TEST(any_of_a_parent_already_done_is_born_done) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(b, UV_ECONNRESET), 0);
@@ -217,8 +205,6 @@ START_TEST(any_of_a_parent_already_done_is_born_done) {
 END_TEST
 
 START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *live = mk_cancel(&loop, uvctx_background());
   uvctx_t *timed_out =
       mk_timeout_cause(&loop, uvctx_background(), 0, UV_EHOSTUNREACH);
@@ -243,9 +229,7 @@ START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
 END_TEST
 
 START_TEST(cancelling_any_leaves_its_parents_alone) {
-  uv_loop_t loop;
   rec_t ra, rb, rany;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -273,10 +257,8 @@ START_TEST(cancelling_any_leaves_its_parents_alone) {
 END_TEST
 
 START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
-  uv_loop_t loop;
   journal_t journal = {0};
   rec_t rany, rchild, rvalue, rgrand;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -311,9 +293,7 @@ START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
 END_TEST
 
 START_TEST(any_of_roots_is_done_only_when_cancelled) {
-  uv_loop_t loop;
   uint64_t dl = 42;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *w = mk_without(uvctx_background());
   uvctx_t *any = mk_any3(&loop, uvctx_background(), uvctx_todo(), w);
   ck_assert_ptr_eq(uvctx_loop(any), &loop);
@@ -336,10 +316,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
-  uv_loop_t loop;
   journal_t journal = {0};
   rec_t r1, r2, r3, rg;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, a, 60000);
   uvctx_t *v = mk_value(b, &key_a, val_a1);
@@ -383,10 +361,8 @@ END_TEST
  * when a descendant is reached twice: any is a child of a and of b, and b is
  * a child of a. */
 START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
-  uv_loop_t loop;
   journal_t journal = {0};
   rec_t ra, rb, rany;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, a);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -409,9 +385,7 @@ START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
 END_TEST
 
 START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, a);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -434,9 +408,7 @@ START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
 END_TEST
 
 START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
-  uv_loop_t loop;
   rec_t r1, r2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_timeout_cause(&loop, uvctx_background(), 10, UV_EPROTO);
   uint64_t deadline = deadline_of(a);
   uvctx_t *v = mk_value(a, &key_a, val_a1); /* shares a's done-ness */
@@ -469,8 +441,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_value_is_looked_up_in_parents_in_order) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ca = mk_cancel(&loop, uvctx_background());
   uvctx_t *p1 = mk_value(ca, &key_a, val_a1);
   uvctx_t *cb = mk_cancel(&loop, uvctx_background());
@@ -496,8 +466,6 @@ START_TEST(any_value_is_looked_up_in_parents_in_order) {
 END_TEST
 
 START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   /* first parent: value(a=a1) <- cancel <- without_cancel <- timeout */
   uvctx_t *deep = mk_value(uvctx_background(), &key_a, val_a1);
   uvctx_t *c1 = mk_cancel(&loop, deep);
@@ -521,8 +489,6 @@ START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
 END_TEST
 
 START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
   uvctx_t *p1 = mk_value(c1, &key_a, val_a1);
   uvctx_t *c2 = mk_cancel(&loop, uvctx_background());
@@ -557,8 +523,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_deadline_is_the_earliest_of_its_parents) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *late = mk_timeout(&loop, uvctx_background(), 50000);
   uvctx_t *early = mk_timeout(&loop, uvctx_background(), 20000);
   uvctx_t *early_below = mk_value(early, &key_a, val_a1);
@@ -588,9 +552,7 @@ START_TEST(any_deadline_is_the_earliest_of_its_parents) {
 END_TEST
 
 START_TEST(any_of_parents_without_deadlines_has_none) {
-  uv_loop_t loop;
   uint64_t dl = 7;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, uvctx_background(), 20000);
   uvctx_t *hidden = mk_without(t); /* hides t's deadline */
@@ -715,8 +677,6 @@ static void assert_parent_untouched(uv_loop_t *loop, uvctx_t *parent) {
 }
 
 START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(a)); /* a handle a leak would hold */
@@ -805,6 +765,7 @@ Suite *any_suite(void) {
   Suite *s = suite_create("any");
 
   TCase *tc = tcase_create("done");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_is_done_with_the_err_and_cause_of_the_parent_cancelled);
   tcase_add_test(tc, any_watch_runs_on_the_loop_with_the_parents_err);
   tcase_add_test(tc, any_times_out_with_the_err_and_cause_of_a_deadline_parent);
@@ -818,6 +779,7 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("diamond");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_of_a_parent_and_its_descendant_is_done_once);
   tcase_add_test(tc, any_in_a_diamond_runs_after_every_parent_it_has);
   tcase_add_test(tc, any_of_a_parent_and_its_descendant_follows_the_descendant);
@@ -825,12 +787,14 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("values");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_value_is_looked_up_in_parents_in_order);
   tcase_add_test(tc, any_value_searches_the_whole_first_parent_before_the_second);
   tcase_add_test(tc, values_below_any_fall_back_to_its_parents_and_nested_anys);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_deadline_is_the_earliest_of_its_parents);
   tcase_add_test(tc, any_of_parents_without_deadlines_has_none);
   suite_add_tcase(s, tc);
@@ -842,6 +806,7 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("badinput");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_rejects_bad_arguments_and_changes_nothing);
   suite_add_tcase(s, tc);
 

@@ -104,8 +104,6 @@ static int bad_values(int kind) {
  * the same call with good arguments then succeeds. */
 START_TEST(test_constructor_rejects_each_bad_argument_and_changes_nothing) {
   int kind = _i / 2, parent_done = _i % 2;
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_parent(&loop);
   if (parent_done)
     ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
@@ -174,9 +172,7 @@ static uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t **made) {
  * cancellable context can ever be done: its done signal is its parent's;
  * the others have none. */
 START_TEST(test_cancel_of_a_context_that_is_not_cancellable_is_einval) {
-  uv_loop_t loop;
   uvctx_t *made[2] = {NULL, NULL};
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_parent(&loop);
   uvctx_t *c = mk_uncancellable(_i, parent, made);
 
@@ -222,8 +218,6 @@ START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
 END_TEST
 
 START_TEST(test_cancel_twice_is_ealready) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
 
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
@@ -735,12 +729,14 @@ Suite *badinput_suite(void) {
   Suite *s = suite_create("badinput");
 
   TCase *tc = tcase_create("constructors");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, test_constructor_rejects_each_bad_argument_and_changes_nothing, 0,
       NKINDS * 2);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0,
       NUNCANCELLABLE);

@@ -22,8 +22,6 @@ static char value_alice[] = "alice";
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_cancel_makes_context_done_with_ecanceled) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   assert_not_done(ctx);
 
@@ -36,8 +34,6 @@ START_TEST(test_cancel_makes_context_done_with_ecanceled) {
 END_TEST
 
 START_TEST(test_cancel_without_cause_makes_cause_equal_err) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *plain = mk_cancel(&loop, uvctx_background());
   uvctx_t *zero = mk_cancel(&loop, uvctx_background());
 
@@ -54,8 +50,6 @@ START_TEST(test_cancel_without_cause_makes_cause_equal_err) {
 END_TEST
 
 START_TEST(test_cancel_cause_records_cause_and_err_stays_ecanceled) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
 
   ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), 0);
@@ -67,8 +61,6 @@ START_TEST(test_cancel_cause_records_cause_and_err_stays_ecanceled) {
 END_TEST
 
 START_TEST(test_cancel_returns_ealready_when_context_is_already_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
 
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
@@ -99,8 +91,6 @@ START_TEST(test_second_cancel_with_other_cause_keeps_first_err_and_cause) {
 END_TEST
 
 START_TEST(test_cancel_of_descendant_already_cancelled_by_parent_is_ealready) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
 
@@ -119,8 +109,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_cancel_parent_cancels_whole_subtree_before_returning) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   /* parent
    *  +- child (cancel)
    *  |   +- grandchild (cancel)
@@ -156,8 +144,6 @@ START_TEST(test_cancel_parent_cancels_whole_subtree_before_returning) {
 END_TEST
 
 START_TEST(test_cancel_gives_every_descendant_the_same_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
   uvctx_t *value = mk_value(child, &key_user, value_alice);
@@ -185,8 +171,6 @@ START_TEST(test_cancel_reaches_every_context_of_deep_and_wide_trees) {
   enum { DEPTH = 500, WIDTH = 500 };
   static uvctx_t *chain[DEPTH];
   static uvctx_t *fan[WIDTH];
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *prev = root;
   for (int i = 0; i < DEPTH; i++) {
@@ -215,8 +199,6 @@ START_TEST(test_cancel_reaches_every_context_of_deep_and_wide_trees) {
 END_TEST
 
 START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *victim = mk_cancel(&loop, parent);
   uvctx_t *victim_child = mk_cancel(&loop, victim);
@@ -277,8 +259,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
 
@@ -304,8 +284,6 @@ START_TEST(test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause) {
 END_TEST
 
 START_TEST(test_child_born_done_runs_its_watch_on_the_loop_with_parents_err) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   uvctx_t *child = mk_cancel(&loop, parent);
@@ -329,8 +307,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_value_context_err_and_cause_follow_its_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(parent, &key_user, value_alice);
   uvctx_t *value2 = mk_value(value, &key_user, value_alice);
@@ -353,8 +329,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_cancel_never_runs_watch_callbacks_inside_the_call) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
   rec_t parent_rec, child_rec;
@@ -380,8 +354,6 @@ START_TEST(test_cancel_never_runs_watch_callbacks_inside_the_call) {
 END_TEST
 
 START_TEST(test_second_cancel_does_not_run_watch_callbacks_again) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
@@ -404,8 +376,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_release_of_child_does_not_cancel_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
   uvctx_t *sibling = mk_cancel(&loop, parent);
@@ -485,6 +455,7 @@ Suite *cancel_suite(void) {
   Suite *s = suite_create("cancel");
 
   TCase *tc = tcase_create("cancelled_context");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_cancel_makes_context_done_with_ecanceled);
   tcase_add_test(tc, test_cancel_without_cause_makes_cause_equal_err);
   tcase_add_test(tc, test_cancel_cause_records_cause_and_err_stays_ecanceled);
@@ -496,6 +467,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("subtree");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_cancel_parent_cancels_whole_subtree_before_returning);
   tcase_add_test(tc, test_cancel_gives_every_descendant_the_same_cause);
   tcase_add_test(tc, test_cancel_reaches_every_context_of_deep_and_wide_trees);
@@ -505,6 +477,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause);
   tcase_add_test(
@@ -512,15 +485,18 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("value_follows_parent");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_value_context_err_and_cause_follow_its_parent);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("watches");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_cancel_never_runs_watch_callbacks_inside_the_call);
   tcase_add_test(tc, test_second_cancel_does_not_run_watch_callbacks_again);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release_never_cancels");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_release_of_child_does_not_cancel_parent);
   tcase_add_test(tc,
                  test_release_of_parent_while_child_alive_keeps_child_working);

@@ -24,10 +24,8 @@ static int key_a; /* keys compare by address */
  * ------------------------------------------------------------------------- */
 
 START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *conn = mk_cancel(&loop, root);
   uvctx_t *val = mk_value(root, &key_a, NULL);
@@ -57,10 +55,8 @@ START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
 END_TEST
 
 START_TEST(drain_does_not_run_while_a_descendant_is_alive) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -78,10 +74,8 @@ START_TEST(drain_does_not_run_while_a_descendant_is_alive) {
 END_TEST
 
 START_TEST(drain_does_not_run_while_the_context_is_not_done) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   uvctx_t *v = mk_value(root, &key_a, NULL);
@@ -101,10 +95,8 @@ START_TEST(drain_does_not_run_while_the_context_is_not_done) {
 END_TEST
 
 START_TEST(drain_never_runs_inside_cancel_or_release) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -120,10 +112,8 @@ START_TEST(drain_never_runs_inside_cancel_or_release) {
 END_TEST
 
 START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -139,10 +129,8 @@ START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
 END_TEST
 
 START_TEST(drain_err_is_etimedout_when_a_deadline_finished_the_context) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -155,10 +143,8 @@ START_TEST(drain_err_is_etimedout_when_a_deadline_finished_the_context) {
 END_TEST
 
 START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *root = mk_cancel(&loop, parent);
   rec_drain(&d, &j, root);
@@ -173,10 +159,8 @@ START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
 END_TEST
 
 START_TEST(drain_runs_exactly_once) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
@@ -198,10 +182,8 @@ START_TEST(drain_runs_exactly_once) {
 END_TEST
 
 START_TEST(a_child_born_done_after_the_cancel_also_delays_the_drain) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -223,10 +205,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(drains_of_one_context_run_in_registration_order) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d[3];
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_value(root, &key_a, NULL);
   for (int i = 0; i < 3; i++)
@@ -244,10 +224,8 @@ START_TEST(drains_of_one_context_run_in_registration_order) {
 END_TEST
 
 START_TEST(pending_watch_on_a_descendant_delays_the_drain_until_it_has_run) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d, wc;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -267,10 +245,8 @@ START_TEST(pending_watch_on_a_descendant_delays_the_drain_until_it_has_run) {
 END_TEST
 
 START_TEST(pending_drain_keeps_its_context_alive) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *root = mk_cancel(&loop, parent);
   rec_drain(&d, &j, root);
@@ -288,10 +264,8 @@ END_TEST
 static void release_ctx(rec_t *r) { uvctx_release(r->ctx); }
 
 START_TEST(drain_callback_may_release_the_context) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -309,10 +283,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(unwatch_before_done_cancels_the_drain) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, root);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
@@ -327,10 +299,8 @@ START_TEST(unwatch_before_done_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   rec_drain(&d, &j, root);
@@ -347,10 +317,8 @@ START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, root);
   ck_assert_int_eq(uvctx_cancel(root), 0); /* drained: due, not run */
@@ -363,10 +331,8 @@ START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_after_the_drain_ran_is_ealready) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
@@ -379,10 +345,8 @@ START_TEST(unwatch_after_the_drain_ran_is_ealready) {
 END_TEST
 
 START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, root);
   uvctx_release(root);
@@ -393,10 +357,8 @@ START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
 END_TEST
 
 START_TEST(unwatched_drain_struct_can_be_used_again) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, a);
@@ -418,10 +380,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(drain_null_arguments_are_einval) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   rec_init(&d, &j, root);
   ck_assert_int_eq(uvctx_drain(NULL, &d.w, rec_cb), UV_EINVAL);
@@ -436,10 +396,8 @@ START_TEST(drain_null_arguments_are_einval) {
 END_TEST
 
 START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(root, &key_a, NULL);
   uvctx_t *wc = mk_without(root);
@@ -461,10 +419,8 @@ START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
 END_TEST
 
 START_TEST(drain_with_a_pending_watch_struct_is_ebusy) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_drain(&d, &j, a);
@@ -525,11 +481,9 @@ static void worker_start(worker_t *wk, uv_loop_t *loop, uvctx_t *release,
 }
 
 START_TEST(value_child_released_on_another_thread_lets_the_drain_run) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
   worker_t wk;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(root, &key_a, NULL);
   uvctx_t *vv = mk_value(v, &key_a, NULL);
@@ -550,11 +504,9 @@ START_TEST(value_child_released_on_another_thread_lets_the_drain_run) {
 END_TEST
 
 START_TEST(cancellable_child_released_on_another_thread_lets_the_drain_run) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
   worker_t wk;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, root, 60000);
   rec_drain(&d, &j, root);
@@ -571,11 +523,9 @@ START_TEST(cancellable_child_released_on_another_thread_lets_the_drain_run) {
 END_TEST
 
 START_TEST(cancel_from_another_thread_lets_a_drained_tree_run_its_drain) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t d;
   worker_t wk;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(root, &key_a, NULL);
   rec_drain(&d, &j, root);
@@ -641,9 +591,7 @@ static void server_drained(uvctx_watch_t *w, int err) {
 }
 
 START_TEST(server_drain_runs_after_the_last_request_is_released) {
-  uv_loop_t loop;
   server_t s;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   memset(&s, 0, sizeof s);
   s.root = mk_cancel(&loop, uvctx_background());
   for (int i = 0; i < CONNS; i++) {
@@ -677,6 +625,7 @@ Suite *drain_suite(void) {
   Suite *s = suite_create("drain");
 
   TCase *tc = tcase_create("when");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drain_runs_once_done_and_every_descendant_is_released);
   tcase_add_test(tc, drain_does_not_run_while_a_descendant_is_alive);
   tcase_add_test(tc, drain_does_not_run_while_the_context_is_not_done);
@@ -689,6 +638,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order_refs");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drains_of_one_context_run_in_registration_order);
   tcase_add_test(tc, pending_watch_on_a_descendant_delays_the_drain_until_it_has_run);
   tcase_add_test(tc, pending_drain_keeps_its_context_alive);
@@ -696,6 +646,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, unwatch_before_done_cancels_the_drain);
   tcase_add_test(tc, unwatch_when_done_but_not_drained_cancels_the_drain);
   tcase_add_test(tc, unwatch_when_drained_but_not_yet_delivered_cancels_the_drain);
@@ -705,18 +656,21 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drain_null_arguments_are_einval);
   tcase_add_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval);
   tcase_add_test(tc, drain_with_a_pending_watch_struct_is_ebusy);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, value_child_released_on_another_thread_lets_the_drain_run);
   tcase_add_test(tc, cancellable_child_released_on_another_thread_lets_the_drain_run);
   tcase_add_test(tc, cancel_from_another_thread_lets_a_drained_tree_run_its_drain);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("server");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, server_drain_runs_after_the_last_request_is_released);
   suite_add_tcase(s, tc);
 

@@ -120,9 +120,7 @@ static uint64_t far(void) { return uvctx_now() + 60000; }
  * ------------------------------------------------------------------------- */
 
 START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *a = mk_deadline(&loop, root, far());
   uvctx_t *a1 = mk_cancel(&loop, a);
@@ -146,9 +144,7 @@ START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
 END_TEST
 
 START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t d = far();
   uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
   uvctx_t *c = mk_deadline(&loop, r, d + 90);
@@ -185,9 +181,7 @@ START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
 END_TEST
 
 START_TEST(dump_of_a_child_prints_only_its_subtree) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t d = far();
   uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
   uvctx_t *a = mk_deadline(&loop, r, d + 90);
@@ -453,9 +447,7 @@ START_TEST(dump_counts_a_value_child_that_has_cancellable_children) {
 END_TEST
 
 START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(r, &key_a, NULL);
   uvctx_t *w = mk_without(r);
@@ -473,9 +465,7 @@ START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
 END_TEST
 
 START_TEST(dump_null_arguments_are_einval) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
   FILE *f;
   memset(&t, 0, sizeof t);
@@ -641,6 +631,7 @@ Suite *dump_suite(void) {
   Suite *s = suite_create("dump");
 
   TCase *tc = tcase_create("shape");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_prints_one_line_per_cancellable_context_of_the_subtree);
   tcase_add_test(tc, dump_indents_children_deeper_than_their_parent_in_preorder);
   tcase_add_test(tc, dump_of_a_child_prints_only_its_subtree);
@@ -659,6 +650,7 @@ Suite *dump_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_of_a_context_that_is_not_cancellable_does_not_crash);
   tcase_add_test(tc, dump_null_arguments_are_einval);
   suite_add_tcase(s, tc);

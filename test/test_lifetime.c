@@ -47,8 +47,6 @@ static void shuffle(uvctx_t **a, size_t n, uint32_t *seed) {
  * ------------------------------------------------------------------------- */
 
 START_TEST(retain_returns_its_argument) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(c, &key_a, NULL);
   ck_assert_ptr_eq(uvctx_retain(c), c);
@@ -65,10 +63,8 @@ START_TEST(retain_returns_its_argument) {
 END_TEST
 
 START_TEST(balanced_retain_release_keeps_the_context_usable) {
-  uv_loop_t loop;
   rec_t w;
   int val;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(c, &key_a, &val);
   for (int i = 0; i < 3; i++) {
@@ -95,8 +91,6 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
 END_TEST
 
 START_TEST(retain_and_release_of_roots_and_null_do_nothing) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   for (int i = 0; i < 5; i++) {
     uvctx_release(uvctx_background());
     uvctx_release(uvctx_todo());
@@ -113,10 +107,8 @@ START_TEST(retain_and_release_of_roots_and_null_do_nothing) {
 END_TEST
 
 START_TEST(children_work_after_the_parents_last_reference_is_released) {
-  uv_loop_t loop;
   rec_t w;
   int val;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *v = mk_value(p, &key_a, &val);
   uvctx_t *c = mk_cancel(&loop, v);
@@ -144,9 +136,7 @@ START_TEST(children_work_after_the_parents_last_reference_is_released) {
 END_TEST
 
 START_TEST(a_released_parents_deadline_still_reaches_its_children) {
-  uv_loop_t loop;
   rec_t w;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_release(p); /* c keeps it */
@@ -160,9 +150,7 @@ START_TEST(a_released_parents_deadline_still_reaches_its_children) {
 END_TEST
 
 START_TEST(releasing_never_cancels_the_parent_or_siblings) {
-  uv_loop_t loop;
   rec_t wp, ws, wg;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *gone = mk_timeout(&loop, p, 60000);
   uvctx_t *sib = mk_cancel(&loop, p);
@@ -192,10 +180,8 @@ START_TEST(releasing_never_cancels_the_parent_or_siblings) {
 END_TEST
 
 START_TEST(releasing_a_child_with_a_pending_watch_keeps_its_value_chain) {
-  uv_loop_t loop;
   rec_t w;
   int val;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(p, &key_a, &val);
   rec_watch(&w, NULL, v);
@@ -211,9 +197,7 @@ START_TEST(releasing_a_child_with_a_pending_watch_keeps_its_value_chain) {
 END_TEST
 
 START_TEST(release_after_cancel_before_delivery_still_delivers) {
-  uv_loop_t loop;
   rec_t w;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   rec_watch(&w, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -230,9 +214,7 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(a_deadline_context_released_before_firing_stops_its_timer) {
-  uv_loop_t loop;
   rec_t w;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, p, 5);
   uvctx_t *t2 = mk_timeout(&loop, uvctx_background(), 60000);
@@ -253,8 +235,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(loop_closes_after_release_of_a_cancel_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
@@ -262,8 +242,6 @@ START_TEST(loop_closes_after_release_of_a_cancel_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_cancelled_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *k = mk_cancel(&loop, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -274,8 +252,6 @@ START_TEST(loop_closes_after_release_of_a_cancelled_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_deadline_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *d = NULL;
   ck_assert_int_eq(uvctx_with_deadline(&loop, c, uvctx_now() + 30000, &d), 0);
@@ -286,9 +262,7 @@ START_TEST(loop_closes_after_release_of_a_deadline_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_timed_out_context) {
-  uv_loop_t loop;
   rec_t w;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
   rec_watch(&w, NULL, c);
@@ -302,8 +276,6 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_value_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(c, &key_a, NULL);
   uvctx_t *rv = mk_value(uvctx_background(), &key_a, NULL);
@@ -315,8 +287,6 @@ START_TEST(loop_closes_after_release_of_a_value_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_without_cancel_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *wc = mk_without(c);
   uvctx_t *under = mk_cancel(&loop, wc);
@@ -328,8 +298,6 @@ START_TEST(loop_closes_after_release_of_a_without_cancel_context) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_a_context_with_done_async) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
@@ -343,9 +311,7 @@ START_TEST(loop_closes_after_release_of_a_context_with_done_async) {
 END_TEST
 
 START_TEST(loop_closes_after_release_of_contexts_with_unwatched_watches) {
-  uv_loop_t loop;
   rec_t a, b, d;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 60000);
   uvctx_t *v = mk_value(t, &key_a, NULL);
@@ -367,9 +333,7 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(contexts_never_keep_the_loop_alive) {
-  uv_loop_t loop;
   rec_t w1, w2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 2000);
   uvctx_t *long_t = mk_timeout(&loop, uvctx_background(), 2500);
@@ -546,6 +510,7 @@ Suite *lifetime_suite(void) {
   Suite *s = suite_create("lifetime");
 
   TCase *tc = tcase_create("refcount");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, retain_returns_its_argument);
   tcase_add_test(tc, balanced_retain_release_keeps_the_context_usable);
   tcase_add_test(tc, retain_and_release_of_roots_and_null_do_nothing);
@@ -558,6 +523,7 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancel_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancelled_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_deadline_context);

@@ -44,8 +44,6 @@ static uvctx_t *mk_signal1(uv_loop_t *loop, uvctx_t *parent, int signum) {
  * ------------------------------------------------------------------------- */
 
 START_TEST(signal_context_is_not_done_before_a_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
 
   run_for(&loop, 5);
@@ -59,11 +57,9 @@ START_TEST(signal_context_is_not_done_before_a_signal) {
 END_TEST
 
 START_TEST(signal_finishes_the_context_with_ecanceled) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   rec_watch(&p, &j, c);
@@ -94,11 +90,9 @@ static void read_signal_and_release(rec_t *r) {
 
 START_TEST(signal_received_reports_the_signal_that_fired) {
   static const int sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 3);
   rec_watch(&p, &j, c);
@@ -116,8 +110,6 @@ START_TEST(signal_received_reports_the_signal_that_fired) {
 END_TEST
 
 START_TEST(signal_received_is_0_before_any_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -129,11 +121,9 @@ END_TEST
 
 START_TEST(only_the_first_signal_counts) {
   static const int sigs[] = {SIGUSR1, SIGUSR2};
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   catcher_t own1, own2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own1, &loop, SIGUSR1);
   catcher_start(&own2, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 2);
@@ -196,11 +186,9 @@ START_TEST(signal_runs_the_watches_of_the_context_and_its_descendants_in_order) 
 END_TEST
 
 START_TEST(two_signal_contexts_on_the_same_signal_both_finish) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pa, pb;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *a = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_t *b = mk_signal1(&loop, uvctx_background(), SIGUSR1);
@@ -220,9 +208,7 @@ START_TEST(two_signal_contexts_on_the_same_signal_both_finish) {
 END_TEST
 
 START_TEST(a_signal_not_in_the_list_does_not_finish_it) {
-  uv_loop_t loop;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
 
@@ -243,10 +229,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(parent_done_finishes_it_with_signal_received_0) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_signal1(&loop, parent, SIGUSR1);
   rec_watch(&p, &j, c);
@@ -266,8 +250,6 @@ START_TEST(parent_done_finishes_it_with_signal_received_0) {
 END_TEST
 
 START_TEST(child_of_a_done_parent_is_born_done_with_signal_received_0) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EIO), 0);
   uvctx_t *c = mk_signal1(&loop, parent, SIGUSR1);
@@ -281,11 +263,9 @@ START_TEST(child_of_a_done_parent_is_born_done_with_signal_received_0) {
 END_TEST
 
 START_TEST(signal_context_can_be_cancelled_and_then_signal_received_is_0) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   rec_watch(&p, &j, c);
@@ -307,8 +287,6 @@ START_TEST(signal_context_can_be_cancelled_and_then_signal_received_is_0) {
 END_TEST
 
 START_TEST(signal_received_is_0_for_null_and_other_kinds) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(c), 0);
   ck_assert_int_eq(uvctx_signal_received(NULL), 0);
@@ -325,10 +303,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(signal_context_does_not_keep_the_loop_alive) {
-  uv_loop_t loop;
   stop_guard_t g;
   static const int sigs[] = {SIGUSR1, SIGUSR2};
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 2);
   stop_guard_start(&loop, &g, 100);
 
@@ -343,9 +319,7 @@ START_TEST(signal_context_does_not_keep_the_loop_alive) {
 END_TEST
 
 START_TEST(release_stops_listening) {
-  uv_loop_t loop;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_release(c);
   uv_run(&loop, UV_RUN_DEFAULT); /* its handles close */
@@ -362,11 +336,9 @@ START_TEST(release_stops_listening) {
 END_TEST
 
 START_TEST(release_after_the_signal_closes_the_loop) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR2);
   rec_watch(&p, &j, c);
@@ -383,11 +355,9 @@ START_TEST(release_after_the_signal_closes_the_loop) {
 END_TEST
 
 START_TEST(releasing_one_context_leaves_another_on_the_same_signal_listening) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pb;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *a = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_t *b = mk_signal1(&loop, uvctx_background(), SIGUSR1);
@@ -406,10 +376,8 @@ START_TEST(releasing_one_context_leaves_another_on_the_same_signal_listening) {
 END_TEST
 
 START_TEST(signal_context_released_in_its_own_watch_callback) {
-  uv_loop_t loop;
   catcher_t own;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   rec_watch(&r, NULL, mk_signal1(&loop, uvctx_background(), SIGUSR1));
   r.action = read_signal_and_release;
@@ -437,9 +405,7 @@ static void expect_einval(uv_loop_t *loop, uvctx_t *parent, const int *signums,
 }
 
 START_TEST(null_arguments_are_einval) {
-  uv_loop_t loop;
   int sig = SIGUSR1;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   expect_einval(NULL, uvctx_background(), &sig, 1, 1);
   expect_einval(&loop, NULL, &sig, 1, 1);
   expect_einval(&loop, uvctx_background(), NULL, 1, 1);
@@ -449,9 +415,7 @@ START_TEST(null_arguments_are_einval) {
 END_TEST
 
 START_TEST(zero_count_is_einval) {
-  uv_loop_t loop;
   int sig = SIGUSR1;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   expect_einval(&loop, uvctx_background(), &sig, 0, 1);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -460,8 +424,6 @@ END_TEST
 START_TEST(signal_numbers_that_cannot_be_caught_are_einval) {
   static const int bad[] = {0, -1, -SIGUSR1, NSIG, NSIG + 1, 65, 1000,
                             SIGKILL, SIGSTOP};
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     expect_einval(&loop, uvctx_background(), &bad[i], 1, 1);
   ASSERT_LOOP_CLOSES(&loop);
@@ -475,8 +437,6 @@ START_TEST(a_bad_signal_after_good_ones_is_einval_and_leaves_nothing) {
                                  {SIGUSR1, SIGUSR2, 0},
                                  {SIGUSR1, SIGUSR2, NSIG},
                                  {SIGUSR1, SIGSTOP, SIGUSR2}};
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
     expect_einval(&loop, parent, lists[i], 3, 1);
@@ -487,10 +447,8 @@ END_TEST
 
 START_TEST(failed_constructor_leaves_the_parent_unchanged) {
   static const int list[] = {SIGUSR1, SIGKILL};
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, parent);
   expect_einval(&loop, parent, list, 2, 1);
@@ -507,6 +465,7 @@ Suite *signal_suite(void) {
   Suite *s = suite_create("signal");
 
   TCase *tc = tcase_create("signal_finishes");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_is_not_done_before_a_signal);
   tcase_add_test(tc, signal_finishes_the_context_with_ecanceled);
   tcase_add_test(tc, signal_received_reports_the_signal_that_fired);
@@ -519,6 +478,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("other_finish");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, parent_done_finishes_it_with_signal_received_0);
   tcase_add_test(tc, child_of_a_done_parent_is_born_done_with_signal_received_0);
   tcase_add_test(tc, signal_context_can_be_cancelled_and_then_signal_received_is_0);
@@ -526,6 +486,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness_release");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_does_not_keep_the_loop_alive);
   tcase_add_test(tc, release_stops_listening);
   tcase_add_test(tc, release_after_the_signal_closes_the_loop);
@@ -534,6 +495,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, null_arguments_are_einval);
   tcase_add_test(tc, zero_count_is_einval);
   tcase_add_test(tc, signal_numbers_that_cannot_be_caught_are_einval);

@@ -46,8 +46,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_deadline_context_times_out_by_itself_with_etimedout) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
@@ -65,8 +63,6 @@ START_TEST(test_deadline_context_times_out_by_itself_with_etimedout) {
 END_TEST
 
 START_TEST(test_timeout_cause_is_the_cause_when_the_deadline_fires) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx =
       mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTUNREACH);
   uvctx_t *abs = NULL;
@@ -93,8 +89,6 @@ START_TEST(test_timeout_cause_is_the_cause_when_the_deadline_fires) {
 END_TEST
 
 START_TEST(test_timeout_cause_zero_reports_etimedout_as_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 3, 0);
 
   wait_ms(&loop, 10);
@@ -123,8 +117,6 @@ static int all_fired(void *arg) {
 START_TEST(test_deadline_never_fires_before_uvctx_now_reaches_it) {
   static early_t e;
   uvctx_t *ctxs[EARLY_N];
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
 
   /* Let libuv's cached loop time fall behind the real clock, as it does
    * after a long callback: a timer armed now from uv_now() would fire early. */
@@ -166,8 +158,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_timeout_zero_is_born_done_with_etimedout) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 0);
 
   assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
@@ -186,8 +176,6 @@ START_TEST(test_timeout_zero_is_born_done_with_etimedout) {
 END_TEST
 
 START_TEST(test_deadline_in_the_past_is_born_done_with_etimedout) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *recent = mk_deadline(&loop, uvctx_background(), uvctx_now() - 1);
   uvctx_t *ancient = mk_deadline(&loop, uvctx_background(), 0);
 
@@ -201,8 +189,6 @@ START_TEST(test_deadline_in_the_past_is_born_done_with_etimedout) {
 END_TEST
 
 START_TEST(test_born_done_cause_variants_report_the_given_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *timeout =
       mk_timeout_cause(&loop, uvctx_background(), 0, UV_ENETDOWN);
   uvctx_t *past = NULL;
@@ -242,8 +228,6 @@ START_TEST(test_child_of_timed_out_parent_is_born_done_with_its_cause) {
 END_TEST
 
 START_TEST(test_timeout_near_uint64_max_saturates_and_never_comes) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *max = mk_timeout(&loop, uvctx_background(), UINT64_MAX);
   uvctx_t *almost = mk_timeout(&loop, uvctx_background(), UINT64_MAX - 1);
   uvctx_t *far = mk_deadline(&loop, uvctx_background(), UINT64_MAX);
@@ -272,8 +256,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_with_deadline_reports_its_deadline) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t dl = uvctx_now() + 60000;
   uvctx_t *ctx = mk_deadline(&loop, uvctx_background(), dl);
 
@@ -285,8 +267,6 @@ START_TEST(test_with_deadline_reports_its_deadline) {
 END_TEST
 
 START_TEST(test_with_timeout_reports_now_plus_timeout) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t before = uvctx_now();
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 60000);
   uint64_t after = uvctx_now();
@@ -301,8 +281,6 @@ START_TEST(test_with_timeout_reports_now_plus_timeout) {
 END_TEST
 
 START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(cancel, &key_user, value_alice);
   const uint64_t sentinel = 0xdeadbeefULL;
@@ -321,8 +299,6 @@ START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
 END_TEST
 
 START_TEST(test_deadline_later_than_parents_reports_the_parents) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t early = uvctx_now() + 60000;
   uvctx_t *parent = mk_deadline(&loop, uvctx_background(), early);
   uvctx_t *child = mk_deadline(&loop, parent, early + 30000);
@@ -337,8 +313,6 @@ START_TEST(test_deadline_later_than_parents_reports_the_parents) {
 END_TEST
 
 START_TEST(test_deadline_earlier_than_parents_reports_its_own) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t late = uvctx_now() + 60000;
   uvctx_t *parent = mk_deadline(&loop, uvctx_background(), late);
   uvctx_t *child = mk_deadline(&loop, parent, late - 30000);
@@ -377,8 +351,6 @@ START_TEST(test_deadline_is_inherited_through_value_and_cancel_contexts) {
 END_TEST
 
 START_TEST(test_without_cancel_hides_the_deadlines_above_it) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t early = uvctx_now() + 60000;
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), early);
   uvctx_t *detached = NULL;
@@ -406,8 +378,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_parent_deadline_finishes_child_with_etimedout_and_its_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent =
       mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
   uvctx_t *child = mk_cancel(&loop, parent);
@@ -511,8 +481,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
   uint64_t dl = deadline_of(ctx);
   rec_t rec;
@@ -534,8 +502,6 @@ START_TEST(test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires) {
 END_TEST
 
 START_TEST(test_parent_cancel_before_child_deadline_is_final) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_timeout(&loop, parent, 5);
   uint64_t dl = deadline_of(child);
@@ -553,8 +519,6 @@ START_TEST(test_parent_cancel_before_child_deadline_is_final) {
 END_TEST
 
 START_TEST(test_cancel_after_timeout_is_ealready_and_keeps_etimedout) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 3);
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
@@ -569,8 +533,6 @@ START_TEST(test_cancel_after_timeout_is_ealready_and_keeps_etimedout) {
 END_TEST
 
 START_TEST(test_timed_out_child_keeps_etimedout_after_parent_cancel) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_timeout_cause(&loop, parent, 3, UV_ENETDOWN);
   rec_t rec;
@@ -594,8 +556,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 10000);
   stop_guard_t guard;
   stop_guard_start(&loop, &guard, EVENTUALLY_MS);
@@ -614,8 +574,6 @@ START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
 END_TEST
 
 START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
   uint64_t dl = deadline_of(ctx);
   uv_async_t *done = uvctx_done_async(ctx);
@@ -648,6 +606,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("firing");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_deadline_context_times_out_by_itself_with_etimedout);
   tcase_add_test(tc, test_timeout_cause_is_the_cause_when_the_deadline_fires);
   tcase_add_test(tc, test_timeout_cause_zero_reports_etimedout_as_cause);
@@ -655,6 +614,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done_or_never");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_timeout_zero_is_born_done_with_etimedout);
   tcase_add_test(tc, test_deadline_in_the_past_is_born_done_with_etimedout);
   tcase_add_test(tc, test_born_done_cause_variants_report_the_given_cause);
@@ -664,6 +624,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline_query");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_with_deadline_reports_its_deadline);
   tcase_add_test(tc, test_with_timeout_reports_now_plus_timeout);
   tcase_add_test(tc, test_deadline_is_none_without_a_deadline_in_the_ancestry);
@@ -675,6 +636,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("tree");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_parent_deadline_finishes_child_with_etimedout_and_its_cause);
   tcase_add_test(tc,
@@ -684,6 +646,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires);
   tcase_add_test(tc, test_parent_cancel_before_child_deadline_is_final);
@@ -692,6 +655,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_deadline_context_does_not_keep_the_loop_alive);
   tcase_add_test(
       tc, test_refd_done_signal_keeps_the_loop_running_until_the_deadline);

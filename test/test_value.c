@@ -41,8 +41,6 @@ static char value_req[] = "req-42";
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_value_is_found_on_the_context_that_defines_it) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
 
   ck_assert_ptr_eq(uvctx_value(ctx, &key_user), value_alice);
@@ -53,8 +51,6 @@ START_TEST(test_value_is_found_on_the_context_that_defines_it) {
 END_TEST
 
 START_TEST(test_value_of_unknown_key_is_null) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
 
   ck_assert_ptr_null(uvctx_value(ctx, &key_request));
@@ -67,8 +63,6 @@ START_TEST(test_value_of_unknown_key_is_null) {
 END_TEST
 
 START_TEST(test_value_nearest_definition_wins) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *outer = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *inner = mk_value(outer, &key_user, value_bob);
   uvctx_t *below = mk_value(inner, &key_request, value_req);
@@ -86,8 +80,6 @@ START_TEST(test_value_nearest_definition_wins) {
 END_TEST
 
 START_TEST(test_value_nearest_definition_wins_even_when_it_is_null) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *outer = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *inner = mk_value(outer, &key_user, NULL);
 
@@ -101,8 +93,6 @@ START_TEST(test_value_nearest_definition_wins_even_when_it_is_null) {
 END_TEST
 
 START_TEST(test_value_keys_compare_by_address_not_contents) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   /* Two distinct objects with equal contents are two different keys. */
   static char key_a[] = "key";
   static char key_b[] = "key";
@@ -118,8 +108,6 @@ START_TEST(test_value_keys_compare_by_address_not_contents) {
 END_TEST
 
 START_TEST(test_value_lookup_walks_through_cancel_deadline_and_without_cancel) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *user = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *cancel = mk_cancel(&loop, user);
   uvctx_t *request = mk_value(cancel, &key_request, value_req);
@@ -147,8 +135,6 @@ START_TEST(test_value_lookup_walks_through_cancel_deadline_and_without_cancel) {
 END_TEST
 
 START_TEST(test_value_context_of_root_is_never_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
   uint64_t dl = 5;
 
@@ -167,8 +153,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_without_cancel_keeps_values_of_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *user = mk_value(cancel, &key_user, value_alice);
   uvctx_t *detached = mk_without(user);
@@ -184,8 +168,6 @@ START_TEST(test_without_cancel_keeps_values_of_parent) {
 END_TEST
 
 START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
@@ -216,8 +198,6 @@ START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
 END_TEST
 
 START_TEST(test_without_cancel_of_done_parent_is_not_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *user = mk_value(parent, &key_user, value_alice);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
@@ -238,8 +218,6 @@ START_TEST(test_without_cancel_of_done_parent_is_not_done) {
 END_TEST
 
 START_TEST(test_without_cancel_drops_the_deadline_of_its_ancestors) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
   uvctx_t *detached = mk_without(timed);
   uint64_t dl = 9;
@@ -271,8 +249,6 @@ START_TEST(test_without_cancel_is_not_cancellable_and_has_no_done_signal) {
 END_TEST
 
 START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *child = mk_cancel(&loop, detached);
@@ -330,8 +306,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_loop_of_each_kind_of_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
   uvctx_t *value_of_cancel = mk_value(cancel, &key_user, value_alice);
@@ -549,6 +523,7 @@ Suite *value_suite(void) {
   Suite *s = suite_create("value");
 
   TCase *tc = tcase_create("with_value");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_value_is_found_on_the_context_that_defines_it);
   tcase_add_test(tc, test_value_of_unknown_key_is_null);
   tcase_add_test(tc, test_value_nearest_definition_wins);
@@ -560,6 +535,7 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("without_cancel");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_without_cancel_keeps_values_of_parent);
   tcase_add_test(tc, test_without_cancel_child_is_not_cancelled_with_parent);
   tcase_add_test(tc, test_without_cancel_of_done_parent_is_not_done);
@@ -576,6 +552,7 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_loop_of_each_kind_of_context);
   suite_add_tcase(s, tc);
 

@@ -22,10 +22,8 @@ static int key_a; /* keys compare by address */
  * ------------------------------------------------------------------------- */
 
 START_TEST(watch_callback_runs_exactly_once) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
 
   rec_watch(&p, &j, c);
@@ -44,10 +42,8 @@ START_TEST(watch_callback_runs_exactly_once) {
 END_TEST
 
 START_TEST(watch_callback_runs_on_loop_thread) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
 
   rec_watch(&p, &j, c);
@@ -62,10 +58,8 @@ START_TEST(watch_callback_runs_on_loop_thread) {
 END_TEST
 
 START_TEST(watch_callback_never_runs_inside_cancel) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pp, pc;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
 
@@ -88,10 +82,8 @@ START_TEST(watch_callback_never_runs_inside_cancel) {
 END_TEST
 
 START_TEST(watch_callback_never_runs_inside_watch) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t first, second;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
 
   rec_watch(&first, &j, c);
@@ -110,10 +102,8 @@ START_TEST(watch_callback_never_runs_inside_watch) {
 END_TEST
 
 START_TEST(watch_callback_never_runs_inside_constructor) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, parent);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
@@ -143,10 +133,8 @@ START_TEST(watch_callback_never_runs_inside_constructor) {
 END_TEST
 
 START_TEST(due_callbacks_keep_the_loop_alive) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -178,11 +166,9 @@ START_TEST(watch_err_is_how_the_context_finished) {
   int made = _i / NFINISH, finish = _i % NFINISH;
   int err = finish == BY_DEADLINE ? UV_ETIMEDOUT : UV_ECANCELED;
   int cause = finish == BY_CAUSE ? UV_EPIPE : err;
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
   uvctx_t *chain[3] = {NULL, NULL, NULL};
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   chain[0] = finish == BY_DEADLINE ? mk_timeout(&loop, uvctx_background(), 5)
                                    : mk_cancel(&loop, uvctx_background());
   if (finish == BORN_DONE && made != OWN)
@@ -272,10 +258,8 @@ static void assert_tree_order(const rec_t *pr, int err) {
 }
 
 START_TEST(watch_order_ancestor_first_then_registration_order) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pr[NPROBES];
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_t *g = mk_cancel(&loop, c);
@@ -295,10 +279,8 @@ START_TEST(watch_order_ancestor_first_then_registration_order) {
 END_TEST
 
 START_TEST(watch_order_ancestor_first_when_a_deadline_finishes_the_tree) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pr[NPROBES];
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_t *g = mk_timeout(&loop, c, 60000);
@@ -317,10 +299,8 @@ START_TEST(watch_order_ancestor_first_when_a_deadline_finishes_the_tree) {
 END_TEST
 
 START_TEST(watch_order_value_context_after_its_cancellable_ancestor) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t v1, p1, v2, c1, p2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(p, &key_a, NULL);
   uvctx_t *c = mk_cancel(&loop, v);
@@ -361,10 +341,8 @@ static void action_watch_second(rec_t *p) {
 }
 
 START_TEST(watch_of_done_context_from_a_callback_runs_on_a_later_callback) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t first, second;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&first, &j, c);
   first.action = action_watch_second;
@@ -389,10 +367,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(unwatch_before_done_returns_0_and_callback_never_runs) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
@@ -405,10 +381,8 @@ START_TEST(unwatch_before_done_returns_0_and_callback_never_runs) {
 END_TEST
 
 START_TEST(unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p, other;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   rec_watch(&other, &j, c);
@@ -424,10 +398,8 @@ START_TEST(unwatch_after_cancel_before_delivery_returns_0_and_callback_never_run
 END_TEST
 
 START_TEST(unwatch_after_callback_ran_returns_ealready) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -444,10 +416,8 @@ static void action_unwatch_self(rec_t *p) {
 }
 
 START_TEST(unwatch_inside_own_callback_returns_ealready) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   p.action = action_unwatch_self;
@@ -462,10 +432,8 @@ START_TEST(unwatch_inside_own_callback_returns_ealready) {
 END_TEST
 
 START_TEST(unwatch_twice_returns_ealready) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, c);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
@@ -484,10 +452,8 @@ static void action_unwatch_other(rec_t *p) {
 }
 
 START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t first, second;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   rec_watch(&first, &j, c);
   rec_watch(&second, &j, c);
@@ -505,10 +471,8 @@ START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
 END_TEST
 
 START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t on_child, on_parent;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
   rec_watch(&on_child, &j, child);
@@ -528,10 +492,8 @@ START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
 END_TEST
 
 START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, a);
@@ -551,10 +513,8 @@ START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
 END_TEST
 
 START_TEST(unwatched_watch_struct_can_be_reused) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, &j, a);
@@ -1019,6 +979,7 @@ Suite *watch_suite(void) {
   Suite *s = suite_create("watch");
 
   TCase *tc = tcase_create("delivery");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_callback_runs_exactly_once);
   tcase_add_test(tc, watch_callback_runs_on_loop_thread);
   tcase_add_test(tc, watch_callback_never_runs_inside_cancel);
@@ -1028,21 +989,25 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("err");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(tc, watch_err_is_how_the_context_finished, 0,
                       NMADE * NFINISH);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_order_ancestor_first_then_registration_order);
   tcase_add_test(tc, watch_order_ancestor_first_when_a_deadline_finishes_the_tree);
   tcase_add_test(tc, watch_order_value_context_after_its_cancellable_ancestor);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("already_done");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_of_done_context_from_a_callback_runs_on_a_later_callback);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, unwatch_before_done_returns_0_and_callback_never_runs);
   tcase_add_test(tc, unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs);
   tcase_add_test(tc, unwatch_after_callback_ran_returns_ealready);
