@@ -50,6 +50,32 @@ uvctx_t *mk_without(uvctx_t *parent) {
   return c;
 }
 
+/* A key of the value contexts that mk_uncancellable() makes. */
+static char uncancellable_key;
+
+uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]) {
+  made[0] = made[1] = NULL;
+  switch (kind) {
+  case U_NULL: return NULL;
+  case U_BACKGROUND: return uvctx_background();
+  case U_TODO: return uvctx_todo();
+  case U_VALUE_OF_CANCEL:
+    return made[0] = mk_value(parent, &uncancellable_key, NULL);
+  case U_VALUE_OF_ROOT:
+    return made[0] = mk_value(uvctx_background(), &uncancellable_key, NULL);
+  case U_WITHOUT: return made[0] = mk_without(parent);
+  default:
+    made[0] = mk_without(parent);
+    return made[1] = mk_value(made[0], &uncancellable_key, NULL);
+  }
+}
+
+void release_made(uvctx_t *made[2]) {
+  for (int i = 1; i >= 0; i--)
+    if (made[i] != NULL)
+      uvctx_release(made[i]);
+}
+
 typedef struct {
   uv_timer_t t;
   const int *counter;

@@ -39,6 +39,25 @@ uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value);
 /* uvctx_without_cancel(). */
 uvctx_t *mk_without(uvctx_t *parent);
 
+/* Contexts that cannot be cancelled, for tables of tests: NULL, the two
+ * roots, a value context of parent (which is cancellable), of a root and of
+ * a without-cancel context, and a without-cancel context (of parent). All but
+ * U_VALUE_OF_CANCEL can never be done. mk_uncancellable() stores what it made
+ * in made[0..1] (NULL when nothing), for release_made(). */
+enum {
+  U_NULL,
+  U_BACKGROUND,
+  U_TODO,
+  U_VALUE_OF_CANCEL,
+  U_VALUE_OF_ROOT,
+  U_WITHOUT,
+  U_VALUE_OF_WITHOUT,
+  NUNCANCELLABLE
+};
+
+uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]);
+void release_made(uvctx_t *made[2]);
+
 /* Runs the loop, with a ref'd 1 ms polling timer of our own, until *counter
  * reaches target (or about 3 s have passed). Returns 1 if it was reached.
  * Needed for deadlines: a context's timer never keeps the loop alive. */

@@ -138,36 +138,6 @@ END_TEST
  * Cancel
  * ------------------------------------------------------------------------- */
 
-/* Contexts that uvctx_cancel() refuses: NULL, the two roots, a value context
- * of a cancellable context, of a root and of a without-cancel context, and a
- * without-cancel context. Stores what it made in made[0..1], to release. */
-enum {
-  U_NULL,
-  U_BACKGROUND,
-  U_TODO,
-  U_VALUE_OF_CANCEL,
-  U_VALUE_OF_ROOT,
-  U_WITHOUT,
-  U_VALUE_OF_WITHOUT,
-  NUNCANCELLABLE
-};
-
-static uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t **made) {
-  switch (kind) {
-  case U_NULL: return NULL;
-  case U_BACKGROUND: return uvctx_background();
-  case U_TODO: return uvctx_todo();
-  case U_VALUE_OF_CANCEL:
-    return made[0] = mk_value(parent, &key_user, value_alice);
-  case U_VALUE_OF_ROOT:
-    return made[0] = mk_value(uvctx_background(), &key_user, value_alice);
-  case U_WITHOUT: return made[0] = mk_without(parent);
-  default:
-    made[0] = mk_without(parent);
-    return made[1] = mk_value(made[0], &key_user, value_alice);
-  }
-}
-
 /* Cancel is UV_EINVAL and changes nothing. Only the value context of a
  * cancellable context can ever be done: its done signal is its parent's;
  * the others have none. */
@@ -185,10 +155,7 @@ START_TEST(test_cancel_of_a_context_that_is_not_cancellable_is_einval) {
   else
     ck_assert_ptr_null(uvctx_done_async(c));
 
-  if (made[1] != NULL)
-    uvctx_release(made[1]);
-  if (made[0] != NULL)
-    uvctx_release(made[0]);
+  release_made(made);
   assert_parent_untouched(&loop, parent);
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);

@@ -578,53 +578,32 @@ END_TEST
  * Contexts that can never be done, and value contexts
  * ------------------------------------------------------------------------- */
 
-START_TEST(watch_of_a_root_succeeds_never_runs_and_unwatch_returns_0) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t pb, pt;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  rec_watch(&pb, &j, uvctx_background());
-  rec_watch(&pt, &j, uvctx_todo());
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(j.ran, 0);
-  ck_assert_int_eq(uvctx_unwatch(&pb.w), 0);
-  ck_assert_int_eq(uvctx_unwatch(&pt.w), 0);
-  ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(j.ran, 0);
-}
-END_TEST
-
-START_TEST(watch_of_without_cancel_succeeds_never_runs_and_unwatch_returns_0) {
-  uv_loop_t loop;
+/* Each context that cannot be cancelled (helpers.h), from the background on:
+ * the watch succeeds, but only a value context of a cancellable parent ever
+ * runs it (when that parent is cancelled); on the others it stays pending
+ * and unwatch returns 0. */
+START_TEST(watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can) {
   journal_t j = {0};
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *made[2];
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *wc = mk_without(parent);
-  rec_watch(&p, &j, wc);
-  ck_assert_int_eq(uvctx_cancel(parent), 0); /* does not reach wc */
+  uvctx_t *c = mk_uncancellable(_i, parent, made);
+  rec_watch(&p, &j, c);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
-  uvctx_release(wc);
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  if (_i == U_VALUE_OF_CANCEL) {
+    ck_assert_int_eq(p.calls, 1);
+    ck_assert_int_eq(p.err, UV_ECANCELED);
+    ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
+  } else {
+    ck_assert_int_eq(p.calls, 0);
+    ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
+  }
+  release_made(made);
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(p.calls, 0);
-}
-END_TEST
-
-START_TEST(watch_of_a_value_context_of_a_root_never_runs) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *v = mk_value(uvctx_background(), &key_a, NULL);
-  rec_watch(&p, &j, v);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
-  uvctx_release(v);
-  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(j.ran, _i == U_VALUE_OF_CANCEL);
 }
 END_TEST
 
@@ -1025,9 +1004,10 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("never_done_and_values");
-  tcase_add_test(tc, watch_of_a_root_succeeds_never_runs_and_unwatch_returns_0);
-  tcase_add_test(tc, watch_of_without_cancel_succeeds_never_runs_and_unwatch_returns_0);
-  tcase_add_test(tc, watch_of_a_value_context_of_a_root_never_runs);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
+  tcase_add_loop_test(
+      tc, watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can,
+      U_BACKGROUND, NUNCANCELLABLE);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("in_callback");
