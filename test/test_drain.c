@@ -24,7 +24,6 @@ static int key_a; /* keys compare by address */
  * ------------------------------------------------------------------------- */
 
 START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *conn = mk_cancel(&loop, root);
@@ -37,7 +36,7 @@ START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
   uvctx_t *order[] = {reqval, valcancel, req, detached, valval, conn, val};
   size_t n = sizeof order / sizeof order[0];
 
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 0);
@@ -55,11 +54,10 @@ START_TEST(drain_runs_once_done_and_every_descendant_is_released) {
 END_TEST
 
 START_TEST(drain_does_not_run_while_a_descendant_is_alive) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -74,12 +72,11 @@ START_TEST(drain_does_not_run_while_a_descendant_is_alive) {
 END_TEST
 
 START_TEST(drain_does_not_run_while_the_context_is_not_done) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
   uvctx_t *v = mk_value(root, &key_a, NULL);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   uvctx_release(v);
   uvctx_release(c);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -95,11 +92,10 @@ START_TEST(drain_does_not_run_while_the_context_is_not_done) {
 END_TEST
 
 START_TEST(drain_never_runs_inside_cancel_or_release) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   ck_assert_int_eq(d.calls, 0);
   uvctx_release(c);
@@ -112,13 +108,12 @@ START_TEST(drain_never_runs_inside_cancel_or_release) {
 END_TEST
 
 START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
 
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(d.calls, 0); /* never synchronously */
   uv_run(&loop, UV_RUN_DEFAULT); /* a due callback keeps the loop alive */
   ck_assert_int_eq(d.calls, 1);
@@ -129,11 +124,10 @@ START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
 END_TEST
 
 START_TEST(drain_err_is_etimedout_when_a_deadline_finished_the_context) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   uvctx_release(c);
   ck_assert(run_until(&loop, &d.calls, 1));
   ck_assert_int_eq(d.err, UV_ETIMEDOUT);
@@ -143,11 +137,10 @@ START_TEST(drain_err_is_etimedout_when_a_deadline_finished_the_context) {
 END_TEST
 
 START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *root = mk_cancel(&loop, parent);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1);
@@ -159,10 +152,9 @@ START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
 END_TEST
 
 START_TEST(drain_runs_exactly_once) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1);
@@ -182,11 +174,10 @@ START_TEST(drain_runs_exactly_once) {
 END_TEST
 
 START_TEST(a_child_born_done_after_the_cancel_also_delays_the_drain) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uvctx_t *late = mk_value(c, &key_a, NULL); /* born done */
   uvctx_release(c);
@@ -245,11 +236,10 @@ START_TEST(pending_watch_on_a_descendant_delays_the_drain_until_it_has_run) {
 END_TEST
 
 START_TEST(pending_drain_keeps_its_context_alive) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *root = mk_cancel(&loop, parent);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   uvctx_release(root); /* only the drain holds it now */
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
@@ -264,11 +254,10 @@ END_TEST
 static void release_ctx(rec_t *r) { uvctx_release(r->ctx); }
 
 START_TEST(drain_callback_may_release_the_context) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   d.action = release_ctx;
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uvctx_release(c);
@@ -283,10 +272,9 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(unwatch_before_done_cancels_the_drain) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -299,11 +287,10 @@ START_TEST(unwatch_before_done_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
@@ -317,10 +304,9 @@ START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0); /* drained: due, not run */
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -331,10 +317,9 @@ START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
 END_TEST
 
 START_TEST(unwatch_after_the_drain_ran_is_ealready) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1);
@@ -345,10 +330,9 @@ START_TEST(unwatch_after_the_drain_ran_is_ealready) {
 END_TEST
 
 START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   uvctx_release(root);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0); /* drops the last reference */
@@ -357,11 +341,10 @@ START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
 END_TEST
 
 START_TEST(unwatched_drain_struct_can_be_used_again) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, a);
+  rec_drain(&d, NULL, a);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
   d.ctx = b;
   ck_assert_int_eq(uvctx_drain(b, &d.w, rec_cb), 0);
@@ -380,10 +363,9 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(drain_null_arguments_are_einval) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_init(&d, &j, root);
+  rec_init(&d, NULL, root);
   ck_assert_int_eq(uvctx_drain(NULL, &d.w, rec_cb), UV_EINVAL);
   ck_assert_int_eq(uvctx_drain(root, NULL, rec_cb), UV_EINVAL);
   ck_assert_int_eq(uvctx_drain(root, &d.w, NULL), UV_EINVAL);
@@ -416,11 +398,10 @@ START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
 END_TEST
 
 START_TEST(drain_with_a_pending_watch_struct_is_ebusy) {
-  journal_t j = {0};
   rec_t d;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, &j, a);
+  rec_drain(&d, NULL, a);
   ck_assert_int_eq(uvctx_drain(b, &d.w, rec_cb), UV_EBUSY);
   ck_assert_int_eq(uvctx_drain(a, &d.w, rec_cb), UV_EBUSY);
   ck_assert_int_eq(uvctx_watch(b, &d.w, rec_cb), UV_EBUSY);
@@ -478,14 +459,13 @@ static void worker_start(worker_t *wk, uv_loop_t *loop, uvctx_t *release,
 }
 
 START_TEST(value_child_released_on_another_thread_lets_the_drain_run) {
-  journal_t j = {0};
   rec_t d;
   worker_t wk;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(root, &key_a, NULL);
   uvctx_t *vv = mk_value(v, &key_a, NULL);
   uvctx_release(v); /* vv holds it */
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 0);
@@ -501,12 +481,11 @@ START_TEST(value_child_released_on_another_thread_lets_the_drain_run) {
 END_TEST
 
 START_TEST(cancellable_child_released_on_another_thread_lets_the_drain_run) {
-  journal_t j = {0};
   rec_t d;
   worker_t wk;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, root, 60000);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -520,12 +499,11 @@ START_TEST(cancellable_child_released_on_another_thread_lets_the_drain_run) {
 END_TEST
 
 START_TEST(cancel_from_another_thread_lets_a_drained_tree_run_its_drain) {
-  journal_t j = {0};
   rec_t d;
   worker_t wk;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(root, &key_a, NULL);
-  rec_drain(&d, &j, root);
+  rec_drain(&d, NULL, root);
 
   worker_start(&wk, &loop, v, root); /* cancels root, then releases v */
   ck_assert(run_until(&loop, &d.calls, 1));

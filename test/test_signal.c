@@ -57,12 +57,11 @@ START_TEST(signal_context_is_not_done_before_a_signal) {
 END_TEST
 
 START_TEST(signal_finishes_the_context_with_ecanceled) {
-  journal_t j = {0};
   rec_t p;
   catcher_t own;
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
 
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &p.calls, 1));
@@ -90,12 +89,11 @@ static void read_signal_and_release(rec_t *r) {
 
 START_TEST(signal_received_reports_the_signal_that_fired) {
   static const int sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  journal_t j = {0};
   rec_t p;
   catcher_t own;
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 3);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   p.action = read_signal;
 
   send_signal(SIGUSR2);
@@ -121,13 +119,12 @@ END_TEST
 
 START_TEST(only_the_first_signal_counts) {
   static const int sigs[] = {SIGUSR1, SIGUSR2};
-  journal_t j = {0};
   rec_t p;
   catcher_t own1, own2;
   catcher_start(&own1, &loop, SIGUSR1);
   catcher_start(&own2, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 2);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
 
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &p.calls, 1));
@@ -229,11 +226,10 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(parent_done_finishes_it_with_signal_received_0) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_signal1(&loop, parent, SIGUSR1);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED); /* at once, loop thread */
@@ -263,12 +259,11 @@ START_TEST(child_of_a_done_parent_is_born_done_with_signal_received_0) {
 END_TEST
 
 START_TEST(signal_context_can_be_cancelled_and_then_signal_received_is_0) {
-  journal_t j = {0};
   rec_t p;
   catcher_t own;
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
 
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -336,12 +331,11 @@ START_TEST(release_stops_listening) {
 END_TEST
 
 START_TEST(release_after_the_signal_closes_the_loop) {
-  journal_t j = {0};
   rec_t p;
   catcher_t own;
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR2);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &p.calls, 1));
   uvctx_release(c);
@@ -355,13 +349,12 @@ START_TEST(release_after_the_signal_closes_the_loop) {
 END_TEST
 
 START_TEST(releasing_one_context_leaves_another_on_the_same_signal_listening) {
-  journal_t j = {0};
   rec_t pb;
   catcher_t own;
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *a = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_t *b = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  rec_watch(&pb, &j, b);
+  rec_watch(&pb, NULL, b);
   uvctx_release(a);
   uv_run(&loop, UV_RUN_NOWAIT);
 
@@ -447,10 +440,9 @@ END_TEST
 
 START_TEST(failed_constructor_leaves_the_parent_unchanged) {
   static const int list[] = {SIGUSR1, SIGKILL};
-  journal_t j = {0};
   rec_t p;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, parent);
+  rec_watch(&p, NULL, parent);
   expect_einval(&loop, parent, list, 2, 1);
   ck_assert_int_eq(uvctx_err(parent), 0);
   ck_assert_int_eq(uvctx_cancel(parent), 0);

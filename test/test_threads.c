@@ -124,7 +124,6 @@ END_TEST
 START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   uv_loop_t loop;
   one_cancel_t oc;
-  journal_t j = {0};
   rec_t pr[8];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
@@ -133,7 +132,7 @@ START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   uvctx_t *g = mk_cancel(&loop, v);
   uvctx_t *ctxs[4] = {p, c, v, g};
   for (int i = 0; i < 8; i++)
-    rec_watch(&pr[i], &j, ctxs[i % 4]);
+    rec_watch(&pr[i], NULL, ctxs[i % 4]);
 
   memset(&oc, 0, sizeof oc);
   crew_init(&oc.crew, &loop);
@@ -237,7 +236,6 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
                                      UV_EINTR,   UV_EAGAIN,     UV_EBUSY,
                                      UV_ENOENT,  UV_EPERM};
   uv_loop_t loop;
-  journal_t j = {0};
   race_t *race = calloc(1, sizeof *race);
   ck_assert_ptr_nonnull(race);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -248,7 +246,7 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
     uvctx_t *c = mk_timeout(&loop, p, 60000);
     uvctx_t *v = mk_value(c, &key_a, NULL);
     uvctx_t *g = mk_cancel(&loop, v);
-    rec_watch(&pw, &j, g);
+    rec_watch(&pw, NULL, g);
 
     crew_init(&race->crew, &loop);
     ck_assert_int_eq(uv_barrier_init(&race->barrier, RACERS), 0);
@@ -577,7 +575,6 @@ static void hammer_cancel_when_started(uv_idle_t *idle) {
 
 START_TEST(retain_release_from_threads_while_the_loop_cancels) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t pw[3];
   hammer_t *h = calloc(1, sizeof *h);
   ck_assert_ptr_nonnull(h);
@@ -588,7 +585,7 @@ START_TEST(retain_release_from_threads_while_the_loop_cancels) {
   h->targets[1] = mk_timeout(&loop, h->targets[0], 60000);
   h->targets[2] = mk_value(h->targets[1], &key_a, &h->val);
   for (int i = 0; i < 3; i++)
-    rec_watch(&pw[i], &j, h->targets[i]);
+    rec_watch(&pw[i], NULL, h->targets[i]);
   h->cancel_rc = 12345;
 
   crew_init(&h->crew, &loop);
@@ -807,11 +804,10 @@ END_TEST
 START_TEST(cancel_on_another_thread_during_async_callbacks_is_delivered) {
   uv_loop_t loop;
   gated_t g;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   gated_start(&g, &loop, c, 1);
   crew_run(&g.crew, &loop);
   ck_assert_int_eq(g.rc, 0);

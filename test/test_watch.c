@@ -22,11 +22,10 @@ static int key_a; /* keys compare by address */
  * ------------------------------------------------------------------------- */
 
 START_TEST(watch_callback_runs_exactly_once) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
 
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
@@ -42,11 +41,10 @@ START_TEST(watch_callback_runs_exactly_once) {
 END_TEST
 
 START_TEST(watch_callback_runs_on_loop_thread) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
 
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
@@ -133,10 +131,9 @@ START_TEST(watch_callback_never_runs_inside_constructor) {
 END_TEST
 
 START_TEST(due_callbacks_keep_the_loop_alive) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
 
   /* Nothing of ours is alive: only the due callback. uv_run must deliver it
@@ -367,10 +364,9 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(unwatch_before_done_returns_0_and_callback_never_runs) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -381,11 +377,10 @@ START_TEST(unwatch_before_done_returns_0_and_callback_never_runs) {
 END_TEST
 
 START_TEST(unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs) {
-  journal_t j = {0};
   rec_t p, other;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
-  rec_watch(&other, &j, c);
+  rec_watch(&p, NULL, c);
+  rec_watch(&other, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   /* due but not started */
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
@@ -398,10 +393,9 @@ START_TEST(unwatch_after_cancel_before_delivery_returns_0_and_callback_never_run
 END_TEST
 
 START_TEST(unwatch_after_callback_ran_returns_ealready) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
@@ -416,10 +410,9 @@ static void action_unwatch_self(rec_t *p) {
 }
 
 START_TEST(unwatch_inside_own_callback_returns_ealready) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   p.action = action_unwatch_self;
   p.action_rc = 12345;
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -432,10 +425,9 @@ START_TEST(unwatch_inside_own_callback_returns_ealready) {
 END_TEST
 
 START_TEST(unwatch_twice_returns_ealready) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
   ck_assert_int_eq(uvctx_cancel(c), 0);
@@ -452,11 +444,10 @@ static void action_unwatch_other(rec_t *p) {
 }
 
 START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
-  journal_t j = {0};
   rec_t first, second;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&first, &j, c);
-  rec_watch(&second, &j, c);
+  rec_watch(&first, NULL, c);
+  rec_watch(&second, NULL, c);
   first.action = action_unwatch_other;
   first.arg = &second;
   first.action_rc = 12345;
@@ -471,12 +462,11 @@ START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
 END_TEST
 
 START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
-  journal_t j = {0};
   rec_t on_child, on_parent;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&on_child, &j, child);
-  rec_watch(&on_parent, &j, parent);
+  rec_watch(&on_child, NULL, child);
+  rec_watch(&on_parent, NULL, parent);
   on_parent.action = action_unwatch_other;
   on_parent.arg = &on_child;
   on_parent.action_rc = 12345;
@@ -492,11 +482,10 @@ START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
 END_TEST
 
 START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, a);
+  rec_watch(&p, NULL, a);
   ck_assert_int_eq(uvctx_watch(a, &p.w, rec_cb), UV_EBUSY);
   ck_assert_int_eq(uvctx_watch(b, &p.w, rec_cb), UV_EBUSY);
   /* nothing changed: it still watches a, once */
@@ -513,11 +502,10 @@ START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
 END_TEST
 
 START_TEST(unwatched_watch_struct_can_be_reused) {
-  journal_t j = {0};
   rec_t p;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, a);
+  rec_watch(&p, NULL, a);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
   p.ctx = b;
   ck_assert_int_eq(uvctx_watch(b, &p.w, rec_cb), 0);
@@ -539,12 +527,11 @@ END_TEST
 
 START_TEST(pending_watch_keeps_its_context_alive) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&p, &j, child);
+  rec_watch(&p, NULL, child);
   uvctx_release(child); /* only the watch holds it now */
   uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -561,12 +548,11 @@ END_TEST
 
 START_TEST(unwatching_the_last_holder_frees_the_context) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   uvctx_release(c);
   ck_assert_int_eq(uvctx_unwatch(&p.w), 0); /* drops the last reference */
   ASSERT_LOOP_CLOSES(&loop);
@@ -648,12 +634,11 @@ static void action_release_ctx(rec_t *p) {
 
 START_TEST(callback_may_release_its_context) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   p.action = action_release_ctx;
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -673,11 +658,10 @@ static void action_rewatch_same(rec_t *p) {
 
 START_TEST(callback_may_watch_again_with_the_same_watch_struct) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   p.action = action_rewatch_same;
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -701,12 +685,11 @@ static void action_rewatch_other(rec_t *p) {
 
 START_TEST(callback_may_watch_another_context_with_the_same_watch_struct) {
   uv_loop_t loop;
-  journal_t j = {0};
   rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, &j, a);
+  rec_watch(&p, NULL, a);
   p.action = action_rewatch_other;
   p.arg = b;
   ck_assert_int_eq(uvctx_cancel(a), 0);
