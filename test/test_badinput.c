@@ -338,44 +338,6 @@ START_TEST(test_unwatch_of_null_is_einval) {
 }
 END_TEST
 
-START_TEST(test_unwatch_twice_is_ealready) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_t rec;
-  rec_init(&rec, NULL, NULL);
-  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
-
-  ck_assert_int_eq(uvctx_unwatch(&rec.w), 0);
-  ck_assert_int_eq(uvctx_unwatch(&rec.w), UV_EALREADY);
-
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(rec.calls, 0);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_unwatch_after_callback_ran_is_ealready) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_t rec;
-  rec_init(&rec, NULL, NULL);
-  ck_assert_int_eq(uvctx_watch(ctx, &rec.w, rec_cb), 0);
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(rec.calls, 1);
-
-  ck_assert_int_eq(uvctx_unwatch(&rec.w), UV_EALREADY);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* ---------------------------------------------------------------------------
  * Reference counting
  * ------------------------------------------------------------------------- */
@@ -725,8 +687,6 @@ Suite *badinput_suite(void) {
   tcase_add_test(tc, test_watch_with_a_still_pending_watch_is_ebusy);
   tcase_add_test(tc, test_watch_of_done_context_with_pending_watch_is_ebusy);
   tcase_add_test(tc, test_unwatch_of_null_is_einval);
-  tcase_add_test(tc, test_unwatch_twice_is_ealready);
-  tcase_add_test(tc, test_unwatch_after_callback_ran_is_ealready);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("references");

@@ -271,64 +271,6 @@ END_TEST
  * Unwatch
  * ------------------------------------------------------------------------- */
 
-START_TEST(unwatch_before_done_cancels_the_drain) {
-  rec_t d;
-  uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
-  ck_assert_int_eq(uvctx_cancel(root), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  ck_assert_int_eq(d.calls, 0);
-  ck_assert_int_eq(uvctx_unwatch(&d.w), UV_EALREADY);
-  uvctx_release(root);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_when_done_but_not_drained_cancels_the_drain) {
-  rec_t d;
-  uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  uvctx_t *c = mk_cancel(&loop, root);
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(uvctx_cancel(root), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
-  uvctx_release(c);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  uv_run(&loop, UV_RUN_NOWAIT);
-  ck_assert_int_eq(d.calls, 0);
-  uvctx_release(root);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_when_drained_but_not_yet_delivered_cancels_the_drain) {
-  rec_t d;
-  uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(uvctx_cancel(root), 0); /* drained: due, not run */
-  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(d.calls, 0);
-  uvctx_release(root);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_after_the_drain_ran_is_ealready) {
-  rec_t d;
-  uvctx_t *root = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(uvctx_cancel(root), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(d.calls, 1);
-  ck_assert_int_eq(uvctx_unwatch(&d.w), UV_EALREADY);
-  uvctx_release(root);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(unwatched_drain_releases_its_hold_on_the_context) {
   rec_t d;
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
@@ -622,10 +564,6 @@ Suite *drain_suite(void) {
 
   tc = tcase_create("unwatch");
   tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, unwatch_before_done_cancels_the_drain);
-  tcase_add_test(tc, unwatch_when_done_but_not_drained_cancels_the_drain);
-  tcase_add_test(tc, unwatch_when_drained_but_not_yet_delivered_cancels_the_drain);
-  tcase_add_test(tc, unwatch_after_the_drain_ran_is_ealready);
   tcase_add_test(tc, unwatched_drain_releases_its_hold_on_the_context);
   tcase_add_test(tc, unwatched_drain_struct_can_be_used_again);
   suite_add_tcase(s, tc);

@@ -363,43 +363,46 @@ END_TEST
  * Unwatch
  * ------------------------------------------------------------------------- */
 
-START_TEST(unwatch_before_done_returns_0_and_callback_never_runs) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
+/* Unwatch of a watch or a drain at each stage: before its context is done,
+ * done with a child still alive (a drain waits for it), due but not yet run,
+ * after it ran. It returns 0 and the callback never runs, until it ran:
+ * then, and on a second call, UV_EALREADY. Another watch of the same context
+ * is not affected. (test_drain.c and test_badinput.c test drains and bad
+ * input further.) */
+enum { BEFORE_DONE, CHILD_ALIVE, DUE, RAN };
+static const struct {
+  int drain;
+  int stage;
+} unwatch_rows[] = {{0, BEFORE_DONE}, {0, DUE},         {0, RAN},
+                    {1, BEFORE_DONE}, {1, CHILD_ALIVE}, {1, DUE},
+                    {1, RAN}};
 
-START_TEST(unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs) {
-  rec_t p, other;
+START_TEST(unwatch_returns_0_and_the_callback_never_runs_until_it_ran) {
+  int drain = unwatch_rows[_i].drain, stage = unwatch_rows[_i].stage;
+  rec_t r, other;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
+  uvctx_t *child = stage == CHILD_ALIVE ? mk_cancel(&loop, c) : NULL;
+  if (drain)
+    rec_drain(&r, NULL, c);
+  else
+    rec_watch(&r, NULL, c);
   rec_watch(&other, NULL, c);
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  /* due but not started */
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  ck_assert_int_eq(other.calls, 1); /* only the unwatched one is dropped */
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
+  if (stage != BEFORE_DONE)
+    ck_assert_int_eq(uvctx_cancel(c), 0);
+  if (stage == CHILD_ALIVE || stage == RAN)
+    uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(r.calls, stage == RAN);
 
-START_TEST(unwatch_after_callback_ran_returns_ealready) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  ck_assert_int_eq(uvctx_cancel(c), 0);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), stage == RAN ? UV_EALREADY : 0);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY);
+  if (stage == BEFORE_DONE)
+    ck_assert_int_eq(uvctx_cancel(c), 0);
+  if (child != NULL)
+    uvctx_release(child);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
+  uv_run(&loop, UV_RUN_NOWAIT);
+  ck_assert_int_eq(r.calls, stage == RAN);
+  ck_assert_int_eq(other.calls, 1);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -419,20 +422,6 @@ START_TEST(unwatch_inside_own_callback_returns_ealready) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
   ck_assert_int_eq(p.action_rc, UV_EALREADY);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_twice_returns_ealready) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -970,11 +959,10 @@ Suite *watch_suite(void) {
 
   tc = tcase_create("unwatch");
   tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, unwatch_before_done_returns_0_and_callback_never_runs);
-  tcase_add_test(tc, unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs);
-  tcase_add_test(tc, unwatch_after_callback_ran_returns_ealready);
+  tcase_add_loop_test(
+      tc, unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0,
+      sizeof unwatch_rows / sizeof unwatch_rows[0]);
   tcase_add_test(tc, unwatch_inside_own_callback_returns_ealready);
-  tcase_add_test(tc, unwatch_twice_returns_ealready);
   tcase_add_test(tc, unwatch_from_another_callback_of_the_same_batch_prevents_it);
   tcase_add_test(tc, unwatch_from_an_ancestors_callback_prevents_the_descendants_watch);
   tcase_add_test(tc, watch_with_a_pending_watch_struct_is_ebusy);
