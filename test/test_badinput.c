@@ -163,8 +163,6 @@ START_TEST(test_cancel_of_a_context_that_is_not_cancellable_is_einval) {
 END_TEST
 
 START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, ctx);
 

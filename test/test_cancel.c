@@ -73,8 +73,6 @@ START_TEST(test_cancel_returns_ealready_when_context_is_already_done) {
 END_TEST
 
 START_TEST(test_second_cancel_with_other_cause_keeps_first_err_and_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
 
   ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), 0);
@@ -237,8 +235,6 @@ START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
 END_TEST
 
 START_TEST(test_cancel_of_parent_does_not_change_already_cancelled_child) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
 
@@ -401,8 +397,6 @@ START_TEST(test_release_of_child_does_not_cancel_parent) {
 END_TEST
 
 START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(parent, &key_user, value_alice);
   uvctx_t *child = mk_cancel(&loop, value);
@@ -430,8 +424,6 @@ START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
 END_TEST
 
 START_TEST(test_parent_kept_by_extra_reference_still_cancels_its_child) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_ptr_eq(uvctx_retain(parent), parent);
   uvctx_t *child = mk_cancel(&loop, parent);

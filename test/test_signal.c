@@ -147,11 +147,9 @@ START_TEST(only_the_first_signal_counts) {
 END_TEST
 
 START_TEST(signal_runs_the_watches_of_the_context_and_its_descendants_in_order) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t ps, pc, pv, ps2;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGHUP);
   uvctx_t *s = mk_signal1(&loop, uvctx_background(), SIGHUP);
   uvctx_t *c = mk_cancel(&loop, s);

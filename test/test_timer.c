@@ -207,8 +207,6 @@ START_TEST(test_born_done_cause_variants_report_the_given_cause) {
 END_TEST
 
 START_TEST(test_child_of_timed_out_parent_is_born_done_with_its_cause) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent =
       mk_timeout_cause(&loop, uvctx_background(), 0, UV_ENETUNREACH);
   uvctx_t *child = mk_cancel(&loop, parent);
@@ -327,8 +325,6 @@ START_TEST(test_deadline_earlier_than_parents_reports_its_own) {
 END_TEST
 
 START_TEST(test_deadline_is_inherited_through_value_and_cancel_contexts) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t dl = uvctx_now() + 60000;
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), dl);
   uvctx_t *value = mk_value(timed, &key_user, value_alice);
@@ -427,8 +423,6 @@ static void peek_cb(uvctx_watch_t *w, int err) {
 static int peek_called(void *arg) { return ((peek_t *)arg)->calls > 0; }
 
 START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent =
       mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
   uvctx_t *plain = mk_cancel(&loop, parent);
@@ -459,8 +453,6 @@ START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
 END_TEST
 
 START_TEST(test_child_deadline_earlier_than_parents_leaves_parent_alone) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *child = mk_timeout_cause(&loop, parent, 5, UV_ENETDOWN);
   rec_t rec;

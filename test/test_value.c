@@ -232,8 +232,6 @@ START_TEST(test_without_cancel_drops_the_deadline_of_its_ancestors) {
 END_TEST
 
 START_TEST(test_without_cancel_is_not_cancellable_and_has_no_done_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
 
