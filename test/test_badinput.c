@@ -182,19 +182,6 @@ START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
 }
 END_TEST
 
-START_TEST(test_cancel_twice_is_ealready) {
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
-  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
-  ck_assert_int_eq(uvctx_cause(ctx), UV_ECANCELED);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* ---------------------------------------------------------------------------
  * Queries
  * ------------------------------------------------------------------------- */
@@ -669,7 +656,6 @@ Suite *badinput_suite(void) {
       NUNCANCELLABLE);
   tcase_add_test(tc,
                  test_cancel_with_positive_cause_is_einval_and_does_not_cancel);
-  tcase_add_test(tc, test_cancel_twice_is_ealready);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("queries");

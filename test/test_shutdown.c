@@ -1264,8 +1264,8 @@ START_TEST(shutdown_of_null_or_a_context_of_another_kind_is_einval) {
   uvctx_t *c = mk_cancel(&s.loop, uvctx_background());
   uvctx_t *v = mk_value(s.out, &key_a, NULL);
   uvctx_t *sig = NULL;
-  ck_assert_int_eq(uvctx_with_signal(&s.loop, uvctx_background(), sigs, 1, &sig),
-                   0);
+  ck_assert_int_eq(
+      uvctx_with_signal(&s.loop, uvctx_background(), sigs, 1, &sig), 0);
 
   ck_assert_int_eq(uvctx_shutdown(NULL, 0), UV_EINVAL);
   ck_assert_int_eq(uvctx_shutdown(uvctx_background(), 0), UV_EINVAL);

@@ -157,51 +157,40 @@ END_TEST
  * Born done, and never
  * ------------------------------------------------------------------------- */
 
-START_TEST(test_timeout_zero_is_born_done_with_etimedout) {
-  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 0);
+/* A context whose deadline has already passed is born done: err
+ * UV_ETIMEDOUT, cause the one given (UV_ETIMEDOUT without), cancel is
+ * UV_EALREADY, and a watch runs on a later loop callback. Rows: a timeout of
+ * 0, a deadline 1 ms ago, a deadline of 0, and the _cause variants. */
+enum { BORN_TIMEOUT, BORN_RECENT, BORN_ANCIENT, BORN_TIMEOUT_CAUSE,
+       BORN_DEADLINE_CAUSE, NBORN };
 
-  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
+START_TEST(test_context_whose_deadline_has_passed_is_born_done) {
+  uint64_t past = _i == BORN_ANCIENT ? 0 : uvctx_now() - 1;
+  int cause = _i == BORN_TIMEOUT_CAUSE    ? UV_ENETDOWN
+              : _i == BORN_DEADLINE_CAUSE ? UV_EHOSTDOWN
+                                          : UV_ETIMEDOUT;
+  uvctx_t *ctx;
+  if (_i == BORN_TIMEOUT)
+    ctx = mk_timeout(&loop, uvctx_background(), 0);
+  else if (_i == BORN_TIMEOUT_CAUSE)
+    ctx = mk_timeout_cause(&loop, uvctx_background(), 0, cause);
+  else if (_i == BORN_DEADLINE_CAUSE)
+    ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
+                                               past, cause, &ctx),
+                     0);
+  else
+    ctx = mk_deadline(&loop, uvctx_background(), past);
+
+  assert_done(ctx, UV_ETIMEDOUT, cause);
   ck_assert_int_eq(uvctx_cancel(ctx), UV_EALREADY);
-
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
-  ck_assert_int_eq(rec.calls, 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rec.calls, 1);
   ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
+  ck_assert_int_eq(rec.cause, cause);
 
   uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_deadline_in_the_past_is_born_done_with_etimedout) {
-  uvctx_t *recent = mk_deadline(&loop, uvctx_background(), uvctx_now() - 1);
-  uvctx_t *ancient = mk_deadline(&loop, uvctx_background(), 0);
-
-  assert_done(recent, UV_ETIMEDOUT, UV_ETIMEDOUT);
-  assert_done(ancient, UV_ETIMEDOUT, UV_ETIMEDOUT);
-
-  uvctx_release(ancient);
-  uvctx_release(recent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_born_done_cause_variants_report_the_given_cause) {
-  uvctx_t *timeout =
-      mk_timeout_cause(&loop, uvctx_background(), 0, UV_ENETDOWN);
-  uvctx_t *past = NULL;
-  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
-                                             uvctx_now() - 1, UV_EHOSTDOWN,
-                                             &past),
-                   0);
-
-  assert_done(timeout, UV_ETIMEDOUT, UV_ENETDOWN);
-  assert_done(past, UV_ETIMEDOUT, UV_EHOSTDOWN);
-
-  uvctx_release(past);
-  uvctx_release(timeout);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -607,9 +596,8 @@ Suite *timer_suite(void) {
 
   tc = tcase_create("born_done_or_never");
   tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_timeout_zero_is_born_done_with_etimedout);
-  tcase_add_test(tc, test_deadline_in_the_past_is_born_done_with_etimedout);
-  tcase_add_test(tc, test_born_done_cause_variants_report_the_given_cause);
+  tcase_add_loop_test(tc, test_context_whose_deadline_has_passed_is_born_done,
+                      0, NBORN);
   tcase_add_test(tc,
                  test_child_of_timed_out_parent_is_born_done_with_its_cause);
   tcase_add_test(tc, test_timeout_near_uint64_max_saturates_and_never_comes);
