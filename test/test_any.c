@@ -70,68 +70,6 @@ static int alive_on(const uv_loop_t *loop) {
  * Done as soon as any parent is
  * ------------------------------------------------------------------------- */
 
-START_TEST(any_is_done_with_the_err_and_cause_of_the_parent_cancelled) {
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  uvctx_t *any = mk_any2(&loop, a, b);
-  assert_not_done(any);
-
-  /* On the loop thread, done when the parent's cancel returns (Go). */
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EPIPE), 0);
-  assert_done(any, UV_ECANCELED, UV_EPIPE);
-  assert_not_done(a);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_watch_runs_on_the_loop_with_the_parents_err) {
-  rec_t r;
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  uvctx_t *any = mk_any2(&loop, a, b);
-  rec_watch(&r, NULL, any);
-
-  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EIO), 0);
-  ck_assert_int_eq(r.calls, 0); /* never inside the cancel */
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.cause, UV_EIO);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
-  rec_t r;
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_timeout_cause(&loop, uvctx_background(), 15, UV_EHOSTDOWN);
-  uint64_t deadline = deadline_of(b);
-  uvctx_t *any = mk_any2(&loop, a, b);
-  rec_watch(&r, NULL, any);
-
-  ck_assert(poll_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(r.cause, UV_EHOSTDOWN);
-  ck_assert_uint_ge(r.now, deadline);
-  assert_done(any, UV_ETIMEDOUT, UV_EHOSTDOWN);
-  assert_not_done(a);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
   rec_t r;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
@@ -172,30 +110,6 @@ START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   assert_done(any, UV_ECANCELED, UV_EIO);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_of_a_parent_already_done_is_born_done) {
-  rec_t r;
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_ECONNRESET), 0);
-  uvctx_t *any = mk_any2(&loop, a, b);
-  assert_done(any, UV_ECANCELED, UV_ECONNRESET);
-  ck_assert_int_eq(uvctx_cancel(any), UV_EALREADY);
-
-  rec_watch(&r, NULL, any);
-  ck_assert_int_eq(r.calls, 0); /* never synchronously */
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.cause, UV_ECONNRESET);
-  assert_not_done(a);
 
   uvctx_release(any);
   uvctx_release(b);
@@ -766,12 +680,8 @@ Suite *any_suite(void) {
 
   TCase *tc = tcase_create("done");
   tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_is_done_with_the_err_and_cause_of_the_parent_cancelled);
-  tcase_add_test(tc, any_watch_runs_on_the_loop_with_the_parents_err);
-  tcase_add_test(tc, any_times_out_with_the_err_and_cause_of_a_deadline_parent);
   tcase_add_test(tc, any_watch_runs_once_when_several_parents_are_cancelled);
   tcase_add_test(tc, any_keeps_the_first_cause_when_more_parents_are_cancelled_later);
-  tcase_add_test(tc, any_of_a_parent_already_done_is_born_done);
   tcase_add_test(tc, any_born_done_takes_the_first_done_parent_in_order);
   tcase_add_test(tc, cancelling_any_leaves_its_parents_alone);
   tcase_add_test(tc, cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order);

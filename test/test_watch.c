@@ -151,32 +151,55 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 /* The watch error matrix: how the watched context is made (the context that
- * finishes itself, a cancel child of it, or a value context two levels below
- * it) x how it finishes (cancel, cancel with a cause, its deadline, done
- * before the watch, born done). The callback's err is the context's err, the
- * cause is the one given (a deadline's: UV_ETIMEDOUT), it runs once, on the
- * loop thread, never inside the call that finished it. */
-enum { OWN, CHILD, VALUE, NMADE };
-enum { BY_CANCEL, BY_CAUSE, BY_DEADLINE, DONE_BEFORE, BORN_DONE, NFINISH };
+ * finishes itself, a cancel child of it, a value context two levels below it,
+ * or an any of another live context and it) x how it finishes (cancel,
+ * cancel with a cause, its deadline, its deadline with a cause, done before
+ * the watch, born done). The callback runs once, on the loop thread, never
+ * inside the call that finished the context, with the context's err and the
+ * cause given (a deadline's without one: UV_ETIMEDOUT); a deadline is never
+ * early; the context then refuses a cancel; the other parent of an any is
+ * left alone. */
+enum { OWN, CHILD, VALUE, ANY, NMADE };
+enum {
+  BY_CANCEL,
+  BY_CAUSE,
+  BY_DEADLINE,
+  BY_DEADLINE_CAUSE,
+  DONE_BEFORE,
+  BORN_DONE,
+  NFINISH
+};
 
 START_TEST(watch_err_is_how_the_context_finished) {
+  static const int causes[NFINISH] = {UV_ECANCELED, UV_EPIPE,     UV_ETIMEDOUT,
+                                      UV_EHOSTDOWN, UV_ECANCELED, UV_ECONNRESET};
   int made = _i / NFINISH, finish = _i % NFINISH;
-  int err = finish == BY_DEADLINE ? UV_ETIMEDOUT : UV_ECANCELED;
-  int cause = finish == BY_CAUSE ? UV_EPIPE : err;
-  journal_t j = {0};
+  int by_deadline = finish == BY_DEADLINE || finish == BY_DEADLINE_CAUSE;
+  int err = by_deadline ? UV_ETIMEDOUT : UV_ECANCELED;
+  int cause = causes[finish];
   rec_t p;
-  uvctx_t *chain[3] = {NULL, NULL, NULL};
-  chain[0] = finish == BY_DEADLINE ? mk_timeout(&loop, uvctx_background(), 5)
-                                   : mk_cancel(&loop, uvctx_background());
+  uvctx_t *chain[3] = {NULL, NULL, NULL}, *other = NULL;
+  if (by_deadline)
+    chain[0] = mk_timeout_cause(&loop, uvctx_background(), 5,
+                                finish == BY_DEADLINE_CAUSE ? cause : 0);
+  else
+    chain[0] = mk_cancel(&loop, uvctx_background());
+  uint64_t deadline = by_deadline ? deadline_of(chain[0]) : 0;
   if (finish == BORN_DONE && made != OWN)
-    ck_assert_int_eq(uvctx_cancel(chain[0]), 0);
+    ck_assert_int_eq(uvctx_cancel_cause(chain[0], cause), 0);
   if (made == CHILD)
     chain[1] = mk_cancel(&loop, chain[0]);
   if (made == VALUE) {
     chain[1] = mk_value(chain[0], &key_a, NULL);
-    chain[2] = mk_value(chain[1], &key_a, &j);
+    chain[2] = mk_value(chain[1], &key_a, &p);
   }
-  uvctx_t *c = chain[made == OWN ? 0 : made == CHILD ? 1 : 2];
+  if (made == ANY) {
+    uvctx_t *parents[2];
+    parents[0] = other = mk_cancel(&loop, uvctx_background());
+    parents[1] = chain[0];
+    ck_assert_int_eq(uvctx_with_any(&loop, parents, 2, &chain[1]), 0);
+  }
+  uvctx_t *c = chain[made == OWN ? 0 : made == VALUE ? 2 : 1];
   if (finish == BORN_DONE && made == OWN) { /* born timed out */
     c = chain[1] = mk_timeout(&loop, uvctx_background(), 0);
     err = cause = UV_ETIMEDOUT;
@@ -186,18 +209,18 @@ START_TEST(watch_err_is_how_the_context_finished) {
     uv_run(&loop, UV_RUN_DEFAULT); /* the cancel is old news */
   }
 
-  rec_watch(&p, &j, c);
+  rec_watch(&p, NULL, c);
   if (finish == BY_CANCEL || finish == BY_CAUSE) {
     uv_run(&loop, UV_RUN_DEFAULT);
     ck_assert_int_eq(p.calls, 0);
     ck_assert_int_eq(finish == BY_CAUSE ? uvctx_cancel_cause(chain[0], cause)
                                         : uvctx_cancel(chain[0]),
                      0);
-    ck_assert_int_eq(uvctx_err(c), err);
+    assert_done(c, err, cause);
     ck_assert_int_eq(p.calls, 0); /* never inside the cancel */
   }
-  if (finish == BY_DEADLINE)
-    ck_assert(run_until(&loop, &j.ran, 1));
+  if (by_deadline)
+    ck_assert(poll_until(&loop, rec_called, &p, deadline + EVENTUALLY_MS));
   else
     uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
@@ -205,6 +228,14 @@ START_TEST(watch_err_is_how_the_context_finished) {
   ck_assert_int_eq(p.err_inside, err);
   ck_assert_int_eq(p.cause, cause);
   ck_assert(rec_ran_here(&p));
+  if (by_deadline)
+    ck_assert_uint_ge(p.now, deadline);
+  ck_assert_int_eq(uvctx_cancel(c), made == VALUE ? UV_EINVAL : UV_EALREADY);
+  assert_done(c, err, cause);
+  if (other != NULL) {
+    assert_not_done(other);
+    uvctx_release(other);
+  }
 
   for (int i = 2; i >= 0; i--)
     if (chain[i] != NULL)
