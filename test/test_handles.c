@@ -441,7 +441,14 @@ static void on_uvctx_closed(uv_handle_t *h) {
   o->uvctx_closes++;
 }
 
-START_TEST(handle_closed_by_the_user_and_unwatched_is_not_closed_again) {
+/* A handle the user closed is never closed again by uvctx, however the close
+ * and the context's end meet: closed and unwatched in its close callback (the
+ * documented way) before the context is done; still closing when it is done
+ * (uvctx's watch runs then); closed completely before it is done (its memory
+ * stays valid: the watch is pending). */
+enum { UNWATCHED_IN_CLOSE_CB, STILL_CLOSING, ALREADY_CLOSED };
+
+START_TEST(handle_closed_by_the_user_is_not_closed_again) {
   uv_loop_t loop;
   own_t o;
   memset(&o, 0, sizeof o);
@@ -453,67 +460,21 @@ START_TEST(handle_closed_by_the_user_and_unwatched_is_not_closed_again) {
                                        on_uvctx_closed),
                    0);
 
-  uv_close((uv_handle_t *)&o.timer, on_user_closed_unwatch);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.unwatch_rc, 0);
+  uv_close((uv_handle_t *)&o.timer, _i == UNWATCHED_IN_CLOSE_CB
+                                        ? on_user_closed_unwatch
+                                        : on_user_closed);
+  if (_i != STILL_CLOSING) {
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(o.user_closes, 1);
+  }
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(o.user_closes, 1);
   ck_assert_int_eq(o.uvctx_closes, 0);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(handle_still_closing_when_the_context_is_done_is_not_closed_again) {
-  uv_loop_t loop;
-  own_t o;
-  memset(&o, 0, sizeof o);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uv_timer_init(&loop, &o.timer), 0);
-  o.timer.data = &o;
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_close_on_done(ctx, (uv_handle_t *)&o.timer, &o.w,
-                                       on_uvctx_closed),
-                   0);
-
-  /* Closed by the user and the context done in the same callback: uvctx's
-   * watch runs while the handle is closing. */
-  uv_close((uv_handle_t *)&o.timer, on_user_closed);
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.uvctx_closes, 0);
-  ck_assert_int_eq(uvctx_unwatch(&o.w), UV_EALREADY); /* it ran */
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(handle_already_closed_when_the_context_is_done_is_not_closed_again) {
-  uv_loop_t loop;
-  own_t o;
-  memset(&o, 0, sizeof o);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uv_timer_init(&loop, &o.timer), 0);
-  o.timer.data = &o;
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_close_on_done(ctx, (uv_handle_t *)&o.timer, &o.w,
-                                       on_uvctx_closed),
-                   0);
-
-  /* The close completes (its memory stays valid: the watch is pending),
-   * then the context is done. */
-  uv_close((uv_handle_t *)&o.timer, on_user_closed);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.uvctx_closes, 0);
+  if (_i == UNWATCHED_IN_CLOSE_CB)
+    ck_assert_int_eq(o.unwatch_rc, 0);
+  else
+    ck_assert_int_eq(uvctx_unwatch(&o.w), UV_EALREADY); /* it ran */
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -1022,9 +983,8 @@ Suite *handles_suite(void) {
   tcase_add_test(tc, close_on_done_rejects_null_arguments);
   tcase_add_test(tc, close_on_done_with_a_pending_watch_is_ebusy);
   tcase_add_test(tc, unwatched_close_on_done_leaves_the_handle_open);
-  tcase_add_test(tc, handle_closed_by_the_user_and_unwatched_is_not_closed_again);
-  tcase_add_test(tc, handle_still_closing_when_the_context_is_done_is_not_closed_again);
-  tcase_add_test(tc, handle_already_closed_when_the_context_is_done_is_not_closed_again);
+  tcase_add_loop_test(tc, handle_closed_by_the_user_is_not_closed_again,
+                      UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1);
   tcase_add_test(tc, close_on_done_of_a_context_never_done_succeeds_and_does_nothing);
   suite_add_tcase(s, tc);
 
