@@ -564,6 +564,17 @@ static void worker_main(void *arg) {
   uv_async_send(&wk->async);
 }
 
+/* Starts main on a thread of its own, with out and stopping of s; the loop
+ * joins it when its async arrives. */
+static void worker_start(worker_t *wk, sd_t *s, uv_thread_cb main) {
+  memset(wk, 0, sizeof *wk);
+  wk->out = s->out;
+  wk->stopping = s->stopping;
+  ck_assert_int_eq(uv_async_init(&s->loop, &wk->async, worker_async_cb), 0);
+  wk->async.data = wk;
+  ck_assert_int_eq(uv_thread_create(&wk->tid, main, wk), 0);
+}
+
 START_TEST(shutdown_from_another_thread_moves_both_phases) {
   rec_t ps, po;
   worker_t wk;
@@ -572,12 +583,7 @@ START_TEST(shutdown_from_another_thread_moves_both_phases) {
   rec_watch(&ps, &s.j, s.stopping);
   rec_watch(&po, &s.j, s.out);
 
-  memset(&wk, 0, sizeof wk);
-  wk.out = s.out;
-  wk.stopping = s.stopping;
-  ck_assert_int_eq(uv_async_init(&s.loop, &wk.async, worker_async_cb), 0);
-  wk.async.data = &wk;
-  ck_assert_int_eq(uv_thread_create(&wk.tid, worker_main, &wk), 0);
+  worker_start(&wk, &s, worker_main);
   ck_assert(run_until(&s.loop, &s.j.ran, 2));
   uv_run(&s.loop, UV_RUN_DEFAULT); /* the worker's async */
 
@@ -949,12 +955,7 @@ START_TEST(idle_tree_shutdown_from_another_thread_finishes_out) {
   sd_begin(&s, 60000, IDLE);
   rec_watch(&po, &s.j, s.out);
 
-  memset(&wk, 0, sizeof wk);
-  wk.out = s.out;
-  wk.stopping = s.stopping;
-  ck_assert_int_eq(uv_async_init(&s.loop, &wk.async, worker_async_cb), 0);
-  wk.async.data = &wk;
-  ck_assert_int_eq(uv_thread_create(&wk.tid, worker_once_main, &wk), 0);
+  worker_start(&wk, &s, worker_once_main);
   ck_assert(run_until(&s.loop, &po.calls, 1));
   uv_run(&s.loop, UV_RUN_DEFAULT); /* the worker's async */
 
