@@ -7,6 +7,11 @@ uv_loop_t loop;
 
 void loop_setup(void) { ck_assert_int_eq(uv_loop_init(&loop), 0); }
 
+void release_n(uvctx_t *const *ctxs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    uvctx_release(ctxs[i]);
+}
+
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
   uvctx_t *c = NULL;
   ck_assert_int_eq(uvctx_with_cancel(loop, parent, &c), 0);

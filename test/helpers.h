@@ -20,6 +20,13 @@
 extern uv_loop_t loop;
 void loop_setup(void);
 
+/* Releases each context given, in the order given (NULL does nothing): the
+ * usual end of a test in one line. */
+#define release_all(...)                                                       \
+  release_n((uvctx_t *[]){__VA_ARGS__},                                        \
+            sizeof((uvctx_t *[]){__VA_ARGS__}) / sizeof(uvctx_t *))
+void release_n(uvctx_t *const *ctxs, size_t n);
+
 /* uvctx_with_cancel(), asserting it succeeded; returns the child. */
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent);
 

@@ -156,8 +156,7 @@ static int sweep(make_fn make) {
           uvctx_release(out2);
         uvctx_release(out);
       }
-      uvctx_release(value);
-      uvctx_release(owner);
+      release_all(value, owner);
       ASSERT_LOOP_CLOSES(&loop);
       ck_assert_int_eq(counting_outstanding, 0);
       if (err == 0)
@@ -233,8 +232,7 @@ START_TEST(test_done_async_enomem_returns_null_then_recovers) {
   uv_ref((uv_handle_t *)a);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  uvctx_release(value);
-  uvctx_release(ctx);
+  release_all(value, ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(counting_outstanding, 0);
 }
@@ -400,18 +398,15 @@ static int server_scenario(long n) {
   /* Release everything; the drain of the server runs once all is gone. */
   for (int c = 0; c < CONNS; c++) {
     for (int r = 0; r < REQS; r++) {
-      uvctx_release(either[c][r]);
-      uvctx_release(req[c][r]);
+      release_all(either[c][r], req[c][r]);
     }
-    uvctx_release(tagged[c]);
-    uvctx_release(conn[c]);
+    release_all(tagged[c], conn[c]);
   }
   uvctx_release(stopping);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   if (server != NULL)
     ck_assert_int_eq(on_drain.calls, 1);
-  uvctx_release(server);
-  uvctx_release(root);
+  release_all(server, root);
   counting_fail_all = 0;
   if (!uv_is_closing((uv_handle_t *)&close_me))
     uv_close((uv_handle_t *)&close_me, NULL);

@@ -88,10 +88,7 @@ START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
   ck_assert_int_eq(r.cause, UV_EIO);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(c);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, c, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -111,9 +108,7 @@ START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
   ck_assert_int_eq(r.calls, 1);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -132,12 +127,7 @@ START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
   assert_done(second, UV_ECANCELED, UV_EPIPE);
   assert_not_done(live);
 
-  uvctx_release(second);
-  uvctx_release(first);
-  uvctx_release(v);
-  uvctx_release(cancelled);
-  uvctx_release(timed_out);
-  uvctx_release(live);
+  release_all(second, first, v, cancelled, timed_out, live);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -163,9 +153,7 @@ START_TEST(cancelling_any_leaves_its_parents_alone) {
   ck_assert_int_eq(uvctx_unwatch(&ra.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&rb.w), 0);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -196,12 +184,7 @@ START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
   ck_assert_int_eq(rgrand.seq, 4);
   assert_not_done(b);
 
-  uvctx_release(grand);
-  uvctx_release(value);
-  uvctx_release(child);
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(grand, value, child, any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -219,8 +202,7 @@ START_TEST(any_of_roots_is_done_only_when_cancelled) {
   ck_assert_int_eq(uvctx_cancel(any), 0);
   assert_done(any, UV_ECANCELED, UV_ECANCELED);
 
-  uvctx_release(any);
-  uvctx_release(w);
+  release_all(any, w);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -259,14 +241,7 @@ START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
   ck_assert_int_eq(journal.ran, 4);
   ck_assert_int_lt(r3.seq, rg.seq); /* an "any" before its own child */
 
-  uvctx_release(grand);
-  uvctx_release(deep);
-  uvctx_release(ca);
-  uvctx_release(ab);
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(grand, deep, ca, ab, c, v, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -291,9 +266,7 @@ START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
   ck_assert_int_eq(rb.seq, 2);
   ck_assert_int_eq(rany.seq, 3);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -314,9 +287,7 @@ START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
   ck_assert_int_eq(r.calls, 1);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -342,10 +313,7 @@ START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
   ck_assert_int_eq(r1.cause, UV_EPROTO);
   ck_assert_int_eq(r2.err, UV_ETIMEDOUT);
 
-  uvctx_release(via_value);
-  uvctx_release(twice);
-  uvctx_release(v);
-  uvctx_release(a);
+  release_all(via_value, twice, v, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -368,13 +336,7 @@ START_TEST(any_value_is_looked_up_in_parents_in_order) {
   uvctx_t *swapped = mk_any2(&loop, p2, p1);
   ck_assert_ptr_eq(uvctx_value(swapped, &key_a), val_a2);
 
-  uvctx_release(swapped);
-  uvctx_release(any);
-  uvctx_release(p2);
-  uvctx_release(pb);
-  uvctx_release(cb);
-  uvctx_release(p1);
-  uvctx_release(ca);
+  release_all(swapped, any, p2, pb, cb, p1, ca);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -391,13 +353,7 @@ START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
   uvctx_t *any = mk_any2(&loop, first, second);
   ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
 
-  uvctx_release(any);
-  uvctx_release(second);
-  uvctx_release(c2);
-  uvctx_release(first);
-  uvctx_release(wo);
-  uvctx_release(c1);
-  uvctx_release(deep);
+  release_all(any, second, c2, first, wo, c1, deep);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -419,15 +375,7 @@ START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
   ck_assert_ptr_eq(uvctx_value(tagged, &key_c), val_c1); /* outer's second */
   ck_assert_ptr_null(uvctx_value(inner, &key_c));
 
-  uvctx_release(tagged);
-  uvctx_release(child);
-  uvctx_release(outer);
-  uvctx_release(inner);
-  uvctx_release(p3);
-  uvctx_release(p2);
-  uvctx_release(c2);
-  uvctx_release(p1);
-  uvctx_release(c1);
+  release_all(tagged, child, outer, inner, p3, p2, c2, p1, c1);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -453,14 +401,7 @@ START_TEST(any_deadline_is_the_earliest_of_its_parents) {
   uvctx_t *sooner = mk_timeout(&loop, any, 5000);
   ck_assert_uint_lt(deadline_of(sooner), want);
 
-  uvctx_release(sooner);
-  uvctx_release(child);
-  uvctx_release(rev);
-  uvctx_release(any);
-  uvctx_release(plain);
-  uvctx_release(early_below);
-  uvctx_release(early);
-  uvctx_release(late);
+  release_all(sooner, child, rev, any, plain, early_below, early, late);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -474,10 +415,7 @@ START_TEST(any_of_parents_without_deadlines_has_none) {
   ck_assert_int_eq(uvctx_deadline(any, &dl), 0);
   ck_assert_uint_eq(dl, 7);
 
-  uvctx_release(any);
-  uvctx_release(hidden);
-  uvctx_release(t);
-  uvctx_release(a);
+  release_all(any, hidden, t, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -542,8 +480,7 @@ START_TEST(many_short_lived_anys_of_long_lived_parents_leave_nothing_behind) {
   ck_assert_int_eq(alive_on(&loop), 2);
   ck_assert_int_eq(dump_lines(a), 1);
 
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b, a);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(alive_on(&loop), 0);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
@@ -560,8 +497,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
       mk_timeout_cause(&loop, uvctx_background(), 10, UV_ECONNABORTED);
   uint64_t deadline = deadline_of(b);
   uvctx_t *any = mk_any2(&loop, va, b);
-  uvctx_release(va);
-  uvctx_release(b);
+  release_all(va, b);
   rec_watch(&r, NULL, any);
 
   ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
@@ -571,8 +507,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
   ck_assert_int_eq(r.cause, UV_ECONNABORTED);
   assert_not_done(a);
 
-  uvctx_release(any);
-  uvctx_release(a);
+  release_all(any, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -617,8 +552,7 @@ START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
   assert_parent_untouched(&loop, a);
   assert_parent_untouched(&loop, b);
   ck_assert_int_eq(alive_on(&loop), 2);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -658,9 +592,7 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
         assert_done(out, UV_ECANCELED, UV_ECANCELED);
         uvctx_release(out);
       }
-      uvctx_release(v);
-      uvctx_release(b);
-      uvctx_release(a);
+      release_all(v, b, a);
       ASSERT_LOOP_CLOSES(&loop);
       ASSERT_LOOP_CLOSES(&loop2);
       ck_assert_int_eq(counting_outstanding, 0);

@@ -128,8 +128,7 @@ START_TEST(test_constructor_rejects_each_bad_argument_and_changes_nothing) {
     assert_parent_untouched(&loop, parent);
   ck_assert_int_eq(construct(kind, &loop, parent, 0, &out), 0);
   ck_assert_ptr_ne(out, SENTINEL);
-  uvctx_release(out);
-  uvctx_release(parent);
+  release_all(out, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -176,8 +175,7 @@ START_TEST(test_cancel_with_positive_cause_is_einval_and_does_not_cancel) {
   assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
   assert_done(child, UV_ECANCELED, UV_ECANCELED);
 
-  uvctx_release(child);
-  uvctx_release(ctx);
+  release_all(child, ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -293,8 +291,7 @@ START_TEST(test_watch_with_a_still_pending_watch_is_ebusy) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rec.calls, 1);
 
-  uvctx_release(second);
-  uvctx_release(first);
+  release_all(second, first);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -377,8 +374,7 @@ START_TEST(test_replace_allocator_rejects_null_and_keeps_the_old_one) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(ctx, &key_user, value_alice);
   ck_assert_int_ge(counting_allocs, 2);
-  uvctx_release(v);
-  uvctx_release(ctx);
+  release_all(v, ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
 }
@@ -473,10 +469,7 @@ START_TEST(test_every_registration_of_a_pending_watch_is_ebusy) {
   ck_assert_int_eq(recs[3].calls, 0);
 
   uv_close((uv_handle_t *)&handle, NULL);
-  uvctx_release(other);
-  uvctx_release(never);
-  uvctx_release(done);
-  uvctx_release(live);
+  release_all(other, never, done, live);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -504,9 +497,7 @@ START_TEST(test_reset_timeout_of_shutdown_and_signal_contexts_is_einval) {
   ck_assert_int_eq(uvctx_err(sig), 0);
   ck_assert_int_eq(uvctx_deadline(sd, &d), 0); /* no grace period yet */
   ck_assert_uint_eq(d, 42);
-  uvctx_release(sig);
-  uvctx_release(stopping);
-  uvctx_release(sd);
+  release_all(sig, stopping, sd);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -578,14 +569,7 @@ START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
   ck_assert_int_eq(uvctx_err(sig), UV_ECANCELED);
   close_hits_ebusy(&loop);
 
-  uvctx_release(late);
-  uvctx_release(wc);
-  uvctx_release(v);
-  uvctx_release(any);
-  uvctx_release(sig);
-  uvctx_release(t);
-  uvctx_release(stopping);
-  uvctx_release(sd);
+  release_all(late, wc, v, any, sig, t, stopping, sd);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(on_drain.calls, 1); /* the tree has drained */
   uvctx_release(root);
@@ -631,9 +615,7 @@ START_TEST(test_loop_memory_reused_after_close_starts_afresh) {
     ck_assert_int_eq(uvctx_cancel(ctx), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
     ck_assert_int_eq(r.calls, 1);
-    uvctx_release(ctx);
-    uvctx_release(wc);
-    uvctx_release(v);
+    release_all(ctx, wc, v);
     ASSERT_LOOP_CLOSES(&loop);
   }
 }

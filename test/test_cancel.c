@@ -56,8 +56,7 @@ START_TEST(test_cancel_of_descendant_already_cancelled_by_parent_is_ealready) {
   ck_assert_int_eq(uvctx_cancel_cause(child, UV_ECONNRESET), UV_EALREADY);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -116,11 +115,7 @@ START_TEST(test_cancel_gives_every_descendant_the_same_cause) {
   assert_done(grandchild, UV_ECANCELED, UV_ECONNRESET);
   assert_done(timed, UV_ECANCELED, UV_ECONNRESET);
 
-  uvctx_release(timed);
-  uvctx_release(grandchild);
-  uvctx_release(value);
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(timed, grandchild, value, child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -185,11 +180,7 @@ START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(parent_rec.calls, 1);
   ck_assert_int_eq(sibling_rec.calls, 1);
-  uvctx_release(nephew);
-  uvctx_release(sibling);
-  uvctx_release(victim_child);
-  uvctx_release(victim);
-  uvctx_release(parent);
+  release_all(nephew, sibling, victim_child, victim, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -204,8 +195,7 @@ START_TEST(test_cancel_of_parent_does_not_change_already_cancelled_child) {
   assert_done(child, UV_ECANCELED, UV_EPIPE);
   assert_done(parent, UV_ECANCELED, UV_ECONNRESET);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -230,11 +220,7 @@ START_TEST(test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause) {
   ck_assert_int_eq(uvctx_cancel(child), UV_EALREADY);
   ck_assert_int_eq(uvctx_cancel(timed), UV_EALREADY);
 
-  uvctx_release(grandchild);
-  uvctx_release(value);
-  uvctx_release(timed);
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(grandchild, value, timed, child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -252,8 +238,7 @@ START_TEST(test_child_born_done_runs_its_watch_on_the_loop_with_parents_err) {
   ck_assert_int_eq(rec.err, UV_ECANCELED);
   ck_assert_int_eq(rec.cause, UV_EPIPE);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -273,9 +258,7 @@ START_TEST(test_value_context_err_and_cause_follow_its_parent) {
   assert_done(value, UV_ECANCELED, UV_ENOTCONN);
   assert_done(value2, UV_ECANCELED, UV_ENOTCONN);
 
-  uvctx_release(value2);
-  uvctx_release(value);
-  uvctx_release(parent);
+  release_all(value2, value, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -303,8 +286,7 @@ START_TEST(test_cancel_never_runs_watch_callbacks_inside_the_call) {
   ck_assert_int_eq(child_rec.err, UV_ECANCELED);
   ck_assert_int_eq(child_rec.cause, UV_EPIPE);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -350,8 +332,7 @@ START_TEST(test_release_of_child_does_not_cancel_parent) {
   ck_assert_int_eq(parent_rec.calls, 1);
   assert_done(sibling, UV_ECANCELED, UV_ECANCELED);
 
-  uvctx_release(sibling);
-  uvctx_release(parent);
+  release_all(sibling, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -362,8 +343,7 @@ START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
   uvctx_t *child = mk_cancel(&loop, value);
 
   /* Drop every reference but the child's own. */
-  uvctx_release(value);
-  uvctx_release(parent);
+  release_all(value, parent);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 
   assert_not_done(child);
@@ -397,8 +377,7 @@ START_TEST(test_parent_kept_by_extra_reference_still_cancels_its_child) {
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

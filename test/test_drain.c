@@ -77,8 +77,7 @@ START_TEST(drain_does_not_run_while_the_context_is_not_done) {
   uvctx_t *c = mk_cancel(&loop, root);
   uvctx_t *v = mk_value(root, &key_a, NULL);
   rec_drain(&d, NULL, root);
-  uvctx_release(v);
-  uvctx_release(c);
+  release_all(v, c);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_run(&loop, UV_RUN_NOWAIT);
   ck_assert_int_eq(d.calls, 0);
@@ -145,8 +144,7 @@ START_TEST(drain_err_is_ecanceled_when_the_parent_finished_the_context) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1);
   ck_assert_int_eq(d.err, UV_ECANCELED); /* the err, not the cause */
-  uvctx_release(root);
-  uvctx_release(parent);
+  release_all(root, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -163,8 +161,7 @@ START_TEST(drain_runs_exactly_once) {
   uvctx_t *late = mk_cancel(&loop, root); /* born done */
   uvctx_t *lv = mk_value(root, &key_a, NULL);
   ck_assert_int_eq(uvctx_cancel(root), UV_EALREADY);
-  uvctx_release(lv);
-  uvctx_release(late);
+  release_all(lv, late);
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_run(&loop, UV_RUN_NOWAIT);
   ck_assert_int_eq(d.calls, 1);
@@ -294,8 +291,7 @@ START_TEST(unwatched_drain_struct_can_be_used_again) {
   ck_assert_int_eq(uvctx_cancel(b), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -351,8 +347,7 @@ START_TEST(drain_with_a_pending_watch_struct_is_ebusy) {
   ck_assert_int_eq(uvctx_cancel(a), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(d.calls, 1); /* only the first registration */
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -493,9 +488,7 @@ static void conn_finish(uv_timer_t *t) {
   if (s->drained)
     s->drain_seen_before_last++;
   ck_assert_int_eq(uvctx_err(c->req), UV_ECANCELED);
-  uvctx_release(c->reqval);
-  uvctx_release(c->req);
-  uvctx_release(c->conn);
+  release_all(c->reqval, c->req, c->conn);
   s->released++;
   uv_close((uv_handle_t *)t, NULL);
 }

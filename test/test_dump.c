@@ -170,12 +170,7 @@ START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
   ck_assert_int_eq(indent_of(t.line[isg]), indent_of(t.line[ig]));
   text_free(&t);
 
-  uvctx_release(sg);
-  uvctx_release(sv);
-  uvctx_release(s);
-  uvctx_release(g);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(sg, sv, s, g, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -195,10 +190,7 @@ START_TEST(dump_of_a_child_prints_only_its_subtree) {
   ck_assert_int_gt(indent_of(t.line[1]), indent_of(t.line[0]));
   text_free(&t);
 
-  uvctx_release(b);
-  uvctx_release(a1);
-  uvctx_release(a);
-  uvctx_release(r);
+  release_all(b, a1, a, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -222,8 +214,7 @@ START_TEST(dump_names_the_kind_of_each_context) {
   ck_assert_ptr_null(strstr(t.line[1], "with_cancel"));
   text_free(&t);
 
-  uvctx_release(d);
-  uvctx_release(r);
+  release_all(d, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -250,9 +241,7 @@ START_TEST(dump_names_signal_and_shutdown_contexts) {
   ck_assert_int_gt(indent_of(t.line[is]), indent_of(t.line[io]));
   text_free(&t);
 
-  uvctx_release(stopping);
-  uvctx_release(out);
-  uvctx_release(sig);
+  release_all(stopping, out, sig);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -282,10 +271,7 @@ START_TEST(dump_shows_the_err_and_cause_of_done_contexts) {
   }
   text_free(&t);
 
-  uvctx_release(live);
-  uvctx_release(g);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(live, g, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -326,8 +312,7 @@ START_TEST(dump_shows_the_deadline) {
   ck_assert_ptr_nonnull(strstr(t.line[0], s));
   text_free(&t);
 
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -382,9 +367,7 @@ START_TEST(dump_counts_references) {
   ck_assert_int_eq(count_after(t.line[0], "ref"), before + 2);
   text_free(&t);
 
-  uvctx_release(r);
-  uvctx_release(r);
-  uvctx_release(r);
+  release_all(r, r, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -408,12 +391,7 @@ START_TEST(dump_counts_value_and_without_cancel_children) {
   ck_assert_int_eq(count_after(t.line[0], "other"), 3);
   text_free(&t);
 
-  uvctx_release(v1v);
-  uvctx_release(w);
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(v1v, w, v2, v1, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -435,10 +413,7 @@ START_TEST(dump_counts_a_value_child_that_has_cancellable_children) {
   text_free(&t);
   /* Cleaned up before the checks, so that a failure leaves nothing behind
    * for the next test (CK_FORK=no). */
-  uvctx_release(vc);
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(r);
+  release_all(vc, v2, v1, r);
   ASSERT_LOOP_CLOSES(&loop);
 
   ck_assert_int_eq(lines, 2); /* r and vc */
@@ -457,9 +432,7 @@ START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
     ck_assert(t.rc == 0 || t.rc == UV_EINVAL);
     text_free(&t);
   }
-  uvctx_release(w);
-  uvctx_release(v);
-  uvctx_release(r);
+  release_all(w, v, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -522,12 +495,7 @@ START_TEST(dump_loop_counts_and_lists_the_live_cancellable_contexts) {
                                "ECANCELED"));
   text_free(&t);
 
-  uvctx_release(done);
-  uvctx_release(other);
-  uvctx_release(w);
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(r);
+  release_all(done, other, w, c, v, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -619,9 +587,7 @@ START_TEST(dump_loop_counts_only_the_contexts_of_its_loop) {
   ck_assert_int_eq(t.rc, 2);
   text_free(&t);
 
-  uvctx_release(b2);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b2, b, a);
   ASSERT_LOOP_CLOSES(&l1);
   ASSERT_LOOP_CLOSES(&l2);
 }

@@ -330,8 +330,7 @@ START_TEST(close_on_done_rejects_a_handle_of_another_loop) {
   ck_assert_int_eq(uv_is_closing(th_handle(&t)), 0);
 
   uv_close(th_handle(&t), NULL);
-  uvctx_release(v);
-  uvctx_release(ctx);
+  release_all(v, ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ASSERT_LOOP_CLOSES(&other);
 }
@@ -504,8 +503,7 @@ START_TEST(close_on_done_of_a_context_never_done_succeeds_and_does_nothing) {
 
   uv_close(th_handle(&t1), NULL);
   uv_close(th_handle(&t2), NULL);
-  uvctx_release(wo);
-  uvctx_release(p);
+  release_all(wo, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -960,8 +958,7 @@ START_TEST(cancel_on_done_of_a_context_never_done_succeeds_and_does_nothing) {
   ck_assert_int_eq(uvctx_unwatch(&w1), 0);
   ck_assert_int_eq(uvctx_unwatch(&w2), 0);
 
-  uvctx_release(wo);
-  uvctx_release(p);
+  release_all(wo, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

@@ -54,10 +54,7 @@ START_TEST(retain_returns_its_argument) {
   ck_assert_ptr_eq(uvctx_retain(uvctx_background()), uvctx_background());
   ck_assert_ptr_eq(uvctx_retain(uvctx_todo()), uvctx_todo());
   ck_assert_ptr_null(uvctx_retain(NULL));
-  uvctx_release(v);
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(c);
+  release_all(v, c, v, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -72,8 +69,7 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
     uvctx_retain(v);
   }
   for (int i = 0; i < 3; i++) {
-    uvctx_release(v);
-    uvctx_release(c);
+    release_all(v, c);
   }
   uv_run(&loop, UV_RUN_DEFAULT);
   /* still one reference each: fully usable */
@@ -84,24 +80,20 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(uvctx_err(v), UV_ECANCELED);
-  uvctx_release(v);
-  uvctx_release(c);
+  release_all(v, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(retain_and_release_of_roots_and_null_do_nothing) {
   for (int i = 0; i < 5; i++) {
-    uvctx_release(uvctx_background());
-    uvctx_release(uvctx_todo());
-    uvctx_release(NULL);
+    release_all(uvctx_background(), uvctx_todo(), NULL);
   }
   /* the roots are still there and usable */
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *d = mk_cancel(&loop, uvctx_todo());
   ck_assert_int_eq(uvctx_err(uvctx_background()), 0);
-  uvctx_release(c);
-  uvctx_release(d);
+  release_all(c, d);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -113,8 +105,7 @@ START_TEST(children_work_after_the_parents_last_reference_is_released) {
   uvctx_t *v = mk_value(p, &key_a, &val);
   uvctx_t *c = mk_cancel(&loop, v);
   uvctx_t *g = mk_value(c, &key_b, &w);
-  uvctx_release(p);
-  uvctx_release(v);
+  release_all(p, v);
   uv_run(&loop, UV_RUN_DEFAULT);
 
   /* values, deadline, err and cancel all still work through the chain */
@@ -219,8 +210,7 @@ START_TEST(a_deadline_context_released_before_firing_stops_its_timer) {
   uvctx_t *t = mk_timeout(&loop, p, 5);
   uvctx_t *t2 = mk_timeout(&loop, uvctx_background(), 60000);
   rec_watch(&w, NULL, p);
-  uvctx_release(t);
-  uvctx_release(t2);
+  release_all(t, t2);
   run_for(&loop, 30); /* well past t's deadline */
   ck_assert_int_eq(uvctx_err(p), 0); /* nothing leaked up */
   ck_assert_int_eq(w.calls, 0);
@@ -245,8 +235,7 @@ START_TEST(loop_closes_after_release_of_a_cancelled_context) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *k = mk_cancel(&loop, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
-  uvctx_release(k);
-  uvctx_release(c);
+  release_all(k, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -255,8 +244,7 @@ START_TEST(loop_closes_after_release_of_a_deadline_context) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *d = NULL;
   ck_assert_int_eq(uvctx_with_deadline(&loop, c, uvctx_now() + 30000, &d), 0);
-  uvctx_release(d);
-  uvctx_release(c);
+  release_all(d, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -269,8 +257,7 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   ck_assert(spin_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
-  uvctx_release(born);
-  uvctx_release(c);
+  release_all(born, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -280,8 +267,7 @@ START_TEST(loop_closes_after_release_of_a_value_context) {
   uvctx_t *v = mk_value(c, &key_a, NULL);
   uvctx_t *rv = mk_value(uvctx_background(), &key_a, NULL);
   uvctx_release(c); /* v outlives it */
-  uvctx_release(rv);
-  uvctx_release(v);
+  release_all(rv, v);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -290,9 +276,7 @@ START_TEST(loop_closes_after_release_of_a_without_cancel_context) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *wc = mk_without(c);
   uvctx_t *under = mk_cancel(&loop, wc);
-  uvctx_release(c);
-  uvctx_release(under);
-  uvctx_release(wc);
+  release_all(c, under, wc);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -304,8 +288,7 @@ START_TEST(loop_closes_after_release_of_a_context_with_done_async) {
   ck_assert_ptr_nonnull(uvctx_done_async(t));
   ck_assert_int_eq(uvctx_cancel(t), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
-  uvctx_release(t);
-  uvctx_release(c);
+  release_all(t, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -320,9 +303,7 @@ START_TEST(loop_closes_after_release_of_contexts_with_unwatched_watches) {
   rec_watch(&d, NULL, v);
   ck_assert_int_eq(uvctx_unwatch(&a.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&b.w), 0);
-  uvctx_release(v);
-  uvctx_release(t);
-  uvctx_release(c);
+  release_all(v, t, c);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0); /* the last holder of the chain */
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -350,9 +331,7 @@ START_TEST(contexts_never_keep_the_loop_alive) {
 
   ck_assert_int_eq(uvctx_unwatch(&w1.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&w2.w), 0);
-  uvctx_release(long_t);
-  uvctx_release(t);
-  uvctx_release(c);
+  release_all(long_t, t, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -491,15 +470,13 @@ START_TEST(two_loops_in_one_thread_do_not_interfere) {
   ck_assert_int_eq(uvctx_err(b), 0);
   ck_assert_int_eq(uvctx_err(bc), 0);
 
-  uvctx_release(ac);
-  uvctx_release(a);
+  release_all(ac, a);
   ASSERT_LOOP_CLOSES(&la); /* b's contexts still live on loop b */
 
   ck_assert_int_eq(uvctx_cancel(b), 0);
   uv_run(&lb, UV_RUN_DEFAULT);
   ck_assert_int_eq(wb.calls, 1);
-  uvctx_release(bc);
-  uvctx_release(b);
+  release_all(bc, b);
   ASSERT_LOOP_CLOSES(&lb);
 }
 END_TEST

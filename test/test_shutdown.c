@@ -241,9 +241,7 @@ START_TEST(grace_period_never_ends_before_grace_ms) {
     ck_assert(run_until(&loop, &po.calls, 1));
     ck_assert_int_eq(po.err, UV_ETIMEDOUT);
     ck_assert_uint_ge(po.now, t0 + grace);
-    uvctx_release(req);
-    uvctx_release(stopping);
-    uvctx_release(out);
+    release_all(req, stopping, out);
   }
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -317,8 +315,7 @@ START_TEST(children_of_out_are_cancelled_in_phase_2_not_phase_1) {
   ck_assert_int_eq(pc.calls, 1);
   ck_assert_int_eq(pv.calls, 1);
 
-  uvctx_release(req);
-  uvctx_release(conn);
+  release_all(req, conn);
   sd_end(&s);
 }
 END_TEST
@@ -402,9 +399,7 @@ START_TEST(parent_already_done_gives_both_born_done) {
   ck_assert_int_eq(uvctx_cause(out), UV_EIO);
   ck_assert_int_eq(uvctx_cause(stopping), UV_EIO);
   ck_assert_int_eq(uvctx_shutdown(out, 0), UV_EALREADY);
-  uvctx_release(stopping);
-  uvctx_release(out);
-  uvctx_release(parent);
+  release_all(stopping, out, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -610,11 +605,9 @@ START_TEST(release_before_shutdown_closes_the_loop_in_either_order) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out =
       mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
-  uvctx_release(out);
-  uvctx_release(stopping);
+  release_all(out, stopping);
   out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 60000, &stopping);
-  uvctx_release(stopping);
-  uvctx_release(out);
+  release_all(stopping, out);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -700,8 +693,7 @@ static void request_end(request_t *r) {
   server_t *s = r->srv;
   r->live = 0;
   uv_close((uv_handle_t *)&r->t, request_closed);
-  uvctx_release(r->req);
-  uvctx_release(r->conn);
+  release_all(r->req, r->conn);
   s->released++;
   s->inflight--;
 }
@@ -1056,9 +1048,7 @@ static void check_child_kind_counts(int kind) {
   ck_assert_int_eq(uvctx_err(out), UV_ECANCELED);
   ck_assert_int_eq(uvctx_cause(out), UV_ESHUTDOWN);
 
-  uvctx_release(other);
-  uvctx_release(stopping);
-  uvctx_release(out);
+  release_all(other, stopping, out);
   ASSERT_LOOP_CLOSES(&loop);
 }
 
@@ -1151,8 +1141,7 @@ START_TEST(last_request_released_on_another_thread_ends_it_early) {
     uv_run(&loop, UV_RUN_DEFAULT); /* the worker's async */
     ck_assert_int_eq(po.err, UV_ECANCELED); /* not the grace timeout */
     ck_assert_int_eq(po.cause, UV_ESHUTDOWN);
-    uvctx_release(stopping);
-    uvctx_release(out);
+    release_all(stopping, out);
   }
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1249,11 +1238,9 @@ START_TEST(with_shutdown_count_0_accepts_null_signums) {
   int sig = SIGUSR1;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *out = mk_shutdown(&loop, uvctx_background(), NULL, 0, 10, &stopping);
-  uvctx_release(stopping);
-  uvctx_release(out);
+  release_all(stopping, out);
   out = mk_shutdown(&loop, uvctx_background(), &sig, 0, 10, &stopping);
-  uvctx_release(stopping);
-  uvctx_release(out);
+  release_all(stopping, out);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -1279,9 +1266,7 @@ START_TEST(shutdown_of_null_or_a_context_of_another_kind_is_einval) {
   ck_assert_int_eq(uvctx_err(s.stopping), 0);
   ck_assert_int_eq(uvctx_err(s.out), 0);
 
-  uvctx_release(sig);
-  uvctx_release(v);
-  uvctx_release(c);
+  release_all(sig, v, c);
   sd_end(&s);
 }
 END_TEST

@@ -173,9 +173,7 @@ START_TEST(signal_runs_the_watches_of_the_context_and_its_descendants_in_order) 
   ck_assert_int_lt(pc.seq, pv.seq);
 
   catcher_close(&own);
-  uvctx_release(v);
-  uvctx_release(c);
-  uvctx_release(s);
+  release_all(v, c, s);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -196,8 +194,7 @@ START_TEST(two_signal_contexts_on_the_same_signal_both_finish) {
   ck_assert_int_eq(uvctx_signal_received(b), SIGUSR1);
 
   catcher_close(&own);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -237,8 +234,7 @@ START_TEST(parent_done_finishes_it_with_signal_received_0) {
   ck_assert_int_eq(uvctx_cause(c), UV_EPIPE);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
 
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -250,8 +246,7 @@ START_TEST(child_of_a_done_parent_is_born_done_with_signal_received_0) {
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED);
   ck_assert_int_eq(uvctx_cause(c), UV_EIO);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

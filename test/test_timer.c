@@ -82,8 +82,7 @@ START_TEST(test_timeout_cause_is_the_cause_when_the_deadline_fires) {
   ck_assert_int_eq(abs_rec.calls, 1);
   assert_done(abs, UV_ETIMEDOUT, UV_ENETDOWN);
 
-  uvctx_release(abs);
-  uvctx_release(ctx);
+  release_all(abs, ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -206,10 +205,7 @@ START_TEST(test_child_of_timed_out_parent_is_born_done_with_its_cause) {
   assert_done(later, UV_ETIMEDOUT, UV_ENETUNREACH);
   assert_done(value, UV_ETIMEDOUT, UV_ENETUNREACH);
 
-  uvctx_release(value);
-  uvctx_release(later);
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(value, later, child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -231,9 +227,7 @@ START_TEST(test_timeout_near_uint64_max_saturates_and_never_comes) {
   assert_not_done(almost);
   assert_not_done(far);
 
-  uvctx_release(far);
-  uvctx_release(almost);
-  uvctx_release(max);
+  release_all(far, almost, max);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -279,8 +273,7 @@ START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
   ck_assert_int_eq(uvctx_deadline(value, &dl), 0);
   ck_assert_uint_eq(dl, sentinel);
 
-  uvctx_release(value);
-  uvctx_release(cancel);
+  release_all(value, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -293,8 +286,7 @@ START_TEST(test_deadline_later_than_parents_reports_the_parents) {
   ck_assert_uint_eq(deadline_of(child), early);
   ck_assert_uint_eq(deadline_of(parent), early);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -307,8 +299,7 @@ START_TEST(test_deadline_earlier_than_parents_reports_its_own) {
   ck_assert_uint_eq(deadline_of(child), late - 30000);
   ck_assert_uint_eq(deadline_of(parent), late);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -326,11 +317,7 @@ START_TEST(test_deadline_is_inherited_through_value_and_cancel_contexts) {
   ck_assert_uint_eq(deadline_of(value2), dl);
   ck_assert_uint_eq(deadline_of(later), dl);
 
-  uvctx_release(later);
-  uvctx_release(value2);
-  uvctx_release(cancel);
-  uvctx_release(value);
-  uvctx_release(timed);
+  release_all(later, value2, cancel, value, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -350,10 +337,7 @@ START_TEST(test_without_cancel_hides_the_deadlines_above_it) {
   /* Only its own deadline counts below a without-cancel context. */
   ck_assert_uint_eq(deadline_of(later), early + 30000);
 
-  uvctx_release(later);
-  uvctx_release(value);
-  uvctx_release(detached);
-  uvctx_release(timed);
+  release_all(later, value, detached, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -379,10 +363,7 @@ START_TEST(test_parent_deadline_finishes_child_with_etimedout_and_its_cause) {
   assert_done(value, UV_ETIMEDOUT, UV_EHOSTDOWN);
   assert_done(grandchild, UV_ETIMEDOUT, UV_EHOSTDOWN);
 
-  uvctx_release(grandchild);
-  uvctx_release(value);
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(grandchild, value, child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -434,9 +415,7 @@ START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
   ck_assert_int_eq(peek.later_cause, peek.plain_cause);
   assert_done(later, UV_ETIMEDOUT, UV_EHOSTDOWN);
 
-  uvctx_release(later);
-  uvctx_release(plain);
-  uvctx_release(parent);
+  release_all(later, plain, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -451,8 +430,7 @@ START_TEST(test_child_deadline_earlier_than_parents_leaves_parent_alone) {
   assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);
   assert_not_done(parent);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -493,8 +471,7 @@ START_TEST(test_parent_cancel_before_child_deadline_is_final) {
   poll_until(&loop, never, NULL, dl + 15);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -526,8 +503,7 @@ START_TEST(test_timed_out_child_keeps_etimedout_after_parent_cancel) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rec.calls, 1);
 
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

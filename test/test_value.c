@@ -72,9 +72,7 @@ START_TEST(test_value_nearest_definition_wins) {
   /* The shadowing child does not change what its parent sees. */
   ck_assert_ptr_eq(uvctx_value(outer, &key_user), value_alice);
 
-  uvctx_release(below);
-  uvctx_release(inner);
-  uvctx_release(outer);
+  release_all(below, inner, outer);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -86,8 +84,7 @@ START_TEST(test_value_nearest_definition_wins_even_when_it_is_null) {
   ck_assert_ptr_null(uvctx_value(inner, &key_user));
   ck_assert_ptr_eq(uvctx_value(outer, &key_user), value_alice);
 
-  uvctx_release(inner);
-  uvctx_release(outer);
+  release_all(inner, outer);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -124,12 +121,7 @@ START_TEST(test_value_lookup_walks_through_cancel_deadline_and_without_cancel) {
   ck_assert_ptr_eq(uvctx_value(leaf, &key_request), value_req);
   ck_assert_ptr_null(uvctx_value(cancel, &key_request));
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(timed);
-  uvctx_release(request);
-  uvctx_release(cancel);
-  uvctx_release(user);
+  release_all(leaf, detached, timed, request, cancel, user);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -160,9 +152,7 @@ START_TEST(test_without_cancel_keeps_values_of_parent) {
   ck_assert_ptr_eq(uvctx_value(detached, &key_user), value_alice);
   ck_assert_ptr_null(uvctx_value(detached, &key_request));
 
-  uvctx_release(detached);
-  uvctx_release(user);
-  uvctx_release(cancel);
+  release_all(detached, user, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -189,10 +179,7 @@ START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
   /* A watch on a context that can never be done never runs: unwatch is 0. */
   ck_assert_int_eq(uvctx_unwatch(&detached_watch.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&leaf_watch.w), 0);
-  uvctx_release(leaf);
-  uvctx_release(value);
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(leaf, value, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -209,10 +196,7 @@ START_TEST(test_without_cancel_of_done_parent_is_not_done) {
   assert_not_done(leaf);
   ck_assert_ptr_eq(uvctx_value(leaf, &key_user), value_alice);
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(user);
-  uvctx_release(parent);
+  release_all(leaf, detached, user, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -225,8 +209,7 @@ START_TEST(test_without_cancel_drops_the_deadline_of_its_ancestors) {
   ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
   ck_assert_uint_eq(dl, 9);
 
-  uvctx_release(detached);
-  uvctx_release(timed);
+  release_all(detached, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -240,8 +223,7 @@ START_TEST(test_without_cancel_is_not_cancellable_and_has_no_done_signal) {
   assert_not_done(detached);
   assert_not_done(parent);
 
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -265,10 +247,7 @@ START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(watch.calls, 1);
 
-  uvctx_release(grandchild);
-  uvctx_release(child);
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(grandchild, child, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -326,15 +305,8 @@ START_TEST(test_loop_of_each_kind_of_context) {
   ck_assert_ptr_null(uvctx_loop(value_of_detached));
   ck_assert_ptr_eq(uvctx_loop(cancel_of_detached), &loop);
 
-  uvctx_release(cancel_of_detached);
-  uvctx_release(value_of_detached);
-  uvctx_release(detached);
-  uvctx_release(value_of_root);
-  uvctx_release(value_of_timed);
-  uvctx_release(value_of_value);
-  uvctx_release(value_of_cancel);
-  uvctx_release(timed);
-  uvctx_release(cancel);
+  release_all(cancel_of_detached, value_of_detached, detached, value_of_root,
+              value_of_timed, value_of_value, value_of_cancel, timed, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -363,9 +335,7 @@ START_TEST(test_format_of_cancel_context_appends_with_cancel) {
   ck_assert_str_eq(fmt(nested, buf, sizeof(buf)),
                    "background.with_cancel.with_cancel");
 
-  uvctx_release(nested);
-  uvctx_release(todo_ctx);
-  uvctx_release(ctx);
+  release_all(nested, todo_ctx, ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -417,9 +387,7 @@ START_TEST(test_format_of_without_cancel_context_appends_without_cancel) {
                    "background.with_cancel.without_cancel");
   ck_assert_str_eq(fmt(todo_detached, buf, sizeof(buf)), "todo.without_cancel");
 
-  uvctx_release(todo_detached);
-  uvctx_release(detached);
-  uvctx_release(cancel);
+  release_all(todo_detached, detached, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -444,11 +412,7 @@ START_TEST(test_format_lists_the_whole_ancestry_root_first) {
                 "\"%s\" does not end with \").without_cancel.with_cancel\"",
                 buf);
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(value);
-  uvctx_release(timed);
-  uvctx_release(cancel);
+  release_all(leaf, detached, value, timed, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -467,8 +431,7 @@ START_TEST(test_format_with_null_buffer_and_zero_len_returns_needed_length) {
   ck_assert_int_eq(uvctx_format(value, NULL, 0),
                    (int)strlen(fmt(value, buf, sizeof(buf))));
 
-  uvctx_release(value);
-  uvctx_release(cancel);
+  release_all(value, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

@@ -62,12 +62,7 @@ START_TEST(watch_callback_never_runs_inside_constructor) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
 
-  uvctx_release(c1);
-  uvctx_release(c2);
-  uvctx_release(c3);
-  uvctx_release(c4);
-  uvctx_release(c5);
-  uvctx_release(parent);
+  release_all(c1, c2, c3, c4, c5, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -227,10 +222,7 @@ START_TEST(watch_order_ancestor_first_then_registration_order) {
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_tree_order(pr, UV_ECANCELED);
 
-  uvctx_release(g);
-  uvctx_release(s);
-  uvctx_release(c);
-  uvctx_release(p);
+  release_all(g, s, c, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -247,10 +239,7 @@ START_TEST(watch_order_ancestor_first_when_a_deadline_finishes_the_tree) {
   ck_assert(run_until(&loop, &j.ran, NPROBES));
   assert_tree_order(pr, UV_ETIMEDOUT);
 
-  uvctx_release(g);
-  uvctx_release(s);
-  uvctx_release(c);
-  uvctx_release(p);
+  release_all(g, s, c, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -277,9 +266,7 @@ START_TEST(watch_order_value_context_after_its_cancellable_ancestor) {
   ck_assert_int_lt(v1.seq, v2.seq);
   ck_assert_int_lt(v2.seq, c1.seq);
 
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(p);
+  release_all(c, v, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -424,8 +411,7 @@ START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
   ck_assert_int_eq(on_parent.calls, 1);
   ck_assert_int_eq(on_parent.action_rc, 0);
   ck_assert_int_eq(on_child.calls, 0);
-  uvctx_release(child);
-  uvctx_release(parent);
+  release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -444,8 +430,7 @@ START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
   ck_assert_int_eq(uvctx_cancel(a), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -464,8 +449,7 @@ START_TEST(unwatched_watch_struct_can_be_reused) {
   ck_assert_int_eq(uvctx_cancel(b), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 1);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -569,8 +553,7 @@ START_TEST(callback_may_free_its_watch) {
   ck_assert_int_eq(uvctx_cancel(parent), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(freed_calls, 3);
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -649,8 +632,7 @@ START_TEST(callback_may_watch_another_context_with_the_same_watch_struct) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(p.calls, 2);
   ck_assert_int_eq(p.cause, UV_EIO);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -676,8 +658,7 @@ START_TEST(callback_may_cancel_another_context_whose_watches_then_run) {
   ck_assert_int_eq(pa.action_rc, 0);
   ck_assert_int_eq(pb.calls, 1);
   ck_assert_int_gt(pb.seq, pa.seq);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -700,8 +681,7 @@ START_TEST(done_async_returns_the_same_handle_on_each_call) {
   ck_assert_ptr_ne(ht, h);
   ck_assert_ptr_eq(uvctx_done_async(t), ht);
   ck_assert_ptr_eq(h->loop, &loop);
-  uvctx_release(c);
-  uvctx_release(t);
+  release_all(c, t);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -717,9 +697,7 @@ START_TEST(done_async_of_a_value_context_is_its_cancellable_ancestors) {
   ck_assert_ptr_nonnull(hv);
   ck_assert_ptr_eq(uvctx_done_async(c), hv);
   ck_assert_ptr_eq(uvctx_done_async(v1), hv);
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(c);
+  release_all(v2, v1, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -803,8 +781,7 @@ START_TEST(done_async_refd_keeps_the_loop_running_until_cancelled) {
 
   uv_close((uv_handle_t *)&k.t, NULL);
   stop_guard_close(&g);
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -859,9 +836,7 @@ START_TEST(done_async_is_closed_by_uvctx_on_release) {
   uvctx_t *v = mk_value(t, &key_a, NULL);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
   ck_assert_ptr_nonnull(uvctx_done_async(v)); /* t's */
-  uvctx_release(v);
-  uvctx_release(t);
-  uvctx_release(c);
+  release_all(v, t, c);
   ASSERT_LOOP_CLOSES(&loop); /* uv_loop_close would be UV_EBUSY otherwise */
 }
 END_TEST
