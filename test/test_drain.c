@@ -335,23 +335,6 @@ START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
 }
 END_TEST
 
-START_TEST(drain_with_a_pending_watch_struct_is_ebusy) {
-  rec_t d;
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, NULL, a);
-  ck_assert_int_eq(uvctx_drain(b, &d.w, rec_cb), UV_EBUSY);
-  ck_assert_int_eq(uvctx_drain(a, &d.w, rec_cb), UV_EBUSY);
-  ck_assert_int_eq(uvctx_watch(b, &d.w, rec_cb), UV_EBUSY);
-  ck_assert_int_eq(uvctx_cancel(b), 0);
-  ck_assert_int_eq(uvctx_cancel(a), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(d.calls, 1); /* only the first registration */
-  release_all(a, b);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* ---------------------------------------------------------------------------
  * Other threads
  *
@@ -566,7 +549,6 @@ Suite *drain_suite(void) {
   tcase_add_test(tc, drain_null_arguments_are_einval);
   tcase_add_loop_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval,
                       U_NULL, NUNCANCELLABLE);
-  tcase_add_test(tc, drain_with_a_pending_watch_struct_is_ebusy);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");

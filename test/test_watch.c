@@ -416,25 +416,6 @@ START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
 }
 END_TEST
 
-START_TEST(watch_with_a_pending_watch_struct_is_ebusy) {
-  rec_t p;
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, a);
-  ck_assert_int_eq(uvctx_watch(a, &p.w, rec_cb), UV_EBUSY);
-  ck_assert_int_eq(uvctx_watch(b, &p.w, rec_cb), UV_EBUSY);
-  /* nothing changed: it still watches a, once */
-  ck_assert_int_eq(uvctx_cancel(b), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 0);
-  ck_assert_int_eq(uvctx_cancel(a), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  release_all(a, b);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(unwatched_watch_struct_can_be_reused) {
   rec_t p;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
@@ -896,7 +877,6 @@ Suite *watch_suite(void) {
   tcase_add_test(tc, unwatch_inside_own_callback_returns_ealready);
   tcase_add_test(tc, unwatch_from_another_callback_of_the_same_batch_prevents_it);
   tcase_add_test(tc, unwatch_from_an_ancestors_callback_prevents_the_descendants_watch);
-  tcase_add_test(tc, watch_with_a_pending_watch_struct_is_ebusy);
   tcase_add_test(tc, unwatched_watch_struct_can_be_reused);
   suite_add_tcase(s, tc);
 
