@@ -136,9 +136,7 @@ START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
   ck_assert_int_eq(t.n, 5); /* root, a, a1, b, vc */
   text_free(&t);
 
-  uvctx_t *all[] = {wc, w, vc, v, bv, b, a1, a, root};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    uvctx_release(all[i]);
+  release_all(wc, w, vc, v, bv, b, a1, a, root);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
