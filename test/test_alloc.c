@@ -8,11 +8,12 @@
  * The functions that allocate: uvctx_with_cancel, uvctx_with_deadline(_cause),
  * uvctx_with_timeout(_cause), uvctx_with_grpc_timeout, uvctx_with_value,
  * uvctx_without_cancel, uvctx_with_signal, uvctx_with_any,
- * uvctx_with_shutdown (two contexts) and uvctx_done_async; the first cancellable context of a loop also allocates
- * the loop's state. No other function allocates: the scenario below runs the
- * others (watch, drain, unwatch, cancel, reset_timeout, shutdown, keepalive,
- * close_on_done, release) with the allocator failing every call, and they
- * all work. */
+ * uvctx_with_shutdown (two contexts) and uvctx_done_async; the first
+ * cancellable context of a loop also allocates the loop's state. No other
+ * function allocates: the scenario below runs the others (watch, drain,
+ * unwatch, cancel, reset_timeout, shutdown, keepalive, close_on_done,
+ * release) with the allocator failing every call, and they all work
+ * (test_grpc.c shows that uvctx_grpc_timeout allocates nothing). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
