@@ -75,12 +75,6 @@ uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]) {
   }
 }
 
-void release_made(uvctx_t *made[2]) {
-  for (int i = 1; i >= 0; i--)
-    if (made[i] != NULL)
-      uvctx_release(made[i]);
-}
-
 typedef struct {
   uv_timer_t t;
   const int *counter;

@@ -50,7 +50,7 @@ uvctx_t *mk_without(uvctx_t *parent);
  * roots, a value context of parent (which is cancellable), of a root and of
  * a without-cancel context, and a without-cancel context (of parent). All but
  * U_VALUE_OF_CANCEL can never be done. mk_uncancellable() stores what it made
- * in made[0..1] (NULL when nothing), for release_made(). */
+ * in made[0..1] (NULL when nothing): release_all(made[1], made[0]). */
 enum {
   U_NULL,
   U_BACKGROUND,
@@ -63,7 +63,6 @@ enum {
 };
 
 uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]);
-void release_made(uvctx_t *made[2]);
 
 /* Runs the loop, with a ref'd 1 ms polling timer of our own, until *counter
  * reaches target (or about 3 s have passed). Returns 1 if it was reached.

@@ -154,7 +154,7 @@ START_TEST(test_cancel_of_a_context_that_is_not_cancellable_is_einval) {
   else
     ck_assert_ptr_null(uvctx_done_async(c));
 
-  release_made(made);
+  release_all(made[1], made[0]);
   assert_parent_untouched(&loop, parent);
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);

@@ -327,7 +327,7 @@ START_TEST(drain_of_a_context_that_is_not_cancellable_is_einval) {
   ck_assert_int_eq(uvctx_drain(c, &d.w, rec_cb), UV_EINVAL);
   rec_drain(&d, &j, root);
   ck_assert_int_eq(uvctx_cancel(root), 0);
-  release_made(made);
+  release_all(made[1], made[0]);
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(j.ran, 1); /* the good drain only */
   uvctx_release(root);

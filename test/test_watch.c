@@ -500,7 +500,7 @@ START_TEST(watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can) {
     ck_assert_int_eq(p.calls, 0);
     ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
   }
-  release_made(made);
+  release_all(made[1], made[0]);
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(j.ran, _i == U_VALUE_OF_CANCEL);
