@@ -96,14 +96,7 @@ static void drop(uvctx_t **c) {
 }
 
 static void sd_end(sd_t *s) {
-  if (s->req != NULL)
-    drop(&s->req);
-  if (s->stopping != NULL)
-    drop(&s->stopping);
-  if (s->out != NULL)
-    drop(&s->out);
-  if (s->parent != NULL)
-    drop(&s->parent);
+  release_all(s->req, s->stopping, s->out, s->parent);
   ASSERT_LOOP_CLOSES(&s->loop);
 }
 
