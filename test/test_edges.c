@@ -1,7 +1,8 @@
 /* Edges the other suites leave: a shutdown beginning while its stopping
  * context is being torn down, uvctx_format() of every kind and of a passed
  * deadline, signal counts too large for a context's block, and a loop's
- * first context when the process has no file descriptor left.
+ * first context and a done signal when the process has no file descriptor
+ * left.
  *
  * uvctx_format() returns UV_E2BIG when a description would be longer than
  * INT_MAX. That takes a chain of some 42 million contexts (the longest
@@ -236,15 +237,16 @@ START_TEST(signal_and_shutdown_refuse_a_count_too_large_for_their_block) {
 END_TEST
 
 /* ---------------------------------------------------------------------------
- * A loop's first context with no file descriptor left
+ * Loops without a file descriptor to spare
  *
- * uvctx's per-loop state wakes the loop with a uv_async_t. On Linux every
- * uv_async_t of a loop shares one eventfd, which uv_loop_init() itself opens
- * (for the thread pool's own uv_async_t), so a loop that was initialised
- * needs no new descriptor for uvctx, and uv_async_init() on it cannot fail.
- * The eventfd is missing only after a uv_loop_fork() that could not open it
- * again: then uvctx's uv_async_init() fails too, and nothing may be left
- * behind.
+ * uvctx's per-loop state and a context's done signal are uv_async_t's. On
+ * Linux every uv_async_t of a loop shares one eventfd, which uv_loop_init()
+ * itself opens (for the thread pool's own uv_async_t), so a loop that was
+ * initialised needs no new descriptor for uvctx, and uv_async_init() on it
+ * cannot fail. The eventfd is missing only after a uv_loop_fork() that could
+ * not open it again (here without a fork(): what uv_loop_fork() does to the
+ * loop is the same): then uvctx's uv_async_init() fails too, and nothing may
+ * be left behind.
  *
  * The file-descriptor limit is process-wide: each test restores it right
  * after the calls under test, before asserting anything, so that a failure
@@ -288,6 +290,8 @@ static void counting_free(void *p) {
   free(p);
 }
 
+/* With no descriptor left in the process, the first context of a fresh loop
+ * is made all the same, and opens none. */
 START_TEST(first_context_of_a_loop_needs_no_new_file_descriptor) {
   uv_loop_t loop;
   struct rlimit old;
@@ -312,48 +316,63 @@ START_TEST(first_context_of_a_loop_needs_no_new_file_descriptor) {
 }
 END_TEST
 
-/* The loop's eventfd is closed and cannot be opened again (uv_loop_fork()
- * reopens the epoll descriptor in the slot it frees, then fails on the
- * eventfd, as every slot below the limit is taken). The first context of the
- * loop then fails with UV_EMFILE, with nothing made, registered or kept;
- * once descriptors are available again, uv_loop_fork() restores the loop and
- * uvctx works on it. */
-START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
-  enum { MAX_FILL = 4096 };
-  static int fill[MAX_FILL];
-  uv_loop_t loop;
+/* Descriptors that fill every free slot below a limit. */
+enum { MAX_FILL = 4096 };
+
+typedef struct {
   struct rlimit old;
-  uvctx_t *ctx = NULL;
-  int nfill = 0;
-  int limit;
-  int fork_rc;
-  int rc;
-  long leaked;
+  int fd[MAX_FILL];
+  int n;
+} fill_t;
+
+/* Makes uv_loop_fork() on loop fail to reopen the loop's eventfd: every slot
+ * up to the loop's epoll descriptor is taken and the limit lets only that
+ * one be reopened (uv_loop_fork() reopens it first, in the slot it frees,
+ * then fails on the eventfd). Returns uv_loop_fork()'s result, with the
+ * limit still lowered: the caller makes the calls under test, then calls
+ * regain_fds() before asserting anything. */
+static int lose_wakeup_fd(uv_loop_t *loop, fill_t *f) {
+  int limit = uv_backend_fd(loop) + 1;
   int fd;
 
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  outstanding = 0;
-
-  /* Every slot up to the loop's epoll descriptor taken: the limit lets that
-   * one be reopened and nothing more. */
-  limit = uv_backend_fd(&loop) + 1;
   ck_assert_int_gt(limit, 0);
+  ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &f->old), 0);
+  f->n = 0;
   while ((fd = open("/dev/null", O_RDONLY | O_CLOEXEC)) >= 0 && fd < limit) {
-    ck_assert_int_lt(nfill, MAX_FILL);
-    fill[nfill++] = fd;
+    ck_assert_int_lt(f->n, MAX_FILL);
+    f->fd[f->n++] = fd;
   }
   ck_assert_int_ge(fd, limit);
   ck_assert_int_eq(close(fd), 0);
+  set_fd_limit(&f->old, (rlim_t)limit);
+  return uv_loop_fork(loop);
+}
 
-  set_fd_limit(&old, (rlim_t)limit);
-  fork_rc = uv_loop_fork(&loop);
+static void regain_fds(fill_t *f) {
+  restore_fd_limit(&f->old);
+  while (f->n > 0)
+    ck_assert_int_eq(close(f->fd[--f->n]), 0);
+}
+
+/* The first context of a loop whose eventfd is gone fails with UV_EMFILE,
+ * with nothing made, registered or kept; once descriptors are available
+ * again, uv_loop_fork() restores the loop and uvctx works on it. */
+START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
+  static fill_t fill;
+  uv_loop_t loop;
+  uvctx_t *ctx = NULL;
+  int fork_rc;
+  int rc;
+  long leaked;
+
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+  outstanding = 0;
+
+  fork_rc = lose_wakeup_fd(&loop, &fill);
   rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
   leaked = outstanding;
-  restore_fd_limit(&old);
-  while (nfill > 0)
-    ck_assert_int_eq(close(fill[--nfill]), 0);
+  regain_fds(&fill);
 
   ck_assert_int_eq(fork_rc, UV_EMFILE);
   ck_assert_int_eq(rc, UV_EMFILE);
@@ -364,6 +383,50 @@ START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
   ck_assert_int_eq(uv_loop_fork(&loop), 0);
   ctx = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(outstanding, 0);
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+END_TEST
+
+/* Likewise uvctx_done_async() on a context of such a loop: NULL ("cannot be
+ * made"), nothing kept, the context unharmed; once the loop is restored the
+ * done signal is made and sent when the context is done. */
+START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
+  static fill_t fill;
+  uv_loop_t loop;
+  uv_async_t *done;
+  int fork_rc;
+  long before;
+  long leaked;
+
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+  outstanding = 0;
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+
+  before = outstanding;
+  fork_rc = lose_wakeup_fd(&loop, &fill);
+  done = uvctx_done_async(ctx);
+  leaked = outstanding - before;
+  regain_fds(&fill);
+
+  ck_assert_int_eq(fork_rc, UV_EMFILE);
+  ck_assert_ptr_null(done);
+  ck_assert_int_eq(leaked, 0);
+  ck_assert_int_eq(uvctx_err(ctx), 0);
+
+  ck_assert_int_eq(uv_loop_fork(&loop), 0);
+  done = uvctx_done_async(ctx);
+  ck_assert_ptr_nonnull(done);
+  ck_assert_ptr_eq(uvctx_done_async(ctx), done);
+  /* Ref'd, it keeps the loop running until it has been delivered (uvctx then
+   * unrefs it): uv_run returning proves the signal was sent. */
+  uv_ref((uv_handle_t *)done);
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert(!uv_has_ref((uv_handle_t *)done));
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(outstanding, 0);
@@ -396,6 +459,7 @@ Suite *edges_suite(void) {
   tcase_set_timeout(tc, 5);
   tcase_add_test(tc, first_context_of_a_loop_needs_no_new_file_descriptor);
   tcase_add_test(tc, first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd);
+  tcase_add_test(tc, done_async_fails_cleanly_without_the_loops_wakeup_fd);
   suite_add_tcase(s, tc);
   return s;
 }
