@@ -51,5 +51,7 @@ Suite *crossloop_suite(void);
 Suite *grpc_suite(void);
 Suite *stress_suite(void);
 Suite *ancestors_suite(void);
+Suite *remote_suite(void);
+Suite *edges_suite(void);
 
 #endif
