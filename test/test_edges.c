@@ -24,18 +24,6 @@
  * A shutdown begins while its stopping context is being torn down
  * ------------------------------------------------------------------------- */
 
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-  int err;
-} drained_t;
-
-static void drained_cb(uvctx_watch_t *w, int err) {
-  drained_t *d = w->data;
-  d->calls++;
-  d->err = err;
-}
-
 /* Drops the last reference to a context on a thread that is not its loop's,
  * then wakes the loop through a ref'd uv_async_t of the test's (whose
  * callback closes it), so that the loop runs until it has seen the release. */
@@ -65,7 +53,7 @@ START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   releaser_t r;
   uvctx_t *stopping = NULL;
   uvctx_t *sd = NULL;
-  drained_t d = {0};
+  rec_t d;
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
@@ -82,8 +70,7 @@ START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   ck_assert_int_eq(uvctx_shutdown(sd, UV_EPIPE), UV_EALREADY);
 
   /* stopping still counts as a child until the loop has torn it down. */
-  d.w.data = &d;
-  ck_assert_int_eq(uvctx_drain(sd, &d.w, drained_cb), 0);
+  rec_drain(&d, NULL, sd);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(d.calls, 1);
   ck_assert_int_eq(d.err, UV_ECANCELED);
@@ -274,22 +261,6 @@ static void restore_fd_limit(const struct rlimit *old) {
     abort(); /* the tests after this one would fail for no reason of theirs */
 }
 
-/* Counting allocator: every block uvctx takes is given back. */
-static long outstanding;
-
-static void *counting_malloc(size_t size) {
-  void *p = malloc(size);
-  if (p != NULL)
-    outstanding++;
-  return p;
-}
-
-static void counting_free(void *p) {
-  if (p != NULL)
-    outstanding--;
-  free(p);
-}
-
 /* With no descriptor left in the process, the first context of a fresh loop
  * is made all the same, and opens none. */
 START_TEST(first_context_of_a_loop_needs_no_new_file_descriptor) {
@@ -366,12 +337,11 @@ START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
   long leaked;
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  outstanding = 0;
+  counting_install();
 
   fork_rc = lose_wakeup_fd(&loop, &fill);
   rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
-  leaked = outstanding;
+  leaked = counting_outstanding;
   regain_fds(&fill);
 
   ck_assert_int_eq(fork_rc, UV_EMFILE);
@@ -385,8 +355,8 @@ START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(outstanding, 0);
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+  ck_assert_int_eq(counting_outstanding, 0);
+  counting_uninstall();
 }
 END_TEST
 
@@ -402,14 +372,13 @@ START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
   long leaked;
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  outstanding = 0;
+  counting_install();
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
 
-  before = outstanding;
+  before = counting_outstanding;
   fork_rc = lose_wakeup_fd(&loop, &fill);
   done = uvctx_done_async(ctx);
-  leaked = outstanding - before;
+  leaked = counting_outstanding - before;
   regain_fds(&fill);
 
   ck_assert_int_eq(fork_rc, UV_EMFILE);
@@ -429,8 +398,8 @@ START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
   ck_assert(!uv_has_ref((uv_handle_t *)done));
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(outstanding, 0);
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+  ck_assert_int_eq(counting_outstanding, 0);
+  counting_uninstall();
 }
 END_TEST
 
