@@ -577,7 +577,7 @@ static unsigned int pool_size(void) {
 typedef struct {
   uv_work_t *reqs;
   unsigned int n;
-  atomic_uint started;
+  tally_t started;
   uv_sem_t go;
   int released;
   unsigned int finished;
@@ -586,7 +586,7 @@ typedef struct {
 
 static void blocker_work(uv_work_t *req) {
   pool_t *p = req->data;
-  atomic_fetch_add(&p->started, 1);
+  tally_add(&p->started, 1);
   uv_sem_wait(&p->go);
 }
 
@@ -609,7 +609,7 @@ static void pool_release(pool_t *p) {
 static void pool_occupy(pool_t *p, uv_loop_t *loop) {
   memset(p, 0, sizeof(*p));
   p->n = pool_size();
-  atomic_init(&p->started, 0);
+  tally_init(&p->started);
   ck_assert_int_eq(uv_sem_init(&p->go, 0), 0);
   p->reqs = calloc(p->n, sizeof(*p->reqs));
   ck_assert_ptr_nonnull(p->reqs);
@@ -619,13 +619,10 @@ static void pool_occupy(pool_t *p, uv_loop_t *loop) {
                                    blocker_after),
                      0);
   }
-  uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-  while (atomic_load(&p->started) < p->n && uvctx_now() < limit)
-    uv_sleep(1);
-  if (atomic_load(&p->started) < p->n) {
+  if (!tally_wait(&p->started, (int)p->n, HANDOFF_LIMIT_MS)) {
     pool_release(p);
-    ck_abort_msg("only %u of %u pool threads started",
-                 atomic_load(&p->started), p->n);
+    ck_abort_msg("only %d of %u pool threads started", tally_get(&p->started),
+                 p->n);
   }
 }
 
@@ -634,6 +631,7 @@ static void pool_done(pool_t *p) {
   ck_assert_int_eq(p->released, 1);
   ck_assert_uint_eq(p->finished, p->n);
   ck_assert_int_eq(p->finish_status, 0);
+  tally_destroy(&p->started);
   uv_sem_destroy(&p->go);
   free(p->reqs);
 }

@@ -35,14 +35,6 @@ static int counter_watch(counter_t *c, uvctx_t *ctx) {
   return uvctx_watch(ctx, &c->w, counter_cb);
 }
 
-/* Keeps the loop running, 2 ms at a time, until *counter reaches target or
- * about 3 s have passed. Returns 1 if it was reached. */
-static int spin_until(uv_loop_t *loop, const int *counter, int target) {
-  for (int i = 0; i < 1500 && *counter < target; i++)
-    run_for(loop, 2);
-  return *counter >= target;
-}
-
 /* Small deterministic PRNG (xorshift32) for shuffles and tree shapes. */
 static uint32_t rng_next(uint32_t *s) {
   uint32_t x = *s;
@@ -170,7 +162,7 @@ START_TEST(a_released_parents_deadline_still_reaches_its_children) {
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_release(p); /* c keeps it */
   ck_assert_int_eq(counter_watch(&w, c), 0);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   uvctx_release(c);
@@ -311,7 +303,7 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
   ck_assert_int_eq(counter_watch(&w, c), 0);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
   uvctx_release(born);
