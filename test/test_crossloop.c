@@ -712,7 +712,7 @@ Suite *crossloop_suite(void) {
   Suite *s = suite_create("crossloop");
 
   TCase *tc = tcase_create("cancel");
-  tcase_set_timeout(tc, 30); /* valgrind and TSan; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancelling_a_parent_finishes_a_child_on_another_loop_at_once);
   tcase_add_test(tc, watches_of_a_child_on_another_loop_run_on_its_own_loop_thread);
   tcase_add_test(tc, grandchildren_on_the_child_loop_are_done_in_tree_order);
@@ -725,7 +725,7 @@ Suite *crossloop_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, releasing_the_parent_first_then_the_child_lets_both_loops_close);
   tcase_add_test(tc, releasing_the_child_first_then_the_parent_lets_both_loops_close);
   suite_add_tcase(s, tc);

@@ -1473,6 +1473,7 @@ END_TEST
 Suite *go_port_suite(void) {
   Suite *s = suite_create("go_port");
   TCase *tc = tcase_create("go_port");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, test_background);
   tcase_add_test(tc, test_todo);
   tcase_add_test(tc, test_with_cancel);

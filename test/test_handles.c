@@ -1019,7 +1019,7 @@ Suite *handles_suite(void) {
   Suite *s = suite_create("handles");
 
   TCase *tc = tcase_create("close_on_done");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, close_on_done_closes_a_silent_tcp_read_at_the_deadline);
   tcase_add_test(tc, close_on_done_of_a_cancelled_context_fails_a_pending_connect);
   tcase_add_test(tc, close_on_done_closes_a_handle_that_keeps_the_loop_alive);
@@ -1037,7 +1037,7 @@ Suite *handles_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel_on_done");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancel_on_done_cancels_queued_work_and_its_work_never_runs);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_fs_request);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_getaddrinfo_request);

@@ -557,6 +557,7 @@ Suite *lifetime_suite(void) {
   Suite *s = suite_create("lifetime");
 
   TCase *tc = tcase_create("refcount");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, retain_returns_its_argument);
   tcase_add_test(tc, balanced_retain_release_keeps_the_context_usable);
   tcase_add_test(tc, retain_and_release_of_roots_and_null_do_nothing);
@@ -569,6 +570,7 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancel_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancelled_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_deadline_context);
@@ -581,13 +583,14 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("big");
-  tcase_set_timeout(tc, 30); /* valgrind is slow; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, a_large_tree_cancelled_then_released_in_random_order_closes);
   tcase_add_test(tc, a_large_tree_released_in_random_order_before_delivery_still_delivers);
   tcase_add_test(tc, a_large_tree_released_uncancelled_in_random_order_closes);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loops");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, two_loops_in_one_thread_do_not_interfere);
   suite_add_tcase(s, tc);
 

@@ -736,7 +736,7 @@ Suite *reset_suite(void) {
   Suite *s = suite_create("reset");
 
   TCase *tc = tcase_create("reset_timeout");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, reset_later_does_not_fire_at_the_old_deadline);
   tcase_add_test(tc, reset_earlier_fires_at_the_new_deadline);
   tcase_add_test(tc, reset_works_on_an_absolute_deadline_context);
@@ -754,7 +754,7 @@ Suite *reset_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("keepalive");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, without_keepalive_run_returns_with_a_deadline_pending);
   tcase_add_test(tc, keepalive_runs_the_loop_until_the_deadline_fires);
   tcase_add_test(tc, keepalive_off_restores_the_default);

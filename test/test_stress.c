@@ -1151,14 +1151,15 @@ Suite *stress_suite(void) {
   TCase *tc = tcase_create("tree");
   /* A soak sets its own length; valgrind and TSan are slow. */
   const char *secs = getenv("UVCTX_STRESS_SECONDS");
-  tcase_set_timeout(tc,
-                    secs != NULL ? (double)strtol(secs, NULL, 10) + 60 : 60);
+  tcase_set_timeout(tc, secs != NULL
+                            ? (double)strtol(secs, NULL, 10) + TIMEOUT_THREADS_S
+                            : TIMEOUT_THREADS_S);
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_threads_and_loop_on_one_tree_keep_every_promise);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("shutdown_race");
-  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, test_shutdown_from_threads_while_its_last_child_goes);
   suite_add_tcase(s, tc);
   return s;

@@ -694,10 +694,12 @@ Suite *timer_suite(void) {
   Suite *s = suite_create("timer");
 
   TCase *tc = tcase_create("clock");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_now_is_uv_hrtime_in_milliseconds);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("firing");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_deadline_context_times_out_by_itself_with_etimedout);
   tcase_add_test(tc, test_timeout_cause_is_the_cause_when_the_deadline_fires);
   tcase_add_test(tc, test_timeout_cause_zero_reports_etimedout_as_cause);
@@ -705,6 +707,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done_or_never");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_timeout_zero_is_born_done_with_etimedout);
   tcase_add_test(tc, test_deadline_in_the_past_is_born_done_with_etimedout);
   tcase_add_test(tc, test_born_done_cause_variants_report_the_given_cause);
@@ -714,6 +717,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline_query");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_with_deadline_reports_its_deadline);
   tcase_add_test(tc, test_with_timeout_reports_now_plus_timeout);
   tcase_add_test(tc, test_deadline_is_none_without_a_deadline_in_the_ancestry);
@@ -725,6 +729,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("tree");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(
       tc, test_parent_deadline_finishes_child_with_etimedout_and_its_cause);
   tcase_add_test(tc,
@@ -734,6 +739,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(
       tc, test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires);
   tcase_add_test(tc, test_parent_cancel_before_child_deadline_is_final);
@@ -742,6 +748,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_deadline_context_does_not_keep_the_loop_alive);
   tcase_add_test(
       tc, test_refd_done_signal_keeps_the_loop_running_until_the_deadline);
