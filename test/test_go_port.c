@@ -124,54 +124,65 @@ static int count_of(const char *s, const char *needle) {
   return n;
 }
 
-/* A thread that cancels one context (Go's "go cancel()"): at once, or, for
- * a race, once it and the loop thread have both reached a barrier. */
+/* A thread that cancels contexts (Go's "go cancel()"). It lives for all the
+ * rounds of a test and cancels each round's context once it and the loop
+ * thread meet on a barrier, so that what the loop thread does next races the
+ * cancel. (A thread started per round cost tens of milliseconds a round on a
+ * loaded machine, waiting for its first time slice.) */
 typedef struct {
   uv_thread_t tid;
   uv_barrier_t start;
-  int racing;
-  uvctx_t *ctx;
+  uvctx_t *ctx; /* the round's, set before the barrier; NULL: stop */
   int cause;
-  int rc;
-  tally_t returned; /* 1 once the cancel has returned */
+  int rc;           /* the round's cancel: read it with canceller_rc */
+  int rounds;       /* rounds begun (loop thread) */
+  tally_t returned; /* rounds whose cancel has returned */
 } canceller_t;
 
 static void canceller_main(void *arg) {
   canceller_t *c = arg;
-  if (c->racing)
+  for (;;) {
     uv_barrier_wait(&c->start);
-  c->rc = uvctx_cancel_cause(c->ctx, c->cause);
-  tally_add(&c->returned, 1);
+    if (c->ctx == NULL)
+      break;
+    c->rc = uvctx_cancel_cause(c->ctx, c->cause);
+    tally_add(&c->returned, 1);
+  }
 }
 
-static void canceller_spawn(canceller_t *c, uvctx_t *ctx, int cause,
-                            int racing) {
-  c->ctx = ctx;
-  c->cause = cause;
-  c->rc = 1;
-  c->racing = racing;
+static void canceller_start(canceller_t *c) {
+  memset(c, 0, sizeof(*c));
+  ck_assert_int_eq(uv_barrier_init(&c->start, 2), 0);
   tally_init(&c->returned);
-  if (racing)
-    ck_assert_int_eq(uv_barrier_init(&c->start, 2), 0);
   ck_assert_int_eq(uv_thread_create(&c->tid, canceller_main, c), 0);
 }
 
-static void start_canceller(canceller_t *c, uvctx_t *ctx, int cause) {
-  canceller_spawn(c, ctx, cause, 0);
+/* Waits until the last round's cancel has returned; returns its result. */
+static int canceller_rc(canceller_t *c) {
+  ck_assert_msg(tally_wait(&c->returned, c->rounds, HANDOFF_LIMIT_MS),
+                "round %d: the cancel did not return", c->rounds);
+  return c->rc;
 }
 
-/* Starts a canceller and returns once both threads are past the barrier:
- * what the caller does next races the cancel. */
-static void race_canceller(canceller_t *c, uvctx_t *ctx, int cause) {
-  canceller_spawn(c, ctx, cause, 1);
+/* Begins a round: the canceller cancels ctx with cause while the caller goes
+ * on. */
+static void canceller_race(canceller_t *c, uvctx_t *ctx, int cause) {
+  if (c->rounds > 0)
+    canceller_rc(c); /* the thread is done with the last round's fields */
+  c->ctx = ctx;
+  c->cause = cause;
+  c->rc = 1;
+  c->rounds++;
   uv_barrier_wait(&c->start);
 }
 
-/* Joins the canceller. */
-static void join_canceller(canceller_t *c) {
+static void canceller_stop(canceller_t *c) {
+  if (c->rounds > 0)
+    canceller_rc(c);
+  c->ctx = NULL;
+  uv_barrier_wait(&c->start);
   ck_assert_int_eq(uv_thread_join(&c->tid), 0);
-  if (c->racing)
-    uv_barrier_destroy(&c->start);
+  uv_barrier_destroy(&c->start);
   tally_destroy(&c->returned);
 }
 
@@ -183,7 +194,7 @@ static int poll_then_wait(canceller_t *c, int (*pred)(const uvctx_t *)) {
   int v;
   for (int n = 1; (v = pred(c->ctx)) == 0; n++)
     if (n % 256 == 0 && uv_hrtime() >= give_up) {
-      ck_assert(tally_wait(&c->returned, 1, HANDOFF_LIMIT_MS));
+      canceller_rc(c);
       return pred(c->ctx);
     }
   return v;
@@ -899,19 +910,19 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int i = 0; i < 100; i++) {
-    canceller_t th;
     rec_t r;
     uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-    race_canceller(&th, parent, PARENT_CAUSE);
+    canceller_race(&th, parent, PARENT_CAUSE);
 
     uvctx_t *c = mk_cancel(&loop, parent);
     rec_watch(&r, c);
     int reached = wait_until(&loop, &r.calls, 1);
-    join_canceller(&th);
     ck_assert_msg(reached, "round %d: child not done after %d ms", i,
                   WAIT_LIMIT_MS);
-    ck_assert_int_eq(th.rc, 0);
+    ck_assert_int_eq(canceller_rc(&th), 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, UV_ECANCELED);
     ck_assert_msg(uvctx_err(c) == UV_ECANCELED, "round %d: err %d", i,
@@ -922,6 +933,7 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
     uvctx_release(c);
     uvctx_release(parent);
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1210,14 +1222,15 @@ START_TEST(test_cause_race) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < 50; i++) {
-      canceller_t th;
       rec_t r;
       int seen = 0;
       uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
       rec_watch(&r, ctx);
-      race_canceller(&th, ctx, PARENT_CAUSE);
+      canceller_race(&th, ctx, PARENT_CAUSE);
       /* Once the cancel has returned, the check below must succeed. */
       if (pass == 0) {
         seen = poll_then_wait(&th, uvctx_cause);
@@ -1225,16 +1238,16 @@ START_TEST(test_cause_race) {
         ck_assert_int_ne(poll_then_wait(&th, uvctx_err), 0);
         seen = uvctx_cause(ctx);
       }
-      join_canceller(&th);
       ck_assert_msg(seen == PARENT_CAUSE, "pass %d round %d: cause = %d", pass,
                     i, seen);
-      ck_assert_int_eq(th.rc, 0);
+      ck_assert_int_eq(canceller_rc(&th), 0);
       /* Let the loop take the other thread's cancel before releasing. */
       ck_assert(wait_until(&loop, &r.calls, 1));
       ck_assert_int_eq(r.ctx_cause, PARENT_CAUSE);
       uvctx_release(ctx);
     }
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1387,9 +1400,10 @@ START_TEST(test_after_func_called_asynchronously) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   rec_watch(&r, ctx);
   r.unwatch_in_cb = 1;
-  start_canceller(&th, ctx, 0);
-  join_canceller(&th);
-  ck_assert_int_eq(th.rc, 0);
+  canceller_start(&th);
+  canceller_race(&th, ctx, 0);
+  ck_assert_int_eq(canceller_rc(&th), 0);
+  canceller_stop(&th);
   ck_assert_int_eq(uvctx_err(ctx), UV_ECANCELED);
   ck_assert_int_eq(r.calls, 0);
 
@@ -1446,25 +1460,27 @@ START_TEST(test_context_err_done_race) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int i = 0; i < 50; i++) {
-    canceller_t th;
     rec_t r;
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
     rec_watch(&r, ctx);
-    race_canceller(&th, ctx, 0);
+    canceller_race(&th, ctx, 0);
     /* once the cancel has returned, err must be visible */
     int err = poll_then_wait(&th, uvctx_err);
     ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
     ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
 
     int reached = wait_until(&loop, &r.calls, 1);
-    join_canceller(&th);
     ck_assert_msg(reached, "round %d: watch lost (not called after %d ms)", i,
                   WAIT_LIMIT_MS);
+    ck_assert_int_eq(canceller_rc(&th), 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, UV_ECANCELED);
     uvctx_release(ctx);
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
