@@ -26,7 +26,7 @@
 
 #define SHORT_MS 5                                    /* Go's shortDuration */
 #define VERY_LONG_MS ((uint64_t)1000 * 3600 * 1000)   /* Go's veryLongDuration */
-#define WAIT_LIMIT_MS 2000   /* give up waiting for a callback after this */
+#define WAIT_LIMIT_MS 5000   /* give up waiting for a callback after this */
 #define RACE_MS 2            /* poll the other thread's effect this long */
 
 /* Distinct negative codes used as causes (never UV_ECANCELED/UV_ETIMEDOUT). */
