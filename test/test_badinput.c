@@ -859,6 +859,7 @@ Suite *badinput_suite(void) {
   Suite *s = suite_create("badinput");
 
   TCase *tc = tcase_create("constructors");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_with_cancel_rejects_null_loop_parent_and_out);
   tcase_add_test(tc, test_with_deadline_rejects_null_loop_parent_and_out);
   tcase_add_test(
@@ -872,6 +873,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_cancel_of_null_is_einval);
   tcase_add_test(tc, test_cancel_of_a_root_is_einval_and_root_stays_not_done);
   tcase_add_test(tc, test_cancel_of_a_value_context_is_einval);
@@ -881,6 +883,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("queries");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_queries_of_null_return_zero_or_null);
   tcase_add_test(tc, test_value_with_null_key_is_null);
   tcase_add_test(tc, test_deadline_rejects_null_ctx_and_null_out);
@@ -891,6 +894,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("watches");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_watch_rejects_null_ctx_watch_and_callback);
   tcase_add_test(tc, test_watch_with_a_still_pending_watch_is_ebusy);
   tcase_add_test(tc, test_watch_of_done_context_with_pending_watch_is_ebusy);
@@ -900,11 +904,13 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("references");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_retain_and_release_of_null_are_noops);
   tcase_add_test(tc, test_retain_and_release_of_roots_are_noops);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("more");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_replace_allocator_rejects_null_and_keeps_the_old_one);
   tcase_add_test(tc,
                  test_positive_cause_is_einval_on_done_contexts_of_every_kind);
@@ -914,6 +920,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(
       tc, test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working);
   tcase_add_test(tc, test_loop_close_with_only_a_pending_watch_is_ebusy);

@@ -558,6 +558,7 @@ Suite *cancel_suite(void) {
   Suite *s = suite_create("cancel");
 
   TCase *tc = tcase_create("cancelled_context");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_cancel_makes_context_done_with_ecanceled);
   tcase_add_test(tc, test_cancel_without_cause_makes_cause_equal_err);
   tcase_add_test(tc, test_cancel_cause_records_cause_and_err_stays_ecanceled);
@@ -573,6 +574,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("subtree");
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, test_cancel_parent_cancels_whole_subtree_before_returning);
   tcase_add_test(tc, test_cancel_gives_every_descendant_the_same_cause);
   tcase_add_test(tc, test_cancel_reaches_every_context_of_deep_and_wide_trees);
@@ -582,6 +584,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(
       tc, test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause);
   tcase_add_test(
@@ -589,15 +592,18 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("value_follows_parent");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_value_context_err_and_cause_follow_its_parent);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("watches");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_cancel_never_runs_watch_callbacks_inside_the_call);
   tcase_add_test(tc, test_second_cancel_does_not_run_watch_callbacks_again);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release_never_cancels");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_release_of_child_does_not_cancel_parent);
   tcase_add_test(tc,
                  test_release_of_parent_while_child_alive_keeps_child_working);

@@ -715,6 +715,7 @@ Suite *drain_suite(void) {
   Suite *s = suite_create("drain");
 
   TCase *tc = tcase_create("when");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, drain_runs_once_done_and_every_descendant_is_released);
   tcase_add_test(tc, drain_does_not_run_while_a_descendant_is_alive);
   tcase_add_test(tc, drain_does_not_run_while_the_context_is_not_done);
@@ -727,6 +728,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order_refs");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, drains_of_one_context_run_in_registration_order);
   tcase_add_test(tc, pending_watch_on_a_descendant_delays_the_drain_until_it_has_run);
   tcase_add_test(tc, pending_drain_keeps_its_context_alive);
@@ -734,6 +736,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, unwatch_before_done_cancels_the_drain);
   tcase_add_test(tc, unwatch_when_done_but_not_drained_cancels_the_drain);
   tcase_add_test(tc, unwatch_when_drained_but_not_yet_delivered_cancels_the_drain);
@@ -743,18 +746,21 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, drain_null_arguments_are_einval);
   tcase_add_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval);
   tcase_add_test(tc, drain_with_a_pending_watch_struct_is_ebusy);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, value_child_released_on_another_thread_lets_the_drain_run);
   tcase_add_test(tc, cancellable_child_released_on_another_thread_lets_the_drain_run);
   tcase_add_test(tc, cancel_from_another_thread_lets_a_drained_tree_run_its_drain);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("server");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, server_drain_runs_after_the_last_request_is_released);
   suite_add_tcase(s, tc);
 

@@ -35,14 +35,6 @@ static int counter_watch(counter_t *c, uvctx_t *ctx) {
   return uvctx_watch(ctx, &c->w, counter_cb);
 }
 
-/* Keeps the loop running, 2 ms at a time, until *counter reaches target or
- * about 3 s have passed. Returns 1 if it was reached. */
-static int spin_until(uv_loop_t *loop, const int *counter, int target) {
-  for (int i = 0; i < 1500 && *counter < target; i++)
-    run_for(loop, 2);
-  return *counter >= target;
-}
-
 /* Small deterministic PRNG (xorshift32) for shuffles and tree shapes. */
 static uint32_t rng_next(uint32_t *s) {
   uint32_t x = *s;
@@ -170,7 +162,7 @@ START_TEST(a_released_parents_deadline_still_reaches_its_children) {
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_release(p); /* c keeps it */
   ck_assert_int_eq(counter_watch(&w, c), 0);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   uvctx_release(c);
@@ -311,7 +303,7 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
   ck_assert_int_eq(counter_watch(&w, c), 0);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
   uvctx_release(born);
@@ -565,6 +557,7 @@ Suite *lifetime_suite(void) {
   Suite *s = suite_create("lifetime");
 
   TCase *tc = tcase_create("refcount");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, retain_returns_its_argument);
   tcase_add_test(tc, balanced_retain_release_keeps_the_context_usable);
   tcase_add_test(tc, retain_and_release_of_roots_and_null_do_nothing);
@@ -577,6 +570,7 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancel_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancelled_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_deadline_context);
@@ -589,13 +583,14 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("big");
-  tcase_set_timeout(tc, 30); /* valgrind is slow; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, a_large_tree_cancelled_then_released_in_random_order_closes);
   tcase_add_test(tc, a_large_tree_released_in_random_order_before_delivery_still_delivers);
   tcase_add_test(tc, a_large_tree_released_uncancelled_in_random_order_closes);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loops");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, two_loops_in_one_thread_do_not_interfere);
   suite_add_tcase(s, tc);
 

@@ -1618,6 +1618,7 @@ Suite *shutdown_suite(void) {
   Suite *s = suite_create("shutdown");
 
   TCase *tc = tcase_create("phase_1");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, neither_is_done_before_shutdown_begins);
   tcase_add_test(tc, first_shutdown_finishes_stopping_with_its_cause_not_out);
   tcase_add_test(tc, first_shutdown_without_cause_gives_stopping_ecanceled_as_cause);
@@ -1628,6 +1629,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("phase_2");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, grace_period_finishes_out_with_etimedout);
   tcase_add_test(tc, grace_period_never_ends_before_grace_ms);
   tcase_add_test(tc, second_shutdown_finishes_out_at_once_with_ecanceled);
@@ -1638,12 +1640,14 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("parent");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, parent_done_finishes_both);
   tcase_add_test(tc, parent_done_during_the_grace_period_finishes_out);
   tcase_add_test(tc, parent_already_done_gives_both_born_done);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("signals");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, first_signal_begins_shutdown);
   tcase_add_test(tc, second_signal_ends_the_grace_period_at_once);
   tcase_add_test(tc, either_of_two_signals_begins_and_the_other_ends_it);
@@ -1654,6 +1658,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads_release");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, shutdown_from_another_thread_moves_both_phases);
   tcase_add_test(tc, release_before_shutdown_closes_the_loop_in_either_order);
   tcase_add_test(tc, release_during_the_grace_period_closes_the_loop);
@@ -1661,12 +1666,14 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("with_drain");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, graceful_shutdown_in_flight_requests_finish_then_the_tree_drains);
   tcase_add_test(tc, graceful_shutdown_grace_period_over_cancels_requests_then_drains);
   tcase_add_test(tc, drain_on_out_of_an_idle_tree_runs_once_stopping_is_released);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("over_early");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, idle_tree_shutdown_finishes_out_at_once_with_its_cause);
   tcase_add_test(tc, idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause);
   tcase_add_test(tc, idle_tree_shutdown_by_a_signal_finishes_out);
@@ -1684,6 +1691,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, with_shutdown_null_arguments_are_einval);
   tcase_add_test(tc, with_shutdown_bad_signal_numbers_are_einval);
   tcase_add_test(tc, with_shutdown_count_0_accepts_null_signums);

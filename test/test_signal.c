@@ -562,6 +562,7 @@ Suite *signal_suite(void) {
   Suite *s = suite_create("signal");
 
   TCase *tc = tcase_create("signal_finishes");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, signal_context_is_not_done_before_a_signal);
   tcase_add_test(tc, signal_finishes_the_context_with_ecanceled);
   tcase_add_test(tc, signal_received_reports_the_signal_that_fired);
@@ -574,6 +575,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("other_finish");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, parent_done_finishes_it_with_signal_received_0);
   tcase_add_test(tc, child_of_a_done_parent_is_born_done_with_signal_received_0);
   tcase_add_test(tc, signal_context_can_be_cancelled_and_then_signal_received_is_0);
@@ -581,6 +583,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness_release");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, signal_context_does_not_keep_the_loop_alive);
   tcase_add_test(tc, release_stops_listening);
   tcase_add_test(tc, release_after_the_signal_closes_the_loop);
@@ -589,6 +592,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, null_arguments_are_einval);
   tcase_add_test(tc, zero_count_is_einval);
   tcase_add_test(tc, signal_numbers_that_cannot_be_caught_are_einval);

@@ -1242,6 +1242,7 @@ Suite *watch_suite(void) {
   Suite *s = suite_create("watch");
 
   TCase *tc = tcase_create("delivery");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, watch_callback_runs_exactly_once);
   tcase_add_test(tc, watch_callback_runs_on_loop_thread);
   tcase_add_test(tc, watch_callback_never_runs_inside_cancel);
@@ -1251,6 +1252,7 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("err");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, watch_err_is_ecanceled_after_cancel);
   tcase_add_test(tc, watch_err_is_etimedout_after_deadline);
   tcase_add_test(tc, watch_err_is_the_err_not_the_cause);
@@ -1258,18 +1260,21 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, watch_order_ancestor_first_then_registration_order);
   tcase_add_test(tc, watch_order_ancestor_first_when_a_deadline_finishes_the_tree);
   tcase_add_test(tc, watch_order_value_context_after_its_cancellable_ancestor);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("already_done");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, watch_of_done_context_runs_later_never_synchronously);
   tcase_add_test(tc, watch_of_born_done_context_runs_later);
   tcase_add_test(tc, watch_of_done_context_from_a_callback_runs_on_a_later_callback);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, unwatch_before_done_returns_0_and_callback_never_runs);
   tcase_add_test(tc, unwatch_after_cancel_before_delivery_returns_0_and_callback_never_runs);
   tcase_add_test(tc, unwatch_after_callback_ran_returns_ealready);
@@ -1282,11 +1287,13 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("keeps_alive");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, pending_watch_keeps_its_context_alive);
   tcase_add_test(tc, unwatching_the_last_holder_frees_the_context);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("never_done_and_values");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, watch_of_a_root_succeeds_never_runs_and_unwatch_returns_0);
   tcase_add_test(tc, watch_of_without_cancel_succeeds_never_runs_and_unwatch_returns_0);
   tcase_add_test(tc, watch_of_a_value_context_of_a_root_never_runs);
@@ -1295,6 +1302,7 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("in_callback");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, callback_may_free_its_watch);
   tcase_add_test(tc, callback_may_release_its_context);
   tcase_add_test(tc, callback_may_watch_again_with_the_same_watch_struct);
@@ -1303,6 +1311,7 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("done_async");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, done_async_returns_the_same_handle_on_each_call);
   tcase_add_test(tc, done_async_is_null_when_the_context_can_never_be_done);
   tcase_add_test(tc, done_async_of_a_value_context_is_its_cancellable_ancestors);
