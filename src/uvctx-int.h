@@ -337,6 +337,8 @@ void uvctx__deliver_subtree(uvctx__cancel_t *c);
 /* timer.c */
 void uvctx__timer_set(uvctx__deadline_t *d, uint64_t deadline_ms);
 uint64_t uvctx__deadline_after(uint64_t now, uint64_t timeout_ms);
+int uvctx__new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
+                        int cause, uint64_t now, uvctx_t **out);
 void uvctx__timer_arm(uvctx__deadline_t *d);
 
 /* signal.c */
