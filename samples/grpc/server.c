@@ -45,9 +45,11 @@
  * grace period; when it ends the rest are answered CANCELLED. Exits 0 once
  * everything is released and uv_loop_close() returns 0.
  *
- * Usage: server [-a ADDR] [-p PORT] [-g GRACE_MS] [-q]
- * (defaults 127.0.0.1, 50051, 5000; -p 0 picks a free port; -q logs only the
- * calls that did not end OK). One line per event goes to stderr. */
+ * Usage: server [-a ADDR] [-p PORT] [-g GRACE_MS] [-m MAX_MS] [-q]
+ * (defaults 127.0.0.1, 50051, 5000, no limit; -p 0 picks a free port; -m
+ * gives each call at most MAX_MS, an earlier deadline than its client's; -q
+ * logs only the calls that did not end OK). One line per event goes to
+ * stderr. */
 #include <nghttp2/nghttp2.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -65,8 +67,10 @@ static struct {
   const char *addr;
   int port;
   uint64_t grace_ms; /* how long calls in flight get at shutdown */
+  uint64_t max_ms;   /* the longest a call may take, whatever its client
+                        allows; 0: no limit of our own */
   int quiet;         /* log only calls that did not end OK */
-} opt = {"127.0.0.1", 50051, 5000, 0};
+} opt = {"127.0.0.1", 50051, 5000, 0, 0};
 
 /* A request message larger than this is refused (RESOURCE_EXHAUSTED). */
 #define MAX_REQUEST 65536
@@ -390,6 +394,15 @@ static void stream_start(stream_t *s) {
   } else {
     rc = uvctx_with_cancel(&srv.loop, conn->ctx, &s->ctx);
   }
+  if (rc == 0 && opt.max_ms > 0) {
+    /* The server's own limit: the earlier of the two deadlines counts. */
+    uvctx_t *client_ctx = s->ctx;
+
+    rc = uvctx_with_timeout(&srv.loop, client_ctx, opt.max_ms, &s->ctx);
+    uvctx_release(client_ctx);
+    if (rc != 0)
+      s->ctx = NULL;
+  }
   if (rc != 0) {
     stream_answer(s, 8, "out of memory", NULL, 0);
     return;
@@ -400,7 +413,8 @@ static void stream_start(stream_t *s) {
     if (s->budget_ms >= 0)
       say("conn %u stream %d: start %s grpc-timeout=%s budget=%.1fms "
           "deadline_wall=%.3f",
-          conn->id, s->id, s->path, s->timeout, s->budget_ms,
+          conn->id, s->id, s->path,
+          s->timeout_len > 0 ? s->timeout : "none", s->budget_ms,
           s->start_wall + s->budget_ms);
     else
       say("conn %u stream %d: start %s (no grpc-timeout)", conn->id, s->id,
@@ -874,10 +888,12 @@ static void on_connection(uv_stream_t *listener, int status) {
 
 static int usage(const char *argv0) {
   fprintf(stderr,
-          "usage: %s [-a ADDR] [-p PORT] [-g GRACE_MS] [-q]\n"
+          "usage: %s [-a ADDR] [-p PORT] [-g GRACE_MS] [-m MAX_MS] [-q]\n"
           "  -a  address to listen on (default 127.0.0.1)\n"
           "  -p  port (default 50051; 0 picks a free one)\n"
           "  -g  grace period at shutdown (default 5000 ms)\n"
+          "  -m  a call's longest time, whatever its grpc-timeout (default: "
+          "no limit)\n"
           "  -q  log only the calls that do not end OK\n",
           argv0);
   return 2;
@@ -888,11 +904,12 @@ int main(int argc, char **argv) {
   struct sockaddr_storage addr;
   int len = sizeof(addr), c, rc, port;
 
-  while ((c = getopt(argc, argv, "a:p:g:qh")) != -1) {
+  while ((c = getopt(argc, argv, "a:p:g:m:qh")) != -1) {
     switch (c) {
     case 'a': opt.addr = optarg; break;
     case 'p': opt.port = atoi(optarg); break;
     case 'g': opt.grace_ms = strtoull(optarg, NULL, 10); break;
+    case 'm': opt.max_ms = strtoull(optarg, NULL, 10); break;
     case 'q': opt.quiet = 1; break;
     default: return usage(argv[0]);
     }
