@@ -223,7 +223,7 @@ static void on_call_done(uvctx_watch_t *w, int err) {
 
 static void on_cancel_timer(uv_timer_t *t) {
   (void)t;
-  say("-c: cancelling the call");
+  say("-c: cancelling the call wall=%.3f", wall_ms());
   uvctx_cancel(cli.ctx);
 }
 
