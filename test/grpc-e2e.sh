@@ -3,8 +3,9 @@
 # grpc-go (Debian's golang-google-grpc-dev) and grpc-js (@grpc/grpc-js from
 # npm), with the peer programs of test/grpc-peers, and h2load (Debian's
 # nghttp2-client). Run by `make check` (automake TESTS) from the build
-# directory, or by hand: test/grpc-e2e.sh [BUILDDIR]. The peers are built and
-# installed under BUILDDIR/test/grpc-peers-build (`make clean` removes it).
+# directory, or by hand: test/grpc-e2e.sh [BUILDDIR]. test/grpc-peers/install
+# builds and installs the peers under BUILDDIR/test/grpc-peers-build (`make
+# clean` removes it).
 #
 #   1. grpc-go and grpc-js clients -> our server: the deadline our call
 #      context gets is the client's within 5 ms; a client's cancel arrives as
@@ -32,7 +33,6 @@ srcdir=$(cd "${srcdir:-$(dirname "$0")/..}" && pwd)
 builddir=${1:-${abs_top_builddir:-$PWD}}
 SERVER=$builddir/samples/grpc/server
 CLIENT=$builddir/samples/grpc/client
-peers=$builddir/test/grpc-peers-build
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-grpc-e2e.XXXXXX")
 pass=0
 fail=0
@@ -104,26 +104,11 @@ done
 [[ -x $SERVER && -x $CLIENT ]] || giveup "$SERVER or $CLIENT not built"
 
 # ---- the peers ------------------------------------------------------------------
-mkdir -p "$peers"
+peers=$builddir/test/grpc-peers-build
 GO_PEER=$peers/grpc-peer-go
-if [[ ! -x $GO_PEER || $srcdir/test/grpc-peers/peer.go -nt $GO_PEER ]]; then
-  echo "grpc-e2e: building the grpc-go peer"
-  # Go caches builds under $HOME; without a HOME, under the build tree.
-  [[ -n ${HOME:-} ]] || export GOCACHE=$peers/gocache
-  GO111MODULE=off GOPATH=/usr/share/gocode timeout 300 \
-    go build -o "$GO_PEER" "$srcdir/test/grpc-peers/peer.go" ||
-    giveup "cannot build the grpc-go peer"
-fi
 JS_DIR=$peers/node
-mkdir -p "$JS_DIR"
-cp "$srcdir/test/grpc-peers/peer.js" "$JS_DIR/"
-if ! cmp -s "$srcdir/test/grpc-peers/package-lock.json" "$JS_DIR/package-lock.json" ||
-  [[ ! -d $JS_DIR/node_modules/@grpc/grpc-js ]]; then
-  echo "grpc-e2e: installing @grpc/grpc-js (npm ci)"
-  cp "$srcdir/test/grpc-peers/package.json" "$srcdir/test/grpc-peers/package-lock.json" "$JS_DIR/"
-  (cd "$JS_DIR" && timeout 300 npm ci --no-audit --no-fund --ignore-scripts \
-    >"$work/npm.log" 2>&1) || { cat "$work/npm.log"; giveup "npm ci failed"; }
-fi
+"$srcdir/test/grpc-peers/install" "$builddir" >"$work/install.log" 2>&1 ||
+  { cat "$work/install.log"; giveup "cannot install the grpc-go and grpc-js peers"; }
 go_peer() { timeout 20 "$GO_PEER" "$@"; }
 js_peer() { timeout 20 node "$JS_DIR/peer.js" "$@"; }
 go_server() { timeout 120 "$GO_PEER" server; }

@@ -8,7 +8,7 @@
 // test installs them with `npm ci`).
 //
 // Usage:
-//   node peer.js server [ADDR]            (default 127.0.0.1:0)
+//   node peer.js server [-q] [ADDR]       (default 127.0.0.1:0; -q: log no Echo)
 //   node peer.js client [-w] [-t BUDGET_MS] [-c CANCEL_MS] ADDR METHOD MESSAGE
 'use strict';
 
@@ -44,8 +44,12 @@ function logCall(call, name) {
   return ms;
 }
 
+let quiet = false; // log no Echo call (bench/grpc measures them)
+
 const handlers = {
   Echo(call, callback) {
+    if (quiet)
+      return callback(null, call.request);
     logCall(call, 'Echo');
     log(`end /uvctx.Test/Echo: ok wall=${wall(wallNow())}`);
     callback(null, call.request);
@@ -83,6 +87,8 @@ const handlers = {
 };
 
 function serve(args) {
+  quiet = args.includes('-q');
+  args = args.filter((a) => a !== '-q');
   const server = new grpc.Server();
   server.addService(service, handlers);
   server.bindAsync(args[0] || '127.0.0.1:0', grpc.ServerCredentials.createInsecure(),
@@ -163,7 +169,7 @@ function measured(client, name, message, budget, cancelAfter) {
 }
 
 function usage() {
-  log('usage: peer.js server [ADDR] | client [-w] [-t BUDGET_MS] [-c CANCEL_MS] ADDR METHOD MESSAGE');
+  log('usage: peer.js server [-q] [ADDR] | client [-w] [-t BUDGET_MS] [-c CANCEL_MS] ADDR METHOD MESSAGE');
   process.exit(64);
 }
 
