@@ -149,7 +149,8 @@ struct stream_s {
   uvctx_t *ctx;     /* child of conn->ctx, from end of headers to the end */
   uvctx_watch_t watch;
   int watching;
-  uv_timer_t work; /* the work of /uvctx.Test/Sleep */
+  uv_timer_t work; /* the work of /uvctx.Test/Sleep, made for it only */
+  int has_work;
   uint64_t work_ms;
   char path[128];
   char timeout[16]; /* the grpc-timeout header, NUL-terminated */
@@ -174,14 +175,20 @@ static void conn_unref(conn_t *conn) {
 
 /* ---- streams -------------------------------------------------------------- */
 
-static void on_work_closed(uv_handle_t *h) {
-  stream_t *s = h->data;
+static void stream_delete(stream_t *s) {
   conn_t *conn = s->conn;
 
   free(s->body);
   free(s->resp);
   free(s);
   conn_unref(conn);
+}
+
+static void on_work_closed(uv_handle_t *h) { stream_delete(h->data); }
+
+static void work_stop(stream_t *s) {
+  if (s->has_work)
+    uv_timer_stop(&s->work);
 }
 
 /* Forgets a stream: nghttp2 no longer knows it or will never be asked about
@@ -200,7 +207,10 @@ static void stream_free(stream_t *s) {
     conn->streams = s->next;
   if (s->next != NULL)
     s->next->prev = s->prev;
-  uv_close((uv_handle_t *)&s->work, on_work_closed);
+  if (s->has_work)
+    uv_close((uv_handle_t *)&s->work, on_work_closed);
+  else
+    stream_delete(s);
 }
 
 /* One line per call at its end, with what its context says. */
@@ -282,7 +292,7 @@ static void stream_answer(stream_t *s, int code, const char *text,
   if (s->watching)
     uvctx_unwatch(&s->watch);
   s->watching = 0;
-  uv_timer_stop(&s->work);
+  work_stop(s);
   s->state = S_ANSWERED;
   if (code == 0) {
     const nghttp2_nv hdrs[] = {NV(":status", "200"),
@@ -342,7 +352,7 @@ static void on_call_done(uvctx_watch_t *w, int err) {
   conn_t *conn = s->conn;
 
   s->watching = 0;
-  uv_timer_stop(&s->work);
+  work_stop(s);
   if (s->closed) {
     srv.peer_cancel++;
     stream_log_end(s, 1, "cancelled by the peer (RST_STREAM %s), work stopped",
@@ -461,6 +471,9 @@ static void stream_dispatch(stream_t *s) {
       return;
     }
     s->state = S_WORK;
+    s->work.data = s;
+    uv_timer_init(&srv.loop, &s->work);
+    s->has_work = 1;
     uv_timer_start(&s->work, on_work_done, s->work_ms, 0);
   } else {
     stream_answer(s, 12, "unknown method", NULL, 0);
@@ -482,8 +495,6 @@ static int on_begin_headers(nghttp2_session *session, const nghttp2_frame *frame
     return NGHTTP2_ERR_CALLBACK_FAILURE;
   s->conn = conn;
   s->id = frame->hd.stream_id;
-  s->work.data = s;
-  uv_timer_init(&srv.loop, &s->work);
   s->next = conn->streams;
   if (conn->streams != NULL)
     conn->streams->prev = s;
