@@ -334,15 +334,22 @@ check "shutdown: server exits 0, ${dt} ms after SIGTERM (rc=$rc)" [ "$rc" = 0 -a
 start grace "$SERVER" -a 127.0.0.1 -p 0 -g 300
 timeout 20 "$CLIENT" 127.0.0.1 "$port" /uvctx.Test/Sleep 5000 >"$work/outlives.out" 2>/dev/null &
 cpid=$!
-wait_log "$log" 'start /uvctx.Test/Sleep'
+go_peer client "127.0.0.1:$port" /uvctx.Test/Sleep 5000 >"$work/outlives-go.out" 2>/dev/null &
+gpid=$!
+wait_log "$log" 'conn 1 stream 1: start /uvctx.Test/Sleep'
+wait_log "$log" 'conn 2 stream 1: start /uvctx.Test/Sleep'
 t0=$(now_ms)
 kill -TERM "$pid"
 wait_exit "$pid" 5000
 dt=$(($(now_ms) - t0))
 wait "$cpid"
 crc=$?
+wait "$gpid"
+grc=$?
 check "grace over: the call is answered '$(cat "$work/outlives.out")' (rc=$crc)" \
   [ "$crc" = 1 -a "$(cat "$work/outlives.out")" = "CANCELLED: server shutting down" ]
+check "grace over: a grpc-go client's call is answered '$(cat "$work/outlives-go.out")' (rc=$grc)" \
+  [ "$grc" = 1 -a "$(cat "$work/outlives-go.out")" = "Canceled: server shutting down" ]
 check "grace over: server exits 0, ${dt} ms after SIGTERM with a 300 ms grace period (rc=$rc)" \
   [ "$rc" = 0 -a "$dt" -ge 250 -a "$dt" -lt 3000 ]
 check "grace over: uv_loop_close() = 0" grep -q 'uv_loop_close() = 0' "$log"
