@@ -41,6 +41,13 @@
  *   cancel_delivery/live=L/from=F/pP  ns from uvctx_cancel to the watch
  *                                     callback, L contexts alive, cancelled
  *                                     from the loop thread or another thread
+ *   grpc_timeout/encode               uvctx_grpc_timeout of a context with a
+ *                                     30 s deadline ("29999876u")
+ *   grpc_timeout/parse                uvctx_with_grpc_timeout + release, the
+ *                                     values grpc-go and grpc-js send in turn
+ *   grpc_timeout/with_timeout         uvctx_with_timeout + release in the
+ *                                     same loop, for comparison: what parse
+ *                                     costs above it is the decoding
  */
 #define _GNU_SOURCE /* malloc_usable_size */
 #include <malloc.h>
@@ -605,6 +612,68 @@ static void bench_cancel_delivery(void) {
   uv_sem_destroy(&l.ready);
 }
 
+/* --------------------------------------------------------------------------
+ * grpc_timeout: the grpc-timeout codec
+ * ------------------------------------------------------------------------ */
+
+static void op_grpc_encode(void *arg, uint64_t n) {
+  const uvctx_t *c = arg;
+  char buf[UVCTX_GRPC_TIMEOUT_LEN];
+  int acc = 0;
+
+  while (n--)
+    acc += uvctx_grpc_timeout(c, buf, sizeof buf);
+  sink = acc;
+}
+
+/* What peers send: grpc-go in n or u, grpc-js in m, a hand-set S. */
+static const char *const grpc_values[] = {"99978499n", "4999972u", "81m",
+                                          "30S"};
+
+static void op_grpc_parse(void *arg, uint64_t n) {
+  uvctx_t *parent = arg;
+  uvctx_t *c;
+
+  while (n--) {
+    const char *v = grpc_values[n & 3];
+    uvctx_with_grpc_timeout(&loop, parent, v, strlen(v), &c);
+    uvctx_release(c);
+    turn();
+  }
+}
+
+static void op_timeout_release(void *arg, uint64_t n) {
+  uvctx_t *parent = arg;
+  uvctx_t *c;
+
+  while (n--) {
+    uvctx_with_timeout(&loop, parent, 81, &c);
+    uvctx_release(c);
+    turn();
+  }
+}
+
+static void bench_grpc_timeout(void) {
+  uvctx_t *parent, *c;
+  char buf[UVCTX_GRPC_TIMEOUT_LEN];
+
+  if (!group_wanted("grpc_timeout/"))
+    return;
+  must(uvctx_with_cancel(&loop, keeper, &parent), "with_cancel");
+  must(uvctx_with_timeout(&loop, parent, 30000, &c), "with_timeout");
+  if (uvctx_grpc_timeout(c, buf, sizeof buf) <= 0) {
+    fprintf(stderr, "uvctx_bench: uvctx_grpc_timeout failed\n");
+    exit(1);
+  }
+  printf("# grpc_timeout/encode: \"%s\" from a 30 s deadline\n", buf);
+  measure("grpc_timeout/encode", op_grpc_encode, NULL, c);
+  measure("grpc_timeout/parse", op_grpc_parse, settle, parent);
+  measure("grpc_timeout/with_timeout", op_timeout_release, settle, parent);
+  uvctx_release(c);
+  uvctx_release(parent);
+  settle(NULL);
+}
+
 int main(int argc, char **argv) {
   uint64_t t0 = uv_hrtime();
 
@@ -633,6 +702,7 @@ int main(int argc, char **argv) {
   bench_check_canceled();
   bench_deep_value();
   bench_cancel_delivery();
+  bench_grpc_timeout();
 
   uvctx_release(keeper);
   uv_close((uv_handle_t *)&keepalive, NULL);

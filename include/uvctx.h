@@ -360,9 +360,10 @@ UVCTX_EXTERN int uvctx_with_any(uv_loop_t *loop, uvctx_t *const *parents,
  * ------------------------------------------------------------------------- */
 
 /* Moves the deadline of ctx, a context made by uvctx_with_deadline,
- * uvctx_with_timeout or uvctx_with_grpc_timeout, to uvctx_now() + timeout_ms, later or earlier: an idle
- * timeout that is reset on every read. O(log n) in the loop's timers, no
- * allocation. A timeout of 0 finishes ctx at once (UV_ETIMEDOUT).
+ * uvctx_with_timeout or uvctx_with_grpc_timeout, to uvctx_now() + timeout_ms,
+ * later or earlier: an idle timeout that is reset on every read. O(log n) in
+ * the loop's timers, no allocation. A timeout of 0 finishes ctx at once
+ * (UV_ETIMEDOUT).
  * Returns UV_EALREADY once ctx is done. Errors: UV_EINVAL if ctx is NULL or
  * has no timer of its own. Loop thread. */
 UVCTX_EXTERN int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms);

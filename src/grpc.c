@@ -23,6 +23,9 @@
 #define GRPC_MAX_COUNT 99999999u
 #define GRPC_MAX_DIGITS 8
 
+_Static_assert(UVCTX_GRPC_TIMEOUT_LEN == GRPC_MAX_DIGITS + 2,
+               "UVCTX_GRPC_TIMEOUT_LEN: 8 digits, the unit and the NUL");
+
 /* The units of a millisecond and coarser, and their length in ms; the
  * encoder tries them finest first. */
 static const struct {
@@ -53,7 +56,7 @@ static int put(char *buf, size_t len, uint64_t count, char unit) {
 }
 
 int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len) {
-  uint64_t deadline, now_ns, now_ms, sub_ms, left_ms;
+  uint64_t deadline, now_ns, now_ms, sub_ns, left_ms;
   size_t i;
 
   if (ctx == NULL || buf == NULL)
@@ -67,18 +70,18 @@ int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len) {
     return 0;
 
   /* Time left in ns is deadline * 1e6 - now_ns. With now_ns = now_ms * 1e6 +
-   * sub_ms it is (deadline - now_ms) * 1e6 - sub_ms, which needs no product
+   * sub_ns it is (deadline - now_ms) * 1e6 - sub_ns, which needs no product
    * that can overflow (deadline * 1e6 can: a deadline 600 years away). */
   now_ns = uv_hrtime();
   now_ms = now_ns / NS_PER_MS;
-  sub_ms = now_ns % NS_PER_MS;
+  sub_ns = now_ns % NS_PER_MS;
   if (deadline <= now_ms)
     return UV_ETIMEDOUT; /* nothing left (deadline * 1e6 <= now_ns) */
 
   /* Up to 1e5 ms left, the nanoseconds fit: the fine units. One more digit
    * of u would take 1e11 ns, and from there m keeps 8 digits. */
   if (deadline - now_ms <= 100000) {
-    uint64_t left_ns = (deadline - now_ms) * NS_PER_MS - sub_ms; /* >= 1 */
+    uint64_t left_ns = (deadline - now_ms) * NS_PER_MS - sub_ns; /* >= 1 */
     if (left_ns <= GRPC_MAX_COUNT)
       return put(buf, len, left_ns, 'n');
     if (left_ns / 1000 <= GRPC_MAX_COUNT)
@@ -88,7 +91,7 @@ int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len) {
   /* Whole milliseconds left, rounded down; floor(floor(x / a) / b) is
    * floor(x / (a * b)), so the coarser units round down from here exactly
    * as they would from the nanoseconds. */
-  left_ms = deadline - now_ms - (sub_ms != 0);
+  left_ms = deadline - now_ms - (sub_ns != 0);
   for (i = 0; i < NCOARSE; i++)
     if (left_ms / coarse_units[i].ms <= GRPC_MAX_COUNT)
       return put(buf, len, left_ms / coarse_units[i].ms, coarse_units[i].unit);
@@ -129,7 +132,7 @@ static int parse(const char *value, size_t len, uint64_t *count, char *unit) {
 
 int uvctx_with_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
                             const char *value, size_t len, uvctx_t **out) {
-  uint64_t count, now_ns, now_ms, sub_ms, deadline;
+  uint64_t count, now_ns, now_ms, sub_ns, deadline;
   char unit;
   size_t i;
   int err;
@@ -140,15 +143,15 @@ int uvctx_with_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
 
   now_ns = uv_hrtime();
   now_ms = now_ns / NS_PER_MS;
-  sub_ms = now_ns % NS_PER_MS;
+  sub_ns = now_ns % NS_PER_MS;
   if (count == 0) {
     /* No time left: born done, as grpc-go's decoder gives a zero timeout. */
     deadline = now_ms;
   } else if (unit == 'n' || unit == 'u') {
-    /* ceil((now_ns + d) / 1e6), as now_ms + ceil((sub_ms + d) / 1e6): the
+    /* ceil((now_ns + d) / 1e6), as now_ms + ceil((sub_ns + d) / 1e6): the
      * sum stays below 1e11 + 1e6. */
     uint64_t d = unit == 'n' ? count : count * 1000;
-    deadline = now_ms + (sub_ms + d + NS_PER_MS - 1) / NS_PER_MS;
+    deadline = now_ms + (sub_ns + d + NS_PER_MS - 1) / NS_PER_MS;
   } else {
     /* Whole milliseconds: ceil(now_ns / 1e6) + d_ms. This cannot overflow:
      * d_ms is at most 3.6e14 ("99999999H", 11,400 years, kept exactly) and
@@ -157,7 +160,7 @@ int uvctx_with_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
     for (i = 0; i < NCOARSE; i++)
       if (coarse_units[i].unit == unit)
         unit_ms = coarse_units[i].ms;
-    deadline = now_ms + (sub_ms != 0) + count * unit_ms;
+    deadline = now_ms + (sub_ns != 0) + count * unit_ms;
   }
   return uvctx__new_deadline(loop, parent, deadline, 0, now_ms, out);
 }
