@@ -18,8 +18,9 @@
 #      at once.
 #   3. our server's shutdown: a call in flight finishes in the grace period,
 #      one that outlives it is answered CANCELLED; exit 0.
-#   4. h2load with SIGTERM midway: every stream started gets its answer,
-#      none fails, the server exits 0.
+#   4. h2load with SIGTERM midway: every stream the server accepted gets its
+#      answer (grpc-status 0), h2load's only failures are streams it opened
+#      as the GOAWAY arrived, which the server never accepted; exit 0.
 #
 # Times are compared as wall-clock ms printed by both sides (same machine).
 # Every server listens on 127.0.0.1 on a port the kernel picks, read back from
@@ -383,10 +384,16 @@ after=$(sed -n '/shutdown phase 1/,$p' "$log" | grep -c 'end /uvctx.Test/Sleep: 
 echo "  server: $s_calls calls, $s_ok OK; $inflight in flight at SIGTERM, $after answered after it"
 check "load: h2load ran (rc=$hrc)" [ "$hrc" = 0 -a -n "${h_started:-}" ]
 check "load: server exits 0, ${dt} ms after SIGTERM (rc=$rc)" [ "$rc" = 0 ]
-check "load: every stream h2load started got its answer: ${h_started:-?} started, ${h_ok:-?} succeeded, ${h_failed:-?} failed, ${h_errored:-?} errored, ${h_timeout:-?} timeout" \
-  [ -n "${h_started:-}" -a "${h_started:-x}" = "${h_done:-y}" -a "${h_done:-x}" = "${h_ok:-y}" -a "${h_failed:-x}" = 0 -a "${h_errored:-x}" = 0 -a "${h_timeout:-x}" = 0 ]
-check "load: every call the server accepted ended grpc-status 0 ($s_ok of $s_calls) and reached h2load (${h_ok:-?})" \
+check "load: every call the server accepted ended grpc-status 0 ($s_ok of $s_calls) and reached h2load (${h_ok:-?} succeeded)" \
   [ "$s_calls" = "$s_ok" -a "$s_ok" = "${h_ok:-y}" ]
+# A stream that h2load opens in the same instant as the GOAWAY notice
+# reaches it (its answer to a call that just ended and the GOAWAY in one
+# read) is refused by h2load's own nghttp2 (REFUSED_STREAM, never sent) or
+# ignored by ours as beyond the last stream accepted: either way not accepted,
+# and safe to retry. h2load counts it "failed"; every failure must be one of
+# these: started - accepted by the server, none timed out.
+check "load: h2load: ${h_started:-?} started, ${h_ok:-?} succeeded, ${h_failed:-?} failed (streams the server never accepted: $((${h_started:-0} - ${s_calls:-0}))), ${h_timeout:-?} timeout" \
+  [ -n "${h_started:-}" -a "${h_started:-x}" = "${h_done:-y}" -a "${h_failed:-x}" = "$((${h_started:-0} - ${s_calls:-0}))" -a "${h_timeout:-x}" = 0 ]
 check "load: calls accepted around SIGTERM were answered OK during the grace period ($after; $inflight in flight at the signal)" [ "$after" -gt 0 ]
 
 [[ -n ${GRPC_E2E_KEEP:-} ]] && echo "grpc-e2e: logs kept in $work"
