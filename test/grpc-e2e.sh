@@ -356,14 +356,20 @@ check "grace over: server exits 0, ${dt} ms after SIGTERM with a 300 ms grace pe
 check "grace over: uv_loop_close() = 0" grep -q 'uv_loop_close() = 0' "$log"
 
 # ---- 4. h2load while SIGTERM arrives -----------------------------------------------
-printf '\0\0\0\0\00250' >"$work/sleep50.msg" # a gRPC message: "50"
+printf '\0\0\0\0\003200' >"$work/sleep200.msg" # a gRPC message: "200"
 start load "$SERVER" -a 127.0.0.1 -p 0 -g 5000
-timeout 30 h2load -D 3 -c 4 -m 8 -d "$work/sleep50.msg" \
+timeout 30 h2load -D 3 -c 8 -m 16 -d "$work/sleep200.msg" \
   -H 'content-type: application/grpc' -H 'te: trailers' \
   "http://127.0.0.1:$port/uvctx.Test/Sleep" >"$work/h2load.out" 2>&1 &
 hpid=$!
 wait_log "$log" 'end /uvctx.Test/Sleep: OK'
-sleep 0.5
+# The 128 streams run in lockstep: all end, all start again. A signal right
+# after a batch has started finds calls in flight (200 ms of work each).
+mark=$(wc -l <"$log")
+for ((i = 0; i < 250; i++)); do
+  since "$log" "$mark" | grep -q 'start /uvctx.Test/Sleep' && break
+  sleep 0.01
+done
 t0=$(now_ms)
 kill -TERM "$pid"
 wait_exit "$pid" 7000
