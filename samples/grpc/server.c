@@ -363,8 +363,6 @@ static void on_call_done(uvctx_watch_t *w, int err) {
     stream_log_end(s, 1, "connection lost (%s), work stopped",
                    conn->reason ? conn->reason : "?");
     stream_free(s);
-  } else if (s->state == S_ANSWERED) {
-    return; /* answered while the callback was on its way */
   } else if (uvctx_err(srv.root) != 0) {
     stream_answer(s, 1, "server shutting down", NULL, 0);
     conn_flush(conn);
