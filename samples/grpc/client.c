@@ -21,6 +21,7 @@
  * (0 OK, 1 CANCELLED, 4 DEADLINE_EXCEEDED, 14 UNAVAILABLE, ...), 64 on a
  * usage error. Events go to stderr with wall-clock times (ms since the
  * epoch), for tests that compare them with the server's. */
+#include <ctype.h>
 #include <nghttp2/nghttp2.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -247,6 +248,22 @@ static ssize_t read_request(nghttp2_session *session, int32_t id, uint8_t *buf,
   return (ssize_t)n;
 }
 
+/* grpc-message is percent-encoded on the wire ("Deadline%20exceeded"). */
+static void percent_decode(char *out, const char *in) {
+  unsigned byte;
+
+  while (*in != '\0') {
+    if (in[0] == '%' && isxdigit((unsigned char)in[1]) &&
+        isxdigit((unsigned char)in[2]) && sscanf(in + 1, "%2x", &byte) == 1) {
+      *out++ = (char)byte;
+      in += 3;
+    } else {
+      *out++ = *in++;
+    }
+  }
+  *out = '\0';
+}
+
 static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
                      const uint8_t *name, size_t namelen, const uint8_t *value,
                      size_t valuelen, uint8_t flags, void *user_data) {
@@ -266,7 +283,7 @@ static int on_header(nghttp2_session *session, const nghttp2_frame *frame,
   else if (namelen == 11 && memcmp(name, "grpc-status", 11) == 0)
     cli.grpc_status = atoi(v);
   else if (namelen == 12 && memcmp(name, "grpc-message", 12) == 0)
-    memcpy(cli.grpc_message, v, valuelen + 1);
+    percent_decode(cli.grpc_message, v);
   return 0;
 }
 
