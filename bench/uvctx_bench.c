@@ -38,6 +38,9 @@
  *                                     release of the D contexts)
  *   check_canceled/err                Go's BenchmarkCheckCanceled/Err
  *   deep_value/depth=D                Go's BenchmarkDeepValueSameGoRoutine
+ *   any_chain/depth=40/{value_miss,deadline}  uvctx_value (a key defined
+ *                                     nowhere) and uvctx_deadline through 40
+ *                                     stacked diamonds of any-contexts
  *   cancel_delivery/live=L/from=F/pP  ns from uvctx_cancel to the watch
  *                                     callback, L contexts alive, cancelled
  *                                     from the loop thread or another thread
@@ -484,6 +487,49 @@ static void bench_deep_value(void) {
 }
 
 /* --------------------------------------------------------------------------
+ * Lookups through a chain of any-context diamonds (issue: they were
+ * exponential in the depth)
+ * ------------------------------------------------------------------------ */
+
+static void op_deadline(void *arg, uint64_t n) {
+  const uvctx_t *c = arg;
+  uint64_t acc = 0, dl = 0;
+
+  while (n--) {
+    uvctx_deadline(c, &dl);
+    acc += dl;
+  }
+  sink = (int64_t)acc;
+}
+
+/* m_k = with_any({m_k-1, with_cancel(m_k-1)}), 40 levels over a 1-hour
+ * deadline context: 81 distinct ancestors, 2^40 paths. */
+static void bench_any_chain(void) {
+  enum { DEPTH = 40 };
+  uvctx_t *m, *d;
+  int i;
+
+  if (!group_wanted("any_chain/"))
+    return;
+  must(uvctx_with_timeout(&loop, keeper, 3600 * 1000, &m), "with_timeout");
+  for (i = 0; i < DEPTH; i++) {
+    uvctx_t *parents[2], *next;
+
+    must(uvctx_with_cancel(&loop, m, &d), "with_cancel");
+    parents[0] = m;
+    parents[1] = d;
+    must(uvctx_with_any(&loop, parents, 2, &next), "with_any");
+    uvctx_release(d); /* the any-context holds both */
+    uvctx_release(m);
+    m = next;
+  }
+  measure("any_chain/depth=40/value_miss", op_value, NULL, m);
+  measure("any_chain/depth=40/deadline", op_deadline, NULL, m);
+  uvctx_release(m);
+  settle(NULL);
+}
+
+/* --------------------------------------------------------------------------
  * cancel + delivery latency (the logic of bench/cancel_scaling.c)
  * ------------------------------------------------------------------------ */
 
@@ -701,6 +747,7 @@ int main(int argc, char **argv) {
   bench_cancel_tree();
   bench_check_canceled();
   bench_deep_value();
+  bench_any_chain();
   bench_cancel_delivery();
   bench_grpc_timeout();
 

@@ -346,8 +346,15 @@ UVCTX_EXTERN int uvctx_signal_received(const uvctx_t *ctx);
 
 /* A cancellable context that is done as soon as any of the count parents is,
  * with that parent's err and cause (if several already are, the first in
- * order). uvctx_value() looks in parents in order; uvctx_deadline() is the
- * earliest of all. It holds a reference to each parent and sits in each
+ * order). uvctx_value() looks in parents in order, each parent's whole
+ * ancestry before the next parent's (depth first); uvctx_deadline() is the
+ * earliest of all. Parents may share ancestors, at any depth (an "any" of a
+ * connection and a per-call context, call after call): lookups visit each
+ * distinct ancestor once, so they cost time linear in the number of
+ * ancestors, never in the number of paths to them. They allocate nothing;
+ * they recurse once per nested any-context on the way up, and up to eight
+ * lookups through any-contexts run at once in a process (a ninth waits for
+ * one of them to end). It holds a reference to each parent and sits in each
  * parent's list of children until it is released, so a short-lived "any" of
  * long-lived parents leaves nothing behind. Parents may live on other loops.
  * Errors: UV_EINVAL if loop, parents, an entry of parents or out is NULL, or
@@ -537,7 +544,9 @@ UVCTX_EXTERN int uvctx_shutdown(uvctx_t *ctx, int cause);
 /* Prints ctx and the cancellable contexts below it, one per line, indented
  * by depth: kind, loop, err and cause, deadline and time left, pending
  * watches, references, and how many other (value, without-cancel) children it
- * has. Errors: UV_EINVAL if ctx or out is NULL. Loop thread. */
+ * has. An any-context below ctx through several of its parents is printed
+ * in full under the first one met, and as "with_any <address> (shown above)"
+ * under the others. Errors: UV_EINVAL if ctx or out is NULL. Loop thread. */
 UVCTX_EXTERN int uvctx_dump(const uvctx_t *ctx, FILE *out);
 
 /* Prints every cancellable context still alive on loop, one per line as

@@ -50,5 +50,6 @@ Suite *handles_suite(void);
 Suite *crossloop_suite(void);
 Suite *grpc_suite(void);
 Suite *stress_suite(void);
+Suite *ancestors_suite(void);
 
 #endif
