@@ -45,6 +45,11 @@ CANCEL_MS=50
 
 cleanup() {
   local p
+  # TERM first: a timeout(1) passes it on to the peer server it runs.
+  for p in "${pids[@]}"; do
+    kill -TERM "$p" 2>/dev/null
+  done
+  sleep 0.2
   for p in "${pids[@]}"; do
     kill -KILL "$p" 2>/dev/null
   done
@@ -114,8 +119,9 @@ JS_DIR=$peers/node
   { cat "$work/install.log"; giveup "cannot install the grpc-go and grpc-js peers"; }
 go_peer() { timeout 20 "$GO_PEER" "$@"; }
 js_peer() { timeout 20 node "$JS_DIR/peer.js" "$@"; }
-go_server() { timeout 120 "$GO_PEER" server; }
-js_server() { timeout 120 node "$JS_DIR/peer.js" server; }
+# exec: the pid that start() keeps is timeout's, which passes SIGTERM on.
+go_server() { exec timeout 120 "$GO_PEER" server; }
+js_server() { exec timeout 120 node "$JS_DIR/peer.js" server; }
 
 # ---- starting and stopping servers ---------------------------------------------
 # start NAME PATTERN COMMAND...: starts a server whose log ($work/NAME.log)
@@ -288,6 +294,7 @@ for peer in go js; do
     [ "$good" = yes ]
   kill -TERM "$pid"
   wait_exit "$pid" 5000
+  check "$peer server: stops at SIGTERM (rc=$rc)" [ "$rc" = 0 ]
 done
 
 # ---- 3. a client that vanishes, and our server's shutdown --------------------------
