@@ -64,9 +64,11 @@ enum {
 
 uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]);
 
-/* Runs the loop, with a ref'd 1 ms polling timer of our own, until *counter
- * reaches target (or about 3 s have passed). Returns 1 if it was reached.
- * Needed for deadlines: a context's timer never keeps the loop alive. */
+/* Runs the loop until *counter (changed by loop callbacks) reaches target, or
+ * about 3 s have passed; returns 1 if it was reached. The counter is looked
+ * at each time the loop is about to block (a ref'd prepare handle of our own,
+ * which also keeps the loop running: a context's timer never does), and a
+ * ref'd timer of our own ends the wait at the limit. */
 int run_until(uv_loop_t *loop, const int *counter, int target);
 
 /* Runs the loop for about ms milliseconds (a ref'd one-shot timer of our
@@ -101,15 +103,18 @@ typedef struct {
 void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms);
 void stop_guard_close(stop_guard_t *g);
 
-/* Runs the loop, polling pred every millisecond with a ref'd timer of our
- * own, until pred holds or the uvctx clock reaches limit_ms; then closes the
- * timer. Returns whether pred holds. Fails if the loop stays alive after the
- * polling timer has stopped (something of uvctx kept it alive). */
+/* Runs the loop until pred holds or the uvctx clock reaches limit_ms, asking
+ * pred each time the loop is about to block (as run_until does); then closes
+ * its handles. Returns whether pred holds. Fails if the loop stays alive after
+ * the wait has ended (something of uvctx kept it alive). pred must only look
+ * at what loop callbacks change: a thread that changes it must also wake the
+ * loop (a uv_async_send). */
 int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
                uint64_t limit_ms);
 
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 3000
+/* Generous bound for "eventually": only reached when something is broken,
+ * not when a loaded machine stalls the loop for a second. */
+#define EVENTUALLY_MS 5000
 
 /* An address that no constructor would ever store in *out: a failing
  * constructor must leave *out as it was. */
@@ -192,5 +197,48 @@ void *counting_malloc(size_t size);
 void counting_free(void *ptr);
 void counting_install(void);
 void counting_uninstall(void);
+/* A count that threads raise and other threads wait for: how a test hands
+ * off between threads without spinning. tally_wait blocks (a condition
+ * variable) until the count reaches target, or ms milliseconds have passed;
+ * it returns whether the count got there. The bound only matters when
+ * something is broken: a wait that blocked forever would hang a run made
+ * without fork (CK_FORK=no, as under valgrind), where Check's own timeout
+ * does not act. */
+typedef struct {
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  int count;
+} tally_t;
+
+void tally_init(tally_t *t);
+void tally_destroy(tally_t *t);
+void tally_add(tally_t *t, int n);
+int tally_get(tally_t *t);
+int tally_wait(tally_t *t, int target, uint64_t ms);
+
+/* Generous bound for a hand-off between threads: only reached when something
+ * is broken, never on a slow or loaded machine. */
+#define HANDOFF_LIMIT_MS 30000
+
+/* A check that holds only if the loop was not stalled for longer than the
+ * test's margin (a loaded machine can stall a thread for tens of
+ * milliseconds): when it cannot be made, the test says so on stderr rather
+ * than skipping it in silence. Counts the checks a test meant to make and the
+ * ones a stall made impossible; stall_report prints one line if any was
+ * skipped: "<test>: skipped N of M <what> checks: the loop stalled (up to L
+ * ms late)". */
+typedef struct {
+  const char *test;
+  const char *what;
+  int made;
+  int skipped;
+  uint64_t worst_ms;
+} stall_count_t;
+
+void stall_count_init(stall_count_t *s, const char *test, const char *what);
+/* Records one check: returns 1 if it can be made (late_ms == 0), else counts
+ * it as skipped, late_ms being how far past the margin the loop was. */
+int stall_check(stall_count_t *s, uint64_t late_ms);
+void stall_report(const stall_count_t *s);
 
 #endif

@@ -496,6 +496,7 @@ END_TEST
 Suite *alloc_suite(void) {
   Suite *s = suite_create("alloc");
   TCase *tc = tcase_create("enomem");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_with_cancel_enomem_leaves_nothing);
@@ -512,8 +513,8 @@ Suite *alloc_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("scenario");
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 60); /* valgrind */
   tcase_add_loop_test(tc, test_server_scenario_survives_each_failed_allocation,
                       0, 2);
   suite_add_tcase(s, tc);

@@ -611,6 +611,7 @@ Suite *any_suite(void) {
   Suite *s = suite_create("any");
 
   TCase *tc = tcase_create("done");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_watch_runs_once_when_several_parents_are_cancelled);
   tcase_add_test(tc, any_keeps_the_first_cause_when_more_parents_are_cancelled_later);
@@ -621,6 +622,7 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("diamond");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_of_a_parent_and_its_descendant_is_done_once);
   tcase_add_test(tc, any_in_a_diamond_runs_after_every_parent_it_has);
@@ -629,6 +631,7 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("values");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_value_is_looked_up_in_parents_in_order);
   tcase_add_test(tc, any_value_searches_the_whole_first_parent_before_the_second);
@@ -636,23 +639,26 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_deadline_is_the_earliest_of_its_parents);
   tcase_add_test(tc, any_of_parents_without_deadlines_has_none);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("lifetime");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, many_short_lived_anys_of_long_lived_parents_leave_nothing_behind);
   tcase_add_test(tc, parents_released_before_any_still_finish_it);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("badinput");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_rejects_bad_arguments_and_changes_nothing);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("enomem");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_test(tc, any_out_of_memory_at_each_allocation_leaves_nothing);
   suite_add_tcase(s, tc);

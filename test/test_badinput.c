@@ -584,6 +584,7 @@ Suite *badinput_suite(void) {
   Suite *s = suite_create("badinput");
 
   TCase *tc = tcase_create("constructors");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, test_constructor_rejects_each_bad_argument_and_changes_nothing, 0,
@@ -591,6 +592,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0,
@@ -600,6 +602,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("queries");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_queries_of_null_return_zero_or_null);
   tcase_add_test(tc, test_value_with_null_key_is_null);
   tcase_add_test(tc, test_deadline_rejects_null_ctx_and_null_out);
@@ -608,16 +611,19 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("watches");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_watch_rejects_null_ctx_watch_and_callback);
   tcase_add_test(tc, test_unwatch_of_null_is_einval);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("references");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_retain_and_release_of_null_are_noops);
   tcase_add_test(tc, test_retain_and_release_of_roots_are_noops);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("more");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_replace_allocator_rejects_null_and_keeps_the_old_one);
   tcase_add_test(tc,
                  test_positive_cause_is_einval_on_done_contexts_of_every_kind);
@@ -627,6 +633,7 @@ Suite *badinput_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(
       tc, test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working);
   tcase_add_test(tc, test_loop_close_with_only_a_pending_watch_is_ebusy);

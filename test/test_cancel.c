@@ -386,6 +386,7 @@ Suite *cancel_suite(void) {
   Suite *s = suite_create("cancel");
 
   TCase *tc = tcase_create("cancelled_context");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, test_cancel_makes_the_context_done_once_with_the_first_cause, 0,
@@ -395,6 +396,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("subtree");
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_cancel_parent_cancels_whole_subtree_before_returning);
   tcase_add_test(tc, test_cancel_gives_every_descendant_the_same_cause);
@@ -405,6 +407,7 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause);
@@ -413,17 +416,20 @@ Suite *cancel_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("value_follows_parent");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_value_context_err_and_cause_follow_its_parent);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("watches");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_cancel_never_runs_watch_callbacks_inside_the_call);
   tcase_add_test(tc, test_second_cancel_does_not_run_watch_callbacks_again);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release_never_cancels");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_release_of_child_does_not_cancel_parent);
   tcase_add_test(tc,

@@ -518,6 +518,7 @@ Suite *drain_suite(void) {
   Suite *s = suite_create("drain");
 
   TCase *tc = tcase_create("when");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drain_runs_once_done_and_every_descendant_is_released);
   tcase_add_test(tc, drain_does_not_run_while_a_descendant_is_alive);
@@ -531,6 +532,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order_refs");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drains_of_one_context_run_in_registration_order);
   tcase_add_test(tc, pending_watch_on_a_descendant_delays_the_drain_until_it_has_run);
@@ -539,12 +541,14 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, unwatched_drain_releases_its_hold_on_the_context);
   tcase_add_test(tc, unwatched_drain_struct_can_be_used_again);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, drain_null_arguments_are_einval);
   tcase_add_loop_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval,
@@ -552,6 +556,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, value_child_released_on_another_thread_lets_the_drain_run);
   tcase_add_test(tc, cancellable_child_released_on_another_thread_lets_the_drain_run);
@@ -559,6 +564,7 @@ Suite *drain_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("server");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, server_drain_runs_after_the_last_request_is_released);
   suite_add_tcase(s, tc);

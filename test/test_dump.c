@@ -595,6 +595,7 @@ Suite *dump_suite(void) {
   Suite *s = suite_create("dump");
 
   TCase *tc = tcase_create("shape");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_prints_one_line_per_cancellable_context_of_the_subtree);
   tcase_add_test(tc, dump_indents_children_deeper_than_their_parent_in_preorder);
@@ -602,6 +603,7 @@ Suite *dump_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("line");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, dump_names_the_kind_of_each_context);
   tcase_add_test(tc, dump_names_signal_and_shutdown_contexts);
   tcase_add_test(tc, dump_shows_the_err_and_cause_of_done_contexts);
@@ -614,12 +616,14 @@ Suite *dump_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_of_a_context_that_is_not_cancellable_does_not_crash);
   tcase_add_test(tc, dump_null_arguments_are_einval);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, dump_loop_is_0_on_a_loop_that_never_had_a_context);
   tcase_add_test(tc, dump_loop_counts_and_lists_the_live_cancellable_contexts);
   tcase_add_test(tc, dump_loop_count_goes_down_as_contexts_are_released);

@@ -408,13 +408,13 @@ Suite *edges_suite(void) {
 
   /* One loop, one helper thread joined at once: milliseconds. */
   TCase *tc = tcase_create("shutdown");
-  tcase_set_timeout(tc, 10);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, shutdown_passes_over_a_stopping_context_being_torn_down);
   suite_add_tcase(s, tc);
 
   /* Formatting and argument checks: no waiting at all. */
   tc = tcase_create("format");
-  tcase_set_timeout(tc, 5);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, format_names_the_signals_of_a_signal_context);
   tcase_add_test(tc, format_names_the_first_six_signals_then_an_ellipsis);
   tcase_add_test(tc, format_writes_an_any_context_after_its_first_parent);
@@ -425,7 +425,7 @@ Suite *edges_suite(void) {
 
   /* A few descriptors opened and closed. */
   tc = tcase_create("descriptors");
-  tcase_set_timeout(tc, 5);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, first_context_of_a_loop_needs_no_new_file_descriptor);
   tcase_add_test(tc, first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd);
   tcase_add_test(tc, done_async_fails_cleanly_without_the_loops_wakeup_fd);

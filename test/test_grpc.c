@@ -712,9 +712,8 @@ END_TEST
 Suite *grpc_suite(void) {
   Suite *s = suite_create("grpc");
 
-  /* Timeouts: valgrind; each case normally takes well under a second. */
   TCase *tc = tcase_create("encode");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_loop_test(tc, test_encode_rounds_down_in_the_finest_unit_that_fits,
                       0, ENCODE_ROWS);
   tcase_add_loop_test(
@@ -730,7 +729,7 @@ Suite *grpc_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("parse");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_loop_test(tc,
                       test_parse_gives_now_plus_the_value_rounded_up_to_the_ms,
                       0, ACCEPTED_ROWS);
@@ -746,7 +745,7 @@ Suite *grpc_suite(void) {
   /* Counting uvctx's allocations: input that is rejected is rejected before
    * anything is made. */
   tc = tcase_create("nothing_made");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_loop_test(tc, test_parse_rejects_anything_else_and_makes_nothing,
                       0, REJECTED_ROWS);
@@ -755,7 +754,7 @@ Suite *grpc_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("round_trip");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_loop_test(tc, test_round_trip_never_extends_the_budget, 0,
                       ENCODE_ROWS);
   suite_add_tcase(s, tc);

@@ -526,7 +526,7 @@ static unsigned int pool_size(void) {
 typedef struct {
   uv_work_t *reqs;
   unsigned int n;
-  atomic_uint started;
+  tally_t started;
   uv_sem_t go;
   int released;
   unsigned int finished;
@@ -535,7 +535,7 @@ typedef struct {
 
 static void blocker_work(uv_work_t *req) {
   pool_t *p = req->data;
-  atomic_fetch_add(&p->started, 1);
+  tally_add(&p->started, 1);
   uv_sem_wait(&p->go);
 }
 
@@ -558,7 +558,7 @@ static void pool_release(pool_t *p) {
 static void pool_occupy(pool_t *p, uv_loop_t *loop) {
   memset(p, 0, sizeof(*p));
   p->n = pool_size();
-  atomic_init(&p->started, 0);
+  tally_init(&p->started);
   ck_assert_int_eq(uv_sem_init(&p->go, 0), 0);
   p->reqs = calloc(p->n, sizeof(*p->reqs));
   ck_assert_ptr_nonnull(p->reqs);
@@ -568,13 +568,10 @@ static void pool_occupy(pool_t *p, uv_loop_t *loop) {
                                    blocker_after),
                      0);
   }
-  uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-  while (atomic_load(&p->started) < p->n && uvctx_now() < limit)
-    uv_sleep(1);
-  if (atomic_load(&p->started) < p->n) {
+  if (!tally_wait(&p->started, (int)p->n, HANDOFF_LIMIT_MS)) {
     pool_release(p);
-    ck_abort_msg("only %u of %u pool threads started",
-                 atomic_load(&p->started), p->n);
+    ck_abort_msg("only %d of %u pool threads started", tally_get(&p->started),
+                 p->n);
   }
 }
 
@@ -583,6 +580,7 @@ static void pool_done(pool_t *p) {
   ck_assert_int_eq(p->released, 1);
   ck_assert_uint_eq(p->finished, p->n);
   ck_assert_int_eq(p->finish_status, 0);
+  tally_destroy(&p->started);
   uv_sem_destroy(&p->go);
   free(p->reqs);
 }
@@ -969,7 +967,7 @@ Suite *handles_suite(void) {
   Suite *s = suite_create("handles");
 
   TCase *tc = tcase_create("close_on_done");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, close_on_done_closes_a_silent_tcp_read_at_the_deadline);
   tcase_add_test(tc, close_on_done_of_a_cancelled_context_fails_a_pending_connect);
   tcase_add_test(tc, close_on_done_closes_a_handle_that_keeps_the_loop_alive);
@@ -986,7 +984,7 @@ Suite *handles_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel_on_done");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancel_on_done_cancels_queued_work_and_its_work_never_runs);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_fs_request);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_getaddrinfo_request);

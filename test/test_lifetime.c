@@ -16,14 +16,6 @@
 
 static int key_a, key_b;
 
-/* Keeps the loop running, 2 ms at a time, until *counter reaches target or
- * about 3 s have passed. Returns 1 if it was reached. */
-static int spin_until(uv_loop_t *loop, const int *counter, int target) {
-  for (int i = 0; i < 1500 && *counter < target; i++)
-    run_for(loop, 2);
-  return *counter >= target;
-}
-
 /* Small deterministic PRNG (xorshift32) for shuffles and tree shapes. */
 static uint32_t rng_next(uint32_t *s) {
   uint32_t x = *s;
@@ -132,7 +124,7 @@ START_TEST(a_released_parents_deadline_still_reaches_its_children) {
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_release(p); /* c keeps it */
   rec_watch(&w, NULL, c);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   uvctx_release(c);
@@ -254,7 +246,7 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
   rec_watch(&w, NULL, c);
-  ck_assert(spin_until(&loop, &w.calls, 1));
+  ck_assert(run_until(&loop, &w.calls, 1));
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
   release_all(born, c);
@@ -487,6 +479,7 @@ Suite *lifetime_suite(void) {
   Suite *s = suite_create("lifetime");
 
   TCase *tc = tcase_create("refcount");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, retain_returns_its_argument);
   tcase_add_test(tc, balanced_retain_release_keeps_the_context_usable);
@@ -500,6 +493,7 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop_close");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancel_context);
   tcase_add_test(tc, loop_closes_after_release_of_a_cancelled_context);
@@ -513,13 +507,14 @@ Suite *lifetime_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("big");
-  tcase_set_timeout(tc, 30); /* valgrind is slow; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, a_large_tree_cancelled_then_released_in_random_order_closes);
   tcase_add_test(tc, a_large_tree_released_in_random_order_before_delivery_still_delivers);
   tcase_add_test(tc, a_large_tree_released_uncancelled_in_random_order_closes);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loops");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, two_loops_in_one_thread_do_not_interfere);
   suite_add_tcase(s, tc);
 

@@ -287,12 +287,12 @@ Suite *remote_suite(void) {
 
   /* Two threads, two loops, a handful of contexts: milliseconds. */
   TCase *tc = tcase_create("teardown");
-  tcase_set_timeout(tc, 10);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancel_passes_over_a_child_on_another_loop_being_torn_down);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("dump");
-  tcase_set_timeout(tc, 10);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, dump_lists_children_on_another_loop_as_leaves);
   suite_add_tcase(s, tc);
   return s;

@@ -1280,6 +1280,7 @@ Suite *shutdown_suite(void) {
   Suite *s = suite_create("shutdown");
 
   TCase *tc = tcase_create("phase_1");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, neither_is_done_before_shutdown_begins);
   tcase_add_test(tc, first_shutdown_finishes_stopping_with_its_cause_not_out);
   tcase_add_test(tc, first_shutdown_without_cause_gives_stopping_ecanceled_as_cause);
@@ -1290,6 +1291,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("phase_2");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, grace_period_finishes_out_with_etimedout);
   tcase_add_test(tc, grace_period_never_ends_before_grace_ms);
   tcase_add_test(tc, second_shutdown_finishes_out_at_once_with_ecanceled);
@@ -1300,12 +1302,14 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("parent");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, parent_done_finishes_both);
   tcase_add_test(tc, parent_done_during_the_grace_period_finishes_out);
   tcase_add_test(tc, parent_already_done_gives_both_born_done);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("signals");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_loop_test(tc, signals_move_the_shutdown_through_its_phases, 0,
                       sizeof sigseqs / sizeof sigseqs[0]);
   tcase_add_test(tc, released_shutdown_context_stops_listening);
@@ -1313,6 +1317,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads_release");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, shutdown_from_another_thread_moves_both_phases);
   tcase_add_test(tc, release_before_shutdown_closes_the_loop_in_either_order);
   tcase_add_test(tc, release_during_the_grace_period_closes_the_loop);
@@ -1320,12 +1325,14 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("with_drain");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, graceful_shutdown_in_flight_requests_finish_then_the_tree_drains);
   tcase_add_test(tc, graceful_shutdown_grace_period_over_cancels_requests_then_drains);
   tcase_add_test(tc, drain_on_out_of_an_idle_tree_runs_once_stopping_is_released);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("over_early");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, idle_tree_shutdown_finishes_out_at_once_with_its_cause);
   tcase_add_test(tc, idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause);
   tcase_add_test(tc, idle_tree_shutdown_from_another_thread_finishes_out);
@@ -1342,6 +1349,7 @@ Suite *shutdown_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, with_shutdown_null_arguments_are_einval);
   tcase_add_test(tc, with_shutdown_bad_signal_numbers_are_einval);
   tcase_add_test(tc, with_shutdown_count_0_accepts_null_signums);

@@ -450,6 +450,7 @@ Suite *signal_suite(void) {
   Suite *s = suite_create("signal");
 
   TCase *tc = tcase_create("signal_finishes");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_is_not_done_before_a_signal);
   tcase_add_test(tc, signal_finishes_the_context_with_ecanceled);
@@ -463,6 +464,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("other_finish");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, parent_done_finishes_it_with_signal_received_0);
   tcase_add_test(tc, child_of_a_done_parent_is_born_done_with_signal_received_0);
@@ -471,6 +473,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness_release");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_does_not_keep_the_loop_alive);
   tcase_add_test(tc, release_stops_listening);
@@ -480,6 +483,7 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, null_arguments_are_einval);
   tcase_add_test(tc, zero_count_is_einval);

@@ -118,11 +118,10 @@ START_TEST(test_deadline_never_fires_before_uvctx_now_reaches_it) {
   uvctx_t *ctxs[EARLY_N];
 
   /* Let libuv's cached loop time fall behind the real clock, as it does
-   * after a long callback: a timer armed now from uv_now() would fire early. */
+   * after a long callback: a timer armed now from uv_now() would fire early.
+   * (A sleep, not a spin: the stall is the point, not burning the CPU.) */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
-  uint64_t spin_until = uvctx_now() + 5;
-  while (uvctx_now() < spin_until) {
-  }
+  uv_sleep(5);
 
   for (int i = 0; i < EARLY_N; i++) {
     uint64_t ms = 1 + (uint64_t)(i % 20);
@@ -559,10 +558,12 @@ Suite *timer_suite(void) {
   Suite *s = suite_create("timer");
 
   TCase *tc = tcase_create("clock");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_now_is_uv_hrtime_in_milliseconds);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("firing");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_deadline_context_times_out_by_itself_with_etimedout);
   tcase_add_test(tc, test_timeout_cause_is_the_cause_when_the_deadline_fires);
@@ -571,6 +572,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("born_done_or_never");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(tc, test_context_whose_deadline_has_passed_is_born_done,
                       0, NBORN);
@@ -580,6 +582,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline_query");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_with_deadline_reports_its_deadline);
   tcase_add_test(tc, test_with_timeout_reports_now_plus_timeout);
@@ -592,6 +595,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("tree");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_parent_deadline_finishes_child_with_etimedout_and_its_cause);
@@ -602,6 +606,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(
       tc, test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires);
@@ -611,6 +616,7 @@ Suite *timer_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_deadline_context_does_not_keep_the_loop_alive);
   tcase_add_test(

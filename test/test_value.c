@@ -484,6 +484,7 @@ Suite *value_suite(void) {
   Suite *s = suite_create("value");
 
   TCase *tc = tcase_create("with_value");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_value_is_found_on_the_context_that_defines_it);
   tcase_add_test(tc, test_value_of_unknown_key_is_null);
@@ -496,6 +497,7 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("without_cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_without_cancel_keeps_values_of_parent);
   tcase_add_test(tc, test_without_cancel_child_is_not_cancelled_with_parent);
@@ -508,16 +510,19 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("roots");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_roots_are_two_distinct_static_contexts);
   tcase_add_test(tc, test_roots_are_never_done_and_have_no_deadline_or_values);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_loop_of_each_kind_of_context);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("format");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_format_of_roots_is_background_and_todo);
   tcase_add_test(tc, test_format_of_cancel_context_appends_with_cancel);
   tcase_add_test(tc, test_format_of_deadline_context_shows_its_deadline);

@@ -846,18 +846,21 @@ Suite *watch_suite(void) {
   Suite *s = suite_create("watch");
 
   TCase *tc = tcase_create("delivery");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_callback_never_runs_inside_watch);
   tcase_add_test(tc, watch_callback_never_runs_inside_constructor);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("err");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(tc, watch_err_is_how_the_context_finished, 0,
                       NMADE * NFINISH);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("order");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_order_ancestor_first_then_registration_order);
   tcase_add_test(tc, watch_order_ancestor_first_when_a_deadline_finishes_the_tree);
@@ -865,11 +868,13 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("already_done");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, watch_of_done_context_from_a_callback_runs_on_a_later_callback);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("unwatch");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0,
@@ -881,11 +886,13 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("keeps_alive");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, pending_watch_keeps_its_context_alive);
   tcase_add_test(tc, unwatching_the_last_holder_frees_the_context);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("never_done_and_values");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_loop_test(
       tc, watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can,
@@ -893,6 +900,7 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("in_callback");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, callback_may_free_its_watch);
   tcase_add_test(tc, callback_may_release_its_context);
   tcase_add_test(tc, callback_may_watch_again_with_the_same_watch_struct);
@@ -901,6 +909,7 @@ Suite *watch_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("done_async");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, done_async_returns_the_same_handle_on_each_call);
   tcase_add_test(tc, done_async_of_a_value_context_is_its_cancellable_ancestors);
   tcase_add_test(tc, done_async_handle_is_unrefd);
