@@ -21,6 +21,13 @@
 #   4. h2load with SIGTERM midway: every stream the server accepted gets its
 #      answer (grpc-status 0), h2load's only failures are streams it opened
 #      as the GOAWAY arrived, which the server never accepted; exit 0.
+#   5. the chain: curl -> the HTTP sample (samples/http-server, /grpc and
+#      /hedge) -> a gRPC backend (our server, and grpc-go's): curl hanging up
+#      mid-call cancels the backend's call context within 50 ms of the HTTP
+#      sample seeing the close; with a 300 ms request budget of which 100 ms
+#      are spent before the call, the backend's budget is at most what is
+#      left; a hedged request answers from the faster backend and the slower
+#      one sees a cancel.
 #
 # Times are compared as wall-clock ms printed by both sides (same machine).
 # Every server listens on 127.0.0.1 on a port the kernel picks, read back from
@@ -34,10 +41,12 @@ srcdir=$(cd "${srcdir:-$(dirname "$0")/..}" && pwd)
 builddir=${1:-${abs_top_builddir:-$PWD}}
 SERVER=$builddir/samples/grpc/server
 CLIENT=$builddir/samples/grpc/client
+HTTP=$builddir/samples/http-server/server
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-grpc-e2e.XXXXXX")
 pass=0
 fail=0
 pids=()
+declare -A be_pid be_port be_log be_cancel be_start
 
 # Deadline skew and cancel latency bounds (ms), from issue 10.
 SKEW_MS=5
@@ -93,6 +102,7 @@ field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" "$2" | tail -n 1; }
 # ---- what the tests need ------------------------------------------------------
 need=()
 command -v h2load >/dev/null || need+=(nghttp2-client)
+command -v curl >/dev/null || need+=(curl)
 command -v go >/dev/null || need+=(golang-go)
 [[ -d /usr/share/gocode/src/google.golang.org/grpc ]] || need+=(golang-google-grpc-dev)
 command -v node >/dev/null || need+=(nodejs)
@@ -105,11 +115,11 @@ if ((${#need[@]})); then
       "${need[@]}"; } >"$work/apt.log" 2>&1 || cat "$work/apt.log"
   fi
 fi
-for tool in h2load go node npm; do
+for tool in h2load curl go node npm; do
   command -v "$tool" >/dev/null ||
     giveup "$tool is missing (run scripts/install-deps as root)"
 done
-[[ -x $SERVER && -x $CLIENT ]] || giveup "$SERVER or $CLIENT not built"
+[[ -x $SERVER && -x $CLIENT && -x $HTTP ]] || giveup "$SERVER, $CLIENT or $HTTP not built"
 
 # ---- the peers ------------------------------------------------------------------
 peers=$builddir/test/grpc-peers-build
@@ -124,8 +134,9 @@ go_server() { exec timeout 120 "$GO_PEER" server; }
 js_server() { exec timeout 120 node "$JS_DIR/peer.js" server; }
 
 # ---- starting and stopping servers ---------------------------------------------
-# start NAME PATTERN COMMAND...: starts a server whose log ($work/NAME.log)
-# shows "listening on 127.0.0.1:PORT"; sets $pid, $port, $log.
+# start NAME COMMAND...: starts a server whose log ($work/NAME.log) shows
+# "listening on 127.0.0.1:PORT" (or http://127.0.0.1:PORT/); sets $pid,
+# $port, $log.
 start() {
   local name=$1 i
   shift
@@ -136,7 +147,7 @@ start() {
   pids+=("$pid")
   port=
   for ((i = 0; i < 200; i++)); do
-    port=$(sed -n 's/.*listening on 127.0.0.1:\([0-9]*\).*/\1/p' "$log" | head -n 1)
+    port=$(sed -n 's,.*listening on \(http://\)\{0\,1\}127.0.0.1:\([0-9]*\).*,\2,p' "$log" | head -n 1)
     [[ -n $port ]] && return 0
     sleep 0.05
   done
@@ -171,6 +182,17 @@ wait_log() {
 
 # since FILE MARK: the lines of FILE after line MARK
 since() { tail -n "+$(($2 + 1))" "$1"; }
+
+# wait_since FILE MARK PATTERN: waits (up to 5 s) for a line after line MARK
+wait_since() {
+  local i
+  for ((i = 0; i < 250; i++)); do
+    since "$1" "$2" | grep -q -e "$3" && return 0
+    sleep 0.02
+  done
+  echo "grpc-e2e: '$3' not seen in $1 after line $2"
+  return 1
+}
 
 # ---- 1. grpc-go and grpc-js clients -> our server --------------------------------
 start ours "$SERVER" -a 127.0.0.1 -p 0 -g 3000
@@ -408,6 +430,90 @@ check "load: every call the server accepted ended grpc-status 0 ($s_ok of $s_cal
 check "load: h2load: ${h_started:-?} started, ${h_ok:-?} succeeded, ${h_failed:-?} failed (streams the server never accepted: $((${h_started:-0} - ${s_calls:-0}))), ${h_timeout:-?} timeout" \
   [ -n "${h_started:-}" -a "${h_started:-x}" = "${h_done:-y}" -a "${h_failed:-x}" = "$((${h_started:-0} - ${s_calls:-0}))" -a "${h_timeout:-x}" = 0 ]
 check "load: calls accepted around SIGTERM were answered OK during the grace period ($after; $inflight in flight at the signal)" [ "$after" -gt 0 ]
+
+# ---- 5. the chain: curl -> HTTP sample -> gRPC backend ----------------------------
+start chain-ours "$SERVER" -a 127.0.0.1 -p 0 -g 1000
+be_pid[ours]=$pid be_port[ours]=$port be_log[ours]=$log
+start chain-go go_server
+be_pid[go]=$pid be_port[go]=$port be_log[go]=$log
+# The end of a Sleep cancelled by its caller, in each backend's log.
+be_cancel[ours]='end /uvctx.Test/Sleep: cancelled by the peer (RST_STREAM CANCEL)'
+be_cancel[go]='end /uvctx.Test/Sleep: cancel '
+# The backend's budget as it starts a Sleep.
+be_start[ours]='start /uvctx.Test/Sleep grpc-timeout='
+be_start[go]='call /uvctx.Test/Sleep deadline_wall='
+
+for be in ours go; do
+  other=go
+  [[ $be = go ]] && other=ours
+  blog=${be_log[$be]}
+  # A long request budget (the calls end by cancel or answer), and 300 ms.
+  start "http-$be" "$HTTP" -a 127.0.0.1 -p 0 -r 5000 -g 1000 \
+    -b "127.0.0.1:${be_port[$be]}" -b "127.0.0.1:${be_port[$other]}"
+  h_pid=$pid h_port=$port h_log=$log
+  start "http-$be-300" "$HTTP" -a 127.0.0.1 -p 0 -r 300 -g 1000 \
+    -b "127.0.0.1:${be_port[$be]}"
+  s_pid=$pid s_port=$port s_log=$log
+
+  # (i) curl hangs up mid-call: the backend's call is cancelled.
+  hmark=$(wc -l <"$h_log") bmark=$(wc -l <"$blog")
+  t0=$(now_ms)
+  curl -s -o /dev/null --max-time 0.3 "http://127.0.0.1:$h_port/grpc?ms=2000"
+  crc=$?
+  check "chain $be: curl --max-time 0.3 gives up on a 2 s call (rc=$crc)" [ "$crc" = 28 ]
+  wait_since "$blog" "$bmark" 'end /uvctx.Test/Sleep' >/dev/null
+  wait_since "$h_log" "$hmark" 'no response' >/dev/null
+  closed=$(since "$h_log" "$hmark" | grep 'client went away' | sed -n 's/.* wall=\([0-9.]*\).*/\1/p' | tail -n 1)
+  rst=$(since "$h_log" "$hmark" | grep 'cancelled: RST_STREAM(CANCEL) sent' | sed -n 's/.* wall=\([0-9.]*\).*/\1/p' | tail -n 1)
+  since "$blog" "$bmark" | grep 'end /uvctx.Test/Sleep' >"$work/chain-end.line"
+  ended=$(field wall "$work/chain-end.line")
+  check "chain $be: curl's close -> HTTP sample sends RST_STREAM(CANCEL) $(diff_ms "$rst" "$closed") ms later -> backend's call context cancelled $(diff_ms "$ended" "$closed") ms after the close (bound ${CANCEL_MS} ms; $(diff_ms "$ended" "$((t0 + 300))") ms after curl's 300 ms were up)" \
+    below "$ended" "$closed" "$CANCEL_MS"
+  check "chain $be: the backend saw a cancel, not a deadline ($(cat "$work/chain-end.line"))" \
+    grep -q -e "${be_cancel[$be]}" "$work/chain-end.line"
+  check "chain $be: the HTTP sample abandoned the request, no response" \
+    bash -c "tail -n +$((hmark + 1)) '$h_log' | grep -q 'req 1: cancelled (EOF), no response'"
+
+  # (ii) a 300 ms request budget, 100 ms spent before the call.
+  smark=$(wc -l <"$s_log") bmark=$(wc -l <"$blog")
+  out=$(curl -s -w ' %{http_code}' --max-time 5 "http://127.0.0.1:$s_port/grpc?ms=2000&before=100")
+  check "chain $be: budget 300 ms, a 2 s call: 504 ('${out//$'\n'/ }')" [ "${out##* }" = 504 ]
+  wait_since "$blog" "$bmark" "${be_start[$be]}" >/dev/null
+  began=$(since "$s_log" "$smark" | grep ': start GET /grpc' | sed -n 's/.* wall=\([0-9.]*\).*/\1/p' | tail -n 1)
+  sent_at=$(since "$s_log" "$smark" | grep 'sending grpc-timeout=' | sed -n 's/.* wall=\([0-9.]*\).*/\1/p' | tail -n 1)
+  sent=$(since "$s_log" "$smark" | sed -n 's/.*sending grpc-timeout=\([0-9]*[HMSmun]\) .*/\1/p' | tail -n 1)
+  budget=$(since "$blog" "$bmark" | grep -e "${be_start[$be]}" | sed -n 's/.*budget=\([0-9.]*\)ms.*/\1/p' | tail -n 1)
+  left=$(awk -v a="$began" -v b="$sent_at" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", 300 - (b - a) }')
+  # <= what is left, +1 ms: the receiver rounds a sub-ms remainder up.
+  check "chain $be: $(diff_ms "$sent_at" "$began" | tr -d +) ms spent before the call, $left ms left, grpc-timeout=$sent, the backend's budget $budget ms (<= left + 1 ms, >= left - ${CANCEL_MS} ms)" \
+    awk -v l="$left" -v b="$budget" 'BEGIN { exit !(l != "" && b != "" && 300 - l >= 100 && b <= l + 1 && b >= l - '"$CANCEL_MS"') }'
+
+  # (iii) hedged: the first backend (this one) answers in 100 ms, the other
+  # would take 1.5 s and is cancelled.
+  hmark=$(wc -l <"$h_log") omark=$(wc -l <"${be_log[$other]}")
+  out=$(curl -s -w ' %{http_code}' --max-time 5 "http://127.0.0.1:$h_port/hedge?ms=100&ms2=1500")
+  check "chain $be: hedge answered by the faster backend ('${out//$'\n'/ }')" \
+    [ "$out" = "$(printf '127.0.0.1:%s: slept 100 ms\n 200' "${be_port[$be]}")" ]
+  wait_since "${be_log[$other]}" "$omark" 'end /uvctx.Test/Sleep' >/dev/null
+  since "${be_log[$other]}" "$omark" | grep 'end /uvctx.Test/Sleep' >"$work/hedge-end.line"
+  cancel_at=$(since "$h_log" "$hmark" | grep 'cancelling the call to' | sed -n 's/.* wall=\([0-9.]*\).*/\1/p' | tail -n 1)
+  ended=$(field wall "$work/hedge-end.line")
+  check "chain $be: hedge: the slower backend ($other) sees a cancel $(diff_ms "$ended" "$cancel_at") ms after the HTTP sample cancels its call (bound ${CANCEL_MS} ms; $(cat "$work/hedge-end.line"))" \
+    bash -c "grep -q -e '${be_cancel[$other]}' '$work/hedge-end.line' && awk -v a='$ended' -v b='$cancel_at' 'BEGIN { d = a - b; exit !(a != \"\" && b != \"\" && d >= 0 && d <= $CANCEL_MS) }'"
+
+  for h in "-r 5000:$h_pid:$h_log" "-r 300:$s_pid:$s_log"; do
+    IFS=: read -r opts hp hl <<<"$h"
+    kill -TERM "$hp"
+    wait_exit "$hp" 5000
+    check "chain $be: HTTP sample ($opts) exits 0 after SIGTERM, uv_loop_close() = 0 (rc=$rc)" \
+      bash -c "[ '$rc' = 0 ] && grep -q 'uv_loop_close() = 0' '$hl'"
+  done
+done
+kill -TERM "${be_pid[ours]}" "${be_pid[go]}"
+for be in ours go; do
+  wait_exit "${be_pid[$be]}" 5000
+  check "chain: the $be backend exits 0 after SIGTERM (rc=$rc)" [ "$rc" = 0 ]
+done
 
 [[ -n ${GRPC_E2E_KEEP:-} ]] && echo "grpc-e2e: logs kept in $work"
 echo "$pass passed, $fail failed"

@@ -14,11 +14,27 @@
  * Endpoints:  /            200, a short greeting
  *             /slow?ms=N   200 after N ms of simulated work (a uv_timer_t),
  *                          or 504 when the request deadline passes first
+ *             /grpc?ms=N   calls /uvctx.Test/Sleep N on the gRPC backend (-b)
+ *                          under the request's context (samples/grpc/call.c):
+ *                          what is left of the request's budget goes out as
+ *                          grpc-timeout, and when the client goes away the
+ *                          call is cancelled with RST_STREAM(CANCEL). OK is
+ *                          200, DEADLINE_EXCEEDED 504, anything else 502.
+ *             /hedge?ms=N  the same call to both backends at once (a hedged
+ *                          request), each under its own child context of the
+ *                          request's: the first OK answers, the other call is
+ *                          cancelled. ms2=M gives the second backend M instead
+ *                          (so that a test can make one of them slower).
+ *             before=B     (/grpc, /hedge) B ms of simulated work before the
+ *                          call, taken from the request's budget
  *
  * Usage: server [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] [-g GRACE_MS]
- * (defaults 127.0.0.1, 8080, 5000, 1000, 5000; -p 0 picks a free port). One
- * line per event goes to stderr. Exits 0 once everything is released and
- * uv_loop_close() returns 0. */
+ *               [-b HOST:PORT [-b HOST:PORT]]
+ * (defaults 127.0.0.1, 8080, 5000, 1000, 5000; -p 0 picks a free port; -b
+ * the gRPC backends, numeric addresses). One line per event goes to stderr,
+ * with wall-clock times (ms since the epoch) where tests compare them with a
+ * backend's. Exits 0 once everything is released and uv_loop_close()
+ * returns 0. */
 #include <http_parser.h>
 #include <signal.h>
 #include <stdarg.h>
@@ -27,6 +43,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "call.h"
 #include "uvctx.h"
 
 /* ---- options and state --------------------------------------------------- */
@@ -37,7 +54,12 @@ static struct {
   uint64_t idle_ms;    /* a connection with nothing to do closes after this */
   uint64_t request_ms; /* a request not answered by then gets a 504 */
   uint64_t grace_ms;   /* how long in-flight requests get at shutdown */
-} opt = {"127.0.0.1", 8080, 5000, 1000, 5000};
+  struct {
+    struct sockaddr_storage addr;
+    char authority[80];
+  } backend[2]; /* the gRPC backends of /grpc and /hedge (-b) */
+  int nbackends;
+} opt = {"127.0.0.1", 8080, 5000, 1000, 5000, {{{0}, ""}, {{0}, ""}}, 0};
 
 /* At shutdown an idle keep-alive connection gets this long (or its idle
  * timeout, if shorter) for a request that is already on its way, then it is
@@ -90,15 +112,34 @@ typedef struct {
   int refs; /* the socket, a request, writes in flight */
 } conn_t;
 
+enum { ROUTE_SLOW, ROUTE_GRPC, ROUTE_HEDGE };
+
+/* One gRPC call of a request (/grpc makes one, /hedge two). */
+typedef struct {
+  request_t *req;
+  int n;        /* which backend: 0 or 1 */
+  uvctx_t *ctx; /* the call's context: the request's, or a child (/hedge) */
+  int own_ctx;  /* ctx is the child, ours to release */
+  uint64_t ms;  /* the Sleep asked for */
+  int status;   /* its gRPC status, once it is over */
+  int over;
+} leg_t;
+
 struct request_s {
   conn_t *conn;
   unsigned id;
   uvctx_t *ctx;        /* child of conn->ctx; its deadline is the request's */
   uvctx_watch_t watch; /* the deadline passed, or the connection went away */
   int watching;
-  uv_timer_t work; /* the simulated work of /slow */
+  uv_timer_t work; /* the simulated work of /slow, or before a gRPC call */
   uint64_t start_ms, work_ms;
+  double start_wall;
   int head;
+  int route;
+  leg_t legs[2];
+  int nlegs;
+  int answered; /* a response is on its way, or the request was abandoned */
+  int refs;     /* the work timer, and each call until its callback */
 };
 
 typedef struct {
@@ -167,13 +208,16 @@ static void on_conn_closed(uv_handle_t *handle) {
 
 /* ---- responses -------------------------------------------------------------- */
 
-static void on_work_closed(uv_handle_t *handle) {
-  request_t *req = handle->data;
+static void request_unref(request_t *req) {
   conn_t *conn = req->conn;
 
-  free(req);
-  conn_unref(conn);
+  if (--req->refs == 0) {
+    free(req);
+    conn_unref(conn);
+  }
 }
+
+static void on_work_closed(uv_handle_t *handle) { request_unref(handle->data); }
 
 /* The request is over (answered or abandoned): its context goes. */
 static void end_request(request_t *req) {
@@ -182,6 +226,7 @@ static void end_request(request_t *req) {
   if (req->watching)
     uvctx_unwatch(&req->watch);
   req->watching = 0;
+  req->answered = 1;
   uv_timer_stop(&req->work);
   uvctx_release(req->ctx);
   req->ctx = NULL;
@@ -223,6 +268,7 @@ static const char *status_text(int status) {
   case 200: return "OK";
   case 400: return "Bad Request";
   case 404: return "Not Found";
+  case 502: return "Bad Gateway";
   case 503: return "Service Unavailable";
   case 504: return "Gateway Timeout";
   default: return "Unknown";
@@ -276,16 +322,128 @@ static void respond(request_t *req, int status, const char *body) {
 
 /* ---- requests -------------------------------------------------------------- */
 
-/* The work of /slow finished before the request's context was done. */
+static void start_calls(request_t *req);
+
+/* The work of /slow (or the work before a gRPC call) finished before the
+ * request's context was done. */
 static void on_work_done(uv_timer_t *t) {
   request_t *req = t->data;
   char body[64];
 
   if (uvctx_err(req->ctx) != 0)
     return; /* done at the same time: on_request_done answers */
+  if (req->route != ROUTE_SLOW) {
+    start_calls(req);
+    return;
+  }
   snprintf(body, sizeof(body), "slept %llu ms\n",
            (unsigned long long)req->work_ms);
   respond(req, 200, body);
+}
+
+/* ---- gRPC calls (/grpc, /hedge) ---------------------------------------------- */
+
+static void on_leg_log(const char *line, void *arg) {
+  leg_t *leg = arg;
+
+  say("conn %u req %u: grpc %s: %s", leg->req->conn->id, leg->req->id,
+      opt.backend[leg->n].authority, line);
+}
+
+/* A call is over. The first OK answers the request (and cancels the other
+ * call of a hedge); a failure answers only once no call is left. */
+static void on_leg_done(const grpc_result_t *r, void *arg) {
+  leg_t *leg = arg;
+  request_t *req = leg->req;
+  conn_t *conn = req->conn;
+  int i, left = 0, deadline = 0;
+  char body[320];
+
+  leg->over = 1;
+  leg->status = r->status;
+  say("conn %u req %u: grpc %s: %s%s%s%s wall=%.3f", conn->id, req->id,
+      opt.backend[leg->n].authority, grpc_status_name(r->status),
+      r->local ? " (local)" : "", r->status != GRPC_OK ? ": " : "",
+      r->status != GRPC_OK ? r->message : "", grpc_wall_ms());
+  for (i = 0; i < req->nlegs; i++) {
+    left += !req->legs[i].over;
+    deadline |= req->legs[i].over &&
+                req->legs[i].status == GRPC_DEADLINE_EXCEEDED;
+  }
+  if (!req->answered && r->status == GRPC_OK && conn_alive(conn)) {
+    for (i = 0; i < req->nlegs; i++) /* the hedge is won: stop the other */
+      if (!req->legs[i].over) {
+        say("conn %u req %u: cancelling the call to %s wall=%.3f", conn->id,
+            req->id, opt.backend[req->legs[i].n].authority, grpc_wall_ms());
+        uvctx_cancel(req->legs[i].ctx);
+      }
+    if (req->route == ROUTE_HEDGE)
+      snprintf(body, sizeof(body), "%s: %.*s\n", opt.backend[leg->n].authority,
+               (int)r->body_len, (const char *)r->body);
+    else
+      snprintf(body, sizeof(body), "%.*s\n", (int)r->body_len,
+               (const char *)r->body);
+    respond(req, 200, body);
+  } else if (!req->answered && left == 0) {
+    if (!conn_alive(conn)) {
+      say("conn %u req %u: cancelled (%s), no response", conn->id, req->id,
+          uv_err_name(uvctx_cause(req->ctx)));
+      srv.cancelled++;
+      end_request(req);
+    } else {
+      snprintf(body, sizeof(body), "grpc: %s: %s\n",
+               grpc_status_name(r->status), r->message);
+      if (deadline)
+        srv.timeouts++;
+      respond(req, deadline ? 504 : 502, body);
+    }
+  }
+  if (leg->own_ctx)
+    uvctx_release(leg->ctx);
+  leg->ctx = NULL;
+  leg->own_ctx = 0;
+  request_unref(req);
+}
+
+/* The work before the call is done: call the backend(s). */
+static void start_calls(request_t *req) {
+  conn_t *conn = req->conn;
+  char msg[24];
+  int i, rc;
+
+  /* From here the calls' contexts carry the request's deadline and its
+   * cancel to the backends; their callbacks answer. */
+  if (req->watching)
+    uvctx_unwatch(&req->watch);
+  req->watching = 0;
+  for (i = 0; i < req->nlegs; i++) {
+    leg_t *leg = &req->legs[i];
+
+    if (req->route == ROUTE_HEDGE)
+      leg->own_ctx = (rc = uvctx_with_cancel(&srv.loop, req->ctx,
+                                             &leg->ctx)) == 0;
+    else
+      rc = 0, leg->ctx = req->ctx;
+    if (rc == 0) {
+      snprintf(msg, sizeof(msg), "%llu", (unsigned long long)leg->ms);
+      say("conn %u req %u: grpc %s: calling /uvctx.Test/Sleep %s, %.1f ms "
+          "after the request's start wall=%.3f",
+          conn->id, req->id, opt.backend[leg->n].authority, msg,
+          grpc_wall_ms() - req->start_wall, grpc_wall_ms());
+      rc = grpc_call_start(&srv.loop, leg->ctx,
+                           (struct sockaddr *)&opt.backend[leg->n].addr,
+                           opt.backend[leg->n].authority, "/uvctx.Test/Sleep",
+                           msg, strlen(msg), on_leg_done, on_leg_log, leg);
+    }
+    if (rc != 0) { /* reported like a failed call, from here */
+      grpc_result_t r = {.status = GRPC_UNAVAILABLE, .message = uv_strerror(rc)};
+
+      req->refs++;
+      on_leg_done(&r, leg);
+    } else {
+      req->refs++;
+    }
+  }
 }
 
 /* The request's context is done before its work: stop the work. If the
@@ -310,12 +468,32 @@ static void on_request_done(uvctx_watch_t *w, int err) {
   }
 }
 
+/* The value of NAME=N in the query q (N ms, at most 10 minutes), or def. */
+static uint64_t query_ms(const char *q, const char *name, uint64_t def) {
+  size_t n = strlen(name);
+  const char *p = q;
+  uint64_t v;
+
+  while (p != NULL && *p != '\0') {
+    if (strncmp(p, name, n) == 0 && p[n] == '=') {
+      v = strtoull(p + n + 1, NULL, 10);
+      return v > 600000 ? 600000 : v;
+    }
+    p = strchr(p, '&');
+    if (p != NULL)
+      p++;
+  }
+  return def;
+}
+
 /* Called with a whole request parsed: makes its context and routes it. */
 static void start_request(conn_t *conn) {
   struct http_parser_url u;
   request_t *req = calloc(1, sizeof(*req));
   const char *path = "", *query = "";
   size_t path_len = 0, query_len = 0;
+  char q[128] = "";
+  int rc;
 
   if (req == NULL)
     abort();
@@ -325,6 +503,7 @@ static void start_request(conn_t *conn) {
   req->conn = conn;
   req->id = ++conn->nreq;
   req->start_ms = uvctx_now();
+  req->refs = 1; /* the work timer */
   req->head = conn->parser.method == HTTP_HEAD;
   req->work.data = req;
   req->watch.data = req;
@@ -334,13 +513,15 @@ static void start_request(conn_t *conn) {
   if (!http_should_keep_alive(&conn->parser))
     conn->close_after = 1;
 
-  say("conn %u req %u: start %s %.*s (deadline %llu ms)", conn->id, req->id,
-      http_method_str((enum http_method)conn->parser.method),
-      (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms);
   /* The request's deadline is a grandchild of the root; while it runs the
    * connection is not idle: its own timer waits for the request's. */
-  if (uvctx_with_timeout(&srv.loop, conn->ctx, opt.request_ms, &req->ctx) !=
-      0) {
+  rc = uvctx_with_timeout(&srv.loop, conn->ctx, opt.request_ms, &req->ctx);
+  req->start_wall = grpc_wall_ms(); /* the budget's start, for the logs */
+  say("conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f", conn->id,
+      req->id, http_method_str((enum http_method)conn->parser.method),
+      (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms,
+      req->start_wall);
+  if (rc != 0) {
     respond(req, 503, "out of memory\n");
     return;
   }
@@ -358,20 +539,33 @@ static void start_request(conn_t *conn) {
     }
   }
 
+  if (query_len < sizeof(q))
+    memcpy(q, query, query_len), q[query_len] = '\0';
   if (path_len == 1 && path[0] == '/') {
     respond(req, 200, "hello from uvctx\n");
   } else if (path_len == 5 && memcmp(path, "/slow", 5) == 0) {
-    char q[64] = "";
-    const char *ms;
+    req->route = ROUTE_SLOW;
+    req->work_ms = query_ms(q, "ms", 1000);
+    req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
+    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
+  } else if ((path_len == 5 && memcmp(path, "/grpc", 5) == 0) ||
+             (path_len == 6 && memcmp(path, "/hedge", 6) == 0)) {
+    int hedge = path_len == 6;
 
-    if (query_len < sizeof(q))
-      memcpy(q, query, query_len), q[query_len] = '\0';
-    ms = strncmp(q, "ms=", 3) == 0 ? q + 3 : strstr(q, "&ms=");
-    if (ms != NULL && ms[0] == '&')
-      ms += 4;
-    req->work_ms = ms != NULL ? strtoull(ms, NULL, 10) : 1000;
-    if (req->work_ms > 600000)
-      req->work_ms = 600000;
+    if (opt.nbackends < (hedge ? 2 : 1)) {
+      respond(req, 503, hedge ? "no backends: give two -b HOST:PORT\n"
+                              : "no backend: give -b HOST:PORT\n");
+      return;
+    }
+    req->route = hedge ? ROUTE_HEDGE : ROUTE_GRPC;
+    req->nlegs = hedge ? 2 : 1;
+    req->legs[0].ms = query_ms(q, "ms", 1000);
+    req->legs[1].ms = query_ms(q, "ms2", req->legs[0].ms);
+    req->legs[0].req = req->legs[1].req = req;
+    req->legs[1].n = 1;
+    /* The work before the call (before=B) runs under the request's deadline
+     * like /slow's; then the calls take over (start_calls). */
+    req->work_ms = query_ms(q, "before", 0);
     req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
     uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
   } else {
@@ -467,8 +661,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return; /* closing */
   if (nread < 0) {
     if (conn->req != NULL)
-      say("conn %u: client went away during request %u", conn->id,
-          conn->req->id);
+      say("conn %u: client went away during request %u wall=%.3f", conn->id,
+          conn->req->id, grpc_wall_ms());
     close_conn(conn, (int)nread,
                nread == UV_EOF ? "client closed the connection"
                                : uv_strerror((int)nread));
@@ -600,13 +794,47 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] "
           "[-g GRACE_MS]\n"
+          "       [-b HOST:PORT [-b HOST:PORT]]\n"
           "  -a  address to listen on (default 127.0.0.1)\n"
           "  -p  port (default 8080; 0 picks a free one)\n"
           "  -i  idle timeout of a connection (default 5000 ms)\n"
           "  -r  deadline of a request (default 1000 ms)\n"
-          "  -g  grace period at shutdown (default 5000 ms)\n",
+          "  -g  grace period at shutdown (default 5000 ms)\n"
+          "  -b  a gRPC backend of /grpc (the first) and /hedge (both)\n",
           argv0);
   return 2;
+}
+
+/* -b HOST:PORT (IPv6 as [ADDR]:PORT). */
+static int add_backend(const char *arg) {
+  char host[64];
+  const char *colon = strrchr(arg, ':');
+  const char *h = arg;
+  size_t hlen;
+  int port;
+
+  if (colon == NULL)
+    return UV_EINVAL;
+  hlen = (size_t)(colon - arg);
+  if (hlen >= 2 && h[0] == '[' && h[hlen - 1] == ']')
+    h++, hlen -= 2;
+  if (hlen >= sizeof(host))
+    return UV_EINVAL;
+  memcpy(host, h, hlen);
+  host[hlen] = '\0';
+  port = atoi(colon + 1);
+  if (port <= 0 || port > 65535 ||
+      (uv_ip4_addr(host, port,
+                   (struct sockaddr_in *)&opt.backend[opt.nbackends].addr) !=
+           0 &&
+       uv_ip6_addr(host, port,
+                   (struct sockaddr_in6 *)&opt.backend[opt.nbackends].addr) !=
+           0))
+    return UV_EINVAL;
+  snprintf(opt.backend[opt.nbackends].authority,
+           sizeof(opt.backend[0].authority), "%s", arg);
+  opt.nbackends++;
+  return 0;
 }
 
 int main(int argc, char **argv) {
@@ -614,13 +842,17 @@ int main(int argc, char **argv) {
   struct sockaddr_storage addr;
   int len = sizeof(addr), c, rc, port;
 
-  while ((c = getopt(argc, argv, "a:p:i:r:g:h")) != -1) {
+  while ((c = getopt(argc, argv, "a:p:i:r:g:b:h")) != -1) {
     switch (c) {
     case 'a': opt.addr = optarg; break;
     case 'p': opt.port = atoi(optarg); break;
     case 'i': opt.idle_ms = strtoull(optarg, NULL, 10); break;
     case 'r': opt.request_ms = strtoull(optarg, NULL, 10); break;
     case 'g': opt.grace_ms = strtoull(optarg, NULL, 10); break;
+    case 'b':
+      if (opt.nbackends == 2 || add_backend(optarg) != 0)
+        return usage(argv[0]);
+      break;
     default: return usage(argv[0]);
     }
   }
