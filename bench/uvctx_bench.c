@@ -38,9 +38,19 @@
  *                                     release of the D contexts)
  *   check_canceled/err                Go's BenchmarkCheckCanceled/Err
  *   deep_value/depth=D                Go's BenchmarkDeepValueSameGoRoutine
+ *   any_chain/depth=40/{value_miss,deadline}  uvctx_value (a key defined
+ *                                     nowhere) and uvctx_deadline through 40
+ *                                     stacked diamonds of any-contexts
  *   cancel_delivery/live=L/from=F/pP  ns from uvctx_cancel to the watch
  *                                     callback, L contexts alive, cancelled
  *                                     from the loop thread or another thread
+ *   grpc_timeout/encode               uvctx_grpc_timeout of a context with a
+ *                                     30 s deadline ("29999876u")
+ *   grpc_timeout/parse                uvctx_with_grpc_timeout + release, the
+ *                                     values grpc-go and grpc-js send in turn
+ *   grpc_timeout/with_timeout         uvctx_with_timeout + release in the
+ *                                     same loop, for comparison: what parse
+ *                                     costs above it is the decoding
  */
 #define _GNU_SOURCE /* malloc_usable_size */
 #include <malloc.h>
@@ -477,6 +487,49 @@ static void bench_deep_value(void) {
 }
 
 /* --------------------------------------------------------------------------
+ * Lookups through a chain of any-context diamonds (issue: they were
+ * exponential in the depth)
+ * ------------------------------------------------------------------------ */
+
+static void op_deadline(void *arg, uint64_t n) {
+  const uvctx_t *c = arg;
+  uint64_t acc = 0, dl = 0;
+
+  while (n--) {
+    uvctx_deadline(c, &dl);
+    acc += dl;
+  }
+  sink = (int64_t)acc;
+}
+
+/* m_k = with_any({m_k-1, with_cancel(m_k-1)}), 40 levels over a 1-hour
+ * deadline context: 81 distinct ancestors, 2^40 paths. */
+static void bench_any_chain(void) {
+  enum { DEPTH = 40 };
+  uvctx_t *m, *d;
+  int i;
+
+  if (!group_wanted("any_chain/"))
+    return;
+  must(uvctx_with_timeout(&loop, keeper, 3600 * 1000, &m), "with_timeout");
+  for (i = 0; i < DEPTH; i++) {
+    uvctx_t *parents[2], *next;
+
+    must(uvctx_with_cancel(&loop, m, &d), "with_cancel");
+    parents[0] = m;
+    parents[1] = d;
+    must(uvctx_with_any(&loop, parents, 2, &next), "with_any");
+    uvctx_release(d); /* the any-context holds both */
+    uvctx_release(m);
+    m = next;
+  }
+  measure("any_chain/depth=40/value_miss", op_value, NULL, m);
+  measure("any_chain/depth=40/deadline", op_deadline, NULL, m);
+  uvctx_release(m);
+  settle(NULL);
+}
+
+/* --------------------------------------------------------------------------
  * cancel + delivery latency (the logic of bench/cancel_scaling.c)
  * ------------------------------------------------------------------------ */
 
@@ -605,6 +658,68 @@ static void bench_cancel_delivery(void) {
   uv_sem_destroy(&l.ready);
 }
 
+/* --------------------------------------------------------------------------
+ * grpc_timeout: the grpc-timeout codec
+ * ------------------------------------------------------------------------ */
+
+static void op_grpc_encode(void *arg, uint64_t n) {
+  const uvctx_t *c = arg;
+  char buf[UVCTX_GRPC_TIMEOUT_LEN];
+  int acc = 0;
+
+  while (n--)
+    acc += uvctx_grpc_timeout(c, buf, sizeof buf);
+  sink = acc;
+}
+
+/* What peers send: grpc-go in n or u, grpc-js in m, a hand-set S. */
+static const char *const grpc_values[] = {"99978499n", "4999972u", "81m",
+                                          "30S"};
+
+static void op_grpc_parse(void *arg, uint64_t n) {
+  uvctx_t *parent = arg;
+  uvctx_t *c;
+
+  while (n--) {
+    const char *v = grpc_values[n & 3];
+    uvctx_with_grpc_timeout(&loop, parent, v, strlen(v), &c);
+    uvctx_release(c);
+    turn();
+  }
+}
+
+static void op_timeout_release(void *arg, uint64_t n) {
+  uvctx_t *parent = arg;
+  uvctx_t *c;
+
+  while (n--) {
+    uvctx_with_timeout(&loop, parent, 81, &c);
+    uvctx_release(c);
+    turn();
+  }
+}
+
+static void bench_grpc_timeout(void) {
+  uvctx_t *parent, *c;
+  char buf[UVCTX_GRPC_TIMEOUT_LEN];
+
+  if (!group_wanted("grpc_timeout/"))
+    return;
+  must(uvctx_with_cancel(&loop, keeper, &parent), "with_cancel");
+  must(uvctx_with_timeout(&loop, parent, 30000, &c), "with_timeout");
+  if (uvctx_grpc_timeout(c, buf, sizeof buf) <= 0) {
+    fprintf(stderr, "uvctx_bench: uvctx_grpc_timeout failed\n");
+    exit(1);
+  }
+  printf("# grpc_timeout/encode: \"%s\" from a 30 s deadline\n", buf);
+  measure("grpc_timeout/encode", op_grpc_encode, NULL, c);
+  measure("grpc_timeout/parse", op_grpc_parse, settle, parent);
+  measure("grpc_timeout/with_timeout", op_timeout_release, settle, parent);
+  uvctx_release(c);
+  uvctx_release(parent);
+  settle(NULL);
+}
+
 int main(int argc, char **argv) {
   uint64_t t0 = uv_hrtime();
 
@@ -632,7 +747,9 @@ int main(int argc, char **argv) {
   bench_cancel_tree();
   bench_check_canceled();
   bench_deep_value();
+  bench_any_chain();
   bench_cancel_delivery();
+  bench_grpc_timeout();
 
   uvctx_release(keeper);
   uv_close((uv_handle_t *)&keepalive, NULL);

@@ -32,8 +32,9 @@
  * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
  *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent is;
- *   - deadline:       uvctx_with_deadline() and uvctx_with_timeout(), like a
- *                     cancel context that also cancels itself at a deadline;
+ *   - deadline:       uvctx_with_deadline(), uvctx_with_timeout() and
+ *                     uvctx_with_grpc_timeout(), like a cancel context that
+ *                     also cancels itself at a deadline;
  *   - value:          uvctx_with_value(), carries one key/value pair and is
  *                     done exactly when its parent is;
  *   - without-cancel: uvctx_without_cancel(), keeps the values of its parent
@@ -345,8 +346,15 @@ UVCTX_EXTERN int uvctx_signal_received(const uvctx_t *ctx);
 
 /* A cancellable context that is done as soon as any of the count parents is,
  * with that parent's err and cause (if several already are, the first in
- * order). uvctx_value() looks in parents in order; uvctx_deadline() is the
- * earliest of all. It holds a reference to each parent and sits in each
+ * order). uvctx_value() looks in parents in order, each parent's whole
+ * ancestry before the next parent's (depth first); uvctx_deadline() is the
+ * earliest of all. Parents may share ancestors, at any depth (an "any" of a
+ * connection and a per-call context, call after call): lookups visit each
+ * distinct ancestor once, so they cost time linear in the number of
+ * ancestors, never in the number of paths to them. They allocate nothing;
+ * they recurse once per nested any-context on the way up, and up to eight
+ * lookups through any-contexts run at once in a process (a ninth waits for
+ * one of them to end). It holds a reference to each parent and sits in each
  * parent's list of children until it is released, so a short-lived "any" of
  * long-lived parents leaves nothing behind. Parents may live on other loops.
  * Errors: UV_EINVAL if loop, parents, an entry of parents or out is NULL, or
@@ -358,10 +366,11 @@ UVCTX_EXTERN int uvctx_with_any(uv_loop_t *loop, uvctx_t *const *parents,
  * Idle timeouts and the loop
  * ------------------------------------------------------------------------- */
 
-/* Moves the deadline of ctx, a context made by uvctx_with_deadline or
- * uvctx_with_timeout, to uvctx_now() + timeout_ms, later or earlier: an idle
- * timeout that is reset on every read. O(log n) in the loop's timers, no
- * allocation. A timeout of 0 finishes ctx at once (UV_ETIMEDOUT).
+/* Moves the deadline of ctx, a context made by uvctx_with_deadline,
+ * uvctx_with_timeout or uvctx_with_grpc_timeout, to uvctx_now() + timeout_ms,
+ * later or earlier: an idle timeout that is reset on every read. O(log n) in
+ * the loop's timers, no allocation. A timeout of 0 finishes ctx at once
+ * (UV_ETIMEDOUT).
  * Returns UV_EALREADY once ctx is done. Errors: UV_EINVAL if ctx is NULL or
  * has no timer of its own. Loop thread. */
 UVCTX_EXTERN int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms);
@@ -372,6 +381,85 @@ UVCTX_EXTERN int uvctx_reset_timeout(uvctx_t *ctx, uint64_t timeout_ms);
  * that is done it succeeds and holds nothing, as its timer is stopped.
  * Errors: UV_EINVAL if ctx is NULL or has no timer of its own. Loop thread. */
 UVCTX_EXTERN int uvctx_keepalive(uvctx_t *ctx, int on);
+
+/* ---------------------------------------------------------------------------
+ * Across the wire: gRPC deadlines
+ *
+ * gRPC sends a call's deadline in the grpc-timeout request header as the time
+ * left, not as a time of day, so that the clocks of caller and callee never
+ * need to agree: relative on the wire, absolute locally. A client writes what
+ * is left of its context's deadline with uvctx_grpc_timeout(); a server makes
+ * each call's context from the header it got with uvctx_with_grpc_timeout().
+ * Rounding always keeps the callee inside the caller's budget: the client
+ * rounds down, so a downstream call ends no later than its caller's; the
+ * server rounds up to the millisecond, so it never gives up before its
+ * client.
+ *
+ * A value (gRPC over HTTP/2: TimeoutValue TimeoutUnit) is 1 to 8 ASCII digits
+ * and one unit: H hours, M minutes, S seconds, m milliseconds, u microseconds,
+ * n nanoseconds. uvctx_with_grpc_timeout() takes, byte for byte:
+ *
+ *   value                           result
+ *   ------------------------------  -----------------------------------------
+ *   "81m" "4999972u" "99978499n"    a deadline context, deadline uvctx_now()
+ *   "30S" "5M" "1H" "99999999H"     plus the value (to the nanosecond from
+ *                                   uv_hrtime()), a sub-millisecond
+ *                                   remainder rounded up
+ *   "007S" (leading zeros)          as "7S"
+ *   "0n" "0H" "00000000m"           born done with UV_ETIMEDOUT: no time left
+ *   "" "m" "250"                    UV_EINVAL: no digit, or no unit
+ *   "123456789m"                    UV_EINVAL: more than 8 digits
+ *   "+5m" "-5m" " 5m" "5 m" "5m "   UV_EINVAL: a sign or a space
+ *   "5s" "5x" "5.0S" "5ms" "5mm"    UV_EINVAL: not a unit, bytes after it
+ *   "5\0m" (a NUL inside)           UV_EINVAL
+ *
+ * Zero. The spec asks for a positive value, but grpc-go's decoder takes "0n"
+ * as a zero timeout, whose context is past its deadline at once. A peer that
+ * sends 0 means "no time left", and the answer it expects is
+ * DEADLINE_EXCEEDED, which a context born done with UV_ETIMEDOUT leads a
+ * server to give; rejecting the header would turn it into a protocol error.
+ * uvctx_grpc_timeout() never writes 0: with nothing left it says
+ * UV_ETIMEDOUT.
+ * ------------------------------------------------------------------------- */
+
+/* Bytes that always suffice for uvctx_grpc_timeout(): 8 digits, the unit and
+ * the terminating NUL. */
+#define UVCTX_GRPC_TIMEOUT_LEN 10
+
+/* Writes to buf the time left until ctx's deadline (uvctx_deadline(): the
+ * earliest of ctx and its ancestors) as a grpc-timeout value, NUL-terminated,
+ * and returns its length without the NUL: the header to send with a call made
+ * under ctx. The value never promises more time than is left: what is left is
+ * computed to the nanosecond, uv_hrtime() against the deadline, and rounded
+ * down, in the finest unit whose count fits 8 digits, so that little is lost:
+ * "99978499n" below 0.1 s, "4999972u" below 100 s, "81m" below about 27.7
+ * hours, then S, M and H; more than 99999999 hours left gives "99999999H".
+ *
+ * Returns 0 when ctx has no deadline: send no header. Returns UV_ETIMEDOUT
+ * when ctx is done or its deadline has passed (uvctx_now() has reached it,
+ * even if ctx's loop has not yet finished ctx): do not make the call.
+ * Returns UV_ENOBUFS when len is too short for the value
+ * (UVCTX_GRPC_TIMEOUT_LEN always suffices). Unless it returns a length, buf
+ * holds "" when len > 0. Errors: UV_EINVAL if ctx or buf is NULL.
+ * Any thread. */
+UVCTX_EXTERN int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len);
+
+/* A deadline context for an incoming call, from the grpc-timeout value it
+ * came with: the len bytes at value, as an HTTP/2 library hands a header
+ * value over (not NUL-terminated). It is a context of uvctx_with_deadline()
+ * with the deadline uvctx_now() + value, rounded up to the millisecond
+ * (ceil((uv_hrtime() + value in ns) / 1e6)); uvctx_reset_timeout(),
+ * uvctx_keepalive() and uvctx_cancel() work on it as on any deadline context.
+ * Every unit is accepted, see the table above; 0 gives a context born done
+ * with UV_ETIMEDOUT. The largest values are kept exactly: "99999999H", about
+ * 11,400 years, is counted in milliseconds and overflows nothing. Its
+ * deadline as uvctx_deadline() reports it is never later than parent's: a
+ * server's own budget (its request's, its shutdown's) still bounds the call.
+ * Errors: UV_EINVAL if loop, parent, value or out is NULL or value is not a
+ * grpc-timeout value (nothing is made); UV_ENOMEM. Loop thread. */
+UVCTX_EXTERN int uvctx_with_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
+                                         const char *value, size_t len,
+                                         uvctx_t **out);
 
 /* ---------------------------------------------------------------------------
  * Handles and requests
@@ -456,7 +544,9 @@ UVCTX_EXTERN int uvctx_shutdown(uvctx_t *ctx, int cause);
 /* Prints ctx and the cancellable contexts below it, one per line, indented
  * by depth: kind, loop, err and cause, deadline and time left, pending
  * watches, references, and how many other (value, without-cancel) children it
- * has. Errors: UV_EINVAL if ctx or out is NULL. Loop thread. */
+ * has. An any-context below ctx through several of its parents is printed
+ * in full under the first one met, and as "with_any <address> (shown above)"
+ * under the others. Errors: UV_EINVAL if ctx or out is NULL. Loop thread. */
 UVCTX_EXTERN int uvctx_dump(const uvctx_t *ctx, FILE *out);
 
 /* Prints every cancellable context still alive on loop, one per line as

@@ -291,45 +291,58 @@ int uvctx_cause(const uvctx_t *ctx) {
                                      : uvctx__err_of(state);
 }
 
-/* The earliest deadline of ctx and its ancestors into *earliest; 1 if any. */
-static int earliest_deadline(const uvctx_t *ctx, uint64_t *earliest) {
-  int found = 0;
+struct earliest {
+  int found;
+  uint64_t deadline;
+};
 
+/* Folds ctx's own deadline, if it has one, into e. */
+static void fold_deadline(const uvctx_t *ctx, struct earliest *e) {
+  const uvctx__deadline_t *d = uvctx__as_deadline(ctx);
+  uint64_t t;
+
+  if (!atomic_load_explicit(&d->has_deadline, memory_order_acquire))
+    return;
+  t = atomic_load_explicit(&d->deadline, memory_order_relaxed);
+  if (!e->found || t < e->deadline)
+    e->deadline = t;
+  e->found = 1;
+}
+
+static int visit_deadline(const uvctx_t *ctx, void *arg) {
   /* A without-cancel context hides the deadlines above it. */
+  if (ctx->kind == UVCTX__WITHOUT_CANCEL)
+    return UVCTX__WALK_PRUNE;
+  if (uvctx__has_timer(ctx))
+    fold_deadline(ctx, arg);
+  return UVCTX__WALK_UP;
+}
+
+/* The earliest deadline of ctx and its ancestors: up the chain, and from the
+ * first any-context on, over the graph above it, each context once. */
+static struct earliest earliest_deadline(const uvctx_t *ctx) {
+  struct earliest e = {0, UINT64_MAX};
+
   for (; ctx != NULL && ctx->kind != UVCTX__WITHOUT_CANCEL; ctx = ctx->parent) {
     if (uvctx__has_timer(ctx)) {
-      const uvctx__deadline_t *d = uvctx__as_deadline(ctx);
-      if (atomic_load_explicit(&d->has_deadline, memory_order_acquire)) {
-        uint64_t t = atomic_load_explicit(&d->deadline, memory_order_relaxed);
-        if (!found || t < *earliest)
-          *earliest = t;
-        found = 1;
-      }
+      fold_deadline(ctx, &e);
     } else if (ctx->kind == UVCTX__ANY) {
-      const uvctx__any_t *any = uvctx__as_any(ctx);
-      size_t i;
-      for (i = 0; i < any->count; i++) {
-        uint64_t t;
-        if (earliest_deadline(any->parents[i], &t) &&
-            (!found || t < *earliest)) {
-          *earliest = t;
-          found = 1;
-        }
-      }
-      return found;
+      uvctx__walk_ancestors(ctx, visit_deadline, &e);
+      break;
     }
   }
-  return found;
+  return e;
 }
 
 int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
-  uint64_t earliest = UINT64_MAX;
+  struct earliest e;
 
   if (ctx == NULL || deadline_ms == NULL)
     return UV_EINVAL;
-  if (!earliest_deadline(ctx, &earliest))
+  e = earliest_deadline(ctx);
+  if (!e.found)
     return 0;
-  *deadline_ms = earliest;
+  *deadline_ms = e.deadline;
   return 1;
 }
 

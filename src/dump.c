@@ -96,43 +96,65 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
   fputc('\n', out);
 }
 
-/* The first link from l on that leads to a child on lp; the children on
- * other loops passed on the way are printed, as leaves, at depth. */
-static const uvctx__link_t *next_local(const uvctx__link_t *l,
-                                       const uvctx__loop_t *lp, int depth,
-                                       FILE *out) {
-  for (; l != NULL && l->child->lp != lp; l = l->next)
-    dump_line(&l->child->ctx, depth, lp, out);
-  return l;
+/* One walk of a subtree: the printing one, or the one after it that takes
+ * its marks away (out == NULL). */
+struct dump {
+  const uvctx__loop_t *lp;
+  unsigned int bit; /* the walk's mark (ancestors.c) */
+  FILE *out;
+};
+
+/* Whether the walk goes into the child of l. An any-context hangs in the
+ * list of each of its parents, so a subtree may reach it by several paths:
+ * the walk goes into it the first time, which it marks, and prints it as a
+ * reference the other times. Without the marks, diamonds of any-contexts
+ * stacked n deep would print 2^n lines. */
+static int enter(const uvctx__link_t *l, const struct dump *d, int depth) {
+  const uvctx_t *child = &l->child->ctx;
+
+  if (child->kind != UVCTX__ANY)
+    return 1;
+  if (d->out == NULL)
+    return uvctx__unmark(child, d->bit);
+  if (uvctx__mark(child, d->bit))
+    return 1;
+  fprintf(d->out, "%*swith_any %p (shown above)\n", depth * 2, "",
+          (const void *)child);
+  return 0;
 }
 
-int uvctx_dump(const uvctx_t *ctx, FILE *out) {
-  uvctx__cancel_t *root;
-  uvctx__cancel_t *node;
+/* The first link from l on that the walk goes into; the children on other
+ * loops passed on the way are printed, as leaves, at depth. */
+static const uvctx__link_t *next_entered(const uvctx__link_t *l,
+                                         const struct dump *d, int depth) {
+  for (; l != NULL; l = l->next) {
+    if (l->child->lp != d->lp) {
+      if (d->out != NULL)
+        dump_line(&l->child->ctx, depth, d->lp, d->out);
+    } else if (enter(l, d, depth)) {
+      return l;
+    }
+  }
+  return NULL;
+}
+
+/* The same pre-order walk as a cancel's (cancel.c), over every child. The
+ * caller holds the tree lock, which keeps the lists still between the two
+ * walks; walk_link is the walks' scratch. */
+static void walk(uvctx__cancel_t *root, const struct dump *d) {
+  uvctx__cancel_t *node = root;
   const uvctx__link_t *next;
-  uvctx__loop_t *lp;
   int depth = 0;
 
-  if (ctx == NULL || out == NULL)
-    return UV_EINVAL;
-  if (!uvctx__is_cancellable(ctx)) {
-    dump_line(ctx, 0, NULL, out);
-    return 0;
-  }
-  root = uvctx__as_cancel(ctx);
-  lp = root->lp;
-  /* The same pre-order walk as a cancel's (cancel.c), over every child. The
-   * lock keeps the lists still; walk_link is the walks' scratch. */
-  uvctx__lock(&lp->tree_lock);
-  node = root;
-  dump_line(&node->ctx, depth, lp, out);
+  if (d->out != NULL)
+    dump_line(&node->ctx, depth, d->lp, d->out);
   for (;;) {
-    next = next_local(node->first_child, lp, depth + 1, out);
+    next = next_entered(node->first_child, d, depth + 1);
     if (next != NULL) {
       depth++;
     } else {
       while (next == NULL && node != root) {
-        next = next_local(node->walk_link->next, lp, depth, out);
+        next = next_entered(node->walk_link->next, d, depth);
         if (next == NULL) {
           node = node->walk_link->parent;
           depth--;
@@ -143,9 +165,32 @@ int uvctx_dump(const uvctx_t *ctx, FILE *out) {
     }
     node = next->child;
     node->walk_link = (uvctx__link_t *)next;
-    dump_line(&node->ctx, depth, lp, out);
+    if (d->out != NULL)
+      dump_line(&node->ctx, depth, d->lp, d->out);
   }
-  uvctx__unlock(&lp->tree_lock);
+}
+
+int uvctx_dump(const uvctx_t *ctx, FILE *out) {
+  uvctx__cancel_t *root;
+  struct dump d;
+
+  if (ctx == NULL || out == NULL)
+    return UV_EINVAL;
+  if (!uvctx__is_cancellable(ctx)) {
+    dump_line(ctx, 0, NULL, out);
+    return 0;
+  }
+  root = uvctx__as_cancel(ctx);
+  d.lp = root->lp;
+  d.out = out;
+  /* The mark first: no walk waits for a tree lock while it owns one. */
+  d.bit = uvctx__mark_acquire();
+  uvctx__lock(&root->lp->tree_lock);
+  walk(root, &d);
+  d.out = NULL;
+  walk(root, &d);
+  uvctx__unlock(&root->lp->tree_lock);
+  uvctx__mark_release(d.bit);
   return 0;
 }
 

@@ -44,8 +44,9 @@ uint64_t uvctx__deadline_after(uint64_t now, uint64_t timeout_ms) {
 }
 
 /* The clock is read once per constructor: reading it is a good part of the
- * cost of a short-lived deadline context. */
-static int new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
+ * cost of a short-lived deadline context. So the caller passes `now`, the
+ * uvctx_now() it read (uvctx_with_grpc_timeout reads uv_hrtime() itself). */
+int uvctx__new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
                         int cause, uint64_t now, uvctx_t **out) {
   uvctx__cancel_t *c;
   uvctx__deadline_t *d;
@@ -70,7 +71,8 @@ static int new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
 int uvctx_with_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
                               uint64_t deadline_ms, int cause,
                               uvctx_t **out) {
-  return new_deadline(loop, parent, deadline_ms, cause, uvctx_now(), out);
+  return uvctx__new_deadline(loop, parent, deadline_ms, cause, uvctx_now(),
+                             out);
 }
 
 int uvctx_with_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
@@ -82,8 +84,9 @@ int uvctx_with_timeout_cause(uv_loop_t *loop, uvctx_t *parent,
                              uint64_t timeout_ms, int cause, uvctx_t **out) {
   uint64_t now = uvctx_now();
 
-  return new_deadline(loop, parent, uvctx__deadline_after(now, timeout_ms),
-                      cause, now, out);
+  return uvctx__new_deadline(loop, parent,
+                             uvctx__deadline_after(now, timeout_ms), cause,
+                             now, out);
 }
 
 int uvctx_with_timeout(uv_loop_t *loop, uvctx_t *parent, uint64_t timeout_ms,

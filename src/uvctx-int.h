@@ -94,6 +94,8 @@ struct uvctx_s {
   uint8_t kind;
   uint8_t flags;
   uint8_t mb_flags; /* UVCTX__MB_*, guarded by the loop's mailbox_lock */
+  /* One bit per graph walk under way that has visited it (ancestors.c). */
+  _Atomic uint8_t seen;
   /* Holds a reference; NULL for roots. An any-context holds its other
    * parents in uvctx__any_t. */
   uvctx_t *parent;
@@ -290,6 +292,38 @@ static inline int uvctx__watch_pending(const uvctx_watch_t *w) {
          w->state == UVCTX__WATCH_NEVER || w->state == UVCTX__WATCH_DRAINING;
 }
 
+/* ancestors.c: walks of the graph above an any-context, each context
+ * visited once. A visitor says whether the walk goes on above the context. */
+enum {
+  UVCTX__WALK_UP,    /* go on to its parents */
+  UVCTX__WALK_PRUNE, /* nothing above it matters */
+  UVCTX__WALK_STOP   /* found: the walk ends */
+};
+typedef int (*uvctx__visit_cb)(const uvctx_t *ctx, void *arg);
+
+/* Calls cb on ctx and its ancestors, pre-order, depth first, parents in
+ * order, each once; 1 if cb stopped the walk. Any thread. */
+int uvctx__walk_ancestors(const uvctx_t *ctx, uvctx__visit_cb cb, void *arg);
+
+/* The bits of uvctx_t.seen, one per walk under way. */
+#define UVCTX__WALK_BITS_MASK 0xffu
+unsigned int uvctx__mark_acquire(void);
+void uvctx__mark_release(unsigned int bit);
+
+/* Marks ctx for the walk that owns bit: 1 if it was not marked yet. */
+static inline int uvctx__mark(const uvctx_t *ctx, unsigned int bit) {
+  return !(atomic_fetch_or_explicit(&((uvctx_t *)ctx)->seen, (uint8_t)bit,
+                                    memory_order_relaxed) &
+           bit);
+}
+
+/* Unmarks ctx: 1 if it was marked. */
+static inline int uvctx__unmark(const uvctx_t *ctx, unsigned int bit) {
+  return (atomic_fetch_and_explicit(&((uvctx_t *)ctx)->seen,
+                                    (uint8_t)~bit, memory_order_relaxed) &
+          bit) != 0;
+}
+
 /* alloc.c */
 void *uvctx__malloc(size_t size);
 void uvctx__free(void *ptr);
@@ -337,6 +371,8 @@ void uvctx__deliver_subtree(uvctx__cancel_t *c);
 /* timer.c */
 void uvctx__timer_set(uvctx__deadline_t *d, uint64_t deadline_ms);
 uint64_t uvctx__deadline_after(uint64_t now, uint64_t timeout_ms);
+int uvctx__new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
+                        int cause, uint64_t now, uvctx_t **out);
 void uvctx__timer_arm(uvctx__deadline_t *d);
 
 /* signal.c */

@@ -11,6 +11,7 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
   atomic_init(&ctx->refs, 1);
   ctx->kind = (uint8_t)kind;
   ctx->flags = 0;
+  atomic_init(&ctx->seen, 0);
   ctx->parent = uvctx_retain(parent);
   uvctx__adopt(parent);
   /* A value context reports its parent's state; a without-cancel context,
@@ -44,30 +45,36 @@ int uvctx_without_cancel(uvctx_t *parent, uvctx_t **out) {
   return new_plain(parent, UVCTX__WITHOUT_CANCEL, sizeof(uvctx_t), out);
 }
 
-/* The nearest definition of key up from ctx: an iterative walk, except that
- * an any-context looks in each of its parents in turn. */
-static int lookup(const uvctx_t *ctx, const void *key, void **value) {
-  for (; ctx != NULL; ctx = ctx->parent) {
-    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key) {
-      *value = uvctx__as_value(ctx)->value;
-      return 1;
-    }
-    if (ctx->kind == UVCTX__ANY) {
-      const uvctx__any_t *any = uvctx__as_any(ctx);
-      size_t i;
-      for (i = 0; i < any->count; i++)
-        if (lookup(any->parents[i], key, value))
-          return 1;
-      return 0;
-    }
+struct lookup {
+  const void *key;
+  void *value;
+};
+
+static int match(const uvctx_t *ctx, void *arg) {
+  struct lookup *l = arg;
+
+  if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == l->key) {
+    l->value = uvctx__as_value(ctx)->value;
+    return UVCTX__WALK_STOP;
   }
-  return 0;
+  return UVCTX__WALK_UP;
 }
 
+/* The nearest definition of key up from ctx: an iterative walk up the chain,
+ * and, from the first any-context on, a walk of the graph above it that
+ * visits each context once, in the same order (ancestors.c). */
 void *uvctx_value(const uvctx_t *ctx, const void *key) {
-  void *value = NULL;
+  struct lookup l = {key, NULL};
 
-  if (key != NULL)
-    lookup(ctx, key, &value);
-  return value;
+  if (key == NULL)
+    return NULL;
+  for (; ctx != NULL; ctx = ctx->parent) {
+    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key)
+      return uvctx__as_value(ctx)->value;
+    if (ctx->kind == UVCTX__ANY) {
+      uvctx__walk_ancestors(ctx, match, &l);
+      return l.value;
+    }
+  }
+  return NULL;
 }

@@ -48,6 +48,8 @@ Suite *any_suite(void);
 Suite *reset_suite(void);
 Suite *handles_suite(void);
 Suite *crossloop_suite(void);
+Suite *grpc_suite(void);
 Suite *stress_suite(void);
+Suite *ancestors_suite(void);
 
 #endif

@@ -6,13 +6,14 @@
  * with every byte given back.
  *
  * The functions that allocate: uvctx_with_cancel, uvctx_with_deadline(_cause),
- * uvctx_with_timeout(_cause), uvctx_with_value, uvctx_without_cancel,
- * uvctx_with_signal, uvctx_with_any, uvctx_with_shutdown (two contexts) and
- * uvctx_done_async; the first cancellable context of a loop also allocates
- * the loop's state. No other function allocates: the scenario below runs the
- * others (watch, drain, unwatch, cancel, reset_timeout, shutdown, keepalive,
- * close_on_done, release) with the allocator failing every call, and they
- * all work. */
+ * uvctx_with_timeout(_cause), uvctx_with_grpc_timeout, uvctx_with_value,
+ * uvctx_without_cancel, uvctx_with_signal, uvctx_with_any,
+ * uvctx_with_shutdown (two contexts) and uvctx_done_async; the first
+ * cancellable context of a loop also allocates the loop's state. No other
+ * function allocates: the scenario below runs the others (watch, drain,
+ * unwatch, cancel, reset_timeout, shutdown, keepalive, close_on_done,
+ * release) with the allocator failing every call, and they all work
+ * (test_grpc.c shows that uvctx_grpc_timeout allocates nothing). */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -108,6 +109,16 @@ static int make_born_done_timeout(uv_loop_t *loop, uvctx_t *parent,
                                   uvctx_t **out, uvctx_t **out2) {
   (void)out2;
   return uvctx_with_timeout(loop, parent, 0, out);
+}
+static int make_grpc_timeout(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
+                             uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_grpc_timeout(loop, parent, "4999972u", 8, out);
+}
+static int make_born_done_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
+                                       uvctx_t **out, uvctx_t **out2) {
+  (void)out2;
+  return uvctx_with_grpc_timeout(loop, parent, "0n", 2, out);
 }
 static int make_value(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
                       uvctx_t **out2) {
@@ -222,6 +233,12 @@ START_TEST(test_with_timeout_enomem_leaves_nothing) {
   sweep(make_timeout);
   sweep(make_timeout_cause);
   sweep(make_born_done_timeout);
+}
+END_TEST
+
+START_TEST(test_with_grpc_timeout_enomem_leaves_nothing) {
+  sweep(make_grpc_timeout);
+  sweep(make_born_done_grpc_timeout);
 }
 END_TEST
 
@@ -519,6 +536,9 @@ START_TEST(test_everything_fails_when_no_memory_is_left) {
                    UV_ENOMEM);
   ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 0, &out),
                    UV_ENOMEM);
+  ck_assert_int_eq(
+      uvctx_with_grpc_timeout(&loop, uvctx_background(), "81m", 3, &out),
+      UV_ENOMEM);
   ck_assert_int_eq(uvctx_with_value(uvctx_background(), &key, NULL, &out),
                    UV_ENOMEM);
   ck_assert_int_eq(uvctx_without_cancel(uvctx_todo(), &out), UV_ENOMEM);
@@ -545,6 +565,7 @@ Suite *alloc_suite(void) {
   tcase_add_test(tc, test_with_cancel_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_deadline_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_timeout_enomem_leaves_nothing);
+  tcase_add_test(tc, test_with_grpc_timeout_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_value_enomem_leaves_nothing);
   tcase_add_test(tc, test_without_cancel_enomem_leaves_nothing);
   tcase_add_test(tc, test_with_signal_enomem_leaves_nothing);
