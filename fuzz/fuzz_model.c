@@ -44,7 +44,10 @@
  * and every step of the teardown must take at most 100 ms (OP_LIMIT_MS, by
  * CLOCK_MONOTONIC): all of them take microseconds, so an operation that takes
  * longer has gone exponential or quadratic, and must show as a finding that
- * names it, not as a slow run or a libFuzzer timeout somewhere inside.
+ * names it, not as a slow run or a libFuzzer timeout somewhere inside. Time
+ * the fuzzing thread spent not running (another process had the core, on a
+ * shared machine) is not the operation's: it must also have used half the
+ * limit in CPU time; one that has not returned after HANG_MS fails however.
  *
  * Time is kept out of it (see model.h): deadlines are past or out of reach,
  * and the calls that finish a context "now" do it inside the call. Real
@@ -79,7 +82,12 @@ static int trace;
       m_fail(__VA_ARGS__);                                                    \
   } while (0)
 
-enum { MAX_HANDLES = 48, FORMAT_MAX = M_MAX_NODES * 64, OP_LIMIT_MS = 100 };
+enum {
+  MAX_HANDLES = 48,
+  FORMAT_MAX = M_MAX_NODES * 64,
+  OP_LIMIT_MS = 100,
+  HANG_MS = 1000
+};
 
 /* Opcodes; the byte is taken modulo OP_COUNT. */
 enum {
@@ -186,14 +194,16 @@ static int alloc_failed;
  * fact: each operation notes when it began and what it is, and a watchdog
  * thread looks every few milliseconds. When one has run too long it names it
  * and sends SIGABRT to the fuzzing thread, whose stack (libFuzzer's crash
- * report, or a core) shows where it was stuck.
+ * report, or a core) shows where it was stuck. Reading the fuzzing thread's
+ * CPU clock is a system call, so only the watchdog does it, from the moment
+ * it first sees an operation (at most a tick after it began).
  * ------------------------------------------------------------------------- */
 
-static uint64_t mono_ns(void) {
-  struct timespec ts;
-  clock_gettime(CLOCK_MONOTONIC, &ts);
-  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
+enum { TICK_MS = 10 };
+
+static uint64_t clock_ns(clockid_t id);
+
+static uint64_t mono_ns(void) { return clock_ns(CLOCK_MONOTONIC); }
 
 /* The operation running: since 0 when none. */
 typedef struct {
@@ -227,19 +237,39 @@ static void op_end(op_t prev) {
   atomic_store_explicit(&op_since, prev.since, memory_order_release);
 }
 
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
 static void *watchdog(void *arg) {
-  const struct timespec tick = {0, 10 * 1000000};
+  const struct timespec tick = {0, TICK_MS * 1000000};
+  const uint64_t ms = 1000000;
+  uint64_t seen = 0, cpu0 = 0; /* the operation last seen, and its start */
+  clockid_t cpu;
 
   (void)arg;
+  if (pthread_getcpuclockid(fuzz_thread, &cpu) != 0)
+    abort();
   for (;;) {
-    uint64_t since, now;
+    uint64_t since, wall, used;
     const char *what;
     int n;
 
     nanosleep(&tick, NULL);
     since = atomic_load_explicit(&op_since, memory_order_acquire);
-    now = mono_ns();
-    if (since == 0 || now - since <= (uint64_t)OP_LIMIT_MS * 1000000u)
+    if (since == 0)
+      continue;
+    if (since != seen) {
+      seen = since;
+      cpu0 = clock_ns(cpu);
+      continue;
+    }
+    wall = mono_ns() - since;
+    used = clock_ns(cpu) - cpu0;
+    if (!(wall > OP_LIMIT_MS * ms && used > OP_LIMIT_MS / 2 * ms) &&
+        wall <= HANG_MS * ms)
       continue;
     what = atomic_load_explicit(&op_what, memory_order_relaxed);
     n = atomic_load_explicit(&op_node, memory_order_relaxed);
@@ -248,8 +278,10 @@ static void *watchdog(void *arg) {
     fprintf(stderr, "\nfuzz_model: %s", what);
     if (n >= 0)
       fprintf(stderr, " of node %d", n);
-    fprintf(stderr, " has run for %" PRIu64 " ms, more than %d ms (%d nodes)\n",
-            (now - since) / 1000000u, OP_LIMIT_MS, M.nnodes);
+    fprintf(stderr,
+            " has run for %" PRIu64 " ms (%" PRIu64 " ms of CPU seen), more "
+            "than %d ms (%d nodes)\n",
+            wall / ms, used / ms, OP_LIMIT_MS, M.nnodes);
     pthread_kill(fuzz_thread, SIGABRT);
     return NULL;
   }

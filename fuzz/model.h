@@ -25,7 +25,7 @@
 #include <stdint.h>
 
 enum {
-  M_MAX_NODES = 512,
+  M_MAX_NODES = 256,
   M_MAX_WATCHES = 16,
   M_MAX_PARENTS = 4
 };
