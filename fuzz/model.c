@@ -33,6 +33,7 @@ void m_init(void) {
   memset(M.nodes, 0, 2 * sizeof M.nodes[0]);
   memset(M.watches, 0, sizeof M.watches);
   M.event = 0;
+  M.deadline_epoch = 1; /* a node's 0 is "not known" */
   M.reg_seq = 0;
   /* "the callbacks of an ancestor run before those of its descendants, and
    * those of one context in the order they were registered": that is all
@@ -65,93 +66,76 @@ int m_owner(int n) {
 
 int m_can_be_done(int n) { return m_owner(n) >= 0; }
 
-/* Marks for the walks up the graph below, so that each visits a node at
- * most once: any-contexts whose parents share ancestors (a diamond, or the
- * same parent listed twice), stacked level after level, reach one ancestor by
- * exponentially many paths. A walk takes a new generation number instead of
- * clearing the marks. */
-static unsigned visit_gen;
-static unsigned visited[M_MAX_NODES];
+/* "the earliest deadline of ctx and its ancestors"; a without-cancel context
+ * "has no deadline" (and hides its parent's); an any-context's "is the
+ * earliest of all" its parents'. Computed from the parents' answers, each
+ * kept until a deadline changes anywhere: through stacked diamonds (an
+ * ancestor reached by 2^levels paths) every node is worked out once. */
+int m_deadline(int n, uint64_t *out) {
+  m_node *x = &M.nodes[n];
 
-static void new_walk(void) {
-  if (++visit_gen == 0) {
-    memset(visited, 0, sizeof visited);
-    visit_gen = 1;
-  }
-}
+  if (x->deadline_epoch != M.deadline_epoch) {
+    int found = 0;
+    uint64_t best = 0, t;
 
-/* 1 the first time a walk reaches n, 0 after. */
-static int first_visit(int n) {
-  if (visited[n] == visit_gen)
-    return 0;
-  visited[n] = visit_gen;
-  return 1;
-}
-
-/* The earliest deadline among the nodes reachable from n without passing a
- * without-cancel context or a root. Which of several paths reaches a node
- * does not matter, so each node is looked at once. */
-static int deadline_from(int n, uint64_t *best, int found) {
-  for (; first_visit(n); n = M.nodes[n].parents[0]) {
-    const m_node *x = &M.nodes[n];
-    if (x->kind == M_WITHOUT || is_root(n))
-      break;
-    if ((x->kind == M_DEADLINE || x->kind == M_SHUTDOWN) && x->has_deadline &&
-        (!found || x->deadline < *best)) {
-      *best = x->deadline;
+    if ((x->kind == M_DEADLINE || x->kind == M_SHUTDOWN) && x->has_deadline) {
+      best = x->deadline;
       found = 1;
     }
     if (x->kind == M_ANY) {
       for (int i = 0; i < x->nparents; i++)
-        found = deadline_from(x->parents[i], best, found);
-      break;
+        if (m_deadline(x->parents[i], &t) && (!found || t < best)) {
+          best = t;
+          found = 1;
+        }
+    } else if (x->kind != M_WITHOUT && !is_root(n) &&
+               m_deadline(x->parents[0], &t) && (!found || t < best)) {
+      best = t;
+      found = 1;
     }
+    x->deadline_found = found;
+    x->deadline_earliest = best;
+    x->deadline_epoch = M.deadline_epoch;
   }
-  return found;
-}
-
-/* "the earliest deadline of ctx and its ancestors"; a without-cancel context
- * "has no deadline" (and hides its parent's); an any-context's "is the
- * earliest of all" its parents'. */
-int m_deadline(int n, uint64_t *out) {
-  uint64_t best = 0;
-  int found;
-
-  new_walk();
-  found = deadline_from(n, &best, 0);
-  if (found)
-    *out = best;
-  return found;
-}
-
-/* The first definition of key depth first from n, parents in order. A node
- * reached a second time was searched from before, in this same walk, and
- * gave no match (or the walk would have ended): it is skipped, which keeps
- * the answer of the search that tries every path. */
-static int value_from(int n, const void *key, void **out) {
-  for (; first_visit(n); n = M.nodes[n].parents[0]) {
-    const m_node *x = &M.nodes[n];
-    if (x->kind == M_VALUE && x->key == key) {
-      *out = x->value;
-      return 1;
-    }
-    if (x->kind == M_ANY) {
-      for (int i = 0; i < x->nparents; i++)
-        if (value_from(x->parents[i], key, out))
-          return 1;
-      return 0;
-    }
-    if (is_root(n))
-      return 0;
-  }
-  return 0;
+  if (x->deadline_found)
+    *out = x->deadline_earliest;
+  return x->deadline_found;
 }
 
 /* "nearest definition up the tree"; an any-context "looks in parents in
- * order". */
+ * order". Depth first, parents in order, the first match: its own, else the
+ * first of its parents' answers that has one. A node's answer never changes
+ * (the graph above it is fixed when it is made), so it is kept once known:
+ * every node is worked out once per key however many paths reach it. */
 int m_value(int n, const void *key, void **out) {
-  new_walk();
-  return value_from(n, key, out);
+  m_node *x = &M.nodes[n];
+  void *value = NULL;
+  int found = 0;
+
+  for (int k = 0; k < x->nknown; k++)
+    if (x->known[k].key == key) {
+      if (x->known[k].found)
+        *out = x->known[k].value;
+      return x->known[k].found;
+    }
+  if (x->kind == M_VALUE && x->key == key) {
+    value = x->value;
+    found = 1;
+  } else if (x->kind == M_ANY) {
+    for (int i = 0; i < x->nparents && !found; i++)
+      found = m_value(x->parents[i], key, &value);
+  } else if (!is_root(n)) {
+    found = m_value(x->parents[0], key, &value);
+  }
+  if (x->nknown == M_MAX_KEYS)
+    m_fail("model: more than %d keys looked up", M_MAX_KEYS);
+  x->known[x->nknown].key = key;
+  x->known[x->nknown].value = value;
+  x->known[x->nknown].found = found;
+  x->nknown++;
+  if (found)
+    *out = value;
+  return found;
 }
 
 /* ---------------------------------------------------------------------------
@@ -372,6 +356,7 @@ int m_shutdown(int n, int cause) {
     x->phase = 1;
     x->has_deadline = 1;
     x->deadline = x->grace == 0 ? M_NOW : UINT64_MAX;
+    M.deadline_epoch++;
     x->timer_cause = cause;
     if (x->stopping >= 0 && M.nodes[x->stopping].alive)
       m_cancel(x->stopping, cause);
@@ -394,6 +379,7 @@ int m_reset_timeout(int n, int zero) {
   if (x->err != 0)
     return UV_EALREADY;
   x->deadline = zero ? M_NOW : UINT64_MAX;
+  M.deadline_epoch++;
   if (zero)
     finish(n, UV_ETIMEDOUT,
            x->timer_cause != 0 ? x->timer_cause : UV_ETIMEDOUT, ++M.event, 1);
@@ -492,14 +478,25 @@ static int ok_to_run(int n, int event) {
   return reached;
 }
 
-/* Every callback of p due by event has run, and so have those of its
- * ancestors. Memoized for one walk (new_walk() first): through stacked
- * diamonds an ancestor is asked about once per path. */
+/* Answers of cleared() kept for one callback's check (new_walk() first):
+ * through stacked diamonds an ancestor is asked about once per path. A check
+ * takes a new generation number instead of clearing the marks. */
+static unsigned walk_gen, walked[M_MAX_NODES];
 static signed char cleared_memo[M_MAX_NODES];
 
+static void new_walk(void) {
+  if (++walk_gen == 0) {
+    memset(walked, 0, sizeof walked);
+    walk_gen = 1;
+  }
+}
+
+/* Every callback of p due by event has run, and so have those of its
+ * ancestors. */
 static int cleared(int p, int event) {
-  if (!first_visit(p))
+  if (walked[p] == walk_gen)
     return cleared_memo[p];
+  walked[p] = walk_gen;
   cleared_memo[p] = 0;
   for (int w = 0; w < M_MAX_WATCHES; w++) {
     const m_wrec *a = &M.watches[w];
