@@ -47,8 +47,8 @@
  * longer has gone exponential or quadratic, and must show as a finding that
  * names it, not as a slow run or a libFuzzer timeout somewhere inside. Time
  * the fuzzing thread spent not running (another process had the core, on a
- * shared machine) is not the operation's: it must also have used half the
- * limit in CPU time; one that has not returned after HANG_MS fails however.
+ * shared machine) is not the operation's: it must also have used that much
+ * CPU time; one that has not returned after HANG_MS fails however.
  *
  * Time is kept out of it (see model.h): deadlines are past or out of reach,
  * and the calls that finish a context "now" do it inside the call. Real
@@ -87,7 +87,7 @@ enum {
   MAX_HANDLES = 48,
   FORMAT_MAX = M_MAX_NODES * 64,
   OP_LIMIT_MS = 100,
-  HANG_MS = 1000
+  HANG_MS = 2000
 };
 
 /* Opcodes; the byte is taken modulo OP_COUNT. */
@@ -277,7 +277,7 @@ static void *watchdog(void *arg) {
     }
     wall = mono_ns() - since;
     used = clock_ns(cpu) - cpu0;
-    if (!(wall > OP_LIMIT_MS * ms && used > OP_LIMIT_MS / 2 * ms) &&
+    if (!(wall > OP_LIMIT_MS * ms && used > OP_LIMIT_MS * ms) &&
         wall <= HANG_MS * ms)
       continue;
     what = atomic_load_explicit(&op_what, memory_order_relaxed);
