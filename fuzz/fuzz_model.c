@@ -224,7 +224,8 @@ typedef struct {
 static _Atomic uint64_t op_since;
 static const char *_Atomic op_what;
 static _Atomic int op_node;
-static pthread_t fuzz_thread;
+static pthread_t fuzz_thread, watchdog_thread;
+static atomic_int watchdog_stop;
 
 /* Starts timing what (on node n, if n >= 0); returns what was being timed,
  * for op_end() to resume: a callback's checks run inside uv_run. */
@@ -261,7 +262,7 @@ static void *watchdog(void *arg) {
   (void)arg;
   if (pthread_getcpuclockid(fuzz_thread, &cpu) != 0)
     abort();
-  for (;;) {
+  while (!atomic_load_explicit(&watchdog_stop, memory_order_relaxed)) {
     uint64_t since, wall, used;
     const char *what;
     int n;
@@ -294,6 +295,14 @@ static void *watchdog(void *arg) {
     pthread_kill(fuzz_thread, SIGABRT);
     return NULL;
   }
+  return NULL;
+}
+
+/* At exit (fuzz/replay's end, libFuzzer's -runs), so that valgrind finds
+ * nothing of the thread left. */
+static void watchdog_end(void) {
+  atomic_store_explicit(&watchdog_stop, 1, memory_order_relaxed);
+  pthread_join(watchdog_thread, NULL);
 }
 
 /* ---------------------------------------------------------------------------
@@ -876,7 +885,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int once;
-  pthread_t dog;
   op_t t;
   int open_handles = 0;
 
@@ -888,8 +896,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     if (uv_loop_init(&loop) != 0)
       abort();
     fuzz_thread = pthread_self();
-    if (pthread_create(&dog, NULL, watchdog, NULL) != 0 ||
-        pthread_detach(dog) != 0)
+    if (pthread_create(&watchdog_thread, NULL, watchdog, NULL) != 0 ||
+        atexit(watchdog_end) != 0)
       abort();
   }
   memset(&H, 0, sizeof H);
