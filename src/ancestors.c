@@ -50,7 +50,7 @@ void uvctx__mark_release(unsigned int bit) {
  * any-context but its last, so its depth is the nesting of any-contexts. */
 static int visit(const uvctx_t *ctx, unsigned int bit, uvctx__visit_cb cb,
                  void *arg) {
-  while (ctx != NULL && !uvctx__is_root(ctx)) {
+  while (!uvctx__is_root(ctx)) { /* every chain ends at a root */
     if (!uvctx__mark(ctx, bit))
       return 0; /* visited, and everything above it with it */
     switch (cb(ctx, arg)) {
@@ -80,7 +80,7 @@ static int visit(const uvctx_t *ctx, unsigned int bit, uvctx__visit_cb cb,
  * from ctx, so following marked contexts only, and unmarking them on the
  * way, finds them all, each once. */
 static void unmark_all(const uvctx_t *ctx, unsigned int bit) {
-  while (ctx != NULL && !uvctx__is_root(ctx)) {
+  while (!uvctx__is_root(ctx)) { /* every chain ends at a root */
     if (!uvctx__unmark(ctx, bit))
       return;
     if (ctx->kind == UVCTX__ANY) {

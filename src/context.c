@@ -96,6 +96,9 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
 
   /* An any-context keeps its parents and links after its fields. */
   if (kind == UVCTX__ANY) {
+    /* Cannot overflow where pointers are 64 bits (the caller's array of
+     * count parents would not fit in the address space), so no test gets
+     * here; it can where they are 32 bits. */
     if (count > (SIZE_MAX - size) /
                     (sizeof(uvctx_t *) + sizeof(uvctx__link_t)))
       return UV_ENOMEM;

@@ -1,7 +1,17 @@
 /* Helpers shared by the test files; see helpers.h. */
 #include "helpers.h"
 
+#include <stdio.h>
 #include <string.h>
+
+uv_loop_t loop;
+
+void loop_setup(void) { ck_assert_int_eq(uv_loop_init(&loop), 0); }
+
+void release_n(uvctx_t *const *ctxs, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    uvctx_release(ctxs[i]);
+}
 
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent) {
   uvctx_t *c = NULL;
@@ -46,33 +56,24 @@ uvctx_t *mk_without(uvctx_t *parent) {
   return c;
 }
 
-typedef struct {
-  uv_timer_t t;
-  const int *counter;
-  int target;
-  int ticks;
-  int met;
-} poll_t;
+/* A key of the value contexts that mk_uncancellable() makes. */
+static char uncancellable_key;
 
-static void poll_tick(uv_timer_t *t) {
-  poll_t *p = t->data;
-  if (*p->counter >= p->target)
-    p->met = 1;
-  if (p->met || ++p->ticks >= 3000)
-    uv_close((uv_handle_t *)t, NULL);
-}
-
-int run_until(uv_loop_t *loop, const int *counter, int target) {
-  poll_t p;
-  memset(&p, 0, sizeof p);
-  p.counter = counter;
-  p.target = target;
-  ck_assert_int_eq(uv_timer_init(loop, &p.t), 0);
-  p.t.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.t, poll_tick, 1, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert(uv_is_closing((uv_handle_t *)&p.t));
-  return p.met;
+uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]) {
+  made[0] = made[1] = NULL;
+  switch (kind) {
+  case U_NULL: return NULL;
+  case U_BACKGROUND: return uvctx_background();
+  case U_TODO: return uvctx_todo();
+  case U_VALUE_OF_CANCEL:
+    return made[0] = mk_value(parent, &uncancellable_key, NULL);
+  case U_VALUE_OF_ROOT:
+    return made[0] = mk_value(uvctx_background(), &uncancellable_key, NULL);
+  case U_WITHOUT: return made[0] = mk_without(parent);
+  default:
+    made[0] = mk_without(parent);
+    return made[1] = mk_value(made[0], &uncancellable_key, NULL);
+  }
 }
 
 static void run_for_done(uv_timer_t *t) { uv_close((uv_handle_t *)t, NULL); }
@@ -106,12 +107,16 @@ void send_signal(int signum) {
 }
 
 static void stop_guard_cb(uv_timer_t *t) {
-  ((stop_guard_t *)t->data)->fired = 1;
+  stop_guard_t *g = t->data;
+  g->fired = 1;
+  if (g->refd != NULL)
+    uv_unref(g->refd);
   uv_stop(t->loop);
 }
 
 void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms) {
   g->fired = 0;
+  g->refd = NULL;
   ck_assert_int_eq(uv_timer_init(loop, &g->timer), 0);
   g->timer.data = g;
   ck_assert_int_eq(uv_timer_start(&g->timer, stop_guard_cb, ms, 0), 0);
@@ -126,40 +131,268 @@ void stop_guard_close(stop_guard_t *g) {
  * stuck: only reached when something is broken. */
 #define POLL_STUCK_MS 1000
 
+/* The waiting behind poll_until and run_until. A ref'd prepare handle asks
+ * pred each time the loop is about to block, that is after every callback
+ * the loop ran, so a wait ends as soon as its event has been handled and
+ * costs nothing in between (no timer ticking every millisecond). A ref'd
+ * timer ends the wait at limit_ms. Neither handle stays: once pred holds or
+ * the limit is reached both are closed, and a closing handle makes the loop
+ * poll without blocking, so uv_run goes on only while something else keeps
+ * the loop alive. */
 typedef struct {
-  uv_timer_t timer;
+  uv_prepare_t prepare;
+  uv_timer_t limit;
   int (*pred)(void *);
   void *arg;
   uint64_t limit_ms;
-} pred_poll_t;
+  int closed;
+} pred_wait_t;
 
-static void pred_poll_cb(uv_timer_t *t) {
-  pred_poll_t *p = t->data;
-  if (p->pred(p->arg) || uvctx_now() >= p->limit_ms)
-    ck_assert_int_eq(uv_timer_stop(t), 0);
+static void pred_wait_close(pred_wait_t *p) {
+  if (p->closed)
+    return;
+  p->closed = 1;
+  uv_close((uv_handle_t *)&p->prepare, NULL);
+  uv_close((uv_handle_t *)&p->limit, NULL);
+}
+
+static void pred_wait_prepare_cb(uv_prepare_t *h) {
+  pred_wait_t *p = h->data;
+  if (p->pred(p->arg))
+    pred_wait_close(p);
+}
+
+static uint64_t ms_until(uint64_t at_ms) {
+  uint64_t now = uvctx_now();
+  return at_ms > now ? at_ms - now : 0;
+}
+
+/* libuv's loop clock may lag uvctx_now() by a millisecond or a few (a cached
+ * time, a coarse clock): when the timer comes early, it is armed again for
+ * what is left. */
+static void pred_wait_limit_cb(uv_timer_t *t) {
+  pred_wait_t *p = t->data;
+  uint64_t left = ms_until(p->limit_ms);
+  if (left > 0 && !p->pred(p->arg))
+    ck_assert_int_eq(uv_timer_start(t, pred_wait_limit_cb, left, 0), 0);
+  else
+    pred_wait_close(p);
+}
+
+/* Starts the wait on loop; uv_run then runs it. */
+static void pred_wait_start(pred_wait_t *p, uv_loop_t *loop,
+                            int (*pred)(void *), void *arg,
+                            uint64_t limit_ms) {
+  memset(p, 0, sizeof *p);
+  p->pred = pred;
+  p->arg = arg;
+  p->limit_ms = limit_ms;
+  ck_assert_int_eq(uv_prepare_init(loop, &p->prepare), 0);
+  p->prepare.data = p;
+  ck_assert_int_eq(uv_prepare_start(&p->prepare, pred_wait_prepare_cb), 0);
+  ck_assert_int_eq(uv_timer_init(loop, &p->limit), 0);
+  p->limit.data = p;
+  uv_update_time(loop);
+  ck_assert_int_eq(
+      uv_timer_start(&p->limit, pred_wait_limit_cb, ms_until(limit_ms), 0), 0);
+}
+
+typedef struct {
+  const int *counter;
+  int target;
+} counter_pred_t;
+
+static int counter_reached(void *arg) {
+  counter_pred_t *c = arg;
+  return *c->counter >= c->target;
+}
+
+/* How long run_until waits: only reached when something is broken. */
+#define RUN_UNTIL_LIMIT_MS 3000
+
+int run_until(uv_loop_t *loop, const int *counter, int target) {
+  counter_pred_t c = {counter, target};
+  pred_wait_t p;
+  pred_wait_start(&p, loop, counter_reached, &c,
+                  uvctx_now() + RUN_UNTIL_LIMIT_MS);
+  uv_run(loop, UV_RUN_DEFAULT);
+  ck_assert(p.closed);
+  return counter_reached(&c);
 }
 
 int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
                uint64_t limit_ms) {
   stop_guard_t guard;
-  pred_poll_t p;
-  uint64_t now;
+  pred_wait_t p;
   int r;
 
-  p.pred = pred;
-  p.arg = arg;
-  p.limit_ms = limit_ms;
-  ck_assert_int_eq(uv_timer_init(loop, &p.timer), 0);
-  p.timer.data = &p;
-  ck_assert_int_eq(uv_timer_start(&p.timer, pred_poll_cb, 1, 1), 0);
-  now = uvctx_now();
-  stop_guard_start(loop, &guard,
-                   (limit_ms > now ? limit_ms - now : 0) + POLL_STUCK_MS);
+  pred_wait_start(&p, loop, pred, arg, limit_ms);
+  stop_guard_start(loop, &guard, ms_until(limit_ms) + POLL_STUCK_MS);
   r = uv_run(loop, UV_RUN_DEFAULT);
-  ck_assert_msg(!guard.fired, "the loop stayed alive after polling stopped");
+  ck_assert_msg(!guard.fired, "the loop stayed alive after the wait ended");
   ck_assert_int_eq(r, 0);
+  ck_assert(p.closed);
   stop_guard_close(&guard);
-  uv_close((uv_handle_t *)&p.timer, NULL);
   ck_assert_int_eq(uv_run(loop, UV_RUN_DEFAULT), 0);
   return pred(arg);
+}
+
+char sentinel_storage;
+
+uint64_t deadline_of(const uvctx_t *ctx) {
+  uint64_t dl = 0;
+  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
+  return dl;
+}
+
+void rec_cb(uvctx_watch_t *w, int err) {
+  rec_t *r = w->data;
+  r->calls++;
+  r->err = err;
+  if (r->ctx != NULL) {
+    r->err_inside = uvctx_err(r->ctx);
+    r->cause = uvctx_cause(r->ctx);
+  }
+  r->now = uvctx_now();
+  r->thread = uv_thread_self();
+  if (r->j != NULL)
+    r->seq = ++r->j->ran;
+  if (r->action != NULL)
+    r->action(r);
+}
+
+void rec_init(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  memset(r, 0, sizeof *r);
+  r->ctx = ctx;
+  r->j = j;
+  r->w.data = r;
+}
+
+void rec_watch(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  rec_init(r, j, ctx);
+  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
+  ck_assert_int_eq(r->calls, 0); /* never synchronously */
+}
+
+void rec_drain(rec_t *r, journal_t *j, uvctx_t *ctx) {
+  rec_init(r, j, ctx);
+  ck_assert_int_eq(uvctx_drain(ctx, &r->w, rec_cb), 0);
+  ck_assert_int_eq(r->calls, 0);
+}
+
+int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
+
+int rec_ran_here(const rec_t *r) {
+  uv_thread_t self = uv_thread_self();
+  return r->calls > 0 && uv_thread_equal(&self, &r->thread);
+}
+
+atomic_long counting_allocs;
+atomic_long counting_outstanding;
+long counting_refused;
+long counting_allowed = -1;
+int counting_fail_all;
+int counting_one_shot;
+
+void *counting_malloc(size_t size) {
+  void *ptr;
+  if (counting_fail_all || counting_allowed == 0) {
+    counting_refused++;
+    if (counting_one_shot && !counting_fail_all)
+      counting_allowed = -1;
+    return NULL;
+  }
+  if (counting_allowed > 0)
+    counting_allowed--;
+  ptr = malloc(size);
+  if (ptr != NULL) {
+    atomic_fetch_add(&counting_allocs, 1);
+    atomic_fetch_add(&counting_outstanding, 1);
+  }
+  return ptr;
+}
+
+void counting_free(void *ptr) {
+  if (ptr != NULL)
+    atomic_fetch_sub(&counting_outstanding, 1);
+  free(ptr);
+}
+
+void counting_install(void) {
+  atomic_store(&counting_allocs, 0);
+  atomic_store(&counting_outstanding, 0);
+  counting_refused = 0;
+  counting_allowed = -1;
+  counting_fail_all = 0;
+  counting_one_shot = 0;
+  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
+}
+
+void counting_uninstall(void) {
+  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+}
+
+void tally_init(tally_t *t) {
+  ck_assert_int_eq(uv_mutex_init(&t->lock), 0);
+  ck_assert_int_eq(uv_cond_init(&t->cond), 0);
+  t->count = 0;
+}
+
+void tally_destroy(tally_t *t) {
+  uv_cond_destroy(&t->cond);
+  uv_mutex_destroy(&t->lock);
+}
+
+void tally_add(tally_t *t, int n) {
+  uv_mutex_lock(&t->lock);
+  t->count += n;
+  uv_cond_broadcast(&t->cond);
+  uv_mutex_unlock(&t->lock);
+}
+
+int tally_get(tally_t *t) {
+  uv_mutex_lock(&t->lock);
+  int n = t->count;
+  uv_mutex_unlock(&t->lock);
+  return n;
+}
+
+int tally_wait(tally_t *t, int target, uint64_t ms) {
+  uint64_t end = uv_hrtime() + ms * 1000000;
+  uv_mutex_lock(&t->lock);
+  while (t->count < target) {
+    uint64_t now = uv_hrtime();
+    if (now >= end)
+      break;
+    (void)uv_cond_timedwait(&t->cond, &t->lock, end - now); /* or woken */
+  }
+  int reached = t->count >= target;
+  uv_mutex_unlock(&t->lock);
+  return reached;
+}
+
+void stall_count_init(stall_count_t *s, const char *test, const char *what) {
+  memset(s, 0, sizeof *s);
+  s->test = test;
+  s->what = what;
+}
+
+int stall_check(stall_count_t *s, uint64_t late_ms) {
+  s->made++;
+  if (late_ms == 0)
+    return 1;
+  s->skipped++;
+  if (late_ms > s->worst_ms)
+    s->worst_ms = late_ms;
+  return 0;
+}
+
+void stall_report(const stall_count_t *s) {
+  if (s->skipped == 0)
+    return;
+  fprintf(stderr,
+          "%s: skipped %d of %d %s checks: the loop stalled (up to %llu ms "
+          "late)\n",
+          s->test, s->skipped, s->made, s->what,
+          (unsigned long long)s->worst_ms);
 }

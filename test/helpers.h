@@ -6,10 +6,26 @@
 #ifndef UVCTX_TEST_HELPERS_H
 #define UVCTX_TEST_HELPERS_H
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "test.h"
+
+/* The loop of each test in a tcase with the checked fixture
+ * tcase_add_checked_fixture(tc, loop_setup, NULL): initialised afresh before
+ * each test (a checked fixture runs around every test, with CK_FORK=no too).
+ * The test still ends with ASSERT_LOOP_CLOSES(&loop) itself, while what it
+ * registered with the loop on its stack is alive. */
+extern uv_loop_t loop;
+void loop_setup(void);
+
+/* Releases each context given, in the order given (NULL does nothing): the
+ * usual end of a test in one line. */
+#define release_all(...)                                                       \
+  release_n((uvctx_t *[]){__VA_ARGS__},                                        \
+            sizeof((uvctx_t *[]){__VA_ARGS__}) / sizeof(uvctx_t *))
+void release_n(uvctx_t *const *ctxs, size_t n);
 
 /* uvctx_with_cancel(), asserting it succeeded; returns the child. */
 uvctx_t *mk_cancel(uv_loop_t *loop, uvctx_t *parent);
@@ -30,9 +46,29 @@ uvctx_t *mk_value(uvctx_t *parent, const void *key, void *value);
 /* uvctx_without_cancel(). */
 uvctx_t *mk_without(uvctx_t *parent);
 
-/* Runs the loop, with a ref'd 1 ms polling timer of our own, until *counter
- * reaches target (or about 3 s have passed). Returns 1 if it was reached.
- * Needed for deadlines: a context's timer never keeps the loop alive. */
+/* Contexts that cannot be cancelled, for tables of tests: NULL, the two
+ * roots, a value context of parent (which is cancellable), of a root and of
+ * a without-cancel context, and a without-cancel context (of parent). All but
+ * U_VALUE_OF_CANCEL can never be done. mk_uncancellable() stores what it made
+ * in made[0..1] (NULL when nothing): release_all(made[1], made[0]). */
+enum {
+  U_NULL,
+  U_BACKGROUND,
+  U_TODO,
+  U_VALUE_OF_CANCEL,
+  U_VALUE_OF_ROOT,
+  U_WITHOUT,
+  U_VALUE_OF_WITHOUT,
+  NUNCANCELLABLE
+};
+
+uvctx_t *mk_uncancellable(int kind, uvctx_t *parent, uvctx_t *made[2]);
+
+/* Runs the loop until *counter (changed by loop callbacks) reaches target, or
+ * about 3 s have passed; returns 1 if it was reached. The counter is looked
+ * at each time the loop is about to block (a ref'd prepare handle of our own,
+ * which also keeps the loop running: a context's timer never does), and a
+ * ref'd timer of our own ends the wait at the limit. */
 int run_until(uv_loop_t *loop, const int *counter, int target);
 
 /* Runs the loop for about ms milliseconds (a ref'd one-shot timer of our
@@ -55,20 +91,154 @@ void send_signal(int signum);
 
 /* An unref'd timer that stops the loop if uv_run has not returned after ms:
  * it turns "uv_run never returns" into a failure instead of a hang, and being
- * unref'd it does not keep the loop alive itself. `fired` says it stopped it. */
+ * unref'd it does not keep the loop alive itself. `fired` says it stopped it;
+ * it then also un-refs `refd`, if the test set it (a handle the test ref'd),
+ * so that the failing test can still close its loop. */
 typedef struct {
   uv_timer_t timer;
+  uv_handle_t *refd;
   int fired;
 } stop_guard_t;
 
 void stop_guard_start(uv_loop_t *loop, stop_guard_t *g, uint64_t ms);
 void stop_guard_close(stop_guard_t *g);
 
-/* Runs the loop, polling pred every millisecond with a ref'd timer of our
- * own, until pred holds or the uvctx clock reaches limit_ms; then closes the
- * timer. Returns whether pred holds. Fails if the loop stays alive after the
- * polling timer has stopped (something of uvctx kept it alive). */
+/* Runs the loop until pred holds or the uvctx clock reaches limit_ms, asking
+ * pred each time the loop is about to block (as run_until does); then closes
+ * its handles. Returns whether pred holds. Fails if the loop stays alive after
+ * the wait has ended (something of uvctx kept it alive). pred must only look
+ * at what loop callbacks change: a thread that changes it must also wake the
+ * loop (a uv_async_send). */
 int poll_until(uv_loop_t *loop, int (*pred)(void *), void *arg,
                uint64_t limit_ms);
+
+/* Generous bound for "eventually": only reached when something is broken,
+ * not when a loaded machine stalls the loop for a second. */
+#define EVENTUALLY_MS 5000
+
+/* An address that no constructor would ever store in *out: a failing
+ * constructor must leave *out as it was. */
+extern char sentinel_storage;
+#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
+
+/* Macros rather than functions, so that a failure names the caller's line. */
+#define assert_not_done(ctx)                                                   \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
+    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
+  } while (0)
+
+#define assert_done(ctx, err, cause)                                           \
+  do {                                                                         \
+    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
+    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
+  } while (0)
+
+/* uvctx_deadline() that must report one: returns it. */
+uint64_t deadline_of(const uvctx_t *ctx);
+
+/* The recorder: a watch (or drain) that records each call of its callback.
+ * The recs of one test may share a journal, which numbers their calls in the
+ * order they ran. A rec's action, if set, runs inside the callback after the
+ * record is taken (arg and the action_rc fields are the action's own). A
+ * pending watch holds a reference to ctx, so the callback may read it; a rec
+ * set up without its context (ctx NULL) records no reading of it. */
+typedef struct {
+  int ran; /* callbacks run so far, all recs of the journal */
+} journal_t;
+
+typedef struct rec_s rec_t;
+struct rec_s {
+  uvctx_watch_t w;
+  uvctx_t *ctx;
+  journal_t *j; /* may be NULL */
+  int calls;
+  int err;           /* err argument of the last call */
+  int err_inside;    /* uvctx_err(ctx) read inside the callback */
+  int cause;         /* uvctx_cause(ctx) read inside the callback */
+  int seq;           /* 1-based position in the journal */
+  uint64_t now;      /* uvctx_now() inside the callback */
+  uv_thread_t thread; /* the thread it ran on */
+  void (*action)(rec_t *r);
+  void *arg;
+  int action_rc;
+  int action_rc2;
+};
+
+/* Clears r and points it at ctx and j, without watching anything: for a test
+ * that calls uvctx_watch()/uvctx_drain() with rec_cb itself. */
+void rec_init(rec_t *r, journal_t *j, uvctx_t *ctx);
+void rec_cb(uvctx_watch_t *w, int err);
+
+/* rec_init(), then uvctx_watch() / uvctx_drain(), asserting success and that
+ * the callback did not run inside the call. */
+void rec_watch(rec_t *r, journal_t *j, uvctx_t *ctx);
+void rec_drain(rec_t *r, journal_t *j, uvctx_t *ctx);
+
+/* For poll_until(): the rec was called. */
+int rec_called(void *arg);
+
+/* Whether the rec's last call ran on the calling thread (the loop's, when a
+ * test asks after uv_run). */
+int rec_ran_here(const rec_t *r);
+
+/* A counting allocator for uvctx_replace_allocator(), safe from any thread:
+ * counts the allocations made and those not yet freed, and can refuse them.
+ * counting_install() resets everything and installs it; counting_uninstall()
+ * puts malloc/free back. */
+extern atomic_long counting_allocs;      /* allocations made */
+extern atomic_long counting_outstanding; /* made and not yet freed */
+extern long counting_refused;            /* allocations refused */
+extern long counting_allowed; /* allowed before one fails; -1: no limit */
+extern int counting_fail_all; /* refuse every allocation */
+extern int counting_one_shot; /* after the refusal, no limit again */
+
+void *counting_malloc(size_t size);
+void counting_free(void *ptr);
+void counting_install(void);
+void counting_uninstall(void);
+/* A count that threads raise and other threads wait for: how a test hands
+ * off between threads without spinning. tally_wait blocks (a condition
+ * variable) until the count reaches target, or ms milliseconds have passed;
+ * it returns whether the count got there. The bound only matters when
+ * something is broken: a wait that blocked forever would hang a run made
+ * without fork (CK_FORK=no, as under valgrind), where Check's own timeout
+ * does not act. */
+typedef struct {
+  uv_mutex_t lock;
+  uv_cond_t cond;
+  int count;
+} tally_t;
+
+void tally_init(tally_t *t);
+void tally_destroy(tally_t *t);
+void tally_add(tally_t *t, int n);
+int tally_get(tally_t *t);
+int tally_wait(tally_t *t, int target, uint64_t ms);
+
+/* Generous bound for a hand-off between threads: only reached when something
+ * is broken, never on a slow or loaded machine. */
+#define HANDOFF_LIMIT_MS 30000
+
+/* A check that holds only if the loop was not stalled for longer than the
+ * test's margin (a loaded machine can stall a thread for tens of
+ * milliseconds): when it cannot be made, the test says so on stderr rather
+ * than skipping it in silence. Counts the checks a test meant to make and the
+ * ones a stall made impossible; stall_report prints one line if any was
+ * skipped: "<test>: skipped N of M <what> checks: the loop stalled (up to L
+ * ms late)". */
+typedef struct {
+  const char *test;
+  const char *what;
+  int made;
+  int skipped;
+  uint64_t worst_ms;
+} stall_count_t;
+
+void stall_count_init(stall_count_t *s, const char *test, const char *what);
+/* Records one check: returns 1 if it can be made (late_ms == 0), else counts
+ * it as skipped, late_ms being how far past the margin the loop was. */
+int stall_check(stall_count_t *s, uint64_t late_ms);
+void stall_report(const stall_count_t *s);
 
 #endif

@@ -30,6 +30,27 @@ static inline int test_scaled(int n) {
   return v < 1 ? 1 : v > 1e9 ? 1000000000 : (int)v;
 }
 
+/* Check's timeout of a test case, in seconds (tcase_set_timeout): every case
+ * sets the one for what its tests do. Each leaves room for ThreadSanitizer
+ * (ten times slower, threads more so) and for a loaded machine, where a test
+ * gets a small share of a core and every hand-off between threads waits for
+ * a time slice: the CI step `loaded` runs the suite beside 2 x nproc busy
+ * loops, and the times noted were measured beside 20 on 2 cores. Valgrind
+ * runs without fork (CK_FORK=no), where Check enforces no timeout; and
+ * CK_TIMEOUT_MULTIPLIER scales them all, for anything slower still. */
+enum {
+  /* One loop and its own thread, timers of a few milliseconds: each test
+   * well under 0.1 s alone, under 0.5 s loaded. */
+  TIMEOUT_LOOP_S = 20,
+  /* Trees of thousands of contexts, or hundreds of rounds of one scenario,
+   * on one thread: up to 0.1 s alone, 5 s loaded. */
+  TIMEOUT_BIG_S = 60,
+  /* Threads handing off to each other and racing, in tens to thousands of
+   * rounds (the stress test's rounds are capped in time): up to 0.7 s alone,
+   * 7 s loaded. */
+  TIMEOUT_THREADS_S = 90
+};
+
 /* One suite per source file under test; test_main.c runs them all. */
 Suite *cancel_suite(void);
 Suite *timer_suite(void);
@@ -51,5 +72,7 @@ Suite *crossloop_suite(void);
 Suite *grpc_suite(void);
 Suite *stress_suite(void);
 Suite *ancestors_suite(void);
+Suite *remote_suite(void);
+Suite *edges_suite(void);
 
 #endif

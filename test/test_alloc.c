@@ -19,60 +19,24 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
-
-/* Allocations still allowed before the next one fails; -1: never fails.
- * fail_all makes every allocation fail. */
-static long allowed = -1;
-static int fail_all;
-static int one_shot; /* only the allowed-th allocation fails, not the rest */
-static long outstanding;
-static long refused;
-
-static void *counting_malloc(size_t size) {
-  void *ptr;
-  if (fail_all || allowed == 0) {
-    refused++;
-    if (one_shot && !fail_all)
-      allowed = -1;
-    return NULL;
-  }
-  if (allowed > 0)
-    allowed--;
-  ptr = malloc(size);
-  if (ptr != NULL)
-    outstanding++;
-  return ptr;
-}
-
-static void counting_free(void *ptr) {
-  if (ptr != NULL)
-    outstanding--;
-  free(ptr);
-}
 
 static FILE *devnull;
 
 static void setup(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  allowed = -1;
-  fail_all = 0;
-  one_shot = 0;
-  outstanding = 0;
+  counting_install();
   devnull = fopen("/dev/null", "w");
   ck_assert_ptr_nonnull(devnull);
 }
 
 static void teardown(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
+  counting_uninstall();
   fclose(devnull);
 }
 
 /* Cancellable contexts alive on loop, by uvctx_dump_loop's count. */
 static int live(uv_loop_t *loop) { return uvctx_dump_loop(loop, devnull); }
-
-static char sentinel_storage;
-#define SENTINEL ((uvctx_t *)&sentinel_storage)
 
 /* A constructor under test: makes one context (or two, for a shutdown)
  * under parent; extra is a second, never done, parent for with_any. */
@@ -185,9 +149,9 @@ static int sweep(make_fn make) {
       before = live(&loop);
       parent_err = uvctx_err(parent);
 
-      allowed = n;
+      counting_allowed = n;
       err = make(&loop, parent, &out, &out2);
-      allowed = -1;
+      counting_allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
@@ -203,10 +167,9 @@ static int sweep(make_fn make) {
           uvctx_release(out2);
         uvctx_release(out);
       }
-      uvctx_release(value);
-      uvctx_release(owner);
+      release_all(value, owner);
       ASSERT_LOOP_CLOSES(&loop);
-      ck_assert_int_eq(outstanding, 0);
+      ck_assert_int_eq(counting_outstanding, 0);
       if (err == 0)
         break;
     }
@@ -270,26 +233,25 @@ START_TEST(test_done_async_enomem_returns_null_then_recovers) {
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &ctx), 0);
   ck_assert_int_eq(uvctx_with_value(ctx, &key, &key, &value), 0);
-  allowed = 0;
+  counting_allowed = 0;
   ck_assert_ptr_null(uvctx_done_async(ctx));
-  allowed = 0; /* through a value context too */
+  counting_allowed = 0; /* through a value context too */
   ck_assert_ptr_null(uvctx_done_async(value));
-  allowed = -1;
+  counting_allowed = -1;
   uv_async_t *a = uvctx_done_async(value);
   ck_assert_ptr_nonnull(a);
   ck_assert_ptr_eq(uvctx_done_async(ctx), a);
   /* Made: no allocation any more, so no failure. */
-  fail_all = 1;
+  counting_fail_all = 1;
   ck_assert_ptr_eq(uvctx_done_async(ctx), a);
-  fail_all = 0;
+  counting_fail_all = 0;
   /* The signal still comes when the context is done. */
   uv_ref((uv_handle_t *)a);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  uvctx_release(value);
-  uvctx_release(ctx);
+  release_all(value, ctx);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(outstanding, 0);
+  ck_assert_int_eq(counting_outstanding, 0);
 }
 END_TEST
 
@@ -298,30 +260,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 enum { CONNS = 3, REQS = 2 };
-
-typedef struct {
-  uvctx_watch_t w;
-  int runs;
-  int err;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->runs++;
-  r->err = err;
-}
-
-static void rec_watch(rec_t *r, uvctx_t *ctx) {
-  r->w.data = r;
-  if (ctx != NULL)
-    ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-static void rec_drain(rec_t *r, uvctx_t *ctx) {
-  r->w.data = r;
-  if (ctx != NULL)
-    ck_assert_int_eq(uvctx_drain(ctx, &r->w, rec_cb), 0);
-}
 
 /* A constructor's result in the scenario: UV_ENOMEM with *out untouched, or
  * success. Counts the failures. */
@@ -376,9 +314,9 @@ static int server_scenario(long n) {
   ck_assert_int_eq(uv_timer_init(&loop, &close_me), 0);
   memset(&close_watch, 0, sizeof close_watch);
   closed = 0;
-  refused = 0;
+  counting_refused = 0;
   scenario_failures = 0;
-  allowed = n;
+  counting_allowed = n;
 
   out = SENTINEL;
   root = GOT(uvctx_with_cancel(&loop, uvctx_background(), &out));
@@ -393,14 +331,14 @@ static int server_scenario(long n) {
       ck_assert_ptr_eq(st, SENTINEL);
   }
   if (stopping != NULL) {
-    rec_watch(&on_stop, stopping);
+    rec_watch(&on_stop, NULL, stopping);
     ck_assert_int_eq(
         uvctx_close_on_done(stopping, (uv_handle_t *)&close_me, &close_watch,
                             on_closed),
         0);
   }
   if (server != NULL) {
-    rec_drain(&on_drain, server);
+    rec_drain(&on_drain, NULL, server);
     ck_assert_int_eq(uvctx_keepalive(server, 1), 0);
     ck_assert_int_eq(uvctx_keepalive(server, 0), 0);
   }
@@ -409,7 +347,7 @@ static int server_scenario(long n) {
     conn[c] = GOT(uvctx_with_timeout(&loop, server, 30000, &out));
     if (conn[c] == NULL)
       continue;
-    rec_watch(&on_conn[c], conn[c]);
+    rec_watch(&on_conn[c], NULL, conn[c]);
     out = SENTINEL;
     tagged[c] = GOT(uvctx_with_value(conn[c], &conn_id_key, &on_conn[c], &out));
     for (int r = 0; r < REQS && tagged[c] != NULL; r++) {
@@ -421,7 +359,8 @@ static int server_scenario(long n) {
       uvctx_t *parents[2] = {req[c][r], stopping != NULL ? stopping : root};
       out = SENTINEL;
       either[c][r] = GOT(uvctx_with_any(&loop, parents, 2, &out));
-      rec_watch(&on_req[c][r], either[c][r] != NULL ? either[c][r] : req[c][r]);
+      rec_watch(&on_req[c][r], NULL,
+                either[c][r] != NULL ? either[c][r] : req[c][r]);
       /* The done signal may fail to be made; it is then NULL. */
       if (uvctx_done_async(req[c][r]) == NULL)
         scenario_failures++;
@@ -431,9 +370,9 @@ static int server_scenario(long n) {
     ck_assert_int_eq(uvctx_reset_timeout(conn[c], 30000), 0);
   }
   /* Nothing below allocates: make every allocation fail to prove it. */
-  int complete = refused == 0;
-  allowed = -1;
-  fail_all = 1;
+  int complete = counting_refused == 0;
+  counting_allowed = -1;
+  counting_fail_all = 1;
 
   /* A client goes away; then the shutdown, and the grace period cut short. */
   if (conn[0] != NULL)
@@ -443,7 +382,7 @@ static int server_scenario(long n) {
     ck_assert_int_eq(uvctx_err(stopping), UV_ECANCELED);
     ck_assert_int_eq(uvctx_cause(stopping), UV_ESHUTDOWN);
     uv_run(&loop, UV_RUN_NOWAIT);
-    ck_assert_int_eq(on_stop.runs, 1);
+    ck_assert_int_eq(on_stop.calls, 1);
     ck_assert_int_eq(closed, 1);
     if (uvctx_err(server) == 0) /* something is still running */
       ck_assert_int_eq(uvctx_shutdown(server, UV_ESHUTDOWN), 0);
@@ -458,41 +397,38 @@ static int server_scenario(long n) {
   for (int c = 0; c < CONNS; c++) {
     if (conn[c] == NULL)
       continue;
-    ck_assert_int_eq(on_conn[c].runs, 1);
+    ck_assert_int_eq(on_conn[c].calls, 1);
     ck_assert_int_eq(uvctx_cause(conn[c]),
                      c == 0 ? UV_ECONNRESET : UV_ESHUTDOWN);
     for (int r = 0; r < REQS; r++) {
       if (req[c][r] == NULL)
         continue;
-      ck_assert_int_eq(on_req[c][r].runs, 1);
+      ck_assert_int_eq(on_req[c][r].calls, 1);
       ck_assert_int_eq(on_req[c][r].err, UV_ECANCELED);
       ck_assert_int_ne(uvctx_err(req[c][r]), 0);
     }
   }
   if (root != NULL && server == NULL) {
-    ck_assert_int_eq(on_drain.runs, 0);
+    ck_assert_int_eq(on_drain.calls, 0);
   }
 
   /* Release everything; the drain of the server runs once all is gone. */
   for (int c = 0; c < CONNS; c++) {
     for (int r = 0; r < REQS; r++) {
-      uvctx_release(either[c][r]);
-      uvctx_release(req[c][r]);
+      release_all(either[c][r], req[c][r]);
     }
-    uvctx_release(tagged[c]);
-    uvctx_release(conn[c]);
+    release_all(tagged[c], conn[c]);
   }
   uvctx_release(stopping);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   if (server != NULL)
-    ck_assert_int_eq(on_drain.runs, 1);
-  uvctx_release(server);
-  uvctx_release(root);
-  fail_all = 0;
+    ck_assert_int_eq(on_drain.calls, 1);
+  release_all(server, root);
+  counting_fail_all = 0;
   if (!uv_is_closing((uv_handle_t *)&close_me))
     uv_close((uv_handle_t *)&close_me, NULL);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(outstanding, 0);
+  ck_assert_int_eq(counting_outstanding, 0);
   return complete;
 }
 
@@ -501,7 +437,7 @@ static int server_scenario(long n) {
 START_TEST(test_server_scenario_survives_each_failed_allocation) {
   long n, total_failures = 0;
 
-  one_shot = _i;
+  counting_one_shot = _i;
   for (n = 0;; n++) {
     int complete = server_scenario(n);
     total_failures += scenario_failures;
@@ -529,7 +465,7 @@ START_TEST(test_everything_fails_when_no_memory_is_left) {
   uvctx_t *parents[1] = {uvctx_background()};
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  fail_all = 1;
+  counting_fail_all = 1;
   ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &out),
                    UV_ENOMEM);
   ck_assert_int_eq(uvctx_with_deadline(&loop, uvctx_background(), 1, &out),
@@ -551,15 +487,16 @@ START_TEST(test_everything_fails_when_no_memory_is_left) {
                    UV_ENOMEM);
   ck_assert_ptr_eq(out, SENTINEL);
   ck_assert_ptr_eq(out2, SENTINEL);
-  fail_all = 0;
+  counting_fail_all = 0;
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(outstanding, 0);
+  ck_assert_int_eq(counting_outstanding, 0);
 }
 END_TEST
 
 Suite *alloc_suite(void) {
   Suite *s = suite_create("alloc");
   TCase *tc = tcase_create("enomem");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
 
   tcase_add_checked_fixture(tc, setup, teardown);
   tcase_add_test(tc, test_with_cancel_enomem_leaves_nothing);
@@ -576,8 +513,8 @@ Suite *alloc_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("scenario");
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_set_timeout(tc, 60); /* valgrind */
   tcase_add_loop_test(tc, test_server_scenario_survives_each_failed_allocation,
                       0, 2);
   suite_add_tcase(s, tc);

@@ -291,8 +291,9 @@ Suite *ancestors_suite(void) {
   int n = (int)(sizeof(cases) / sizeof(cases[0]));
   TCase *tc = tcase_create("chains");
 
-  /* Milliseconds each; the old walk would not end in any timeout. */
-  tcase_set_timeout(tc, 30);
+  /* Chains of up to a thousand levels: milliseconds each alone, up to 5 s
+   * beside 20 busy loops; the old walk would not end in any timeout. */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_loop_test(tc, value_through_the_chain_finds_the_first_definition_in_order, 0, n);
   tcase_add_loop_test(tc, deadline_through_the_chain_is_the_earliest_of_all_levels, 0, n);
   tcase_add_loop_test(tc, dump_of_the_bottom_prints_each_context_once, 0, n);
@@ -301,7 +302,7 @@ Suite *ancestors_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("threads");
-  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, lookups_from_many_threads_at_once_agree);
   suite_add_tcase(s, tc);
   return s;

@@ -23,44 +23,6 @@ static int key_a, key_b, key_c, key_d; /* keys compare by address */
 static char val_a1[] = "a1", val_a2[] = "a2", val_b2[] = "b2",
             val_c1[] = "c1", val_d[] = "d";
 
-/* An address that no constructor would ever store in *out. */
-static char sentinel_storage;
-#define SENTINEL ((uvctx_t *)(void *)&sentinel_storage)
-
-/* A watch that records its calls: how many, err, the context's cause and the
- * uvctx clock inside the callback, and its position among the callbacks that
- * share its journal. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int *journal;
-  int calls;
-  int err;
-  int cause;
-  int seq;
-  uint64_t now;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->cause = uvctx_cause(r->ctx);
-  r->now = uvctx_now();
-  if (r->journal != NULL)
-    r->seq = ++*r->journal;
-}
-
-static void rec_watch(rec_t *r, int *journal, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->journal = journal;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-}
-
-static int rec_called(void *arg) { return ((rec_t *)arg)->calls > 0; }
-
 static uvctx_t *mk_any2(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1) {
   uvctx_t *parents[2] = {p0, p1};
   uvctx_t *c = NULL;
@@ -77,26 +39,6 @@ static uvctx_t *mk_any3(uv_loop_t *loop, uvctx_t *p0, uvctx_t *p1,
   ck_assert_ptr_nonnull(c);
   return c;
 }
-
-/* uvctx_deadline() that must report one: returns it. */
-static uint64_t deadline_of(const uvctx_t *ctx) {
-  uint64_t dl = 0;
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
-  return dl;
-}
-
-/* Macros rather than functions, so that a failure names the caller's line. */
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-#define assert_done(ctx, err, cause)                                           \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), (err));                                   \
-    ck_assert_int_eq(uvctx_cause(ctx), (cause));                               \
-  } while (0)
 
 /* How many lines uvctx_dump() prints for ctx: ctx and the cancellable
  * contexts below it, one each. */
@@ -124,85 +66,12 @@ static int alive_on(const uv_loop_t *loop) {
   return n;
 }
 
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 1000
-
 /* ---------------------------------------------------------------------------
  * Done as soon as any parent is
  * ------------------------------------------------------------------------- */
 
-START_TEST(any_is_done_with_the_err_and_cause_of_the_parent_cancelled) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  uvctx_t *any = mk_any2(&loop, a, b);
-  assert_not_done(any);
-
-  /* On the loop thread, done when the parent's cancel returns (Go). */
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EPIPE), 0);
-  assert_done(any, UV_ECANCELED, UV_EPIPE);
-  assert_not_done(a);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_watch_runs_on_the_loop_with_the_parents_err) {
-  uv_loop_t loop;
-  rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  uvctx_t *any = mk_any2(&loop, a, b);
-  rec_watch(&r, NULL, any);
-
-  ck_assert_int_eq(uvctx_cancel_cause(a, UV_EIO), 0);
-  ck_assert_int_eq(r.calls, 0); /* never inside the cancel */
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.cause, UV_EIO);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_times_out_with_the_err_and_cause_of_a_deadline_parent) {
-  uv_loop_t loop;
-  rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_timeout_cause(&loop, uvctx_background(), 15, UV_EHOSTDOWN);
-  uint64_t deadline = deadline_of(b);
-  uvctx_t *any = mk_any2(&loop, a, b);
-  rec_watch(&r, NULL, any);
-
-  ck_assert(poll_until(&loop, rec_called, &r, deadline + EVENTUALLY_MS));
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(r.cause, UV_EHOSTDOWN);
-  ck_assert_uint_ge(r.now, deadline);
-  assert_done(any, UV_ETIMEDOUT, UV_EHOSTDOWN);
-  assert_not_done(a);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
@@ -219,18 +88,13 @@ START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
   ck_assert_int_eq(r.cause, UV_EIO);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(c);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, c, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -244,42 +108,12 @@ START_TEST(any_keeps_the_first_cause_when_more_parents_are_cancelled_later) {
   ck_assert_int_eq(r.calls, 1);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(any_of_a_parent_already_done_is_born_done) {
-  uv_loop_t loop;
-  rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *a = mk_cancel(&loop, uvctx_background());
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_ECONNRESET), 0);
-  uvctx_t *any = mk_any2(&loop, a, b);
-  assert_done(any, UV_ECANCELED, UV_ECONNRESET);
-  ck_assert_int_eq(uvctx_cancel(any), UV_EALREADY);
-
-  rec_watch(&r, NULL, any);
-  ck_assert_int_eq(r.calls, 0); /* never synchronously */
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(r.calls, 1);
-  ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.cause, UV_ECONNRESET);
-  assert_not_done(a);
-
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *live = mk_cancel(&loop, uvctx_background());
   uvctx_t *timed_out =
       mk_timeout_cause(&loop, uvctx_background(), 0, UV_EHOSTUNREACH);
@@ -293,20 +127,13 @@ START_TEST(any_born_done_takes_the_first_done_parent_in_order) {
   assert_done(second, UV_ECANCELED, UV_EPIPE);
   assert_not_done(live);
 
-  uvctx_release(second);
-  uvctx_release(first);
-  uvctx_release(v);
-  uvctx_release(cancelled);
-  uvctx_release(timed_out);
-  uvctx_release(live);
+  release_all(second, first, v, cancelled, timed_out, live);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(cancelling_any_leaves_its_parents_alone) {
-  uv_loop_t loop;
   rec_t ra, rb, rany;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -326,18 +153,14 @@ START_TEST(cancelling_any_leaves_its_parents_alone) {
   ck_assert_int_eq(uvctx_unwatch(&ra.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&rb.w), 0);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
-  uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t rany, rchild, rvalue, rgrand;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -354,27 +177,20 @@ START_TEST(cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order) {
   assert_done(value, UV_ECANCELED, UV_ENOTCONN);
   assert_done(grand, UV_ECANCELED, UV_ENOTCONN);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(journal, 4);
+  ck_assert_int_eq(journal.ran, 4);
   ck_assert_int_eq(rany.seq, 1);
   ck_assert_int_eq(rchild.seq, 2);
   ck_assert_int_eq(rvalue.seq, 3);
   ck_assert_int_eq(rgrand.seq, 4);
   assert_not_done(b);
 
-  uvctx_release(grand);
-  uvctx_release(value);
-  uvctx_release(child);
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(grand, value, child, any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_of_roots_is_done_only_when_cancelled) {
-  uv_loop_t loop;
   uint64_t dl = 42;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *w = mk_without(uvctx_background());
   uvctx_t *any = mk_any3(&loop, uvctx_background(), uvctx_todo(), w);
   ck_assert_ptr_eq(uvctx_loop(any), &loop);
@@ -386,8 +202,7 @@ START_TEST(any_of_roots_is_done_only_when_cancelled) {
   ck_assert_int_eq(uvctx_cancel(any), 0);
   assert_done(any, UV_ECANCELED, UV_ECANCELED);
 
-  uvctx_release(any);
-  uvctx_release(w);
+  release_all(any, w);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -397,10 +212,8 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
-  uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t r1, r2, r3, rg;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, a, 60000);
   uvctx_t *v = mk_value(b, &key_a, val_a1);
@@ -425,17 +238,10 @@ START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
   ck_assert_int_eq(r2.calls, 1);
   ck_assert_int_eq(r3.calls, 1);
   ck_assert_int_eq(rg.calls, 1);
-  ck_assert_int_eq(journal, 4);
+  ck_assert_int_eq(journal.ran, 4);
   ck_assert_int_lt(r3.seq, rg.seq); /* an "any" before its own child */
 
-  uvctx_release(grand);
-  uvctx_release(deep);
-  uvctx_release(ca);
-  uvctx_release(ab);
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(grand, deep, ca, ab, c, v, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -444,10 +250,8 @@ END_TEST
  * when a descendant is reached twice: any is a child of a and of b, and b is
  * a child of a. */
 START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
-  uv_loop_t loop;
-  int journal = 0;
+  journal_t journal = {0};
   rec_t ra, rb, rany;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, a);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -457,22 +261,18 @@ START_TEST(any_in_a_diamond_runs_after_every_parent_it_has) {
 
   ck_assert_int_eq(uvctx_cancel(a), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(journal, 3);
+  ck_assert_int_eq(journal.ran, 3);
   ck_assert_int_eq(ra.seq, 1);
   ck_assert_int_eq(rb.seq, 2);
   ck_assert_int_eq(rany.seq, 3);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
-  uv_loop_t loop;
   rec_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, a);
   uvctx_t *any = mk_any2(&loop, a, b);
@@ -487,17 +287,13 @@ START_TEST(any_of_a_parent_and_its_descendant_follows_the_descendant) {
   ck_assert_int_eq(r.calls, 1);
   assert_done(any, UV_ECANCELED, UV_EIO);
 
-  uvctx_release(any);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(any, b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
-  uv_loop_t loop;
   rec_t r1, r2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_timeout_cause(&loop, uvctx_background(), 10, UV_EPROTO);
   uint64_t deadline = deadline_of(a);
   uvctx_t *v = mk_value(a, &key_a, val_a1); /* shares a's done-ness */
@@ -517,10 +313,7 @@ START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
   ck_assert_int_eq(r1.cause, UV_EPROTO);
   ck_assert_int_eq(r2.err, UV_ETIMEDOUT);
 
-  uvctx_release(via_value);
-  uvctx_release(twice);
-  uvctx_release(v);
-  uvctx_release(a);
+  release_all(via_value, twice, v, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -530,8 +323,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_value_is_looked_up_in_parents_in_order) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ca = mk_cancel(&loop, uvctx_background());
   uvctx_t *p1 = mk_value(ca, &key_a, val_a1);
   uvctx_t *cb = mk_cancel(&loop, uvctx_background());
@@ -545,20 +336,12 @@ START_TEST(any_value_is_looked_up_in_parents_in_order) {
   uvctx_t *swapped = mk_any2(&loop, p2, p1);
   ck_assert_ptr_eq(uvctx_value(swapped, &key_a), val_a2);
 
-  uvctx_release(swapped);
-  uvctx_release(any);
-  uvctx_release(p2);
-  uvctx_release(pb);
-  uvctx_release(cb);
-  uvctx_release(p1);
-  uvctx_release(ca);
+  release_all(swapped, any, p2, pb, cb, p1, ca);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   /* first parent: value(a=a1) <- cancel <- without_cancel <- timeout */
   uvctx_t *deep = mk_value(uvctx_background(), &key_a, val_a1);
   uvctx_t *c1 = mk_cancel(&loop, deep);
@@ -570,20 +353,12 @@ START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
   uvctx_t *any = mk_any2(&loop, first, second);
   ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
 
-  uvctx_release(any);
-  uvctx_release(second);
-  uvctx_release(c2);
-  uvctx_release(first);
-  uvctx_release(wo);
-  uvctx_release(c1);
-  uvctx_release(deep);
+  release_all(any, second, c2, first, wo, c1, deep);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
   uvctx_t *p1 = mk_value(c1, &key_a, val_a1);
   uvctx_t *c2 = mk_cancel(&loop, uvctx_background());
@@ -600,15 +375,7 @@ START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
   ck_assert_ptr_eq(uvctx_value(tagged, &key_c), val_c1); /* outer's second */
   ck_assert_ptr_null(uvctx_value(inner, &key_c));
 
-  uvctx_release(tagged);
-  uvctx_release(child);
-  uvctx_release(outer);
-  uvctx_release(inner);
-  uvctx_release(p3);
-  uvctx_release(p2);
-  uvctx_release(c2);
-  uvctx_release(p1);
-  uvctx_release(c1);
+  release_all(tagged, child, outer, inner, p3, p2, c2, p1, c1);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -618,8 +385,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(any_deadline_is_the_earliest_of_its_parents) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *late = mk_timeout(&loop, uvctx_background(), 50000);
   uvctx_t *early = mk_timeout(&loop, uvctx_background(), 20000);
   uvctx_t *early_below = mk_value(early, &key_a, val_a1);
@@ -636,22 +401,13 @@ START_TEST(any_deadline_is_the_earliest_of_its_parents) {
   uvctx_t *sooner = mk_timeout(&loop, any, 5000);
   ck_assert_uint_lt(deadline_of(sooner), want);
 
-  uvctx_release(sooner);
-  uvctx_release(child);
-  uvctx_release(rev);
-  uvctx_release(any);
-  uvctx_release(plain);
-  uvctx_release(early_below);
-  uvctx_release(early);
-  uvctx_release(late);
+  release_all(sooner, child, rev, any, plain, early_below, early, late);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(any_of_parents_without_deadlines_has_none) {
-  uv_loop_t loop;
   uint64_t dl = 7;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, uvctx_background(), 20000);
   uvctx_t *hidden = mk_without(t); /* hides t's deadline */
@@ -659,10 +415,7 @@ START_TEST(any_of_parents_without_deadlines_has_none) {
   ck_assert_int_eq(uvctx_deadline(any, &dl), 0);
   ck_assert_uint_eq(dl, 7);
 
-  uvctx_release(any);
-  uvctx_release(hidden);
-  uvctx_release(t);
-  uvctx_release(a);
+  release_all(any, hidden, t, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -727,8 +480,7 @@ START_TEST(many_short_lived_anys_of_long_lived_parents_leave_nothing_behind) {
   ck_assert_int_eq(alive_on(&loop), 2);
   ck_assert_int_eq(dump_lines(a), 1);
 
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b, a);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(alive_on(&loop), 0);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
@@ -745,8 +497,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
       mk_timeout_cause(&loop, uvctx_background(), 10, UV_ECONNABORTED);
   uint64_t deadline = deadline_of(b);
   uvctx_t *any = mk_any2(&loop, va, b);
-  uvctx_release(va);
-  uvctx_release(b);
+  release_all(va, b);
   rec_watch(&r, NULL, any);
 
   ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1);
@@ -756,8 +507,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
   ck_assert_int_eq(r.cause, UV_ECONNABORTED);
   assert_not_done(a);
 
-  uvctx_release(any);
-  uvctx_release(a);
+  release_all(any, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -776,8 +526,6 @@ static void assert_parent_untouched(uv_loop_t *loop, uvctx_t *parent) {
 }
 
 START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(a)); /* a handle a leak would hold */
@@ -804,43 +552,10 @@ START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
   assert_parent_untouched(&loop, a);
   assert_parent_untouched(&loop, b);
   ck_assert_int_eq(alive_on(&loop), 2);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
-
-/* Allocations still allowed before the next one fails; -1: never fails. */
-static long allowed = -1;
-static long outstanding;
-
-static void *counting_malloc(size_t size) {
-  void *ptr;
-  if (allowed == 0)
-    return NULL;
-  if (allowed > 0)
-    allowed--;
-  ptr = malloc(size);
-  if (ptr != NULL)
-    outstanding++;
-  return ptr;
-}
-
-static void counting_free(void *ptr) {
-  if (ptr != NULL)
-    outstanding--;
-  free(ptr);
-}
-
-static void counting_setup(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-  allowed = -1;
-  outstanding = 0;
-}
-
-static void counting_teardown(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
-}
 
 /* Fails each allocation of uvctx_with_any in turn, with parents of several
  * kinds, and on a loop that has no context yet (the any's own loop state). */
@@ -856,17 +571,17 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
       uvctx_t *v = mk_value(b, &key_a, val_a1);
       uvctx_t *parents[4] = {a, v, uvctx_background(), b};
       uvctx_t *out = SENTINEL;
-      long before = outstanding;
+      long before = counting_outstanding;
 
-      allowed = n;
+      counting_allowed = n;
       int err = uvctx_with_any(other_loop ? &loop2 : &loop, parents, 4, &out);
-      allowed = -1;
+      counting_allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
         /* (A new loop's state goes in close callbacks: checked below.) */
         if (!other_loop)
-          ck_assert_int_eq(outstanding, before);
+          ck_assert_int_eq(counting_outstanding, before);
         assert_parent_untouched(&loop, a);
         assert_parent_untouched(&loop, b);
       } else {
@@ -877,12 +592,10 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
         assert_done(out, UV_ECANCELED, UV_ECANCELED);
         uvctx_release(out);
       }
-      uvctx_release(v);
-      uvctx_release(b);
-      uvctx_release(a);
+      release_all(v, b, a);
       ASSERT_LOOP_CLOSES(&loop);
       ASSERT_LOOP_CLOSES(&loop2);
-      ck_assert_int_eq(outstanding, 0);
+      ck_assert_int_eq(counting_outstanding, 0);
       if (err == 0)
         break;
       ck_assert_int_lt(n, 100);
@@ -898,12 +611,10 @@ Suite *any_suite(void) {
   Suite *s = suite_create("any");
 
   TCase *tc = tcase_create("done");
-  tcase_add_test(tc, any_is_done_with_the_err_and_cause_of_the_parent_cancelled);
-  tcase_add_test(tc, any_watch_runs_on_the_loop_with_the_parents_err);
-  tcase_add_test(tc, any_times_out_with_the_err_and_cause_of_a_deadline_parent);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_watch_runs_once_when_several_parents_are_cancelled);
   tcase_add_test(tc, any_keeps_the_first_cause_when_more_parents_are_cancelled_later);
-  tcase_add_test(tc, any_of_a_parent_already_done_is_born_done);
   tcase_add_test(tc, any_born_done_takes_the_first_done_parent_in_order);
   tcase_add_test(tc, cancelling_any_leaves_its_parents_alone);
   tcase_add_test(tc, cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order);
@@ -911,6 +622,8 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("diamond");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_of_a_parent_and_its_descendant_is_done_once);
   tcase_add_test(tc, any_in_a_diamond_runs_after_every_parent_it_has);
   tcase_add_test(tc, any_of_a_parent_and_its_descendant_follows_the_descendant);
@@ -918,28 +631,35 @@ Suite *any_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("values");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_value_is_looked_up_in_parents_in_order);
   tcase_add_test(tc, any_value_searches_the_whole_first_parent_before_the_second);
   tcase_add_test(tc, values_below_any_fall_back_to_its_parents_and_nested_anys);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("deadline");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_deadline_is_the_earliest_of_its_parents);
   tcase_add_test(tc, any_of_parents_without_deadlines_has_none);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("lifetime");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_BIG_S);
   tcase_add_test(tc, many_short_lived_anys_of_long_lived_parents_leave_nothing_behind);
   tcase_add_test(tc, parents_released_before_any_still_finish_it);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("badinput");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, any_rejects_bad_arguments_and_changes_nothing);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("enomem");
-  tcase_add_checked_fixture(tc, counting_setup, counting_teardown);
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_test(tc, any_out_of_memory_at_each_allocation_leaves_nothing);
   suite_add_tcase(s, tc);
 

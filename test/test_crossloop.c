@@ -3,8 +3,9 @@
  *
  * libuv's rule is kept: only uv_async_send() crosses threads. The test's
  * thread never touches loop B: it hands B a command through B's uv_async_t
- * ("cmd", ref'd, so B runs until told to quit) and runs its own loop A,
- * polling with a ref'd 1 ms timer, until B has answered. B's side never calls
+ * ("cmd", ref'd, so B runs until told to quit) and runs its own loop A
+ * until B has answered: B wakes A through A's uv_async_t ("wake") each time
+ * it changes something A may wait for. B's side never calls
  * Check's asserts (they may not be called off the test's thread): it records
  * the first line whose check failed, and the test's thread asserts on that
  * after each command. Contexts of B are made (with parents from A), watched
@@ -12,8 +13,9 @@
  * a parent on B). Otherwise only uvctx_cancel*, uvctx_err, uvctx_cause,
  * uvctx_deadline, uvctx_value, uvctx_retain and uvctx_release reach a context
  * of the other loop, as the header allows. Build with -fsanitize=thread to
- * look for races. */
-#include <sched.h>
+ * look for races. Where the two threads must act at the same moment they
+ * meet on a barrier; where one waits for the other it blocks (a tally, or
+ * its loop), never spins. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,9 +29,6 @@
 
 static int key_a;
 static char val_a[] = "a";
-
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 3000
 
 typedef struct xl_s xl_t;
 typedef void (*b_fn)(xl_t *x);
@@ -52,6 +51,7 @@ struct xl_s {
   uv_loop_t a;
   uv_thread_t a_thread;
   int a_journal;
+  uv_async_t wake; /* on A, unref'd: B sends it after a change A waits for */
 
   uv_loop_t b;
   uv_thread_t b_tid;
@@ -59,7 +59,7 @@ struct xl_s {
   uv_async_t cmd;
   uv_mutex_t lock;
   b_fn fn; /* guarded by lock */
-  atomic_int started;
+  tally_t started;
   atomic_int answered;
   atomic_int finished;
   int b_init_rc;
@@ -92,14 +92,14 @@ struct xl_s {
   int nkids;
   uvctx_t **kids;
   struct kid_s *kid_watch;
-  atomic_int go; /* B may start growing */
+  tally_t grown_enough; /* one per round: B grew KIDS_BEFORE_CANCEL kids */
   atomic_int grown;
   atomic_int grow_done;
   int rounds_after_cancel;
   atomic_int kid_calls;
 
-  /* a cancel on B that waits for A's go */
-  atomic_int b_ready;
+  /* a cancel on B and one on A, started together */
+  uv_barrier_t race;
   int b_cancel_rc;
 };
 
@@ -118,6 +118,10 @@ struct kid_s {
       (x)->b_fail_line = __LINE__;                                             \
   } while (0)
 
+static void wake_a(xl_t *x) { ck_assert_int_eq(uv_async_send(&x->wake), 0); }
+
+static void wake_cb(uv_async_t *a) { (void)a; /* a_wait looks */ }
+
 static void probe_cb(uvctx_watch_t *w, int err) {
   probe_t *pr = w->data;
   uv_thread_t self = uv_thread_self();
@@ -129,6 +133,7 @@ static void probe_cb(uvctx_watch_t *w, int err) {
       uv_thread_equal(&self, pr->on_a ? &x->a_thread : &x->b_thread);
   pr->seq = pr->on_a ? ++x->a_journal : ++x->b_journal;
   atomic_fetch_add(&pr->calls, 1);
+  wake_a(x);
 }
 
 static int probe_watch(xl_t *x, probe_t *pr, uvctx_t *ctx, int on_a) {
@@ -151,6 +156,7 @@ static void b_cmd_cb(uv_async_t *a) {
   if (fn != NULL) {
     fn(x);
     atomic_fetch_add(&x->answered, 1);
+    wake_a(x);
   }
 }
 
@@ -162,41 +168,30 @@ static void b_main(void *arg) {
     x->b_init_rc = uv_async_init(&x->b, &x->cmd, b_cmd_cb);
     x->cmd.data = x;
   }
-  atomic_store(&x->started, 1);
+  tally_add(&x->started, 1);
   if (x->b_init_rc == 0) {
     x->b_run_rc = uv_run(&x->b, UV_RUN_DEFAULT);
     x->b_close_rc = uv_loop_close(&x->b);
   }
   atomic_store(&x->finished, 1);
+  wake_a(x);
 }
 
-/* Runs loop A, polling every millisecond with a ref'd timer of its own, until
- * *ctr >= target or EVENTUALLY_MS have passed. Returns whether it was met. */
+/* Runs loop A until *ctr >= target or EVENTUALLY_MS have passed (see
+ * poll_until: B wakes A after each change). Returns whether it was met. */
 typedef struct {
-  uv_timer_t timer;
   atomic_int *ctr;
   int target;
-  uint64_t limit;
 } wait_t;
 
-static void wait_tick(uv_timer_t *t) {
-  wait_t *w = t->data;
-  if (atomic_load(w->ctr) >= w->target || uvctx_now() >= w->limit)
-    ck_assert_int_eq(uv_timer_stop(t), 0);
+static int ctr_reached(void *arg) {
+  wait_t *w = arg;
+  return atomic_load(w->ctr) >= w->target;
 }
 
 static int a_wait(xl_t *x, atomic_int *ctr, int target) {
-  wait_t w;
-  w.ctr = ctr;
-  w.target = target;
-  w.limit = uvctx_now() + EVENTUALLY_MS;
-  ck_assert_int_eq(uv_timer_init(&x->a, &w.timer), 0);
-  w.timer.data = &w;
-  ck_assert_int_eq(uv_timer_start(&w.timer, wait_tick, 1, 1), 0);
-  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
-  uv_close((uv_handle_t *)&w.timer, NULL);
-  ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
-  return atomic_load(ctr) >= target;
+  wait_t w = {ctr, target};
+  return poll_until(&x->a, ctr_reached, &w, uvctx_now() + EVENTUALLY_MS);
 }
 
 /* Has B run fn on its thread, while A's loop runs; fails if B does not
@@ -223,19 +218,18 @@ static xl_t *xl_start(void) {
   x->a_thread = uv_thread_self();
   ck_assert_int_eq(uv_loop_init(&x->a), 0);
   ck_assert_int_eq(uv_mutex_init(&x->lock), 0);
-  atomic_init(&x->started, 0);
+  ck_assert_int_eq(uv_async_init(&x->a, &x->wake, wake_cb), 0);
+  uv_unref((uv_handle_t *)&x->wake);
+  tally_init(&x->started);
+  tally_init(&x->grown_enough);
   atomic_init(&x->answered, 0);
   atomic_init(&x->finished, 0);
-  atomic_init(&x->go, 0);
   atomic_init(&x->grown, 0);
   atomic_init(&x->grow_done, 0);
   atomic_init(&x->kid_calls, 0);
-  atomic_init(&x->b_ready, 0);
   ck_assert_int_eq(uv_thread_create(&x->b_tid, b_main, x), 0);
-  uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-  while (!atomic_load(&x->started) && uvctx_now() < limit)
-    uv_sleep(1);
-  ck_assert_int_eq(atomic_load(&x->started), 1);
+  ck_assert_msg(tally_wait(&x->started, 1, HANDOFF_LIMIT_MS),
+                "loop B's thread did not start");
   ck_assert_int_eq(x->b_init_rc, 0);
   return x;
 }
@@ -253,7 +247,10 @@ static void xl_stop_b(xl_t *x) {
 
 /* After xl_stop_b and the release of A's contexts: loop A closes. */
 static void xl_finish(xl_t *x) {
+  uv_close((uv_handle_t *)&x->wake, NULL);
   ASSERT_LOOP_CLOSES(&x->a);
+  tally_destroy(&x->grown_enough);
+  tally_destroy(&x->started);
   uv_mutex_destroy(&x->lock);
   free(x);
 }
@@ -347,18 +344,17 @@ static void kid_cb(uvctx_watch_t *w, int err) {
   k->err = err;
   k->right_thread = uv_thread_equal(&self, &k->x->b_thread);
   atomic_fetch_add(&k->x->kid_calls, 1);
+  wake_a(k->x);
 }
 
 /* One more child of p per iteration of loop B: a cancel or a deadline
  * context under p, or a cancel context under pv (a value context of p, whose
  * callbacks run on A), each watched; until a few iterations after p is
- * seen done. */
+ * seen done. Tells A once KIDS_BEFORE_CANCEL are there. */
 static void b_grow_cb(uv_idle_t *h) {
   xl_t *x = h->data;
   int i = atomic_load(&x->grown);
   uvctx_t *k = NULL;
-  if (!atomic_load(&x->go))
-    return;
   switch (i % 3) {
   case 0: B_CHECK(x, uvctx_with_cancel(&x->b, x->p, &k) == 0); break;
   case 1: B_CHECK(x, uvctx_with_timeout(&x->b, x->p, 60000, &k) == 0); break;
@@ -369,11 +365,14 @@ static void b_grow_cb(uv_idle_t *h) {
   x->kid_watch[i].w.data = &x->kid_watch[i];
   B_CHECK(x, uvctx_watch(k, &x->kid_watch[i].w, kid_cb) == 0);
   atomic_store(&x->grown, i + 1);
+  if (i + 1 == KIDS_BEFORE_CANCEL)
+    tally_add(&x->grown_enough, 1);
   if (uvctx_err(x->p) != 0)
     x->rounds_after_cancel++;
   if (x->rounds_after_cancel >= 3 || i + 1 == x->nkids) {
     uv_close((uv_handle_t *)h, NULL);
     atomic_store(&x->grow_done, 1);
+    wake_a(x);
   }
 }
 
@@ -569,8 +568,8 @@ END_TEST
 
 /* The parent is cancelled on A while B is adding children under it: every
  * child ends up done (cancelled, or born done), its watch runs once on B.
- * This thread spins rather than runs loop A until B has started, so that
- * the cancel lands while B is busy linking children. */
+ * This thread waits (blocked, not running loop A) until B has linked
+ * KIDS_BEFORE_CANCEL children, then cancels while B goes on linking more. */
 START_TEST(cancel_while_the_other_loop_adds_children_reaches_every_one) {
   xl_t *x = xl_start();
   x->nkids = KIDS_MAX;
@@ -581,7 +580,6 @@ START_TEST(cancel_while_the_other_loop_adds_children_reaches_every_one) {
 
   for (int round = 0; round < RACE_ROUNDS; round++) {
     memset(x->kid_watch, 0, KIDS_MAX * sizeof(*x->kid_watch));
-    atomic_store(&x->go, 0);
     atomic_store(&x->grown, 0);
     atomic_store(&x->grow_done, 0);
     atomic_store(&x->kid_calls, 0);
@@ -590,10 +588,9 @@ START_TEST(cancel_while_the_other_loop_adds_children_reaches_every_one) {
     x->pv = mk_value(x->p, &key_a, val_a);
     b_call(x, b_start_growing);
 
-    atomic_store(&x->go, 1);
-    uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-    while (atomic_load(&x->grown) < KIDS_BEFORE_CANCEL && uvctx_now() < limit)
-      sched_yield();
+    ck_assert_msg(
+        tally_wait(&x->grown_enough, round + 1, HANDOFF_LIMIT_MS),
+        "loop B did not grow %d children", KIDS_BEFORE_CANCEL);
     ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
     ck_assert_msg(a_wait(x, &x->grow_done, 1), "loop B kept growing");
     int n = atomic_load(&x->grown);
@@ -620,9 +617,7 @@ static void b_make_q(xl_t *x) {
 }
 
 static void b_cancel_q_on_go(xl_t *x) {
-  atomic_store(&x->b_ready, 1);
-  while (!atomic_load(&x->go))
-    sched_yield();
+  uv_barrier_wait(&x->race);
   x->b_cancel_rc = uvctx_cancel_cause(x->q, UV_EIO);
 }
 
@@ -631,6 +626,7 @@ static void b_cancel_q_on_go(xl_t *x) {
  * causes, its watch runs once. */
 START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
   xl_t *x = xl_start();
+  ck_assert_int_eq(uv_barrier_init(&x->race, 2), 0);
   for (int round = 0; round < RACE_ROUNDS; round++) {
     uvctx_t *parents[2];
     x->p = mk_cancel(&x->a, uvctx_background());
@@ -641,17 +637,12 @@ START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
     ck_assert_int_eq(uvctx_with_any(&x->a, parents, 2, &any), 0);
     ck_assert_int_eq(probe_watch(x, &x->pa, any, 1), 0);
 
-    atomic_store(&x->go, 0);
-    atomic_store(&x->b_ready, 0);
     int target = atomic_load(&x->answered) + 1;
     uv_mutex_lock(&x->lock);
     x->fn = b_cancel_q_on_go;
     uv_mutex_unlock(&x->lock);
     ck_assert_int_eq(uv_async_send(&x->cmd), 0);
-    uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-    while (!atomic_load(&x->b_ready) && uvctx_now() < limit)
-      sched_yield();
-    atomic_store(&x->go, 1);
+    uv_barrier_wait(&x->race);
     ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
     ck_assert(a_wait(x, &x->answered, target));
     ck_assert_int_eq(x->b_cancel_rc, 0);
@@ -670,6 +661,7 @@ START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
     x->p = NULL;
     b_call(x, b_release_all);
   }
+  uv_barrier_destroy(&x->race);
   xl_stop_b(x);
   xl_finish(x);
 }
@@ -717,7 +709,7 @@ Suite *crossloop_suite(void) {
   Suite *s = suite_create("crossloop");
 
   TCase *tc = tcase_create("cancel");
-  tcase_set_timeout(tc, 30); /* valgrind and TSan; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancelling_a_parent_finishes_a_child_on_another_loop_at_once);
   tcase_add_test(tc, watches_of_a_child_on_another_loop_run_on_its_own_loop_thread);
   tcase_add_test(tc, grandchildren_on_the_child_loop_are_done_in_tree_order);
@@ -730,7 +722,7 @@ Suite *crossloop_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, releasing_the_parent_first_then_the_child_lets_both_loops_close);
   tcase_add_test(tc, releasing_the_child_first_then_the_parent_lets_both_loops_close);
   suite_add_tcase(s, tc);

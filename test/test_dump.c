@@ -112,22 +112,6 @@ static long count_after(const char *line, const char *word) {
   return strtol(p, NULL, 10);
 }
 
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-} probe_t;
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  (void)err;
-  ((probe_t *)w->data)->calls++;
-}
-
-static int probe_watch(probe_t *p, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 /* A base for distinct deadlines, a minute away. */
 static uint64_t far(void) { return uvctx_now() + 60000; }
 
@@ -136,9 +120,7 @@ static uint64_t far(void) { return uvctx_now() + 60000; }
  * ------------------------------------------------------------------------- */
 
 START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *root = mk_cancel(&loop, uvctx_background());
   uvctx_t *a = mk_deadline(&loop, root, far());
   uvctx_t *a1 = mk_cancel(&loop, a);
@@ -154,17 +136,13 @@ START_TEST(dump_prints_one_line_per_cancellable_context_of_the_subtree) {
   ck_assert_int_eq(t.n, 5); /* root, a, a1, b, vc */
   text_free(&t);
 
-  uvctx_t *all[] = {wc, w, vc, v, bv, b, a1, a, root};
-  for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
-    uvctx_release(all[i]);
+  release_all(wc, w, vc, v, bv, b, a1, a, root);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t d = far();
   uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
   uvctx_t *c = mk_deadline(&loop, r, d + 90);
@@ -190,20 +168,13 @@ START_TEST(dump_indents_children_deeper_than_their_parent_in_preorder) {
   ck_assert_int_eq(indent_of(t.line[isg]), indent_of(t.line[ig]));
   text_free(&t);
 
-  uvctx_release(sg);
-  uvctx_release(sv);
-  uvctx_release(s);
-  uvctx_release(g);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(sg, sv, s, g, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(dump_of_a_child_prints_only_its_subtree) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uint64_t d = far();
   uvctx_t *r = mk_deadline(&loop, uvctx_background(), d + 100);
   uvctx_t *a = mk_deadline(&loop, r, d + 90);
@@ -217,10 +188,7 @@ START_TEST(dump_of_a_child_prints_only_its_subtree) {
   ck_assert_int_gt(indent_of(t.line[1]), indent_of(t.line[0]));
   text_free(&t);
 
-  uvctx_release(b);
-  uvctx_release(a1);
-  uvctx_release(a);
-  uvctx_release(r);
+  release_all(b, a1, a, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -244,8 +212,7 @@ START_TEST(dump_names_the_kind_of_each_context) {
   ck_assert_ptr_null(strstr(t.line[1], "with_cancel"));
   text_free(&t);
 
-  uvctx_release(d);
-  uvctx_release(r);
+  release_all(d, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -272,9 +239,7 @@ START_TEST(dump_names_signal_and_shutdown_contexts) {
   ck_assert_int_gt(indent_of(t.line[is]), indent_of(t.line[io]));
   text_free(&t);
 
-  uvctx_release(stopping);
-  uvctx_release(out);
-  uvctx_release(sig);
+  release_all(stopping, out, sig);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -304,10 +269,7 @@ START_TEST(dump_shows_the_err_and_cause_of_done_contexts) {
   }
   text_free(&t);
 
-  uvctx_release(live);
-  uvctx_release(g);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(live, g, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -315,11 +277,11 @@ END_TEST
 START_TEST(dump_shows_etimedout_after_a_deadline) {
   uv_loop_t loop;
   text_t t;
-  probe_t p;
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = NULL;
   ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 2, &r), 0);
-  ck_assert_int_eq(probe_watch(&p, r), 0);
+  rec_watch(&p, NULL, r);
   ck_assert(run_until(&loop, &p.calls, 1));
 
   dump_ctx(&t, r);
@@ -348,8 +310,7 @@ START_TEST(dump_shows_the_deadline) {
   ck_assert_ptr_nonnull(strstr(t.line[0], s));
   text_free(&t);
 
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -357,7 +318,7 @@ END_TEST
 START_TEST(dump_counts_pending_watches) {
   uv_loop_t loop;
   text_t t;
-  probe_t p[3];
+  rec_t p[3];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
 
@@ -366,7 +327,7 @@ START_TEST(dump_counts_pending_watches) {
   text_free(&t);
 
   for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(probe_watch(&p[i], r), 0);
+    rec_watch(&p[i], NULL, r);
   dump_ctx(&t, r);
   ck_assert_int_eq(count_after(t.line[0], "watch"), 3);
   text_free(&t);
@@ -404,9 +365,7 @@ START_TEST(dump_counts_references) {
   ck_assert_int_eq(count_after(t.line[0], "ref"), before + 2);
   text_free(&t);
 
-  uvctx_release(r);
-  uvctx_release(r);
-  uvctx_release(r);
+  release_all(r, r, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -430,12 +389,7 @@ START_TEST(dump_counts_value_and_without_cancel_children) {
   ck_assert_int_eq(count_after(t.line[0], "other"), 3);
   text_free(&t);
 
-  uvctx_release(v1v);
-  uvctx_release(w);
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(c);
-  uvctx_release(r);
+  release_all(v1v, w, v2, v1, c, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -457,10 +411,7 @@ START_TEST(dump_counts_a_value_child_that_has_cancellable_children) {
   text_free(&t);
   /* Cleaned up before the checks, so that a failure leaves nothing behind
    * for the next test (CK_FORK=no). */
-  uvctx_release(vc);
-  uvctx_release(v2);
-  uvctx_release(v1);
-  uvctx_release(r);
+  release_all(vc, v2, v1, r);
   ASSERT_LOOP_CLOSES(&loop);
 
   ck_assert_int_eq(lines, 2); /* r and vc */
@@ -469,9 +420,7 @@ START_TEST(dump_counts_a_value_child_that_has_cancellable_children) {
 END_TEST
 
 START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(r, &key_a, NULL);
   uvctx_t *w = mk_without(r);
@@ -481,17 +430,13 @@ START_TEST(dump_of_a_context_that_is_not_cancellable_does_not_crash) {
     ck_assert(t.rc == 0 || t.rc == UV_EINVAL);
     text_free(&t);
   }
-  uvctx_release(w);
-  uvctx_release(v);
-  uvctx_release(r);
+  release_all(w, v, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(dump_null_arguments_are_einval) {
-  uv_loop_t loop;
   text_t t;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
   FILE *f;
   memset(&t, 0, sizeof t);
@@ -548,12 +493,7 @@ START_TEST(dump_loop_counts_and_lists_the_live_cancellable_contexts) {
                                "ECANCELED"));
   text_free(&t);
 
-  uvctx_release(done);
-  uvctx_release(other);
-  uvctx_release(w);
-  uvctx_release(c);
-  uvctx_release(v);
-  uvctx_release(r);
+  release_all(done, other, w, c, v, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -608,10 +548,10 @@ END_TEST
 START_TEST(dump_loop_counts_a_context_kept_alive_by_a_pending_watch) {
   uv_loop_t loop;
   text_t t;
-  probe_t p;
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(probe_watch(&p, r), 0);
+  rec_watch(&p, NULL, r);
   uvctx_release(r);
   uv_run(&loop, UV_RUN_DEFAULT);
 
@@ -645,9 +585,7 @@ START_TEST(dump_loop_counts_only_the_contexts_of_its_loop) {
   ck_assert_int_eq(t.rc, 2);
   text_free(&t);
 
-  uvctx_release(b2);
-  uvctx_release(b);
-  uvctx_release(a);
+  release_all(b2, b, a);
   ASSERT_LOOP_CLOSES(&l1);
   ASSERT_LOOP_CLOSES(&l2);
 }
@@ -657,12 +595,15 @@ Suite *dump_suite(void) {
   Suite *s = suite_create("dump");
 
   TCase *tc = tcase_create("shape");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_prints_one_line_per_cancellable_context_of_the_subtree);
   tcase_add_test(tc, dump_indents_children_deeper_than_their_parent_in_preorder);
   tcase_add_test(tc, dump_of_a_child_prints_only_its_subtree);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("line");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, dump_names_the_kind_of_each_context);
   tcase_add_test(tc, dump_names_signal_and_shutdown_contexts);
   tcase_add_test(tc, dump_shows_the_err_and_cause_of_done_contexts);
@@ -675,11 +616,14 @@ Suite *dump_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, dump_of_a_context_that_is_not_cancellable_does_not_crash);
   tcase_add_test(tc, dump_null_arguments_are_einval);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, dump_loop_is_0_on_a_loop_that_never_had_a_context);
   tcase_add_test(tc, dump_loop_counts_and_lists_the_live_cancellable_contexts);
   tcase_add_test(tc, dump_loop_count_goes_down_as_contexts_are_released);

@@ -11,7 +11,12 @@
  * Go's panics for invalid arguments are UV_EINVAL returns.
  *
  * Times are short (5 ms); waits are bounded by WAIT_LIMIT_MS and never assert
- * how late something was, only that a deadline never fired early. */
+ * how late something was, only that a deadline never fired early.
+ *
+ * The races start the goroutine and the loop thread together on a barrier;
+ * a side that polls what the other does polls for at most RACE_MS, then
+ * blocks until the other has acted (a tally), so that on a loaded machine
+ * neither spins through the time slices the other needs. */
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -21,7 +26,8 @@
 
 #define SHORT_MS 5                                    /* Go's shortDuration */
 #define VERY_LONG_MS ((uint64_t)1000 * 3600 * 1000)   /* Go's veryLongDuration */
-#define WAIT_LIMIT_MS 2000   /* give up waiting for a callback after this */
+#define WAIT_LIMIT_MS 5000   /* give up waiting for a callback after this */
+#define RACE_MS 2            /* poll the other thread's effect this long */
 
 /* Distinct negative codes used as causes (never UV_ECANCELED/UV_ETIMEDOUT). */
 #define PARENT_CAUSE UV_EPIPE
@@ -33,84 +39,31 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* Order in which recording callbacks ran, across all watches of a test. */
-static int next_seq;
+/* The order in which the recs (helpers.h) of a test ran, across all of its
+ * watches. */
+static journal_t journal;
 
-/* A watch that records each call: how often, with which err, what its context
- * said at that moment, when (uvctx clock), in which order and on which
- * thread. If `total` is set, it also counts the call there; if
- * `unwatch_in_cb` is set, the callback calls uvctx_unwatch() on its own watch
- * and records the result. */
+/* A rec's action: it stops its own watch from inside the callback, recording
+ * the result in action_rc. */
+static void unwatch_self(rec_t *r) { r->action_rc = uvctx_unwatch(&r->w); }
+
+/* Runs the loop until *count >= want or WAIT_LIMIT_MS have passed (see
+ * poll_until). Returns whether it got there. This is how a test waits for a
+ * deadline or for a cancel made on another thread: contexts alone never keep
+ * the loop alive. */
 typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int *total;
-  int calls;
-  int err;
-  int ctx_err;
-  int ctx_cause;
-  int seq;
-  int unwatch_in_cb;
-  int unwatch_rc;
-  uint64_t at;
-  uv_thread_t thread;
-} rec_t;
-
-static void rec_cb(uvctx_watch_t *w, int err) {
-  rec_t *r = w->data;
-  r->calls++;
-  r->err = err;
-  r->ctx_err = uvctx_err(r->ctx);
-  r->ctx_cause = uvctx_cause(r->ctx);
-  r->seq = ++next_seq;
-  r->at = uvctx_now();
-  r->thread = uv_thread_self();
-  if (r->unwatch_in_cb)
-    r->unwatch_rc = uvctx_unwatch(w);
-  if (r->total != NULL)
-    (*r->total)++;
-}
-
-static void rec_watch(rec_t *r, uvctx_t *ctx) {
-  memset(r, 0, sizeof(*r));
-  r->ctx = ctx;
-  r->w.data = r;
-  ck_assert_int_eq(uvctx_watch(ctx, &r->w, rec_cb), 0);
-  ck_assert_int_eq(r->calls, 0); /* never synchronously */
-}
-
-/* Runs the loop while a ref'd timer of our own keeps it polling, until
- * *count >= want or WAIT_LIMIT_MS have passed. Returns whether it got there.
- * This is how a test waits for a deadline or for a cancel made on another
- * thread: contexts alone never keep the loop alive. */
-typedef struct {
-  uv_timer_t timer;
   const int *count;
   int want;
-  uint64_t give_up_at;
-  int reached;
-} waiter_t;
+} count_t;
 
-static void waiter_tick(uv_timer_t *t) {
-  waiter_t *wt = t->data;
-  if (*wt->count >= wt->want)
-    wt->reached = 1;
-  else if (uvctx_now() < wt->give_up_at)
-    return;
-  uv_close((uv_handle_t *)t, NULL);
+static int count_reached(void *arg) {
+  count_t *c = arg;
+  return *c->count >= c->want;
 }
 
 static int wait_until(uv_loop_t *loop, const int *count, int want) {
-  waiter_t wt;
-  memset(&wt, 0, sizeof(wt));
-  wt.count = count;
-  wt.want = want;
-  wt.give_up_at = uvctx_now() + WAIT_LIMIT_MS;
-  ck_assert_int_eq(uv_timer_init(loop, &wt.timer), 0);
-  wt.timer.data = &wt;
-  ck_assert_int_eq(uv_timer_start(&wt.timer, waiter_tick, 0, 1), 0);
-  uv_run(loop, UV_RUN_DEFAULT);
-  return wt.reached;
+  count_t c = {count, want};
+  return poll_until(loop, count_reached, &c, uvctx_now() + WAIT_LIMIT_MS);
 }
 
 /* uvctx_format() into buf, checking the snprintf-like return value. */
@@ -133,27 +86,80 @@ static int count_of(const char *s, const char *needle) {
   return n;
 }
 
-/* A thread that cancels one context (Go's "go cancel()"). */
+/* A thread that cancels contexts (Go's "go cancel()"). It lives for all the
+ * rounds of a test and cancels each round's context once it and the loop
+ * thread meet on a barrier, so that what the loop thread does next races the
+ * cancel. (A thread started per round cost tens of milliseconds a round on a
+ * loaded machine, waiting for its first time slice.) */
 typedef struct {
   uv_thread_t tid;
-  uvctx_t *ctx;
+  uv_barrier_t start;
+  uvctx_t *ctx; /* the round's, set before the barrier; NULL: stop */
   int cause;
-  int rc;
-  atomic_int finished;
+  int rc;           /* the round's cancel: read it with canceller_rc */
+  int rounds;       /* rounds begun (loop thread) */
+  tally_t returned; /* rounds whose cancel has returned */
 } canceller_t;
 
 static void canceller_main(void *arg) {
   canceller_t *c = arg;
-  c->rc = uvctx_cancel_cause(c->ctx, c->cause);
-  atomic_store(&c->finished, 1);
+  for (;;) {
+    uv_barrier_wait(&c->start);
+    if (c->ctx == NULL)
+      break;
+    c->rc = uvctx_cancel_cause(c->ctx, c->cause);
+    tally_add(&c->returned, 1);
+  }
 }
 
-static void start_canceller(canceller_t *c, uvctx_t *ctx, int cause) {
+static void canceller_start(canceller_t *c) {
+  memset(c, 0, sizeof(*c));
+  ck_assert_int_eq(uv_barrier_init(&c->start, 2), 0);
+  tally_init(&c->returned);
+  ck_assert_int_eq(uv_thread_create(&c->tid, canceller_main, c), 0);
+}
+
+/* Waits until the last round's cancel has returned; returns its result. */
+static int canceller_rc(canceller_t *c) {
+  ck_assert_msg(tally_wait(&c->returned, c->rounds, HANDOFF_LIMIT_MS),
+                "round %d: the cancel did not return", c->rounds);
+  return c->rc;
+}
+
+/* Begins a round: the canceller cancels ctx with cause while the caller goes
+ * on. */
+static void canceller_race(canceller_t *c, uvctx_t *ctx, int cause) {
+  if (c->rounds > 0)
+    canceller_rc(c); /* the thread is done with the last round's fields */
   c->ctx = ctx;
   c->cause = cause;
   c->rc = 1;
-  atomic_init(&c->finished, 0);
-  ck_assert_int_eq(uv_thread_create(&c->tid, canceller_main, c), 0);
+  c->rounds++;
+  uv_barrier_wait(&c->start);
+}
+
+static void canceller_stop(canceller_t *c) {
+  if (c->rounds > 0)
+    canceller_rc(c);
+  c->ctx = NULL;
+  uv_barrier_wait(&c->start);
+  ck_assert_int_eq(uv_thread_join(&c->tid), 0);
+  uv_barrier_destroy(&c->start);
+  tally_destroy(&c->returned);
+}
+
+/* Polls pred(ctx) until it is non-zero, for at most RACE_MS (a race the loop
+ * thread runs against the canceller); if it is still zero, waits until the
+ * cancel has returned, then asks once more. Returns pred's last answer. */
+static int poll_then_wait(canceller_t *c, int (*pred)(const uvctx_t *)) {
+  uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
+  int v;
+  for (int n = 1; (v = pred(c->ctx)) == 0; n++)
+    if (n % 256 == 0 && uv_hrtime() >= give_up) {
+      canceller_rc(c);
+      return pred(c->ctx);
+    }
+  return v;
 }
 
 /* Small deterministic PRNG (xorshift32) for shuffles and random layers. */
@@ -167,7 +173,7 @@ static uint32_t rnd(uint32_t *state) {
 
 static void init_loop(uv_loop_t *loop) {
   ck_assert_int_eq(uv_loop_init(loop), 0);
-  next_seq = 0;
+  journal.ran = 0;
 }
 
 /* ---------------------------------------------------------------------------
@@ -189,7 +195,7 @@ static void check_root(uvctx_t *root, const char *name) {
   ck_assert_ptr_null(uvctx_loop(root));
   ck_assert_str_eq(format(root, buf, sizeof(buf)), name);
 
-  rec_watch(&r, root);
+  rec_watch(&r, &journal, root);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(r.calls, 0);
   ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
@@ -234,7 +240,7 @@ START_TEST(test_with_cancel) {
 
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(uvctx_err(ctxs[i]), 0);
-    rec_watch(&r[i], ctxs[i]);
+    rec_watch(&r[i], &journal, ctxs[i]);
   }
   run_for(&loop, SHORT_MS);
   for (int i = 0; i < 3; i++)
@@ -273,10 +279,10 @@ START_TEST(test_parent_finishes_child) {
   uvctx_t *value_child = mk_value(parent, &key, value);
   uvctx_t *timer_child = mk_timeout(&loop, value_child, VERY_LONG_MS);
 
-  rec_watch(&rp, parent);
-  rec_watch(&rc, cancel_child);
-  rec_watch(&rv, value_child);
-  rec_watch(&rt, timer_child);
+  rec_watch(&rp, &journal, parent);
+  rec_watch(&rc, &journal, cancel_child);
+  rec_watch(&rv, &journal, value_child);
+  rec_watch(&rt, &journal, timer_child);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(rp.calls + rc.calls + rv.calls + rt.calls, 0);
 
@@ -301,7 +307,7 @@ START_TEST(test_parent_finishes_child) {
   /* A child of a cancelled parent is born done. */
   uvctx_t *precanceled = mk_value(parent, &key, value);
   ck_assert_int_eq(uvctx_err(precanceled), UV_ECANCELED);
-  rec_watch(&rpre, precanceled);
+  rec_watch(&rpre, &journal, precanceled);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rpre.calls, 1);
   ck_assert_int_eq(rpre.err, UV_ECANCELED);
@@ -327,8 +333,8 @@ START_TEST(test_child_finishes_first) {
     uvctx_t *parent = parents[i];
     uvctx_t *child = mk_cancel(&loop, parent);
 
-    rec_watch(&rp, parent);
-    rec_watch(&rc, child);
+    rec_watch(&rp, &journal, parent);
+    rec_watch(&rc, &journal, child);
     run_for(&loop, SHORT_MS);
     ck_assert_int_eq(rp.calls + rc.calls, 0);
 
@@ -364,8 +370,8 @@ START_TEST(test_cancel_removes) {
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
     uvctx_t *child = with_timeout ? mk_timeout(&loop, ctx, 60 * 60 * 1000)
                                   : mk_cancel(&loop, ctx);
-    rec_watch(&rp, ctx);
-    rec_watch(&rc, child);
+    rec_watch(&rp, &journal, ctx);
+    rec_watch(&rc, &journal, child);
 
     ck_assert_int_eq(uvctx_cancel_cause(child, CHILD_CAUSE), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -377,9 +383,9 @@ START_TEST(test_cancel_removes) {
     ck_assert_int_eq(uvctx_cancel_cause(ctx, PARENT_CAUSE), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
     ck_assert_int_eq(rp.calls, 1);
-    ck_assert_int_eq(rp.ctx_cause, PARENT_CAUSE);
+    ck_assert_int_eq(rp.cause, PARENT_CAUSE);
     ck_assert_int_eq(rc.calls, 1);
-    ck_assert_int_eq(rc.ctx_cause, CHILD_CAUSE);
+    ck_assert_int_eq(rc.cause, CHILD_CAUSE);
     uvctx_release(ctx);
   }
 
@@ -397,14 +403,14 @@ static void wait_timed_out(uv_loop_t *loop, uvctx_t *ctx, const char *name) {
   rec_t r;
   uint64_t deadline = 0;
   ck_assert_msg(uvctx_deadline(ctx, &deadline) == 1, "%s: no deadline", name);
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_msg(wait_until(loop, &r.calls, 1), "%s: not done after %d ms", name,
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_msg(r.err == UV_ETIMEDOUT, "%s: err = %d", name, r.err);
   ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
-  ck_assert_msg(r.at >= deadline, "%s: done at %llu, before deadline %llu",
-                name, (unsigned long long)r.at, (unsigned long long)deadline);
+  ck_assert_msg(r.now >= deadline, "%s: done at %llu, before deadline %llu",
+                name, (unsigned long long)r.now, (unsigned long long)deadline);
 }
 
 /* Ports TestDeadline. */
@@ -494,7 +500,7 @@ START_TEST(test_canceled_timeout) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 1000);
   uvctx_t *o = mk_value(c, &key, NULL);
   uvctx_t *c2 = mk_timeout(&loop, o, VERY_LONG_MS);
-  rec_watch(&r, c2);
+  rec_watch(&r, &journal, c2);
 
   ck_assert_int_eq(uvctx_cancel(c2), 0);
   ck_assert_int_eq(uvctx_err(c2), UV_ECANCELED); /* synchronously */
@@ -629,7 +635,7 @@ START_TEST(test_simultaneous_cancels) {
   atomic_int wins[TREE_MAX];
   atomic_int bad;
   tree_canceller_t threads[CANCEL_THREADS];
-  int n = 0, total = 0;
+  int n = 0;
   init_loop(&loop);
 
   ctxs[n++] = mk_cancel(&loop, uvctx_background());
@@ -638,8 +644,7 @@ START_TEST(test_simultaneous_cancels) {
       ctxs[n++] = mk_cancel(&loop, ctxs[head]);
   ck_assert_int_ge(n, 100);
   for (int i = 0; i < n; i++) {
-    rec_watch(&recs[i], ctxs[i]);
-    recs[i].total = &total;
+    rec_watch(&recs[i], &journal, ctxs[i]);
     atomic_init(&wins[i], 0);
   }
   atomic_init(&bad, 0);
@@ -655,10 +660,11 @@ START_TEST(test_simultaneous_cancels) {
         uv_thread_create(&threads[t].tid, tree_canceller_main, &threads[t]), 0);
   }
 
-  int reached = wait_until(&loop, &total, n);
+  int reached = wait_until(&loop, &journal.ran, n);
   for (int t = 0; t < CANCEL_THREADS; t++)
     ck_assert_int_eq(uv_thread_join(&threads[t].tid), 0);
-  ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed, total,
+  ck_assert_msg(reached, "seed %u: %d of %d callbacks after %d ms", seed,
+                journal.ran,
                 n, WAIT_LIMIT_MS);
 
   ck_assert_int_eq(atomic_load(&bad), 0);
@@ -680,15 +686,26 @@ END_TEST
 
 typedef struct {
   uv_thread_t tid;
+  uv_barrier_t start;
+  tally_t parent_cancelled; /* the loop thread's cancel has returned */
   uvctx_t *parent;
   uvctx_t *child;
+  int saw_parent_done;
   int rc;
 } interlock_t;
 
+/* Go's <-parent.Done(): polls for at most RACE_MS, so that it sees the parent
+ * done while its cancel runs, then blocks until that cancel has returned. */
 static void interlock_main(void *arg) {
   interlock_t *il = arg;
-  while (uvctx_err(il->parent) == 0)
-    ; /* Go's <-parent.Done() */
+  uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
+  uv_barrier_wait(&il->start);
+  for (int n = 1; uvctx_err(il->parent) == 0; n++)
+    if (n % 256 == 0 && uv_hrtime() >= give_up) {
+      tally_wait(&il->parent_cancelled, 1, HANDOFF_LIMIT_MS);
+      break;
+    }
+  il->saw_parent_done = uvctx_err(il->parent) != 0;
   il->rc = uvctx_cancel(il->child);
 }
 
@@ -703,14 +720,22 @@ START_TEST(test_interlocked_cancels) {
   il.parent = mk_cancel(&loop, uvctx_background());
   il.child = mk_cancel(&loop, il.parent);
   il.rc = 1;
-  rec_watch(&r, il.child);
+  il.saw_parent_done = 0;
+  ck_assert_int_eq(uv_barrier_init(&il.start, 2), 0);
+  tally_init(&il.parent_cancelled);
+  rec_watch(&r, &journal, il.child);
   ck_assert_int_eq(uv_thread_create(&il.tid, interlock_main, &il), 0);
 
+  uv_barrier_wait(&il.start);
   ck_assert_int_eq(uvctx_cancel(il.parent), 0);
+  tally_add(&il.parent_cancelled, 1);
   ck_assert_int_eq(uvctx_err(il.child), UV_ECANCELED);
   int reached = wait_until(&loop, &r.calls, 1);
   ck_assert_int_eq(uv_thread_join(&il.tid), 0);
+  uv_barrier_destroy(&il.start);
+  tally_destroy(&il.parent_cancelled);
   ck_assert_msg(reached, "child's watch not called after %d ms", WAIT_LIMIT_MS);
+  ck_assert_int_eq(il.saw_parent_done, 1);
   ck_assert_msg(il.rc == 0 || il.rc == UV_EALREADY, "child cancel: %d", il.rc);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
   ck_assert_int_eq(r.calls, 1);
@@ -776,17 +801,17 @@ static void test_layers(int timeout) {
   if (timeout) {
     uint64_t deadline = 0;
     ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
-    rec_watch(&r, ctx);
+    rec_watch(&r, &journal, ctx);
     ck_assert_msg(wait_until(&loop, &r.calls, 1), "seed %u: no timeout", seed);
     ck_assert_int_eq(r.err, UV_ETIMEDOUT);
     ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT);
-    ck_assert_uint_ge(r.at, deadline);
+    ck_assert_uint_ge(r.now, deadline);
   } else {
     int pick = (int)(rnd(&state) % (uint32_t)ncancels), target = -1;
     for (int i = 0; i < n && target < 0; i++)
       if (kind[i] != 0 && pick-- == 0)
         target = i;
-    rec_watch(&r, ctx);
+    rec_watch(&r, &journal, ctx);
     ck_assert_int_eq(uvctx_cancel(layers[target]), 0);
     for (int i = 0; i < n; i++) /* above target: untouched; below: done */
       ck_assert_msg(uvctx_err(layers[i]) == (i < target ? 0 : UV_ECANCELED),
@@ -830,7 +855,7 @@ START_TEST(test_with_cancel_canceled_parent) {
   uvctx_t *c = mk_cancel(&loop, parent);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED); /* done on construction */
   ck_assert_int_eq(uvctx_cause(c), PARENT_CAUSE);
-  rec_watch(&r, c);
+  rec_watch(&r, &journal, c);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
@@ -847,19 +872,19 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int i = 0; i < 100; i++) {
-    canceller_t th;
     rec_t r;
     uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-    start_canceller(&th, parent, PARENT_CAUSE);
+    canceller_race(&th, parent, PARENT_CAUSE);
 
     uvctx_t *c = mk_cancel(&loop, parent);
-    rec_watch(&r, c);
+    rec_watch(&r, &journal, c);
     int reached = wait_until(&loop, &r.calls, 1);
-    ck_assert_int_eq(uv_thread_join(&th.tid), 0);
     ck_assert_msg(reached, "round %d: child not done after %d ms", i,
                   WAIT_LIMIT_MS);
-    ck_assert_int_eq(th.rc, 0);
+    ck_assert_int_eq(canceller_rc(&th), 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, UV_ECANCELED);
     ck_assert_msg(uvctx_err(c) == UV_ECANCELED, "round %d: err %d", i,
@@ -870,6 +895,7 @@ START_TEST(test_with_cancel_simultaneously_canceled_parent) {
     uvctx_release(c);
     uvctx_release(parent);
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1158,35 +1184,32 @@ START_TEST(test_cause_race) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int pass = 0; pass < 2; pass++) {
     for (int i = 0; i < 50; i++) {
-      canceller_t th;
       rec_t r;
       int seen = 0;
       uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-      rec_watch(&r, ctx);
-      start_canceller(&th, ctx, PARENT_CAUSE);
-      for (;;) {
-        /* Once the cancel has returned, the check below must succeed. */
-        int finished = atomic_load(&th.finished);
-        if (pass == 0) {
-          if ((seen = uvctx_cause(ctx)) != 0 || finished)
-            break;
-        } else if (uvctx_err(ctx) != 0 || finished) {
-          seen = uvctx_cause(ctx);
-          break;
-        }
+      rec_watch(&r, &journal, ctx);
+      canceller_race(&th, ctx, PARENT_CAUSE);
+      /* Once the cancel has returned, the check below must succeed. */
+      if (pass == 0) {
+        seen = poll_then_wait(&th, uvctx_cause);
+      } else {
+        ck_assert_int_ne(poll_then_wait(&th, uvctx_err), 0);
+        seen = uvctx_cause(ctx);
       }
-      ck_assert_int_eq(uv_thread_join(&th.tid), 0);
       ck_assert_msg(seen == PARENT_CAUSE, "pass %d round %d: cause = %d", pass,
                     i, seen);
-      ck_assert_int_eq(th.rc, 0);
+      ck_assert_int_eq(canceller_rc(&th), 0);
       /* Let the loop take the other thread's cancel before releasing. */
       ck_assert(wait_until(&loop, &r.calls, 1));
-      ck_assert_int_eq(r.ctx_cause, PARENT_CAUSE);
+      ck_assert_int_eq(r.cause, PARENT_CAUSE);
       uvctx_release(ctx);
     }
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1216,7 +1239,7 @@ START_TEST(test_without_cancel) {
   ck_assert_ptr_null(uvctx_done_async(w2));
   ck_assert_ptr_null(uvctx_loop(w2));
   ck_assert_ptr_eq(uvctx_value(w2, &key), value);
-  rec_watch(&r, w2);
+  rec_watch(&r, &journal, w2);
   ck_assert_int_eq(uvctx_cancel(t), 0);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(uvctx_err(w2), 0);
@@ -1243,7 +1266,7 @@ START_TEST(test_after_func_called_after_cancel) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   run_for(&loop, SHORT_MS);
   ck_assert_int_eq(r.calls, 0); /* not before the context is done */
 
@@ -1252,7 +1275,7 @@ START_TEST(test_after_func_called_after_cancel) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
-  ck_assert_int_eq(r.ctx_err, UV_ECANCELED);
+  ck_assert_int_eq(r.err_inside, UV_ECANCELED);
   ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* Go: stop() false */
 
   uvctx_release(ctx);
@@ -1269,12 +1292,12 @@ START_TEST(test_after_func_called_after_timeout) {
 
   uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), SHORT_MS);
   ck_assert_int_eq(uvctx_deadline(ctx, &deadline), 1);
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_msg(wait_until(&loop, &r.calls, 1), "not called after %d ms",
                 WAIT_LIMIT_MS);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
-  ck_assert_uint_ge(r.at, deadline);
+  ck_assert_uint_ge(r.now, deadline);
   ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY);
 
   uvctx_release(ctx);
@@ -1295,7 +1318,7 @@ START_TEST(test_after_func_called_immediately) {
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
 
-  rec_watch(&r, ctx); /* asserts calls == 0 on return */
+  rec_watch(&r, &journal, ctx); /* asserts calls == 0 on return */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
@@ -1313,7 +1336,7 @@ START_TEST(test_after_func_not_called_after_stop) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
+  rec_watch(&r, &journal, ctx);
   ck_assert_int_eq(uvctx_unwatch(&r.w), 0); /* Go: stop() true */
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   run_for(&loop, SHORT_MS);
@@ -1337,11 +1360,12 @@ START_TEST(test_after_func_called_asynchronously) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&r, ctx);
-  r.unwatch_in_cb = 1;
-  start_canceller(&th, ctx, 0);
-  ck_assert_int_eq(uv_thread_join(&th.tid), 0);
-  ck_assert_int_eq(th.rc, 0);
+  rec_watch(&r, &journal, ctx);
+  r.action = unwatch_self;
+  canceller_start(&th);
+  canceller_race(&th, ctx, 0);
+  ck_assert_int_eq(canceller_rc(&th), 0);
+  canceller_stop(&th);
   ck_assert_int_eq(uvctx_err(ctx), UV_ECANCELED);
   ck_assert_int_eq(r.calls, 0);
 
@@ -1350,7 +1374,7 @@ START_TEST(test_after_func_called_asynchronously) {
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ECANCELED);
   ck_assert(uv_thread_equal(&r.thread, &self));
-  ck_assert_int_eq(r.unwatch_rc, UV_EALREADY); /* "is running" */
+  ck_assert_int_eq(r.action_rc, UV_EALREADY); /* "is running" */
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -1367,9 +1391,9 @@ START_TEST(test_after_func_stop_is_idempotent) {
   init_loop(&loop);
 
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  rec_watch(&before, ctx);
-  rec_watch(&after, ctx);
-  rec_watch(&between, ctx);
+  rec_watch(&before, &journal, ctx);
+  rec_watch(&after, &journal, ctx);
+  rec_watch(&between, &journal, ctx);
   ck_assert_int_eq(uvctx_unwatch(&before.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
   ck_assert_int_eq(uvctx_unwatch(&before.w), UV_EALREADY);
@@ -1398,31 +1422,27 @@ START_TEST(test_context_err_done_race) {
   uv_loop_t loop;
   init_loop(&loop);
 
+  canceller_t th;
+  canceller_start(&th);
   for (int i = 0; i < 50; i++) {
-    canceller_t th;
     rec_t r;
-    int err = 0;
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-    rec_watch(&r, ctx);
-    start_canceller(&th, ctx, 0);
-    for (;;) {
-      int finished = atomic_load(&th.finished);
-      if ((err = uvctx_err(ctx)) != 0 || finished)
-        break;
-    }
-    if (err == 0)
-      err = uvctx_err(ctx); /* the cancel has returned: must be visible */
+    rec_watch(&r, &journal, ctx);
+    canceller_race(&th, ctx, 0);
+    /* once the cancel has returned, err must be visible */
+    int err = poll_then_wait(&th, uvctx_err);
     ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
     ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
 
     int reached = wait_until(&loop, &r.calls, 1);
-    ck_assert_int_eq(uv_thread_join(&th.tid), 0);
     ck_assert_msg(reached, "round %d: watch lost (not called after %d ms)", i,
                   WAIT_LIMIT_MS);
+    ck_assert_int_eq(canceller_rc(&th), 0);
     ck_assert_int_eq(r.calls, 1);
     ck_assert_int_eq(r.err, UV_ECANCELED);
     uvctx_release(ctx);
   }
+  canceller_stop(&th);
 
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -1431,6 +1451,7 @@ END_TEST
 Suite *go_port_suite(void) {
   Suite *s = suite_create("go_port");
   TCase *tc = tcase_create("go_port");
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, test_background);
   tcase_add_test(tc, test_todo);
   tcase_add_test(tc, test_with_cancel);

@@ -24,16 +24,6 @@
 static int key_a;
 static char val_a[] = "a";
 
-/* uvctx_deadline() that must report one: returns it. */
-static uint64_t deadline_of(const uvctx_t *ctx) {
-  uint64_t dl = 0;
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 1);
-  return dl;
-}
-
-/* Generous bound for "eventually": only reached when something is broken. */
-#define EVENTUALLY_MS 2000
-
 /* A close callback that records its calls. handle->data points to it. */
 typedef struct {
   int calls;
@@ -340,8 +330,7 @@ START_TEST(close_on_done_rejects_a_handle_of_another_loop) {
   ck_assert_int_eq(uv_is_closing(th_handle(&t)), 0);
 
   uv_close(th_handle(&t), NULL);
-  uvctx_release(v);
-  uvctx_release(ctx);
+  release_all(v, ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ASSERT_LOOP_CLOSES(&other);
 }
@@ -451,7 +440,14 @@ static void on_uvctx_closed(uv_handle_t *h) {
   o->uvctx_closes++;
 }
 
-START_TEST(handle_closed_by_the_user_and_unwatched_is_not_closed_again) {
+/* A handle the user closed is never closed again by uvctx, however the close
+ * and the context's end meet: closed and unwatched in its close callback (the
+ * documented way) before the context is done; still closing when it is done
+ * (uvctx's watch runs then); closed completely before it is done (its memory
+ * stays valid: the watch is pending). */
+enum { UNWATCHED_IN_CLOSE_CB, STILL_CLOSING, ALREADY_CLOSED };
+
+START_TEST(handle_closed_by_the_user_is_not_closed_again) {
   uv_loop_t loop;
   own_t o;
   memset(&o, 0, sizeof o);
@@ -463,67 +459,21 @@ START_TEST(handle_closed_by_the_user_and_unwatched_is_not_closed_again) {
                                        on_uvctx_closed),
                    0);
 
-  uv_close((uv_handle_t *)&o.timer, on_user_closed_unwatch);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.unwatch_rc, 0);
+  uv_close((uv_handle_t *)&o.timer, _i == UNWATCHED_IN_CLOSE_CB
+                                        ? on_user_closed_unwatch
+                                        : on_user_closed);
+  if (_i != STILL_CLOSING) {
+    ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+    ck_assert_int_eq(o.user_closes, 1);
+  }
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(o.user_closes, 1);
   ck_assert_int_eq(o.uvctx_closes, 0);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(handle_still_closing_when_the_context_is_done_is_not_closed_again) {
-  uv_loop_t loop;
-  own_t o;
-  memset(&o, 0, sizeof o);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uv_timer_init(&loop, &o.timer), 0);
-  o.timer.data = &o;
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_close_on_done(ctx, (uv_handle_t *)&o.timer, &o.w,
-                                       on_uvctx_closed),
-                   0);
-
-  /* Closed by the user and the context done in the same callback: uvctx's
-   * watch runs while the handle is closing. */
-  uv_close((uv_handle_t *)&o.timer, on_user_closed);
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.uvctx_closes, 0);
-  ck_assert_int_eq(uvctx_unwatch(&o.w), UV_EALREADY); /* it ran */
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(handle_already_closed_when_the_context_is_done_is_not_closed_again) {
-  uv_loop_t loop;
-  own_t o;
-  memset(&o, 0, sizeof o);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uv_timer_init(&loop, &o.timer), 0);
-  o.timer.data = &o;
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_close_on_done(ctx, (uv_handle_t *)&o.timer, &o.w,
-                                       on_uvctx_closed),
-                   0);
-
-  /* The close completes (its memory stays valid: the watch is pending),
-   * then the context is done. */
-  uv_close((uv_handle_t *)&o.timer, on_user_closed);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(o.user_closes, 1);
-  ck_assert_int_eq(o.uvctx_closes, 0);
+  if (_i == UNWATCHED_IN_CLOSE_CB)
+    ck_assert_int_eq(o.unwatch_rc, 0);
+  else
+    ck_assert_int_eq(uvctx_unwatch(&o.w), UV_EALREADY); /* it ran */
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -553,8 +503,7 @@ START_TEST(close_on_done_of_a_context_never_done_succeeds_and_does_nothing) {
 
   uv_close(th_handle(&t1), NULL);
   uv_close(th_handle(&t2), NULL);
-  uvctx_release(wo);
-  uvctx_release(p);
+  release_all(wo, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -577,7 +526,7 @@ static unsigned int pool_size(void) {
 typedef struct {
   uv_work_t *reqs;
   unsigned int n;
-  atomic_uint started;
+  tally_t started;
   uv_sem_t go;
   int released;
   unsigned int finished;
@@ -586,7 +535,7 @@ typedef struct {
 
 static void blocker_work(uv_work_t *req) {
   pool_t *p = req->data;
-  atomic_fetch_add(&p->started, 1);
+  tally_add(&p->started, 1);
   uv_sem_wait(&p->go);
 }
 
@@ -609,7 +558,7 @@ static void pool_release(pool_t *p) {
 static void pool_occupy(pool_t *p, uv_loop_t *loop) {
   memset(p, 0, sizeof(*p));
   p->n = pool_size();
-  atomic_init(&p->started, 0);
+  tally_init(&p->started);
   ck_assert_int_eq(uv_sem_init(&p->go, 0), 0);
   p->reqs = calloc(p->n, sizeof(*p->reqs));
   ck_assert_ptr_nonnull(p->reqs);
@@ -619,13 +568,10 @@ static void pool_occupy(pool_t *p, uv_loop_t *loop) {
                                    blocker_after),
                      0);
   }
-  uint64_t limit = uvctx_now() + EVENTUALLY_MS;
-  while (atomic_load(&p->started) < p->n && uvctx_now() < limit)
-    uv_sleep(1);
-  if (atomic_load(&p->started) < p->n) {
+  if (!tally_wait(&p->started, (int)p->n, HANDOFF_LIMIT_MS)) {
     pool_release(p);
-    ck_abort_msg("only %u of %u pool threads started",
-                 atomic_load(&p->started), p->n);
+    ck_abort_msg("only %d of %u pool threads started", tally_get(&p->started),
+                 p->n);
   }
 }
 
@@ -634,6 +580,7 @@ static void pool_done(pool_t *p) {
   ck_assert_int_eq(p->released, 1);
   ck_assert_uint_eq(p->finished, p->n);
   ck_assert_int_eq(p->finish_status, 0);
+  tally_destroy(&p->started);
   uv_sem_destroy(&p->go);
   free(p->reqs);
 }
@@ -1009,8 +956,7 @@ START_TEST(cancel_on_done_of_a_context_never_done_succeeds_and_does_nothing) {
   ck_assert_int_eq(uvctx_unwatch(&w1), 0);
   ck_assert_int_eq(uvctx_unwatch(&w2), 0);
 
-  uvctx_release(wo);
-  uvctx_release(p);
+  release_all(wo, p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -1021,7 +967,7 @@ Suite *handles_suite(void) {
   Suite *s = suite_create("handles");
 
   TCase *tc = tcase_create("close_on_done");
-  tcase_set_timeout(tc, 30); /* valgrind; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, close_on_done_closes_a_silent_tcp_read_at_the_deadline);
   tcase_add_test(tc, close_on_done_of_a_cancelled_context_fails_a_pending_connect);
   tcase_add_test(tc, close_on_done_closes_a_handle_that_keeps_the_loop_alive);
@@ -1032,14 +978,13 @@ Suite *handles_suite(void) {
   tcase_add_test(tc, close_on_done_rejects_null_arguments);
   tcase_add_test(tc, close_on_done_with_a_pending_watch_is_ebusy);
   tcase_add_test(tc, unwatched_close_on_done_leaves_the_handle_open);
-  tcase_add_test(tc, handle_closed_by_the_user_and_unwatched_is_not_closed_again);
-  tcase_add_test(tc, handle_still_closing_when_the_context_is_done_is_not_closed_again);
-  tcase_add_test(tc, handle_already_closed_when_the_context_is_done_is_not_closed_again);
+  tcase_add_loop_test(tc, handle_closed_by_the_user_is_not_closed_again,
+                      UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1);
   tcase_add_test(tc, close_on_done_of_a_context_never_done_succeeds_and_does_nothing);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("cancel_on_done");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancel_on_done_cancels_queued_work_and_its_work_never_runs);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_fs_request);
   tcase_add_test(tc, cancel_on_done_cancels_a_queued_getaddrinfo_request);

@@ -27,36 +27,6 @@
 
 static int key_a; /* keys compare by address */
 
-typedef struct {
-  int ran; /* callbacks run so far, all probes of the test */
-} journal_t;
-
-typedef struct {
-  uvctx_watch_t w;
-  journal_t *j;
-  uvctx_t *ctx;
-  int calls;
-  int err;
-  int seq;
-  int signal_inside; /* uvctx_signal_received(ctx) read in the callback */
-} probe_t;
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  probe_t *p = w->data;
-  p->calls++;
-  p->err = err;
-  p->seq = ++p->j->ran;
-  p->signal_inside = uvctx_signal_received(p->ctx);
-}
-
-static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->j = j;
-  p->ctx = ctx;
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 static uvctx_t *mk_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
                           size_t count) {
   uvctx_t *c = NULL;
@@ -74,8 +44,6 @@ static uvctx_t *mk_signal1(uv_loop_t *loop, uvctx_t *parent, int signum) {
  * ------------------------------------------------------------------------- */
 
 START_TEST(signal_context_is_not_done_before_a_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
 
   run_for(&loop, 5);
@@ -89,14 +57,11 @@ START_TEST(signal_context_is_not_done_before_a_signal) {
 END_TEST
 
 START_TEST(signal_finishes_the_context_with_ecanceled) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
+  rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
 
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &p.calls, 1));
@@ -111,20 +76,29 @@ START_TEST(signal_finishes_the_context_with_ecanceled) {
 }
 END_TEST
 
+/* Actions for a rec: the signal its context reports inside the callback (in
+ * action_rc); the second then drops the context's last reference. */
+static void read_signal(rec_t *r) {
+  r->action_rc = uvctx_signal_received(r->ctx);
+}
+
+static void read_signal_and_release(rec_t *r) {
+  read_signal(r);
+  uvctx_release(r->ctx);
+}
+
 START_TEST(signal_received_reports_the_signal_that_fired) {
   static const int sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
+  rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 3);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
+  p.action = read_signal;
 
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &p.calls, 1));
-  ck_assert_int_eq(p.signal_inside, SIGUSR2); /* already set in the callback */
+  ck_assert_int_eq(p.action_rc, SIGUSR2); /* already set in the callback */
   ck_assert_int_eq(uvctx_signal_received(c), SIGUSR2);
 
   catcher_close(&own);
@@ -134,8 +108,6 @@ START_TEST(signal_received_reports_the_signal_that_fired) {
 END_TEST
 
 START_TEST(signal_received_is_0_before_any_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -147,15 +119,12 @@ END_TEST
 
 START_TEST(only_the_first_signal_counts) {
   static const int sigs[] = {SIGUSR1, SIGUSR2};
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
+  rec_t p;
   catcher_t own1, own2;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own1, &loop, SIGUSR1);
   catcher_start(&own2, &loop, SIGUSR2);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 2);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
 
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &p.calls, 1));
@@ -178,19 +147,17 @@ START_TEST(only_the_first_signal_counts) {
 END_TEST
 
 START_TEST(signal_runs_the_watches_of_the_context_and_its_descendants_in_order) {
-  uv_loop_t loop;
   journal_t j = {0};
-  probe_t ps, pc, pv, ps2;
+  rec_t ps, pc, pv, ps2;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGHUP);
   uvctx_t *s = mk_signal1(&loop, uvctx_background(), SIGHUP);
   uvctx_t *c = mk_cancel(&loop, s);
   uvctx_t *v = mk_value(c, &key_a, NULL);
-  ck_assert_int_eq(probe_watch(&pv, &j, v), 0);
-  ck_assert_int_eq(probe_watch(&pc, &j, c), 0);
-  ck_assert_int_eq(probe_watch(&ps, &j, s), 0);
-  ck_assert_int_eq(probe_watch(&ps2, &j, s), 0);
+  rec_watch(&pv, &j, v);
+  rec_watch(&pc, &j, c);
+  rec_watch(&ps, &j, s);
+  rec_watch(&ps2, &j, s);
 
   send_signal(SIGHUP);
   ck_assert(run_until(&loop, &j.ran, 4));
@@ -206,24 +173,20 @@ START_TEST(signal_runs_the_watches_of_the_context_and_its_descendants_in_order) 
   ck_assert_int_lt(pc.seq, pv.seq);
 
   catcher_close(&own);
-  uvctx_release(v);
-  uvctx_release(c);
-  uvctx_release(s);
+  release_all(v, c, s);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(two_signal_contexts_on_the_same_signal_both_finish) {
-  uv_loop_t loop;
   journal_t j = {0};
-  probe_t pa, pb;
+  rec_t pa, pb;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *a = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_t *b = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  ck_assert_int_eq(probe_watch(&pa, &j, a), 0);
-  ck_assert_int_eq(probe_watch(&pb, &j, b), 0);
+  rec_watch(&pa, &j, a);
+  rec_watch(&pb, &j, b);
 
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &j.ran, 2));
@@ -231,16 +194,13 @@ START_TEST(two_signal_contexts_on_the_same_signal_both_finish) {
   ck_assert_int_eq(uvctx_signal_received(b), SIGUSR1);
 
   catcher_close(&own);
-  uvctx_release(a);
-  uvctx_release(b);
+  release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(a_signal_not_in_the_list_does_not_finish_it) {
-  uv_loop_t loop;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
 
@@ -261,13 +221,10 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(parent_done_finishes_it_with_signal_received_0) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  rec_t p;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_signal1(&loop, parent, SIGUSR1);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED); /* at once, loop thread */
@@ -277,36 +234,29 @@ START_TEST(parent_done_finishes_it_with_signal_received_0) {
   ck_assert_int_eq(uvctx_cause(c), UV_EPIPE);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
 
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(child_of_a_done_parent_is_born_done_with_signal_received_0) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EIO), 0);
   uvctx_t *c = mk_signal1(&loop, parent, SIGUSR1);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED);
   ck_assert_int_eq(uvctx_cause(c), UV_EIO);
   ck_assert_int_eq(uvctx_signal_received(c), 0);
-  uvctx_release(c);
-  uvctx_release(parent);
+  release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(signal_context_can_be_cancelled_and_then_signal_received_is_0) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
+  rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
 
   ck_assert_int_eq(uvctx_cancel(c), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -325,8 +275,6 @@ START_TEST(signal_context_can_be_cancelled_and_then_signal_received_is_0) {
 END_TEST
 
 START_TEST(signal_received_is_0_for_null_and_other_kinds) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel(c), 0);
   ck_assert_int_eq(uvctx_signal_received(NULL), 0);
@@ -342,48 +290,24 @@ END_TEST
  * Liveness and release
  * ------------------------------------------------------------------------- */
 
-/* An unref'd timer that stops the loop if it is still running: turns "the
- * signal handle keeps the loop alive" into a failure instead of a hang. */
-typedef struct {
-  uv_timer_t t;
-  int fired;
-} guard_t;
-
-static void guard_fire(uv_timer_t *t) {
-  ((guard_t *)t->data)->fired = 1;
-  uv_stop(t->loop);
-}
-
-static void guard_start(guard_t *g, uv_loop_t *loop, uint64_t ms) {
-  memset(g, 0, sizeof *g);
-  ck_assert_int_eq(uv_timer_init(loop, &g->t), 0);
-  g->t.data = g;
-  ck_assert_int_eq(uv_timer_start(&g->t, guard_fire, ms, 0), 0);
-  uv_unref((uv_handle_t *)&g->t);
-}
-
 START_TEST(signal_context_does_not_keep_the_loop_alive) {
-  uv_loop_t loop;
-  guard_t g;
+  stop_guard_t g;
   static const int sigs[] = {SIGUSR1, SIGUSR2};
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal(&loop, uvctx_background(), sigs, 2);
-  guard_start(&g, &loop, 100);
+  stop_guard_start(&loop, &g, 100);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(g.fired, 0);
   ck_assert_int_eq(uvctx_err(c), 0);
 
-  uv_close((uv_handle_t *)&g.t, NULL);
+  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(release_stops_listening) {
-  uv_loop_t loop;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_release(c);
   uv_run(&loop, UV_RUN_DEFAULT); /* its handles close */
@@ -400,14 +324,11 @@ START_TEST(release_stops_listening) {
 END_TEST
 
 START_TEST(release_after_the_signal_closes_the_loop) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
+  rec_t p;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR2);
   uvctx_t *c = mk_signal1(&loop, uvctx_background(), SIGUSR2);
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
   send_signal(SIGUSR2);
   ck_assert(run_until(&loop, &p.calls, 1));
   uvctx_release(c);
@@ -421,15 +342,12 @@ START_TEST(release_after_the_signal_closes_the_loop) {
 END_TEST
 
 START_TEST(releasing_one_context_leaves_another_on_the_same_signal_listening) {
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t pb;
+  rec_t pb;
   catcher_t own;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   catcher_start(&own, &loop, SIGUSR1);
   uvctx_t *a = mk_signal1(&loop, uvctx_background(), SIGUSR1);
   uvctx_t *b = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  ck_assert_int_eq(probe_watch(&pb, &j, b), 0);
+  rec_watch(&pb, NULL, b);
   uvctx_release(a);
   uv_run(&loop, UV_RUN_NOWAIT);
 
@@ -443,35 +361,16 @@ START_TEST(releasing_one_context_leaves_another_on_the_same_signal_listening) {
 }
 END_TEST
 
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *ctx;
-  int calls;
-  int signal_inside;
-} releaser_t;
-
-static void releaser_cb(uvctx_watch_t *w, int err) {
-  releaser_t *r = w->data;
-  (void)err;
-  r->calls++;
-  r->signal_inside = uvctx_signal_received(r->ctx);
-  uvctx_release(r->ctx); /* the last reference */
-}
-
 START_TEST(signal_context_released_in_its_own_watch_callback) {
-  uv_loop_t loop;
   catcher_t own;
-  releaser_t r;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  rec_t r;
   catcher_start(&own, &loop, SIGUSR1);
-  memset(&r, 0, sizeof r);
-  r.w.data = &r;
-  r.ctx = mk_signal1(&loop, uvctx_background(), SIGUSR1);
-  ck_assert_int_eq(uvctx_watch(r.ctx, &r.w, releaser_cb), 0);
+  rec_watch(&r, NULL, mk_signal1(&loop, uvctx_background(), SIGUSR1));
+  r.action = read_signal_and_release;
 
   send_signal(SIGUSR1);
   ck_assert(run_until(&loop, &r.calls, 1));
-  ck_assert_int_eq(r.signal_inside, SIGUSR1);
+  ck_assert_int_eq(r.action_rc, SIGUSR1);
   catcher_close(&own);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -492,9 +391,7 @@ static void expect_einval(uv_loop_t *loop, uvctx_t *parent, const int *signums,
 }
 
 START_TEST(null_arguments_are_einval) {
-  uv_loop_t loop;
   int sig = SIGUSR1;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   expect_einval(NULL, uvctx_background(), &sig, 1, 1);
   expect_einval(&loop, NULL, &sig, 1, 1);
   expect_einval(&loop, uvctx_background(), NULL, 1, 1);
@@ -504,9 +401,7 @@ START_TEST(null_arguments_are_einval) {
 END_TEST
 
 START_TEST(zero_count_is_einval) {
-  uv_loop_t loop;
   int sig = SIGUSR1;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   expect_einval(&loop, uvctx_background(), &sig, 0, 1);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -515,8 +410,6 @@ END_TEST
 START_TEST(signal_numbers_that_cannot_be_caught_are_einval) {
   static const int bad[] = {0, -1, -SIGUSR1, NSIG, NSIG + 1, 65, 1000,
                             SIGKILL, SIGSTOP};
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     expect_einval(&loop, uvctx_background(), &bad[i], 1, 1);
   ASSERT_LOOP_CLOSES(&loop);
@@ -530,8 +423,6 @@ START_TEST(a_bad_signal_after_good_ones_is_einval_and_leaves_nothing) {
                                  {SIGUSR1, SIGUSR2, 0},
                                  {SIGUSR1, SIGUSR2, NSIG},
                                  {SIGUSR1, SIGSTOP, SIGUSR2}};
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++)
     expect_einval(&loop, parent, lists[i], 3, 1);
@@ -542,12 +433,9 @@ END_TEST
 
 START_TEST(failed_constructor_leaves_the_parent_unchanged) {
   static const int list[] = {SIGUSR1, SIGKILL};
-  uv_loop_t loop;
-  journal_t j = {0};
-  probe_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  rec_t p;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(probe_watch(&p, &j, parent), 0);
+  rec_watch(&p, NULL, parent);
   expect_einval(&loop, parent, list, 2, 1);
   ck_assert_int_eq(uvctx_err(parent), 0);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
@@ -562,6 +450,8 @@ Suite *signal_suite(void) {
   Suite *s = suite_create("signal");
 
   TCase *tc = tcase_create("signal_finishes");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_is_not_done_before_a_signal);
   tcase_add_test(tc, signal_finishes_the_context_with_ecanceled);
   tcase_add_test(tc, signal_received_reports_the_signal_that_fired);
@@ -574,6 +464,8 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("other_finish");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, parent_done_finishes_it_with_signal_received_0);
   tcase_add_test(tc, child_of_a_done_parent_is_born_done_with_signal_received_0);
   tcase_add_test(tc, signal_context_can_be_cancelled_and_then_signal_received_is_0);
@@ -581,6 +473,8 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("liveness_release");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, signal_context_does_not_keep_the_loop_alive);
   tcase_add_test(tc, release_stops_listening);
   tcase_add_test(tc, release_after_the_signal_closes_the_loop);
@@ -589,6 +483,8 @@ Suite *signal_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("bad_input");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, null_arguments_are_einval);
   tcase_add_test(tc, zero_count_is_einval);
   tcase_add_test(tc, signal_numbers_that_cannot_be_caught_are_einval);

@@ -40,13 +40,17 @@
  *   UVCTX_STRESS_SECONDS=600 CK_RUN_SUITE=stress test/uvctx_test
  * runs rounds (seed, seed + 1, ...) for that many seconds, each with the full
  * end-of-round checks; UVCTX_STRESS_SEED=N starts from another seed. Build
- * with -fsanitize=thread (.ci/run does) to look for races as well. */
-#include <sched.h>
+ * with -fsanitize=thread (.ci/run does) to look for races as well.
+ *
+ * No thread spins while it needs another one to act: a worker that is paused,
+ * or ahead of its pace, blocks on a condition variable until the loop thread
+ * moves on; the loop thread waits for the pause the same way. */
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "helpers.h"
 #include "test.h"
 
 #define DEFAULT_SEED 0x5eed2026u
@@ -130,7 +134,12 @@ static struct {
   atomic_int stop;
   atomic_long loop_ops; /* S.ops, published for the workers' pacing */
   atomic_int pause_req;
-  atomic_int paused;
+  /* Workers wait on gate_cond (under gate_lock) while paused or ahead of
+   * their pace; the loop thread waits on it for all of them to pause. */
+  uv_mutex_t gate_lock;
+  uv_cond_t gate_cond;
+  int paused;          /* under gate_lock */
+  atomic_int blocked;  /* workers waiting for loop_ops to move */
   atomic_int finished;
   uv_async_t crew; /* ref'd: keeps the loop polling until workers are done */
   int joined;
@@ -144,22 +153,6 @@ static struct {
   atomic_int failures;
   char failure[512];
 } S;
-
-/* Allocation accounting: uvctx's memory must all come back. */
-static atomic_long outstanding;
-
-static void *counting_malloc(size_t size) {
-  void *p = malloc(size);
-  if (p != NULL)
-    atomic_fetch_add(&outstanding, 1);
-  return p;
-}
-
-static void counting_free(void *p) {
-  if (p != NULL)
-    atomic_fetch_sub(&outstanding, 1);
-  free(p);
-}
 
 static uint32_t rnd(uint32_t *s) { /* xorshift32 */
   uint32_t x = *s;
@@ -428,22 +421,51 @@ static void cancel_checked(uvctx_t *ctx, int idx, int cause) {
   }
 }
 
+/* Pacing: a worker stays within WORKER_PACE operations per loop-thread
+ * operation, so that the loop thread gets its share where threads are
+ * serialized (valgrind) or the machine is loaded. */
+static int ahead_of_pace(const worker_t *wk) {
+  return wk->ops > WORKER_PACE * (atomic_load(&S.loop_ops) + 1000);
+}
+
+/* A worker that is asked to pause, or is ahead of its pace, waits for the
+ * loop thread. Pausing counts in S.paused, which the loop thread waits for.
+ * Pacing counts in S.blocked: the loop thread publishes loop_ops, then wakes
+ * the workers if S.blocked says one may wait; a worker counts itself in
+ * S.blocked before it looks at loop_ops (both sequentially consistent), so
+ * one of the two sees the other and no wake-up is lost. */
+static void worker_wait(worker_t *wk) {
+  uv_mutex_lock(&S.gate_lock);
+  if (atomic_load(&S.pause_req)) {
+    S.paused++;
+    uv_cond_broadcast(&S.gate_cond);
+    while (atomic_load(&S.pause_req) && !atomic_load(&S.stop))
+      uv_cond_wait(&S.gate_cond, &S.gate_lock);
+    S.paused--;
+  } else {
+    atomic_fetch_add(&S.blocked, 1);
+    while (ahead_of_pace(wk) && !atomic_load(&S.pause_req) &&
+           !atomic_load(&S.stop))
+      uv_cond_wait(&S.gate_cond, &S.gate_lock);
+    atomic_fetch_sub(&S.blocked, 1);
+  }
+  uv_mutex_unlock(&S.gate_lock);
+}
+
+/* Loop thread: wakes the waiting workers after it changed what they wait
+ * for (loop_ops, pause_req or stop). */
+static void wake_workers(void) {
+  uv_mutex_lock(&S.gate_lock);
+  uv_cond_broadcast(&S.gate_cond);
+  uv_mutex_unlock(&S.gate_lock);
+}
+
 static void worker_main(void *arg) {
   worker_t *wk = arg;
 
   while (!atomic_load(&S.stop)) {
-    if (atomic_load(&S.pause_req)) {
-      atomic_fetch_add(&S.paused, 1);
-      while (atomic_load(&S.pause_req) && !atomic_load(&S.stop))
-        sched_yield();
-      atomic_fetch_sub(&S.paused, 1);
-      continue;
-    }
-    /* Pacing: a worker stays within WORKER_PACE operations per loop-thread
-     * operation, so that the loop thread gets its share where threads are
-     * serialized (valgrind) instead of watching the workers spin. */
-    if (wk->ops > WORKER_PACE * (atomic_load(&S.loop_ops) + 1000)) {
-      sched_yield();
+    if (atomic_load(&S.pause_req) || ahead_of_pace(wk)) {
+      worker_wait(wk);
       continue;
     }
     wk->ops++;
@@ -814,13 +836,17 @@ static void op_done_async(void) {
 
 /* Workers paused, every table node checked in full. */
 static void checkpoint(void) {
+  uv_mutex_lock(&S.gate_lock);
   atomic_store(&S.pause_req, 1);
-  while (atomic_load(&S.paused) < WORKERS)
-    sched_yield();
+  uv_cond_broadcast(&S.gate_cond); /* workers waiting on their pace */
+  while (S.paused < WORKERS)
+    uv_cond_wait(&S.gate_cond, &S.gate_lock);
+  uv_mutex_unlock(&S.gate_lock);
   for (int i = 0; i < S.ntable; i++)
     check_node(S.table[i], 1);
   S.checkpoints++;
   atomic_store(&S.pause_req, 0);
+  wake_workers();
   assert_no_failure("checkpoint");
 }
 
@@ -848,9 +874,12 @@ static void driver_cb(uv_idle_t *idle) {
       checkpoint();
   }
   atomic_store(&S.loop_ops, S.ops);
+  if (atomic_load(&S.blocked) > 0)
+    wake_workers();
   if (S.ops >= S.ops_limit || uvctx_now() >= S.deadline_ms ||
       S.nnodes == MAX_NODES) {
     atomic_store(&S.stop, 1);
+    wake_workers();
     uv_idle_stop(idle);
     uv_close((uv_handle_t *)idle, NULL);
   }
@@ -873,12 +902,14 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   atomic_init(&S.stop, 0);
   atomic_init(&S.loop_ops, 0);
   atomic_init(&S.pause_req, 0);
-  atomic_init(&S.paused, 0);
+  atomic_init(&S.blocked, 0);
   atomic_init(&S.finished, 0);
-  atomic_store(&outstanding, 0);
+  atomic_store(&counting_outstanding, 0);
 
   SASSERT(uv_loop_init(&S.loop) == 0);
   SASSERT(uv_mutex_init(&S.table_lock) == 0);
+  SASSERT(uv_mutex_init(&S.gate_lock) == 0);
+  SASSERT(uv_cond_init(&S.gate_cond) == 0);
   SASSERT(uvctx_with_cancel(&S.loop, uvctx_background(), &S.root) == 0);
   SASSERT(uv_async_init(&S.loop, &S.crew, crew_cb) == 0);
   SASSERT(uv_idle_init(&S.loop, &S.driver) == 0);
@@ -937,19 +968,13 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   SASSERT(uvctx_dump_loop(&S.loop, stderr) == 0);
   SASSERT(uv_loop_close(&S.loop) == 0);
   uv_mutex_destroy(&S.table_lock);
-  ck_assert_msg(atomic_load(&outstanding) == 0,
+  uv_cond_destroy(&S.gate_cond);
+  uv_mutex_destroy(&S.gate_lock);
+  ck_assert_msg(atomic_load(&counting_outstanding) == 0,
                 "stress seed %u round %d: %ld blocks not freed", seed, round,
-                atomic_load(&outstanding));
+                atomic_load(&counting_outstanding));
   SASSERT(S.watched == S.ran + S.unwatched);
   assert_no_failure("end of round");
-}
-
-static void setup(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, counting_free), 0);
-}
-
-static void teardown(void) {
-  ck_assert_int_eq(uvctx_replace_allocator(malloc, free), 0);
 }
 
 START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
@@ -1000,65 +1025,101 @@ END_TEST
  * once it is done ("UV_EALREADY when ctx is done").
  * ------------------------------------------------------------------------- */
 
+/* The two threads live for all the rounds; in each one they and the loop
+ * thread start together on a barrier (starting two threads per round cost
+ * tens of milliseconds a round on a loaded machine), and meet again on
+ * another once both have made their calls. Each meeting costs a wake-up,
+ * which a loaded machine makes milliseconds long: the rounds stop at
+ * SD_RACE_CAP_MS (after SD_RACE_MIN_ROUNDS at least), and the test says on
+ * stderr when the cap cut them short. */
+#define SD_RACE_ROUNDS 2000
+#define SD_RACE_MIN_ROUNDS 200
+#define SD_RACE_CAP_MS 3000
+
 typedef struct {
-  uvctx_t *sd;
-  atomic_int go;
-  int begin_rc;
-  int ealready_not_done;
+  int stop;    /* set by the loop thread before `go`: no more rounds */
+  uvctx_t *sd; /* this round's, set by the loop thread before `go` */
+  uv_barrier_t go;
+  uv_barrier_t done;
+  int ealready_not_done[2]; /* one count per thread, read once joined */
 } sd_race_t;
 
 static void sd_race_begin(void *arg) {
   sd_race_t *r = arg;
-  while (!atomic_load(&r->go))
-    ;
-  r->begin_rc = uvctx_shutdown(r->sd, UV_EPIPE);
+  for (;;) {
+    uv_barrier_wait(&r->go);
+    if (r->stop)
+      break;
+    int rc = uvctx_shutdown(r->sd, UV_EPIPE);
+    if (rc == UV_EALREADY && uvctx_err(r->sd) == 0)
+      r->ealready_not_done[0]++;
+    uv_barrier_wait(&r->done);
+  }
 }
 
 static void sd_race_again(void *arg) {
   sd_race_t *r = arg;
-  while (!atomic_load(&r->go))
-    ;
-  for (int i = 0; i < 3; i++)
-    if (uvctx_shutdown(r->sd, UV_EIO) == UV_EALREADY && uvctx_err(r->sd) == 0)
-      r->ealready_not_done++;
+  for (;;) {
+    uv_barrier_wait(&r->go);
+    if (r->stop)
+      break;
+    for (int k = 0; k < 3; k++)
+      if (uvctx_shutdown(r->sd, UV_EIO) == UV_EALREADY && uvctx_err(r->sd) == 0)
+        r->ealready_not_done[1]++;
+    uv_barrier_wait(&r->done);
+  }
 }
 
 START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
-  int rounds = test_scaled(2000), lost_cause = 0, early_ealready = 0;
+  int lost_cause = 0, rounds = test_scaled(SD_RACE_ROUNDS), round;
+  uint64_t cap = uvctx_now() + SD_RACE_CAP_MS;
+  uv_thread_t a, b;
+  sd_race_t r;
+  memset(&r, 0, sizeof r);
+  ck_assert_int_eq(uv_barrier_init(&r.go, 3), 0);
+  ck_assert_int_eq(uv_barrier_init(&r.done, 3), 0);
+  ck_assert_int_eq(uv_thread_create(&a, sd_race_begin, &r), 0);
+  ck_assert_int_eq(uv_thread_create(&b, sd_race_again, &r), 0);
 
-  for (int i = 0; i < rounds; i++) {
+  for (round = 0; round < rounds; round++) {
     uv_loop_t loop;
+    if (round >= SD_RACE_MIN_ROUNDS && uvctx_now() >= cap)
+      break;
     uvctx_t *stopping, *child;
-    uv_thread_t a, b;
-    sd_race_t r;
-    memset(&r, 0, sizeof r);
-    atomic_init(&r.go, 0);
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
                                          60000, &stopping, &r.sd),
                      0);
     ck_assert_int_eq(uvctx_with_cancel(&loop, r.sd, &child), 0);
-    ck_assert_int_eq(uv_thread_create(&a, sd_race_begin, &r), 0);
-    ck_assert_int_eq(uv_thread_create(&b, sd_race_again, &r), 0);
-    atomic_store(&r.go, 1);
+    uv_barrier_wait(&r.go);
     uvctx_release(child); /* nothing but stopping left: may end it early */
-    ck_assert_int_eq(uv_thread_join(&a), 0);
-    ck_assert_int_eq(uv_thread_join(&b), 0);
+    uv_barrier_wait(&r.done);
     uv_run(&loop, UV_RUN_NOWAIT);
 
     ck_assert_int_eq(uvctx_err(r.sd), UV_ECANCELED);
     int cause = uvctx_cause(r.sd);
     if (cause != UV_EPIPE && cause != UV_EIO)
       lost_cause++;
-    early_ealready += r.ealready_not_done;
     uvctx_release(stopping);
     uvctx_release(r.sd);
     ASSERT_LOOP_CLOSES(&loop);
   }
+  r.stop = 1;
+  uv_barrier_wait(&r.go);
+  ck_assert_int_eq(uv_thread_join(&a), 0);
+  ck_assert_int_eq(uv_thread_join(&b), 0);
+  if (round < rounds)
+    fprintf(stderr,
+            "test_shutdown_from_threads_while_its_last_child_goes: ran %d of "
+            "%d rounds: the %d ms cap came first (a slow or loaded machine)\n",
+            round, rounds, SD_RACE_CAP_MS);
+  uv_barrier_destroy(&r.go);
+  uv_barrier_destroy(&r.done);
+  int early_ealready = r.ealready_not_done[0] + r.ealready_not_done[1];
   ck_assert_msg(lost_cause == 0 && early_ealready == 0,
                 "%d rounds: %d ended with cause UV_ECANCELED instead of their "
                 "uvctx_shutdown() cause; %d times UV_EALREADY while not done",
-                rounds, lost_cause, early_ealready);
+                round, lost_cause, early_ealready);
 }
 END_TEST
 
@@ -1067,14 +1128,15 @@ Suite *stress_suite(void) {
   TCase *tc = tcase_create("tree");
   /* A soak sets its own length; valgrind and TSan are slow. */
   const char *secs = getenv("UVCTX_STRESS_SECONDS");
-  tcase_set_timeout(tc,
-                    secs != NULL ? (double)strtol(secs, NULL, 10) + 60 : 60);
-  tcase_add_checked_fixture(tc, setup, teardown);
+  tcase_set_timeout(tc, secs != NULL
+                            ? (double)strtol(secs, NULL, 10) + TIMEOUT_THREADS_S
+                            : TIMEOUT_THREADS_S);
+  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
   tcase_add_test(tc, test_threads_and_loop_on_one_tree_keep_every_promise);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("shutdown_race");
-  tcase_set_timeout(tc, 60);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, test_shutdown_from_threads_while_its_last_child_goes);
   suite_add_tcase(s, tc);
   return s;

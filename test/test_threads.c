@@ -8,8 +8,13 @@
  * test keeps a ref'd uv_async_t of its own (a "crew") alive until its worker
  * threads have finished: each worker's last act is to send it, and its
  * callback joins the workers and closes it. The assertions do not depend on
- * how the threads interleave; build with -fsanitize=thread to look for races. */
-#include <sched.h>
+ * how the threads interleave; build with -fsanitize=thread to look for races.
+ *
+ * No thread spins while it needs another one to act: threads that must race
+ * start together on a barrier, and a thread that waits for another blocks on
+ * a tally (helpers.h) or is woken by a uv_async_t, so that the tests take as
+ * long on a loaded machine as the scheduler makes them, not time slices per
+ * iteration. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,52 +74,6 @@ static void crew_run(crew_t *cr, uv_loop_t *loop) {
   ck_assert_int_eq(cr->joined, 1);
 }
 
-static void spin_until_set(atomic_int *flag) {
-  while (!atomic_load(flag))
-    sched_yield();
-}
-
-static void spin_until_at_least(atomic_int *v, int n) {
-  while (atomic_load(v) < n)
-    sched_yield();
-}
-
-/* A watch that records its calls (on the loop thread). */
-typedef struct {
-  int ran;
-  uv_thread_t loop_thread;
-} journal_t;
-
-typedef struct {
-  uvctx_watch_t w;
-  journal_t *j;
-  int calls;
-  int err;
-  int seq;
-  int on_loop_thread;
-} probe_t;
-
-static void journal_init(journal_t *j) {
-  j->ran = 0;
-  j->loop_thread = uv_thread_self();
-}
-
-static void probe_cb(uvctx_watch_t *w, int err) {
-  probe_t *p = w->data;
-  uv_thread_t self = uv_thread_self();
-  p->calls++;
-  p->err = err;
-  p->seq = ++p->j->ran;
-  p->on_loop_thread = uv_thread_equal(&self, &p->j->loop_thread);
-}
-
-static int probe_watch(probe_t *p, journal_t *j, uvctx_t *ctx) {
-  memset(p, 0, sizeof *p);
-  p->j = j;
-  p->w.data = p;
-  return uvctx_watch(ctx, &p->w, probe_cb);
-}
-
 /* ---------------------------------------------------------------------------
  * One cancel from another thread
  * ------------------------------------------------------------------------- */
@@ -160,17 +119,15 @@ END_TEST
 START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   uv_loop_t loop;
   one_cancel_t oc;
-  journal_t j;
-  probe_t pr[8];
+  rec_t pr[8];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, p, 60000);
   uvctx_t *v = mk_value(c, &key_a, NULL);
   uvctx_t *g = mk_cancel(&loop, v);
   uvctx_t *ctxs[4] = {p, c, v, g};
   for (int i = 0; i < 8; i++)
-    ck_assert_int_eq(probe_watch(&pr[i], &j, ctxs[i % 4]), 0);
+    rec_watch(&pr[i], NULL, ctxs[i % 4]);
 
   memset(&oc, 0, sizeof oc);
   crew_init(&oc.crew, &loop);
@@ -186,7 +143,7 @@ START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
   for (int i = 0; i < 8; i++) {
     ck_assert_int_eq(pr[i].calls, 1);
     ck_assert_int_eq(pr[i].err, UV_ECANCELED);
-    ck_assert_int_eq(pr[i].on_loop_thread, 1);
+    ck_assert(rec_ran_here(&pr[i]));
   }
   uv_run(&loop, UV_RUN_NOWAIT);
   for (int i = 0; i < 8; i++)
@@ -203,20 +160,19 @@ END_TEST
 START_TEST(cancel_from_another_thread_is_delivered_in_tree_order) {
   uv_loop_t loop;
   one_cancel_t oc;
-  journal_t j;
+  journal_t j = {0};
   enum { P1, P2, C1, C2, G1, G2, N };
-  probe_t pr[N];
+  rec_t pr[N];
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, p);
   uvctx_t *g = mk_cancel(&loop, c);
-  ck_assert_int_eq(probe_watch(&pr[G1], &j, g), 0);
-  ck_assert_int_eq(probe_watch(&pr[C1], &j, c), 0);
-  ck_assert_int_eq(probe_watch(&pr[P1], &j, p), 0);
-  ck_assert_int_eq(probe_watch(&pr[G2], &j, g), 0);
-  ck_assert_int_eq(probe_watch(&pr[P2], &j, p), 0);
-  ck_assert_int_eq(probe_watch(&pr[C2], &j, c), 0);
+  rec_watch(&pr[G1], &j, g);
+  rec_watch(&pr[C1], &j, c);
+  rec_watch(&pr[P1], &j, p);
+  rec_watch(&pr[G2], &j, g);
+  rec_watch(&pr[P2], &j, p);
+  rec_watch(&pr[C2], &j, c);
 
   memset(&oc, 0, sizeof oc);
   crew_init(&oc.crew, &loop);
@@ -275,19 +231,17 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
                                      UV_EINTR,   UV_EAGAIN,     UV_EBUSY,
                                      UV_ENOENT,  UV_EPERM};
   uv_loop_t loop;
-  journal_t j;
   race_t *race = calloc(1, sizeof *race);
   ck_assert_ptr_nonnull(race);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
 
   for (int round = 0; round < test_scaled(RACE_ROUNDS); round++) {
-    probe_t pw;
+    rec_t pw;
     uvctx_t *p = mk_cancel(&loop, uvctx_background());
     uvctx_t *c = mk_timeout(&loop, p, 60000);
     uvctx_t *v = mk_value(c, &key_a, NULL);
     uvctx_t *g = mk_cancel(&loop, v);
-    ck_assert_int_eq(probe_watch(&pw, &j, g), 0);
+    rec_watch(&pw, NULL, g);
 
     crew_init(&race->crew, &loop);
     ck_assert_int_eq(uv_barrier_init(&race->barrier, RACERS), 0);
@@ -341,6 +295,7 @@ typedef struct forest_s forest_t;
 typedef struct {
   forest_t *f;
   int idx;
+  int started; /* the loop grew far enough for it in time */
   int rc;
   int err_after;
 } feller_t;
@@ -350,19 +305,24 @@ struct forest_s {
   journal_t j;
   crew_t crew;
   uv_idle_t idle;
-  atomic_int go;
+  tally_t rounds; /* rounds of children grown so far */
   int after_finish;
   uvctx_t *root;
   uvctx_t *node[FOREST_NODES + 1]; /* the last one is never cancelled */
-  probe_t node_watch[FOREST_NODES + 1];
+  rec_t node_watch[FOREST_NODES + 1];
   int nkids;
   uvctx_t *kids[FOREST_NODES + 1][FOREST_KIDS];
-  probe_t kid_watch[FOREST_NODES + 1][FOREST_KIDS];
+  rec_t kid_watch[FOREST_NODES + 1][FOREST_KIDS];
   feller_t fellers[FOREST_NODES];
 };
 
 static const int forest_causes[FOREST_NODES] = {UV_EPIPE, UV_EIO, UV_EINTR,
                                                 UV_EBUSY};
+
+/* Feller i cancels once the loop has grown this many rounds of children, so
+ * that the cancels land at different points of the growth (and while it goes
+ * on) however the threads are scheduled. */
+#define FELLER_ROUND(i) (1 + 5 * (i))
 
 /* Loop thread, every iteration: one more child under every node, until the
  * fellers are done (and a few more rounds, for children born done). */
@@ -377,10 +337,10 @@ static void forest_grow(uv_idle_t *h) {
       default: k = mk_timeout(f->loop, f->node[i], 60000); break;
       }
       f->kids[i][f->nkids] = k;
-      ck_assert_int_eq(probe_watch(&f->kid_watch[i][f->nkids], &f->j, k), 0);
+      rec_watch(&f->kid_watch[i][f->nkids], &f->j, k);
     }
     f->nkids++;
-    atomic_store(&f->go, 1);
+    tally_add(&f->rounds, 1);
   }
   if (atomic_load(&f->crew.finished) == FOREST_NODES)
     f->after_finish++;
@@ -391,10 +351,8 @@ static void forest_grow(uv_idle_t *h) {
 static void feller_main(void *arg) {
   feller_t *fl = arg;
   forest_t *f = fl->f;
-  spin_until_set(&f->go);
-  uint64_t t0 = uv_hrtime();
-  while (uv_hrtime() - t0 < (uint64_t)fl->idx * 100000) /* 0.1 ms apart */
-    sched_yield();
+  fl->started =
+      tally_wait(&f->rounds, FELLER_ROUND(fl->idx), HANDOFF_LIMIT_MS);
   fl->rc = uvctx_cancel_cause(f->node[fl->idx], forest_causes[fl->idx]);
   fl->err_after = uvctx_err(f->node[fl->idx]);
   crew_finish(&f->crew);
@@ -406,13 +364,12 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
   ck_assert_ptr_nonnull(f);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   f->loop = &loop;
-  journal_init(&f->j);
-  atomic_init(&f->go, 0);
+  tally_init(&f->rounds);
   f->root = mk_cancel(&loop, uvctx_background());
   for (int i = 0; i <= FOREST_NODES; i++) {
     f->node[i] = i % 2 ? mk_timeout(&loop, f->root, 60000)
                        : mk_cancel(&loop, f->root);
-    ck_assert_int_eq(probe_watch(&f->node_watch[i], &f->j, f->node[i]), 0);
+    rec_watch(&f->node_watch[i], &f->j, f->node[i]);
   }
   crew_init(&f->crew, &loop);
   ck_assert_int_eq(uv_idle_init(&loop, &f->idle), 0);
@@ -425,6 +382,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
   crew_run(&f->crew, &loop);
 
   for (int i = 0; i < FOREST_NODES; i++) {
+    ck_assert_int_eq(f->fellers[i].started, 1);
     ck_assert_int_eq(f->fellers[i].rc, 0);
     ck_assert_int_eq(f->fellers[i].err_after, UV_ECANCELED);
     ck_assert_int_eq(f->node_watch[i].calls, 1);
@@ -433,7 +391,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
       ck_assert_int_eq(uvctx_cause(f->kids[i][k]), forest_causes[i]);
       ck_assert_int_eq(f->kid_watch[i][k].calls, 1);
       ck_assert_int_eq(f->kid_watch[i][k].err, UV_ECANCELED);
-      ck_assert_int_eq(f->kid_watch[i][k].on_loop_thread, 1);
+      ck_assert(rec_ran_here(&f->kid_watch[i][k]));
     }
   }
   /* the node nobody cancelled, and the root, are untouched */
@@ -454,6 +412,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
   }
   uvctx_release(f->root);
   ASSERT_LOOP_CLOSES(&loop);
+  tally_destroy(&f->rounds);
   free(f);
 }
 END_TEST
@@ -521,14 +480,15 @@ enum { SHARERS = 4, SHARE_PAIRS = 2000 };
 
 typedef struct {
   crew_t crew;
-  uv_idle_t idle;
+  uv_async_t started_async; /* the first sharer has started */
   atomic_int started;
   uvctx_t *ctx, *child;
 } share_t;
 
 static void sharer_main(void *arg) {
   share_t *s = arg;
-  atomic_fetch_add(&s->started, 1);
+  if (atomic_fetch_add(&s->started, 1) == 0) /* only once: it is closed then */
+    uv_async_send(&s->started_async);
   int pairs = test_scaled(SHARE_PAIRS);
   for (int i = 0; i < pairs; i++) {
     uvctx_release(uvctx_retain(s->ctx));
@@ -539,10 +499,8 @@ static void sharer_main(void *arg) {
   crew_finish(&s->crew);
 }
 
-static void share_drop_own(uv_idle_t *h) {
+static void share_drop_own(uv_async_t *h) {
   share_t *s = h->data;
-  if (atomic_load(&s->started) < 1)
-    return;
   uvctx_release(s->child);
   uvctx_release(s->ctx);
   uv_close((uv_handle_t *)h, NULL);
@@ -558,14 +516,13 @@ START_TEST(last_reference_dropped_by_whichever_thread_releases_last) {
   ck_assert_ptr_nonnull(uvctx_done_async(s->ctx));
   s->child = mk_cancel(&loop, s->ctx);
   crew_init(&s->crew, &loop);
+  ck_assert_int_eq(uv_async_init(&loop, &s->started_async, share_drop_own), 0);
+  s->started_async.data = s;
   for (int i = 0; i < SHARERS; i++) {
     uvctx_retain(s->ctx); /* one each, handed over */
     uvctx_retain(s->child);
     crew_spawn(&s->crew, sharer_main, s);
   }
-  ck_assert_int_eq(uv_idle_init(&loop, &s->idle), 0);
-  s->idle.data = s;
-  ck_assert_int_eq(uv_idle_start(&s->idle, share_drop_own), 0);
   crew_run(&s->crew, &loop);
   ASSERT_LOOP_CLOSES(&loop);
   free(s);
@@ -580,7 +537,7 @@ enum { HAMMERS = 4, HAMMER_ITERS = 5000 };
 
 typedef struct {
   crew_t crew;
-  uv_idle_t idle;
+  uv_async_t all_started; /* every hammer is past its first 100 rounds */
   atomic_int started;
   atomic_int faults;
   int val;
@@ -601,41 +558,37 @@ static void hammer_main(void *arg) {
     if (e != 0 && e != UV_ECANCELED)
       atomic_fetch_add(&h->faults, 1);
     uvctx_release(t);
-    if (i == 100)
-      atomic_fetch_add(&h->started, 1);
+    if (i == 100 && atomic_fetch_add(&h->started, 1) == HAMMERS - 1)
+      uv_async_send(&h->all_started); /* once: it is closed then */
   }
   crew_finish(&h->crew);
 }
 
-static void hammer_cancel_when_started(uv_idle_t *idle) {
-  hammer_t *h = idle->data;
-  if (atomic_load(&h->started) < HAMMERS)
-    return;
+static void hammer_cancel_when_started(uv_async_t *a) {
+  hammer_t *h = a->data;
   h->cancel_rc = uvctx_cancel(h->targets[0]);
-  uv_close((uv_handle_t *)idle, NULL);
+  uv_close((uv_handle_t *)a, NULL);
 }
 
 START_TEST(retain_release_from_threads_while_the_loop_cancels) {
   uv_loop_t loop;
-  journal_t j;
-  probe_t pw[3];
+  rec_t pw[3];
   hammer_t *h = calloc(1, sizeof *h);
   ck_assert_ptr_nonnull(h);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   atomic_init(&h->started, 0);
   atomic_init(&h->faults, 0);
   h->targets[0] = mk_cancel(&loop, uvctx_background());
   h->targets[1] = mk_timeout(&loop, h->targets[0], 60000);
   h->targets[2] = mk_value(h->targets[1], &key_a, &h->val);
   for (int i = 0; i < 3; i++)
-    ck_assert_int_eq(probe_watch(&pw[i], &j, h->targets[i]), 0);
+    rec_watch(&pw[i], NULL, h->targets[i]);
   h->cancel_rc = 12345;
 
   crew_init(&h->crew, &loop);
-  ck_assert_int_eq(uv_idle_init(&loop, &h->idle), 0);
-  h->idle.data = h;
-  ck_assert_int_eq(uv_idle_start(&h->idle, hammer_cancel_when_started), 0);
+  ck_assert_int_eq(
+      uv_async_init(&loop, &h->all_started, hammer_cancel_when_started), 0);
+  h->all_started.data = h;
   for (int i = 0; i < HAMMERS; i++)
     crew_spawn(&h->crew, hammer_main, h);
   crew_run(&h->crew, &loop);
@@ -660,73 +613,92 @@ END_TEST
  * err and cause read from threads while the context is cancelled
  * ------------------------------------------------------------------------- */
 
-enum { READERS = 4, READS_AFTER_DONE = 500 };
+/* Each reader reads once (all not done), then waits with the canceller on a
+ * barrier, so that its reads and the cancel start together; it reads in a
+ * tight loop until it sees every context done, or for at most RACE_MS (the
+ * cancel may not have run yet on a loaded machine, and a reader must not go
+ * on taking the time slices the canceller needs); then it blocks until the cancel
+ * has returned, and reads READS_AFTER_DONE more times, when every read must
+ * say done. */
+enum { READERS = 4, RACE_MS = 20, READS_AFTER_DONE = 500 };
 
 typedef struct {
   crew_t crew;
-  uv_idle_t idle;
-  atomic_int started;
+  uv_barrier_t start;   /* the readers and the canceller */
+  tally_t cancelled;    /* 1 once the cancel has returned */
+  uv_timer_t on_loop;   /* the loop thread's cancel, when it cancels */
   atomic_int violations;
   atomic_int first_read_not_zero;
+  atomic_int not_done_after_cancel;
   atomic_int timed_out;
-  int from_thread; /* cancel from a thread of its own, else the loop */
   int cancel_rc;
   uvctx_t *ctxs[3]; /* cancel, cancel child, value grandchild */
 } readers_t;
 
-/* err first, then cause: once err is set, cause must be the given one. */
+/* One read of the three contexts, err first, then cause: once err is set,
+ * cause must be the given one, and neither may change. Returns how many
+ * contexts are done. */
+static int read_all(readers_t *r, int prev[3]) {
+  int done = 0;
+  for (int i = 0; i < 3; i++) {
+    int e = uvctx_err(r->ctxs[i]);
+    int c = uvctx_cause(r->ctxs[i]);
+    if (prev[i] != 0 && e != prev[i])
+      atomic_fetch_add(&r->violations, 1); /* err changed once set */
+    if (e != 0 && (e != UV_ECANCELED || c != UV_EPIPE))
+      atomic_fetch_add(&r->violations, 1); /* cause inconsistent */
+    int c2 = uvctx_cause(r->ctxs[i]);
+    int e2 = uvctx_err(r->ctxs[i]);
+    if (c2 != 0 && e2 == 0)
+      atomic_fetch_add(&r->violations, 1); /* a cause without an err */
+    if (c2 != 0 && c2 != UV_EPIPE)
+      atomic_fetch_add(&r->violations, 1);
+    prev[i] = e2 != 0 ? e2 : e;
+    if (prev[i] != 0)
+      done++;
+  }
+  return done;
+}
+
 static void reader_main(void *arg) {
   readers_t *r = arg;
   int prev[3] = {0, 0, 0};
-  int after_done = 0;
-  uint64_t t0 = uvctx_now();
-  for (int n = 0;; n++) {
-    int all_done = 1;
-    for (int i = 0; i < 3; i++) {
-      int e = uvctx_err(r->ctxs[i]);
-      int c = uvctx_cause(r->ctxs[i]);
-      if (n == 0 && (e != 0 || c != 0))
-        atomic_fetch_add(&r->first_read_not_zero, 1);
-      if (prev[i] != 0 && e != prev[i])
-        atomic_fetch_add(&r->violations, 1); /* err changed once set */
-      if (e != 0 && (e != UV_ECANCELED || c != UV_EPIPE))
-        atomic_fetch_add(&r->violations, 1); /* cause inconsistent */
-      int c2 = uvctx_cause(r->ctxs[i]);
-      int e2 = uvctx_err(r->ctxs[i]);
-      if (c2 != 0 && e2 == 0)
-        atomic_fetch_add(&r->violations, 1); /* a cause without an err */
-      if (c2 != 0 && c2 != UV_EPIPE)
-        atomic_fetch_add(&r->violations, 1);
-      prev[i] = e2 != 0 ? e2 : e;
-      if (prev[i] == 0)
-        all_done = 0;
-    }
-    if (n == 0)
-      atomic_fetch_add(&r->started, 1);
-    if (all_done && ++after_done >= READS_AFTER_DONE)
+  if (read_all(r, prev) != 0)
+    atomic_fetch_add(&r->first_read_not_zero, 1);
+  uv_barrier_wait(&r->start);
+  uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
+  for (int n = 1;; n++) {
+    if (read_all(r, prev) == 3)
       break;
-    sched_yield(); /* lets the loop thread run under unfair schedulers */
-    if ((n & 255) == 0 && uvctx_now() - t0 > 10000) {
-      atomic_fetch_add(&r->timed_out, 1);
+    if (n % 256 == 0 && uv_hrtime() >= give_up)
       break;
-    }
   }
+  if (!tally_wait(&r->cancelled, 1, HANDOFF_LIMIT_MS))
+    atomic_fetch_add(&r->timed_out, 1);
+  for (int n = 0; n < READS_AFTER_DONE; n++)
+    if (read_all(r, prev) != 3)
+      atomic_fetch_add(&r->not_done_after_cancel, 1);
   crew_finish(&r->crew);
+}
+
+static void readers_cancel(readers_t *r) {
+  uv_barrier_wait(&r->start);
+  r->cancel_rc = uvctx_cancel_cause(r->ctxs[0], UV_EPIPE);
+  tally_add(&r->cancelled, 1);
 }
 
 static void readers_cancel_main(void *arg) {
   readers_t *r = arg;
-  spin_until_at_least(&r->started, READERS);
-  r->cancel_rc = uvctx_cancel_cause(r->ctxs[0], UV_EPIPE);
+  readers_cancel(r);
   crew_finish(&r->crew);
 }
 
-static void readers_cancel_on_loop(uv_idle_t *idle) {
-  readers_t *r = idle->data;
-  if (atomic_load(&r->started) < READERS)
-    return;
-  r->cancel_rc = uvctx_cancel_cause(r->ctxs[0], UV_EPIPE);
-  uv_close((uv_handle_t *)idle, NULL);
+/* On the loop thread, inside uv_run: the readers need nothing of the loop,
+ * so it may block on the barrier. */
+static void readers_cancel_on_loop(uv_timer_t *t) {
+  readers_t *r = t->data;
+  readers_cancel(r);
+  uv_close((uv_handle_t *)t, NULL);
 }
 
 static void run_readers(int from_thread) {
@@ -734,11 +706,12 @@ static void run_readers(int from_thread) {
   readers_t *r = calloc(1, sizeof *r);
   ck_assert_ptr_nonnull(r);
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  atomic_init(&r->started, 0);
+  ck_assert_int_eq(uv_barrier_init(&r->start, READERS + 1), 0);
+  tally_init(&r->cancelled);
   atomic_init(&r->violations, 0);
   atomic_init(&r->first_read_not_zero, 0);
+  atomic_init(&r->not_done_after_cancel, 0);
   atomic_init(&r->timed_out, 0);
-  r->from_thread = from_thread;
   r->cancel_rc = 12345;
   r->ctxs[0] = mk_cancel(&loop, uvctx_background());
   r->ctxs[1] = mk_timeout(&loop, r->ctxs[0], 60000);
@@ -746,9 +719,10 @@ static void run_readers(int from_thread) {
 
   crew_init(&r->crew, &loop);
   if (!from_thread) {
-    ck_assert_int_eq(uv_idle_init(&loop, &r->idle), 0);
-    r->idle.data = r;
-    ck_assert_int_eq(uv_idle_start(&r->idle, readers_cancel_on_loop), 0);
+    ck_assert_int_eq(uv_timer_init(&loop, &r->on_loop), 0);
+    r->on_loop.data = r;
+    ck_assert_int_eq(uv_timer_start(&r->on_loop, readers_cancel_on_loop, 0, 0),
+                     0);
   }
   for (int i = 0; i < READERS; i++)
     crew_spawn(&r->crew, reader_main, r);
@@ -760,6 +734,7 @@ static void run_readers(int from_thread) {
   ck_assert_int_eq(atomic_load(&r->timed_out), 0);
   ck_assert_int_eq(atomic_load(&r->first_read_not_zero), 0);
   ck_assert_int_eq(atomic_load(&r->violations), 0);
+  ck_assert_int_eq(atomic_load(&r->not_done_after_cancel), 0);
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(uvctx_err(r->ctxs[i]), UV_ECANCELED);
     ck_assert_int_eq(uvctx_cause(r->ctxs[i]), UV_EPIPE);
@@ -767,6 +742,8 @@ static void run_readers(int from_thread) {
   for (int i = 2; i >= 0; i--)
     uvctx_release(r->ctxs[i]);
   ASSERT_LOOP_CLOSES(&loop);
+  tally_destroy(&r->cancelled);
+  uv_barrier_destroy(&r->start);
   free(r);
 }
 
@@ -796,7 +773,9 @@ END_TEST
 typedef struct {
   uv_async_t gate;
   crew_t crew;
-  atomic_int go;
+  tally_t go;   /* the loop thread is inside the gate's callback */
+  tally_t done; /* the worker has finished the crew */
+  int worker_went; /* the worker saw go in time */
   uvctx_t *target;
   int cancel; /* 1: cancel target, 0: release it */
   int rc;
@@ -804,26 +783,29 @@ typedef struct {
 
 static void gate_cb(uv_async_t *a) {
   gated_t *g = a->data;
-  atomic_store(&g->go, 1);
-  spin_until_at_least(&g->crew.finished, 1); /* worker done, crew sent */
+  tally_add(&g->go, 1);
+  ck_assert_msg(tally_wait(&g->done, 1, HANDOFF_LIMIT_MS),
+                "the worker did not finish while the loop waited");
   uv_close((uv_handle_t *)a, NULL);
 }
 
 static void gated_worker(void *arg) {
   gated_t *g = arg;
   uv_async_send(&g->gate);
-  spin_until_set(&g->go);
+  g->worker_went = tally_wait(&g->go, 1, HANDOFF_LIMIT_MS);
   if (g->cancel)
     g->rc = uvctx_cancel(g->target);
   else
     uvctx_release(g->target);
   crew_finish(&g->crew);
+  tally_add(&g->done, 1); /* the loop thread joins us only after this */
 }
 
 static void gated_start(gated_t *g, uv_loop_t *loop, uvctx_t *target,
                         int cancel) {
   memset(g, 0, sizeof *g);
-  atomic_init(&g->go, 0);
+  tally_init(&g->go);
+  tally_init(&g->done);
   g->target = target;
   g->cancel = cancel;
   g->rc = 12345;
@@ -831,6 +813,13 @@ static void gated_start(gated_t *g, uv_loop_t *loop, uvctx_t *target,
   g->gate.data = g;
   crew_init(&g->crew, loop);
   crew_spawn(&g->crew, gated_worker, g);
+}
+
+/* After crew_run: the worker is joined. */
+static void gated_finish(gated_t *g) {
+  ck_assert_int_eq(g->worker_went, 1);
+  tally_destroy(&g->go);
+  tally_destroy(&g->done);
 }
 
 START_TEST(release_on_another_thread_during_async_callbacks_is_not_lost) {
@@ -841,6 +830,7 @@ START_TEST(release_on_another_thread_during_async_callbacks_is_not_lost) {
   ck_assert_ptr_nonnull(uvctx_done_async(c));
   gated_start(&g, &loop, c, 0);
   crew_run(&g.crew, &loop);
+  gated_finish(&g);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -848,14 +838,13 @@ END_TEST
 START_TEST(cancel_on_another_thread_during_async_callbacks_is_delivered) {
   uv_loop_t loop;
   gated_t g;
-  journal_t j;
-  probe_t p;
+  rec_t p;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  journal_init(&j);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(probe_watch(&p, &j, c), 0);
+  rec_watch(&p, NULL, c);
   gated_start(&g, &loop, c, 1);
   crew_run(&g.crew, &loop);
+  gated_finish(&g);
   ck_assert_int_eq(g.rc, 0);
   /* c is done and its callback is due: uv_run must not have returned yet */
   ck_assert_int_eq(p.calls, 1);
@@ -870,7 +859,7 @@ Suite *threads_suite(void) {
   Suite *s = suite_create("threads");
 
   TCase *tc = tcase_create("cancel");
-  tcase_set_timeout(tc, 30); /* valgrind and TSan; normally well under 1 s */
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, cancel_from_another_thread_sets_err_before_it_returns);
   tcase_add_test(tc, cancel_from_another_thread_is_delivered_on_the_loop_exactly_once);
   tcase_add_test(tc, cancel_from_another_thread_is_delivered_in_tree_order);
@@ -879,20 +868,20 @@ Suite *threads_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("release");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, release_of_the_last_reference_on_another_thread_is_done_by_the_loop);
   tcase_add_test(tc, last_reference_dropped_by_whichever_thread_releases_last);
   tcase_add_test(tc, retain_release_from_threads_while_the_loop_cancels);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("readers");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, err_and_cause_read_from_threads_while_the_loop_cancels);
   tcase_add_test(tc, err_and_cause_read_from_threads_while_another_thread_cancels);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("handoff");
-  tcase_set_timeout(tc, 30);
+  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
   tcase_add_test(tc, release_on_another_thread_during_async_callbacks_is_not_lost);
   tcase_add_test(tc, cancel_on_another_thread_during_async_callbacks_is_delivered);
   suite_add_tcase(s, tc);

@@ -12,30 +12,6 @@
  * Helpers
  * ------------------------------------------------------------------------- */
 
-/* Macros rather than functions, so that a failure names the caller's line. */
-#define assert_not_done(ctx)                                                   \
-  do {                                                                         \
-    ck_assert_int_eq(uvctx_err(ctx), 0);                                       \
-    ck_assert_int_eq(uvctx_cause(ctx), 0);                                     \
-  } while (0)
-
-/* A watch that only counts. */
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-} count_t;
-
-static void count_cb(uvctx_watch_t *w, int err) {
-  (void)err;
-  ((count_t *)w->data)->calls++;
-}
-
-static void count_watch(count_t *c, uvctx_t *ctx) {
-  memset(c, 0, sizeof(*c));
-  c->w.data = c;
-  ck_assert_int_eq(uvctx_watch(ctx, &c->w, count_cb), 0);
-}
-
 /* uvctx_format() into a buffer that must be large enough. */
 static const char *fmt(const uvctx_t *ctx, char *buf, size_t len) {
   int n = uvctx_format(ctx, buf, len);
@@ -65,8 +41,6 @@ static char value_req[] = "req-42";
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_value_is_found_on_the_context_that_defines_it) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
 
   ck_assert_ptr_eq(uvctx_value(ctx, &key_user), value_alice);
@@ -77,8 +51,6 @@ START_TEST(test_value_is_found_on_the_context_that_defines_it) {
 END_TEST
 
 START_TEST(test_value_of_unknown_key_is_null) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
 
   ck_assert_ptr_null(uvctx_value(ctx, &key_request));
@@ -91,8 +63,6 @@ START_TEST(test_value_of_unknown_key_is_null) {
 END_TEST
 
 START_TEST(test_value_nearest_definition_wins) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *outer = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *inner = mk_value(outer, &key_user, value_bob);
   uvctx_t *below = mk_value(inner, &key_request, value_req);
@@ -102,31 +72,24 @@ START_TEST(test_value_nearest_definition_wins) {
   /* The shadowing child does not change what its parent sees. */
   ck_assert_ptr_eq(uvctx_value(outer, &key_user), value_alice);
 
-  uvctx_release(below);
-  uvctx_release(inner);
-  uvctx_release(outer);
+  release_all(below, inner, outer);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_value_nearest_definition_wins_even_when_it_is_null) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *outer = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *inner = mk_value(outer, &key_user, NULL);
 
   ck_assert_ptr_null(uvctx_value(inner, &key_user));
   ck_assert_ptr_eq(uvctx_value(outer, &key_user), value_alice);
 
-  uvctx_release(inner);
-  uvctx_release(outer);
+  release_all(inner, outer);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_value_keys_compare_by_address_not_contents) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   /* Two distinct objects with equal contents are two different keys. */
   static char key_a[] = "key";
   static char key_b[] = "key";
@@ -142,8 +105,6 @@ START_TEST(test_value_keys_compare_by_address_not_contents) {
 END_TEST
 
 START_TEST(test_value_lookup_walks_through_cancel_deadline_and_without_cancel) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *user = mk_value(uvctx_background(), &key_user, value_alice);
   uvctx_t *cancel = mk_cancel(&loop, user);
   uvctx_t *request = mk_value(cancel, &key_request, value_req);
@@ -160,19 +121,12 @@ START_TEST(test_value_lookup_walks_through_cancel_deadline_and_without_cancel) {
   ck_assert_ptr_eq(uvctx_value(leaf, &key_request), value_req);
   ck_assert_ptr_null(uvctx_value(cancel, &key_request));
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(timed);
-  uvctx_release(request);
-  uvctx_release(cancel);
-  uvctx_release(user);
+  release_all(leaf, detached, timed, request, cancel, user);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_value_context_of_root_is_never_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
   uint64_t dl = 5;
 
@@ -191,8 +145,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_without_cancel_keeps_values_of_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *user = mk_value(cancel, &key_user, value_alice);
   uvctx_t *detached = mk_without(user);
@@ -200,23 +152,19 @@ START_TEST(test_without_cancel_keeps_values_of_parent) {
   ck_assert_ptr_eq(uvctx_value(detached, &key_user), value_alice);
   ck_assert_ptr_null(uvctx_value(detached, &key_request));
 
-  uvctx_release(detached);
-  uvctx_release(user);
-  uvctx_release(cancel);
+  release_all(detached, user, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
   uvctx_t *leaf = mk_cancel(&loop, value);
-  count_t detached_watch, leaf_watch;
-  count_watch(&detached_watch, detached);
-  count_watch(&leaf_watch, leaf);
+  rec_t detached_watch, leaf_watch;
+  rec_watch(&detached_watch, NULL, detached);
+  rec_watch(&leaf_watch, NULL, leaf);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -231,17 +179,12 @@ START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
   /* A watch on a context that can never be done never runs: unwatch is 0. */
   ck_assert_int_eq(uvctx_unwatch(&detached_watch.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&leaf_watch.w), 0);
-  uvctx_release(leaf);
-  uvctx_release(value);
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(leaf, value, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_without_cancel_of_done_parent_is_not_done) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *user = mk_value(parent, &key_user, value_alice);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
@@ -253,17 +196,12 @@ START_TEST(test_without_cancel_of_done_parent_is_not_done) {
   assert_not_done(leaf);
   ck_assert_ptr_eq(uvctx_value(leaf, &key_user), value_alice);
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(user);
-  uvctx_release(parent);
+  release_all(leaf, detached, user, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_without_cancel_drops_the_deadline_of_its_ancestors) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
   uvctx_t *detached = mk_without(timed);
   uint64_t dl = 9;
@@ -271,15 +209,12 @@ START_TEST(test_without_cancel_drops_the_deadline_of_its_ancestors) {
   ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
   ck_assert_uint_eq(dl, 9);
 
-  uvctx_release(detached);
-  uvctx_release(timed);
+  release_all(detached, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_without_cancel_is_not_cancellable_and_has_no_done_signal) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
 
@@ -288,21 +223,18 @@ START_TEST(test_without_cancel_is_not_cancellable_and_has_no_done_signal) {
   assert_not_done(detached);
   assert_not_done(parent);
 
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *child = mk_cancel(&loop, detached);
   uvctx_t *grandchild = mk_cancel(&loop, child);
-  count_t watch;
-  count_watch(&watch, child);
+  rec_t watch;
+  rec_watch(&watch, NULL, child);
   ck_assert_int_eq(uvctx_cancel(parent), 0);
   assert_not_done(child);
 
@@ -315,10 +247,7 @@ START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(watch.calls, 1);
 
-  uvctx_release(grandchild);
-  uvctx_release(child);
-  uvctx_release(detached);
-  uvctx_release(parent);
+  release_all(grandchild, child, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -354,8 +283,6 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(test_loop_of_each_kind_of_context) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
   uvctx_t *value_of_cancel = mk_value(cancel, &key_user, value_alice);
@@ -378,15 +305,8 @@ START_TEST(test_loop_of_each_kind_of_context) {
   ck_assert_ptr_null(uvctx_loop(value_of_detached));
   ck_assert_ptr_eq(uvctx_loop(cancel_of_detached), &loop);
 
-  uvctx_release(cancel_of_detached);
-  uvctx_release(value_of_detached);
-  uvctx_release(detached);
-  uvctx_release(value_of_root);
-  uvctx_release(value_of_timed);
-  uvctx_release(value_of_value);
-  uvctx_release(value_of_cancel);
-  uvctx_release(timed);
-  uvctx_release(cancel);
+  release_all(cancel_of_detached, value_of_detached, detached, value_of_root,
+              value_of_timed, value_of_value, value_of_cancel, timed, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -415,9 +335,7 @@ START_TEST(test_format_of_cancel_context_appends_with_cancel) {
   ck_assert_str_eq(fmt(nested, buf, sizeof(buf)),
                    "background.with_cancel.with_cancel");
 
-  uvctx_release(nested);
-  uvctx_release(todo_ctx);
-  uvctx_release(ctx);
+  release_all(nested, todo_ctx, ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -469,9 +387,7 @@ START_TEST(test_format_of_without_cancel_context_appends_without_cancel) {
                    "background.with_cancel.without_cancel");
   ck_assert_str_eq(fmt(todo_detached, buf, sizeof(buf)), "todo.without_cancel");
 
-  uvctx_release(todo_detached);
-  uvctx_release(detached);
-  uvctx_release(cancel);
+  release_all(todo_detached, detached, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -496,11 +412,7 @@ START_TEST(test_format_lists_the_whole_ancestry_root_first) {
                 "\"%s\" does not end with \").without_cancel.with_cancel\"",
                 buf);
 
-  uvctx_release(leaf);
-  uvctx_release(detached);
-  uvctx_release(value);
-  uvctx_release(timed);
-  uvctx_release(cancel);
+  release_all(leaf, detached, value, timed, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -519,8 +431,7 @@ START_TEST(test_format_with_null_buffer_and_zero_len_returns_needed_length) {
   ck_assert_int_eq(uvctx_format(value, NULL, 0),
                    (int)strlen(fmt(value, buf, sizeof(buf))));
 
-  uvctx_release(value);
-  uvctx_release(cancel);
+  release_all(value, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -573,6 +484,8 @@ Suite *value_suite(void) {
   Suite *s = suite_create("value");
 
   TCase *tc = tcase_create("with_value");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_value_is_found_on_the_context_that_defines_it);
   tcase_add_test(tc, test_value_of_unknown_key_is_null);
   tcase_add_test(tc, test_value_nearest_definition_wins);
@@ -584,6 +497,8 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("without_cancel");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_without_cancel_keeps_values_of_parent);
   tcase_add_test(tc, test_without_cancel_child_is_not_cancelled_with_parent);
   tcase_add_test(tc, test_without_cancel_of_done_parent_is_not_done);
@@ -595,15 +510,19 @@ Suite *value_suite(void) {
   suite_add_tcase(s, tc);
 
   tc = tcase_create("roots");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_roots_are_two_distinct_static_contexts);
   tcase_add_test(tc, test_roots_are_never_done_and_have_no_deadline_or_values);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("loop");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
+  tcase_add_checked_fixture(tc, loop_setup, NULL);
   tcase_add_test(tc, test_loop_of_each_kind_of_context);
   suite_add_tcase(s, tc);
 
   tc = tcase_create("format");
+  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
   tcase_add_test(tc, test_format_of_roots_is_background_and_todo);
   tcase_add_test(tc, test_format_of_cancel_context_appends_with_cancel);
   tcase_add_test(tc, test_format_of_deadline_context_shows_its_deadline);
