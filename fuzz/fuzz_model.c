@@ -26,11 +26,29 @@
  *   run              uv_run, UV_RUN_NOWAIT or UV_RUN_DEFAULT
  *   fail an alloc    the k-th allocation from now fails (k < 8): the call it
  *                    lands in must return UV_ENOMEM (NULL) and change nothing
+ *   chain            1-64 levels stacked on a handle, each a side context of
+ *                    the level below (cancel, value, NULL value, far or past
+ *                    deadline, without_cancel, timeout, any of one) and an
+ *                    any-context over the two that share everything above:
+ *                    {t, s}, {s, t}, {t, t}, {s, s}, {t, s, t}, {s, t, s, t},
+ *                    {s, t, t}, or the side alone; one shape for every level
+ *                    or a different one each; only the top is kept as a
+ *                    handle. Ancestors reachable by 2^levels paths.
  *
  * After every instruction the err, cause, deadline, values and loop of every
  * handle are compared with the model. At the end every slot is unwatched,
- * every handle released, the loop run and closed: uv_loop_close() must
- * return 0 and every byte uvctx allocated must have been freed.
+ * every handle released and the loop run: no handle or request may be left
+ * on it (what uv_loop_close() checks) and every byte uvctx allocated must
+ * have been freed.
+ *
+ * Every instruction, every uvctx_value() and uvctx_deadline() of the checks
+ * and every step of the teardown must take at most 100 ms (OP_LIMIT_MS, by
+ * CLOCK_MONOTONIC): all of them take microseconds, so an operation that takes
+ * longer has gone exponential or quadratic, and must show as a finding that
+ * names it, not as a slow run or a libFuzzer timeout somewhere inside. Time
+ * the fuzzing thread spent not running (another process had the core, on a
+ * shared machine) is not the operation's: it must also have used that much
+ * CPU time; one that has not returned after HANG_MS fails however.
  *
  * Time is kept out of it (see model.h): deadlines are past or out of reach,
  * and the calls that finish a context "now" do it inside the call. Real
@@ -40,9 +58,13 @@
  * without libFuzzer (fuzz/replay.c) it replays files, which `make check`
  * does with the corpus in fuzz/corpus. */
 #include <inttypes.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "model.h"
 #include "uvctx.h"
@@ -61,7 +83,12 @@ static int trace;
       m_fail(__VA_ARGS__);                                                    \
   } while (0)
 
-enum { MAX_HANDLES = 48, FORMAT_MAX = M_MAX_NODES * 64 };
+enum {
+  MAX_HANDLES = 48,
+  FORMAT_MAX = M_MAX_NODES * 64,
+  OP_LIMIT_MS = 100,
+  HANG_MS = 2000
+};
 
 /* Opcodes; the byte is taken modulo OP_COUNT. */
 enum {
@@ -86,8 +113,16 @@ enum {
   OP_RUN_NOWAIT,
   OP_RUN_DEFAULT,
   OP_FAIL_ALLOC,
+  OP_CHAIN,
   OP_COUNT
 };
+
+static const char *const op_names[OP_COUNT] = {
+    "with_cancel", "with_deadline", "with_timeout", "with_value",
+    "without_cancel", "with_any", "with_shutdown", "cancel", "shutdown",
+    "reset_timeout", "retain", "release", "root", "watch", "drain", "unwatch",
+    "done_async", "format", "uv_run(NOWAIT)", "uv_run(DEFAULT)", "fail_alloc",
+    "chain"};
 
 typedef struct {
   uvctx_watch_t w;
@@ -95,8 +130,14 @@ typedef struct {
   int a1, a2;
 } slot_t;
 
+/* One loop for every input of the process: making one costs an epoll fd, a
+ * pipe, an eventfd and a dozen system calls, a tenth of a short input's time.
+ * Each input ends with nothing left on it (checked as uv_loop_close() would
+ * check: no handle, no request), and uvctx's state of a loop goes with its
+ * last context, so the next input finds it as a new one. */
+static uv_loop_t loop;
+
 static struct {
-  uv_loop_t loop;
   int node[MAX_HANDLES];
   uvctx_t *ctx[MAX_HANDLES];
   int nh;
@@ -154,6 +195,117 @@ static int alloc_failed;
   })
 
 /* ---------------------------------------------------------------------------
+ * Timing: no operation may take more than OP_LIMIT_MS
+ *
+ * A blow-up does not return for hours, so it cannot be measured after the
+ * fact: each operation notes when it began and what it is, and a watchdog
+ * thread looks every few milliseconds. When one has run too long it names it
+ * and sends SIGABRT to the fuzzing thread, whose stack (libFuzzer's crash
+ * report, or a core) shows where it was stuck. Reading the fuzzing thread's
+ * CPU clock is a system call, so only the watchdog does it, from the moment
+ * it first sees an operation (at most a tick after it began).
+ * ------------------------------------------------------------------------- */
+
+enum { TICK_MS = 20 };
+
+static uint64_t clock_ns(clockid_t id);
+
+/* The coarse clock: read from the vDSO without the time counter, a few
+ * nanoseconds per operation, to the tick (a few ms): plenty for 100 ms. */
+static uint64_t mono_ns(void) { return clock_ns(CLOCK_MONOTONIC_COARSE); }
+
+/* The operation running: since 0 when none. */
+typedef struct {
+  uint64_t since;
+  const char *what;
+  int node;
+} op_t;
+
+static _Atomic uint64_t op_since;
+static const char *_Atomic op_what;
+static _Atomic int op_node;
+static pthread_t fuzz_thread, watchdog_thread;
+static atomic_int watchdog_stop;
+
+/* Starts timing what (on node n, if n >= 0); returns what was being timed,
+ * for op_end() to resume: a callback's checks run inside uv_run. */
+static op_t op_begin(const char *what, int n) {
+  op_t prev = {atomic_load_explicit(&op_since, memory_order_relaxed),
+               atomic_load_explicit(&op_what, memory_order_relaxed),
+               atomic_load_explicit(&op_node, memory_order_relaxed)};
+  atomic_store_explicit(&op_since, 0, memory_order_relaxed);
+  atomic_store_explicit(&op_what, what, memory_order_relaxed);
+  atomic_store_explicit(&op_node, n, memory_order_relaxed);
+  atomic_store_explicit(&op_since, mono_ns(), memory_order_release);
+  return prev;
+}
+
+static void op_end(op_t prev) {
+  atomic_store_explicit(&op_since, 0, memory_order_relaxed);
+  atomic_store_explicit(&op_what, prev.what, memory_order_relaxed);
+  atomic_store_explicit(&op_node, prev.node, memory_order_relaxed);
+  atomic_store_explicit(&op_since, prev.since, memory_order_release);
+}
+
+static uint64_t clock_ns(clockid_t id) {
+  struct timespec ts;
+  clock_gettime(id, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static void *watchdog(void *arg) {
+  const struct timespec tick = {0, TICK_MS * 1000000};
+  const uint64_t ms = 1000000;
+  uint64_t seen = 0, cpu0 = 0; /* the operation last seen, and its start */
+  clockid_t cpu;
+
+  (void)arg;
+  if (pthread_getcpuclockid(fuzz_thread, &cpu) != 0)
+    abort();
+  while (!atomic_load_explicit(&watchdog_stop, memory_order_relaxed)) {
+    uint64_t since, wall, used;
+    const char *what;
+    int n;
+
+    nanosleep(&tick, NULL);
+    since = atomic_load_explicit(&op_since, memory_order_acquire);
+    if (since == 0)
+      continue;
+    if (since != seen) {
+      seen = since;
+      cpu0 = clock_ns(cpu);
+      continue;
+    }
+    wall = mono_ns() - since;
+    used = clock_ns(cpu) - cpu0;
+    if (!(wall > OP_LIMIT_MS * ms && used > OP_LIMIT_MS * ms) &&
+        wall <= HANG_MS * ms)
+      continue;
+    what = atomic_load_explicit(&op_what, memory_order_relaxed);
+    n = atomic_load_explicit(&op_node, memory_order_relaxed);
+    if (atomic_load_explicit(&op_since, memory_order_acquire) != since)
+      continue; /* it ended meanwhile: what and n may be the next one's */
+    fprintf(stderr, "\nfuzz_model: %s", what);
+    if (n >= 0)
+      fprintf(stderr, " of node %d", n);
+    fprintf(stderr,
+            " has run for %" PRIu64 " ms (%" PRIu64 " ms of CPU seen), more "
+            "than %d ms (%d nodes)\n",
+            wall / ms, used / ms, OP_LIMIT_MS, M.nnodes);
+    pthread_kill(fuzz_thread, SIGABRT);
+    return NULL;
+  }
+  return NULL;
+}
+
+/* At exit (fuzz/replay's end, libFuzzer's -runs), so that valgrind finds
+ * nothing of the thread left. */
+static void watchdog_end(void) {
+  atomic_store_explicit(&watchdog_stop, 1, memory_order_relaxed);
+  pthread_join(watchdog_thread, NULL);
+}
+
+/* ---------------------------------------------------------------------------
  * Reading the program
  * ------------------------------------------------------------------------- */
 
@@ -198,12 +350,15 @@ static void check_handle(int h) {
   const m_node *x = &M.nodes[n];
   uint64_t got = 0, want = 0;
   int rc, mrc;
+  op_t t;
 
   EXPECT(uvctx_err(ctx) == x->err, "node %d: err %d, model %d", n,
          uvctx_err(ctx), x->err);
   EXPECT(uvctx_cause(ctx) == x->cause, "node %d: cause %d, model %d", n,
          uvctx_cause(ctx), x->cause);
+  t = op_begin("uvctx_deadline", n);
   rc = uvctx_deadline(ctx, &got);
+  op_end(t);
   mrc = m_deadline(n, &want);
   EXPECT(rc == mrc, "node %d: uvctx_deadline %d, model %d", n, rc, mrc);
   if (rc == 1) {
@@ -214,19 +369,33 @@ static void check_handle(int h) {
       EXPECT(got == want, "node %d: deadline %" PRIu64 ", model %" PRIu64, n,
              got, want);
   }
-  for (int k = 0; k < 4; k++) {
-    void *v = NULL;
-    m_value(n, &keys[k], &v);
-    EXPECT(uvctx_value(ctx, &keys[k]) == v, "node %d: value of key %d", n, k);
+  for (int k = 0; k < 5; k++) {
+    /* Four keys, then one that nothing defines: a walk of everything. */
+    const void *key = k < 4 ? (const void *)&keys[k] : (const void *)&H;
+    void *v = NULL, *got_v;
+    m_value(n, key, &v);
+    t = op_begin("uvctx_value", n);
+    got_v = uvctx_value(ctx, key);
+    op_end(t);
+    EXPECT(got_v == v, "node %d: value of key %d", n, k);
   }
-  EXPECT(uvctx_value(ctx, &H) == NULL, "node %d: value of an unknown key", n);
-  EXPECT(uvctx_loop(ctx) == (m_can_be_done(n) ? &H.loop : NULL),
+  EXPECT(uvctx_loop(ctx) == (m_can_be_done(n) ? &loop : NULL),
          "node %d: uvctx_loop", n);
 }
 
+/* Each node once: retained handles of one node share its context. */
 static void check_all(void) {
+  static unsigned gen, checked[M_MAX_NODES];
+
+  if (++gen == 0) {
+    memset(checked, 0, sizeof checked);
+    gen = 1;
+  }
   for (int h = 0; h < H.nh; h++)
-    check_handle(h);
+    if (checked[H.node[h]] != gen) {
+      checked[H.node[h]] = gen;
+      check_handle(h);
+    }
 }
 
 /* A constructor's outcome: an allocation failed and it said UV_ENOMEM with
@@ -341,7 +510,7 @@ static void op_make(int op) {
     return;
   switch (op) {
   case OP_CANCEL_CTX:
-    rc = CALL(uvctx_with_cancel(&H.loop, pctx, &out));
+    rc = CALL(uvctx_with_cancel(&loop, pctx, &out));
     if (made(rc, out))
       add_handle(m_new_cancel(parent), out);
     break;
@@ -350,8 +519,8 @@ static void op_make(int op) {
                                           UINT64_MAX - 1, UINT64_MAX};
     uint64_t d = deadlines[a % 5];
     int cause = causes[b % 4];
-    rc = b % 5 == 4 ? CALL(uvctx_with_deadline(&H.loop, pctx, d, &out))
-                    : CALL(uvctx_with_deadline_cause(&H.loop, pctx, d, cause,
+    rc = b % 5 == 4 ? CALL(uvctx_with_deadline(&loop, pctx, d, &out))
+                    : CALL(uvctx_with_deadline_cause(&loop, pctx, d, cause,
                                                      &out));
     if (b % 5 == 4)
       cause = 0;
@@ -362,8 +531,8 @@ static void op_make(int op) {
   case OP_TIMEOUT: {
     uint64_t t = a % 2 ? UINT64_MAX : 0;
     int cause = causes[b % 4];
-    rc = b % 5 == 4 ? CALL(uvctx_with_timeout(&H.loop, pctx, t, &out))
-                    : CALL(uvctx_with_timeout_cause(&H.loop, pctx, t, cause,
+    rc = b % 5 == 4 ? CALL(uvctx_with_timeout(&loop, pctx, t, &out))
+                    : CALL(uvctx_with_timeout_cause(&loop, pctx, t, cause,
                                                     &out));
     if (b % 5 == 4)
       cause = 0;
@@ -396,14 +565,14 @@ static void op_make(int op) {
       parents[i] = node_of(hi);
       pctxs[i] = ctx_of(hi);
     }
-    rc = CALL(uvctx_with_any(&H.loop, pctxs, (size_t)count, &out));
+    rc = CALL(uvctx_with_any(&loop, pctxs, (size_t)count, &out));
     if (made(rc, out))
       add_handle(m_new_any(parents, count), out);
     break;
   }
   case OP_SHUTDOWN_CTX: {
     uint64_t grace = a % 2 ? UINT64_MAX : 0;
-    rc = CALL(uvctx_with_shutdown(&H.loop, pctx, NULL, 0, grace, &stopping,
+    rc = CALL(uvctx_with_shutdown(&loop, pctx, NULL, 0, grace, &stopping,
                                   &out));
     if (!made(rc, out)) {
       EXPECT(stopping == SENTINEL, "failed with_shutdown wrote *stopping");
@@ -416,6 +585,132 @@ static void op_make(int op) {
   }
   }
   made_trace(op, rc);
+}
+
+/* One level's side context s of top, as kind says (see the header); 1 and
+ * s's node and context, or 0 when an injected allocation failure stopped it.
+ * r varies deadlines and values from level to level. */
+static int make_side(unsigned kind, int top, uvctx_t *tctx, unsigned level,
+                     uint32_t r, int *node, uvctx_t **out) {
+  uvctx_t *s = SENTINEL;
+  const void *key = &keys[r >> 2 & 3];
+  int cause = causes[r & 3];
+  int rc;
+
+  switch (kind) {
+  case 0:
+    rc = CALL(uvctx_with_cancel(&loop, tctx, &s));
+    if (made(rc, s))
+      *node = m_new_cancel(top);
+    break;
+  case 1:
+  case 2: {
+    void *value = kind == 2 ? NULL : &vals[r >> 4 & 3];
+    rc = CALL(uvctx_with_value(tctx, key, value, &s));
+    if (made(rc, s))
+      *node = m_new_value(top, key, value);
+    break;
+  }
+  case 3: {
+    /* Far and different at each level, so that the earliest is one of
+     * them, anywhere in the chain. */
+    uint64_t d = ((uint64_t)1 << 62) + (r >> 8 & 0xffff);
+    rc = CALL(uvctx_with_deadline_cause(&loop, tctx, d, cause, &s));
+    if (made(rc, s))
+      *node = m_new_deadline(top, d, cause);
+    break;
+  }
+  case 4:
+    rc = CALL(uvctx_without_cancel(tctx, &s));
+    if (made(rc, s))
+      *node = m_new_without(top);
+    break;
+  case 5:
+    rc = CALL(uvctx_with_timeout(&loop, tctx, UINT64_MAX, &s));
+    if (made(rc, s))
+      *node = m_new_deadline(top, UINT64_MAX, 0);
+    break;
+  case 6:
+    rc = CALL(uvctx_with_deadline_cause(&loop, tctx, r >> 6 & 1, cause,
+                                        &s));
+    if (made(rc, s))
+      *node = m_new_deadline(top, r >> 6 & 1, cause);
+    break;
+  default:
+    rc = CALL(uvctx_with_any(&loop, &tctx, 1, &s));
+    if (made(rc, s))
+      *node = m_new_any(&top, 1);
+    break;
+  }
+  TRACE("  chain level %u: side kind %u -> %d, node %d\n", level, kind, rc,
+        alloc_failed ? -1 : *node);
+  if (alloc_failed)
+    return 0;
+  *out = s;
+  return 1;
+}
+
+/* Lets go of a context the program does not hold as a handle. */
+static void release_tmp(int node, uvctx_t *ctx) {
+  CALL((uvctx_release(ctx), 0));
+  m_release(node);
+}
+
+/* The any-context parents of each pattern: t is the level below, s its side
+ * context; the last pattern uses s alone, as the next level. */
+static const char chain_patterns[8][M_MAX_PARENTS + 1] = {
+    "ts", "st", "tt", "ss", "tst", "stst", "stt", "s"};
+
+static void op_chain(void) {
+  int h = pick(byte());
+  unsigned levels = 1 + byte() % 64, shape = byte();
+  uint32_t r = byte() * 2654435761u + 1;
+  int top = node_of(h), held = 0; /* held: top is ours to release */
+  uvctx_t *tctx = ctx_of(h);
+
+  if (!room(1))
+    return;
+  for (unsigned i = 0; i < levels && M.nnodes + 2 <= M_MAX_NODES; i++) {
+    unsigned kind = shape % 8, pattern = shape / 8 % 8;
+    const char *pat;
+    int side = -1, parents[M_MAX_PARENTS], count = 0, any = -1, rc;
+    uvctx_t *sctx = NULL, *pctxs[M_MAX_PARENTS], *out = SENTINEL;
+
+    r = r * 1103515245u + 12345u;
+    if (shape & 0x80) { /* a different shape at each level */
+      kind = r >> 16 & 7;
+      pattern = r >> 19 & 7;
+    }
+    pat = chain_patterns[pattern];
+    if (strchr(pat, 's') != NULL &&
+        !make_side(kind, top, tctx, i, r >> 8, &side, &sctx))
+      break;
+    if (strcmp(pat, "s") == 0) {
+      any = side;
+      out = sctx;
+    } else {
+      for (; pat[count] != '\0'; count++) {
+        parents[count] = pat[count] == 't' ? top : side;
+        pctxs[count] = pat[count] == 't' ? tctx : sctx;
+      }
+      rc = CALL(uvctx_with_any(&loop, pctxs, (size_t)count, &out));
+      if (made(rc, out))
+        any = m_new_any(parents, count);
+      TRACE("  chain level %u: any of %s -> %d, node %d\n", i, pat, rc, any);
+      /* The any-context holds its own reference to the side context. */
+      if (side >= 0)
+        release_tmp(side, sctx);
+      if (any < 0)
+        break;
+    }
+    if (held)
+      release_tmp(top, tctx);
+    top = any;
+    tctx = out;
+    held = 1;
+  }
+  if (held)
+    add_handle(top, tctx);
 }
 
 static void op_done_async(void) {
@@ -456,7 +751,7 @@ static void op_format(void) {
   /* Truncated like snprintf. Deadlines print the time left, which may
    * change between the two calls: then only the shape is compared. */
   size_t cap = cut % (size_t)(len + 3);
-  memset(small, 'X', sizeof small);
+  memset(small, 'X', cap + 1);
   rc = CALL(uvctx_format(ctx_of(h), cap ? small : NULL, cap));
   if (strchr(tmpl, '*') == NULL) {
     size_t keep = (size_t)len < cap ? (size_t)len : cap ? cap - 1 : 0;
@@ -476,7 +771,7 @@ static void op_run(int nowait) {
   int rc;
   TRACE("run %s\n", nowait ? "nowait" : "default");
   m_run_begin();
-  rc = uv_run(&H.loop, nowait ? UV_RUN_NOWAIT : UV_RUN_DEFAULT);
+  rc = uv_run(&loop, nowait ? UV_RUN_NOWAIT : UV_RUN_DEFAULT);
   m_run_end(nowait);
   if (!nowait)
     EXPECT(rc == 0, "uv_run(UV_RUN_DEFAULT) returned %d: something keeps the "
@@ -487,6 +782,7 @@ static void step(void) {
   int op = (int)(byte() % OP_COUNT);
   int h, s;
   unsigned a, b, c;
+  op_t t = op_begin(op_names[op], -1);
 
   switch (op) {
   case OP_CANCEL_CTX:
@@ -572,19 +868,36 @@ static void step(void) {
   case OP_FAIL_ALLOC:
     fail_in = (long)(byte() % 8);
     break;
+  case OP_CHAIN:
+    op_chain();
+    break;
   }
+  op_end(t);
   check_all();
+}
+
+static void count_handle(uv_handle_t *handle, void *arg) {
+  (void)handle;
+  (*(int *)arg)++;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   static int once;
+  op_t t;
+  int open_handles = 0;
 
   if (!once) {
     once = 1;
     trace = getenv("UVCTX_FUZZ_TRACE") != NULL;
     if (uvctx_replace_allocator(fz_malloc, fz_free) != 0)
+      abort();
+    if (uv_loop_init(&loop) != 0)
+      abort();
+    fuzz_thread = pthread_self();
+    if (pthread_create(&watchdog_thread, NULL, watchdog, NULL) != 0 ||
+        atexit(watchdog_end) != 0)
       abort();
   }
   memset(&H, 0, sizeof H);
@@ -594,24 +907,35 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   H.p = data;
   H.left = size;
   H.t0 = uvctx_now();
-  if (uv_loop_init(&H.loop) != 0)
-    abort();
 
   while (H.left > 0)
     step();
 
   /* The end: no failure injected any more, everything let go of. */
   fail_in = -1;
-  for (int s = 0; s < M_MAX_WATCHES; s++)
+  for (int s = 0; s < M_MAX_WATCHES; s++) {
+    t = op_begin("unwatch at the end", -1);
     do_unwatch(s);
-  while (H.nh > 0)
+    op_end(t);
+  }
+  while (H.nh > 0) {
+    t = op_begin("release at the end", H.node[H.nh - 1]);
     do_release(H.nh - 1);
+    op_end(t);
+  }
+  t = op_begin("uv_run(DEFAULT) at the end", -1);
   op_run(0);
+  op_end(t);
   for (int n = 2; n < M.nnodes; n++)
     EXPECT(!M.nodes[n].alive, "model: node %d still alive at the end", n);
-  EXPECT(uvctx_dump_loop(&H.loop, stderr) == 0,
+  t = op_begin("uvctx_dump_loop and uv_walk at the end", -1);
+  EXPECT(uvctx_dump_loop(&loop, stderr) == 0,
          "contexts alive after everything was released");
-  EXPECT(uv_loop_close(&H.loop) == 0, "uv_loop_close failed at the end");
+  uv_walk(&loop, count_handle, &open_handles);
+  EXPECT(open_handles == 0 && !uv_loop_alive(&loop),
+         "%d handles left on the loop at the end (uv_loop_close would fail)",
+         open_handles);
+  op_end(t);
   EXPECT(outstanding == 0, "%ld blocks uvctx allocated were not freed",
          outstanding);
   return 0;

@@ -27,7 +27,14 @@ static int is_root(int n) {
 }
 
 void m_init(void) {
-  memset(&M, 0, sizeof M);
+  /* The header and the two roots only: new_node() clears each node it hands
+   * out, and clearing all M_MAX_NODES nodes for every input was a measurable
+   * share of the fuzzer's time. */
+  memset(M.nodes, 0, 2 * sizeof M.nodes[0]);
+  memset(M.watches, 0, sizeof M.watches);
+  M.event = 0;
+  M.deadline_epoch = 1; /* a node's 0 is "not known" */
+  M.reg_seq = 0;
   /* "the callbacks of an ancestor run before those of its descendants, and
    * those of one context in the order they were registered": that is all
    * the manual promises about order. uvctx delivers through one queue per
@@ -61,56 +68,74 @@ int m_can_be_done(int n) { return m_owner(n) >= 0; }
 
 /* "the earliest deadline of ctx and its ancestors"; a without-cancel context
  * "has no deadline" (and hides its parent's); an any-context's "is the
- * earliest of all" its parents'. */
+ * earliest of all" its parents'. Computed from the parents' answers, each
+ * kept until a deadline changes anywhere: through stacked diamonds (an
+ * ancestor reached by 2^levels paths) every node is worked out once. */
 int m_deadline(int n, uint64_t *out) {
-  int found = 0;
-  uint64_t best = 0;
+  m_node *x = &M.nodes[n];
 
-  for (;;) {
-    const m_node *x = &M.nodes[n];
-    if (x->kind == M_WITHOUT || is_root(n))
-      break;
-    if ((x->kind == M_DEADLINE || x->kind == M_SHUTDOWN) && x->has_deadline &&
-        (!found || x->deadline < best)) {
+  if (x->deadline_epoch != M.deadline_epoch) {
+    int found = 0;
+    uint64_t best = 0, t;
+
+    if ((x->kind == M_DEADLINE || x->kind == M_SHUTDOWN) && x->has_deadline) {
       best = x->deadline;
       found = 1;
     }
     if (x->kind == M_ANY) {
-      for (int i = 0; i < x->nparents; i++) {
-        uint64_t t;
+      for (int i = 0; i < x->nparents; i++)
         if (m_deadline(x->parents[i], &t) && (!found || t < best)) {
           best = t;
           found = 1;
         }
-      }
-      break;
+    } else if (x->kind != M_WITHOUT && !is_root(n) &&
+               m_deadline(x->parents[0], &t) && (!found || t < best)) {
+      best = t;
+      found = 1;
     }
-    n = x->parents[0];
+    x->deadline_found = found;
+    x->deadline_earliest = best;
+    x->deadline_epoch = M.deadline_epoch;
   }
-  if (found)
-    *out = best;
-  return found;
+  if (x->deadline_found)
+    *out = x->deadline_earliest;
+  return x->deadline_found;
 }
 
 /* "nearest definition up the tree"; an any-context "looks in parents in
- * order". */
+ * order". Depth first, parents in order, the first match: its own, else the
+ * first of its parents' answers that has one. A node's answer never changes
+ * (the graph above it is fixed when it is made), so it is kept once known:
+ * every node is worked out once per key however many paths reach it. */
 int m_value(int n, const void *key, void **out) {
-  for (;;) {
-    const m_node *x = &M.nodes[n];
-    if (x->kind == M_VALUE && x->key == key) {
-      *out = x->value;
-      return 1;
+  m_node *x = &M.nodes[n];
+  void *value = NULL;
+  int found = 0;
+
+  for (int k = 0; k < x->nknown; k++)
+    if (x->known[k].key == key) {
+      if (x->known[k].found)
+        *out = x->known[k].value;
+      return x->known[k].found;
     }
-    if (x->kind == M_ANY) {
-      for (int i = 0; i < x->nparents; i++)
-        if (m_value(x->parents[i], key, out))
-          return 1;
-      return 0;
-    }
-    if (is_root(n))
-      return 0;
-    n = x->parents[0];
+  if (x->kind == M_VALUE && x->key == key) {
+    value = x->value;
+    found = 1;
+  } else if (x->kind == M_ANY) {
+    for (int i = 0; i < x->nparents && !found; i++)
+      found = m_value(x->parents[i], key, &value);
+  } else if (!is_root(n)) {
+    found = m_value(x->parents[0], key, &value);
   }
+  if (x->nknown == M_MAX_KEYS)
+    m_fail("model: more than %d keys looked up", M_MAX_KEYS);
+  x->known[x->nknown].key = key;
+  x->known[x->nknown].value = value;
+  x->known[x->nknown].found = found;
+  x->nknown++;
+  if (found)
+    *out = value;
+  return found;
 }
 
 /* ---------------------------------------------------------------------------
@@ -331,6 +356,7 @@ int m_shutdown(int n, int cause) {
     x->phase = 1;
     x->has_deadline = 1;
     x->deadline = x->grace == 0 ? M_NOW : UINT64_MAX;
+    M.deadline_epoch++;
     x->timer_cause = cause;
     if (x->stopping >= 0 && M.nodes[x->stopping].alive)
       m_cancel(x->stopping, cause);
@@ -353,6 +379,7 @@ int m_reset_timeout(int n, int zero) {
   if (x->err != 0)
     return UV_EALREADY;
   x->deadline = zero ? M_NOW : UINT64_MAX;
+  M.deadline_epoch++;
   if (zero)
     finish(n, UV_ETIMEDOUT,
            x->timer_cause != 0 ? x->timer_cause : UV_ETIMEDOUT, ++M.event, 1);
@@ -451,14 +478,34 @@ static int ok_to_run(int n, int event) {
   return reached;
 }
 
+/* Answers of cleared() kept for one callback's check (new_walk() first):
+ * through stacked diamonds an ancestor is asked about once per path. A check
+ * takes a new generation number instead of clearing the marks. */
+static unsigned walk_gen, walked[M_MAX_NODES];
+static signed char cleared_memo[M_MAX_NODES];
+
+static void new_walk(void) {
+  if (++walk_gen == 0) {
+    memset(walked, 0, sizeof walked);
+    walk_gen = 1;
+  }
+}
+
+/* Every callback of p due by event has run, and so have those of its
+ * ancestors. */
 static int cleared(int p, int event) {
+  if (walked[p] == walk_gen)
+    return cleared_memo[p];
+  walked[p] = walk_gen;
+  cleared_memo[p] = 0;
   for (int w = 0; w < M_MAX_WATCHES; w++) {
     const m_wrec *a = &M.watches[w];
     if (a->state == MW_DUE && !a->is_drain && a->ancestry && a->node == p &&
         a->due_event == event)
       return 0;
   }
-  return ok_to_run(p, event);
+  cleared_memo[p] = (signed char)ok_to_run(p, event);
+  return cleared_memo[p];
 }
 
 void m_run_begin(void) {
@@ -495,6 +542,7 @@ void m_callback(int w, int err) {
       m_fail("watches %d and %d of node %d ran out of registration order", w,
              v, mw->node);
   }
+  new_walk();
   if (mw->ancestry && !mw->is_drain && !ok_to_run(mw->node, mw->due_event))
     m_fail("watch %d of node %d ran before a watch of an ancestor finished "
            "by the same cancel (event %d)",

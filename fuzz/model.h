@@ -27,7 +27,8 @@
 enum {
   M_MAX_NODES = 256,
   M_MAX_WATCHES = 16,
-  M_MAX_PARENTS = 4
+  M_MAX_PARENTS = 4,
+  M_MAX_KEYS = 8 /* distinct keys looked up per input */
 };
 
 enum m_kind {
@@ -67,6 +68,18 @@ typedef struct {
   int refs;
   int kids; /* live children links */
   int alive;
+  /* What uvctx_value() and uvctx_deadline() give, kept once known (see
+   * m_value()): a node's values never change, its deadline only when one of
+   * an ancestor's does (M.deadline_epoch). */
+  int nknown;
+  struct {
+    const void *key;
+    void *value;
+    int found;
+  } known[M_MAX_KEYS];
+  unsigned deadline_epoch; /* 0: not known */
+  int deadline_found;
+  uint64_t deadline_earliest;
 } m_node;
 
 typedef enum {
@@ -92,6 +105,7 @@ typedef struct {
   int nnodes;
   m_wrec watches[M_MAX_WATCHES];
   int event;      /* last event number */
+  unsigned deadline_epoch; /* moves on when any deadline changes */
   long reg_seq;
   int strict_fifo; /* callbacks run in the order they became due */
 } m_model;
