@@ -493,9 +493,11 @@ for be in ours go; do
   sent=$(since "$s_log" "$smark" | sed -n 's/.*sending grpc-timeout=\([0-9]*[HMSmun]\) .*/\1/p' | tail -n 1)
   budget=$(since "$blog" "$bmark" | grep -e "${be_start[$be]}" | sed -n 's/.*budget=\([0-9.]*\)ms.*/\1/p' | tail -n 1)
   left=$(awk -v a="$began" -v b="$sent_at" 'BEGIN { if (a == "" || b == "") print ""; else printf "%.1f", 300 - (b - a) }')
-  # <= what is left, +1 ms: the receiver rounds a sub-ms remainder up.
+  # <= what is left, +1 ms: the receiver rounds a sub-ms remainder up. The
+  # sample's 100 ms wait counts from libuv's cached loop time, so it can end
+  # a little short of 100 ms of wall time: at least 50 ms spent shows it ran.
   check "chain $be: $(diff_ms "$sent_at" "$began" | tr -d +) ms spent before the call, $left ms left, grpc-timeout=$sent, the backend's budget $budget ms (<= left + 1 ms, >= left - ${CANCEL_MS} ms)" \
-    awk -v l="$left" -v b="$budget" 'BEGIN { exit !(l != "" && b != "" && 300 - l >= 100 && b <= l + 1 && b >= l - '"$CANCEL_MS"') }'
+    awk -v l="$left" -v b="$budget" 'BEGIN { exit !(l != "" && b != "" && 300 - l >= 50 && b <= l + 1 && b >= l - '"$CANCEL_MS"') }'
 
   # (iii) hedged: the first backend (this one) answers in 100 ms, the other
   # would take 1.5 s and is cancelled.
