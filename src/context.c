@@ -321,28 +321,13 @@ static int visit_deadline(const uvctx_t *ctx, void *arg) {
   return UVCTX__WALK_UP;
 }
 
-/* The earliest deadline of ctx and its ancestors: up the chain, and from the
- * first any-context on, over the graph above it, each context once. */
-static struct earliest earliest_deadline(const uvctx_t *ctx) {
-  struct earliest e = {0, UINT64_MAX};
-
-  for (; ctx != NULL && ctx->kind != UVCTX__WITHOUT_CANCEL; ctx = ctx->parent) {
-    if (uvctx__has_timer(ctx)) {
-      fold_deadline(ctx, &e);
-    } else if (ctx->kind == UVCTX__ANY) {
-      uvctx__walk_ancestors(ctx, visit_deadline, &e);
-      break;
-    }
-  }
-  return e;
-}
-
 int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
-  struct earliest e;
+  struct earliest e = {0, UINT64_MAX};
 
   if (ctx == NULL || deadline_ms == NULL)
     return UV_EINVAL;
-  e = earliest_deadline(ctx);
+  /* Each distinct ancestor once, however the graph above ctx is shaped. */
+  uvctx__walk_up(ctx, visit_deadline, &e);
   if (!e.found)
     return 0;
   *deadline_ms = e.deadline;

@@ -305,6 +305,26 @@ typedef int (*uvctx__visit_cb)(const uvctx_t *ctx, void *arg);
  * order, each once; 1 if cb stopped the walk. Any thread. */
 int uvctx__walk_ancestors(const uvctx_t *ctx, uvctx__visit_cb cb, void *arg);
 
+/* Calls cb on ctx and its ancestors, nearest first: a plain loop up the
+ * chain, and from the first any-context on, uvctx__walk_ancestors(). Inline,
+ * so that each lookup's cb is inlined in its chain loop, the hot path. */
+static inline int uvctx__walk_up(const uvctx_t *ctx, uvctx__visit_cb cb,
+                                 void *arg) {
+  for (; !uvctx__is_root(ctx); ctx = ctx->parent) { /* a chain ends at one */
+    if (ctx->kind == UVCTX__ANY)
+      return uvctx__walk_ancestors(ctx, cb, arg);
+    switch (cb(ctx, arg)) {
+    case UVCTX__WALK_STOP:
+      return 1;
+    case UVCTX__WALK_PRUNE:
+      return 0;
+    default:
+      break;
+    }
+  }
+  return 0;
+}
+
 /* The bits of uvctx_t.seen, one per walk under way. */
 #define UVCTX__WALK_BITS_MASK 0xffu
 unsigned int uvctx__mark_acquire(void);

@@ -60,21 +60,12 @@ static int match(const uvctx_t *ctx, void *arg) {
   return UVCTX__WALK_UP;
 }
 
-/* The nearest definition of key up from ctx: an iterative walk up the chain,
- * and, from the first any-context on, a walk of the graph above it that
- * visits each context once, in the same order (ancestors.c). */
+/* The nearest definition of key up from ctx, in the order of
+ * uvctx__walk_up(): each distinct ancestor once (ancestors.c). */
 void *uvctx_value(const uvctx_t *ctx, const void *key) {
   struct lookup l = {key, NULL};
 
-  if (key == NULL)
-    return NULL;
-  for (; ctx != NULL; ctx = ctx->parent) {
-    if (ctx->kind == UVCTX__VALUE && uvctx__as_value(ctx)->key == key)
-      return uvctx__as_value(ctx)->value;
-    if (ctx->kind == UVCTX__ANY) {
-      uvctx__walk_ancestors(ctx, match, &l);
-      return l.value;
-    }
-  }
-  return NULL;
+  if (ctx != NULL && key != NULL)
+    uvctx__walk_up(ctx, match, &l);
+  return l.value;
 }
