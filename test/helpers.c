@@ -8,6 +8,22 @@ uv_loop_t loop;
 
 void loop_setup(void) { ck_assert_int_eq(uv_loop_init(&loop), 0); }
 
+Suite *suite_of(const char *name, const case_row_t *rows, size_t n) {
+  Suite *s = suite_create(name);
+  for (const case_row_t *r = rows; r < rows + n; r++) {
+    TCase *tc = tcase_create(r->name);
+    tcase_set_timeout(tc, r->timeout_s);
+    if (r->setup != NULL || r->teardown != NULL)
+      tcase_add_checked_fixture(tc, r->setup, r->teardown);
+    for (const TTest *const *t = r->tests; t != NULL && *t != NULL; t++)
+      tcase_add_test(tc, *t);
+    for (const loop_row_t *l = r->loops; l != NULL && l->test != NULL; l++)
+      tcase_add_loop_test(tc, l->test, l->start, l->end);
+    suite_add_tcase(s, tc);
+  }
+  return s;
+}
+
 void release_n(uvctx_t *const *ctxs, size_t n) {
   for (size_t i = 0; i < n; i++)
     uvctx_release(ctxs[i]);

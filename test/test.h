@@ -51,6 +51,40 @@ enum {
   TIMEOUT_THREADS_S = 90
 };
 
+/* A suite is written as a table, one row per test case: its name, its
+ * timeout (one of the above), a checked fixture (setup/teardown, either may
+ * be NULL) run around each test, the tests run once, and the loop tests, each
+ * run for _i in [start, end):
+ *
+ *   return SUITE("drain",
+ *       {"when", TIMEOUT_LOOP_S, loop_setup, NULL,
+ *        .tests = TESTS(drain_runs_once, drain_waits_for_descendants)},
+ *       {"rows", TIMEOUT_LOOP_S, loop_setup, NULL,
+ *        .loops = LOOPS({drain_rejects_each_uncancellable, 0, NUNCANCELLABLE})});
+ */
+typedef struct {
+  const TTest *test;
+  int start;
+  int end;
+} loop_row_t;
+
+typedef struct {
+  const char *name;
+  double timeout_s;
+  void (*setup)(void);
+  void (*teardown)(void);
+  const TTest *const *tests; /* NULL-terminated; may be NULL */
+  const loop_row_t *loops;   /* ends with a NULL test; may be NULL */
+} case_row_t;
+
+#define TESTS(...) ((const TTest *const[]){__VA_ARGS__, NULL})
+#define LOOPS(...) ((const loop_row_t[]){__VA_ARGS__, {NULL, 0, 0}})
+#define SUITE(name, ...)                                                       \
+  suite_of((name), (const case_row_t[]){__VA_ARGS__},                          \
+           sizeof((const case_row_t[]){__VA_ARGS__}) / sizeof(case_row_t))
+
+Suite *suite_of(const char *name, const case_row_t *rows, size_t n);
+
 /* One suite per source file under test; test_main.c runs them all. */
 Suite *cancel_suite(void);
 Suite *timer_suite(void);

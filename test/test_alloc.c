@@ -494,29 +494,22 @@ START_TEST(test_everything_fails_when_no_memory_is_left) {
 END_TEST
 
 Suite *alloc_suite(void) {
-  Suite *s = suite_create("alloc");
-  TCase *tc = tcase_create("enomem");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_test(tc, test_with_cancel_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_deadline_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_timeout_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_grpc_timeout_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_value_enomem_leaves_nothing);
-  tcase_add_test(tc, test_without_cancel_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_signal_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_any_enomem_leaves_nothing);
-  tcase_add_test(tc, test_with_shutdown_enomem_leaves_nothing);
-  tcase_add_test(tc, test_done_async_enomem_returns_null_then_recovers);
-  tcase_add_test(tc, test_everything_fails_when_no_memory_is_left);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("scenario");
-  tcase_set_timeout(tc, TIMEOUT_BIG_S);
-  tcase_add_checked_fixture(tc, setup, teardown);
-  tcase_add_loop_test(tc, test_server_scenario_survives_each_failed_allocation,
-                      0, 2);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "alloc",
+      {"enomem", TIMEOUT_LOOP_S, setup, teardown,
+       .tests = TESTS(
+           test_with_cancel_enomem_leaves_nothing,
+           test_with_deadline_enomem_leaves_nothing,
+           test_with_timeout_enomem_leaves_nothing,
+           test_with_grpc_timeout_enomem_leaves_nothing,
+           test_with_value_enomem_leaves_nothing,
+           test_without_cancel_enomem_leaves_nothing,
+           test_with_signal_enomem_leaves_nothing,
+           test_with_any_enomem_leaves_nothing,
+           test_with_shutdown_enomem_leaves_nothing,
+           test_done_async_enomem_returns_null_then_recovers,
+           test_everything_fails_when_no_memory_is_left)},
+      {"scenario", TIMEOUT_BIG_S, setup, teardown,
+       .loops = LOOPS(
+           {test_server_scenario_survives_each_failed_allocation, 0, 2})});
 }

@@ -287,23 +287,20 @@ START_TEST(lookups_from_many_threads_at_once_agree) {
 END_TEST
 
 Suite *ancestors_suite(void) {
-  Suite *s = suite_create("ancestors");
   int n = (int)(sizeof(cases) / sizeof(cases[0]));
-  TCase *tc = tcase_create("chains");
-
-  /* Chains of up to a thousand levels: milliseconds each alone, up to 5 s
-   * beside 20 busy loops; the old walk would not end in any timeout. */
-  tcase_set_timeout(tc, TIMEOUT_BIG_S);
-  tcase_add_loop_test(tc, value_through_the_chain_finds_the_first_definition_in_order, 0, n);
-  tcase_add_loop_test(tc, deadline_through_the_chain_is_the_earliest_of_all_levels, 0, n);
-  tcase_add_loop_test(tc, dump_of_the_bottom_prints_each_context_once, 0, n);
-  tcase_add_loop_test(tc, cancel_of_the_bottom_finishes_every_level_once, 0, n);
-  tcase_add_test(tc, without_cancel_hides_a_shared_deadline_on_one_path_only);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("threads");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, lookups_from_many_threads_at_once_agree);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "ancestors",
+      /* Chains of up to a thousand levels: milliseconds each alone, up to 5 s
+       * beside 20 busy loops; the old walk would not end in any timeout. */
+      {"chains", TIMEOUT_BIG_S, NULL, NULL,
+       .tests = TESTS(
+           without_cancel_hides_a_shared_deadline_on_one_path_only),
+       .loops = LOOPS(
+           {value_through_the_chain_finds_the_first_definition_in_order, 0, n},
+           {deadline_through_the_chain_is_the_earliest_of_all_levels, 0, n},
+           {dump_of_the_bottom_prints_each_context_once, 0, n},
+           {cancel_of_the_bottom_finishes_every_level_once, 0, n})},
+      {"threads", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           lookups_from_many_threads_at_once_agree)});
 }

@@ -608,60 +608,39 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *any_suite(void) {
-  Suite *s = suite_create("any");
-
-  TCase *tc = tcase_create("done");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_watch_runs_once_when_several_parents_are_cancelled);
-  tcase_add_test(tc, any_keeps_the_first_cause_when_more_parents_are_cancelled_later);
-  tcase_add_test(tc, any_born_done_takes_the_first_done_parent_in_order);
-  tcase_add_test(tc, cancelling_any_leaves_its_parents_alone);
-  tcase_add_test(tc, cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order);
-  tcase_add_test(tc, any_of_roots_is_done_only_when_cancelled);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("diamond");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_of_a_parent_and_its_descendant_is_done_once);
-  tcase_add_test(tc, any_in_a_diamond_runs_after_every_parent_it_has);
-  tcase_add_test(tc, any_of_a_parent_and_its_descendant_follows_the_descendant);
-  tcase_add_test(tc, any_of_the_same_parent_twice_is_done_once_and_released_cleanly);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("values");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_value_is_looked_up_in_parents_in_order);
-  tcase_add_test(tc, any_value_searches_the_whole_first_parent_before_the_second);
-  tcase_add_test(tc, values_below_any_fall_back_to_its_parents_and_nested_anys);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("deadline");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_deadline_is_the_earliest_of_its_parents);
-  tcase_add_test(tc, any_of_parents_without_deadlines_has_none);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("lifetime");
-  tcase_set_timeout(tc, TIMEOUT_BIG_S);
-  tcase_add_test(tc, many_short_lived_anys_of_long_lived_parents_leave_nothing_behind);
-  tcase_add_test(tc, parents_released_before_any_still_finish_it);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("badinput");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, any_rejects_bad_arguments_and_changes_nothing);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("enomem");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
-  tcase_add_test(tc, any_out_of_memory_at_each_allocation_leaves_nothing);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "any",
+      {"done", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           any_watch_runs_once_when_several_parents_are_cancelled,
+           any_keeps_the_first_cause_when_more_parents_are_cancelled_later,
+           any_born_done_takes_the_first_done_parent_in_order,
+           cancelling_any_leaves_its_parents_alone,
+           cancel_of_a_parent_reaches_the_descendants_of_any_in_tree_order,
+           any_of_roots_is_done_only_when_cancelled)},
+      {"diamond", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           any_of_a_parent_and_its_descendant_is_done_once,
+           any_in_a_diamond_runs_after_every_parent_it_has,
+           any_of_a_parent_and_its_descendant_follows_the_descendant,
+           any_of_the_same_parent_twice_is_done_once_and_released_cleanly)},
+      {"values", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           any_value_is_looked_up_in_parents_in_order,
+           any_value_searches_the_whole_first_parent_before_the_second,
+           values_below_any_fall_back_to_its_parents_and_nested_anys)},
+      {"deadline", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           any_deadline_is_the_earliest_of_its_parents,
+           any_of_parents_without_deadlines_has_none)},
+      {"lifetime", TIMEOUT_BIG_S, NULL, NULL,
+       .tests = TESTS(
+           many_short_lived_anys_of_long_lived_parents_leave_nothing_behind,
+           parents_released_before_any_still_finish_it)},
+      {"badinput", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           any_rejects_bad_arguments_and_changes_nothing)},
+      {"enomem", TIMEOUT_LOOP_S, counting_install, counting_uninstall,
+       .tests = TESTS(
+           any_out_of_memory_at_each_allocation_leaves_nothing)});
 }

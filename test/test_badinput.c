@@ -581,64 +581,39 @@ START_TEST(test_loop_memory_reused_after_close_starts_afresh) {
 END_TEST
 
 Suite *badinput_suite(void) {
-  Suite *s = suite_create("badinput");
-
-  TCase *tc = tcase_create("constructors");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(
-      tc, test_constructor_rejects_each_bad_argument_and_changes_nothing, 0,
-      NKINDS * 2);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("cancel");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(
-      tc, test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0,
-      NUNCANCELLABLE);
-  tcase_add_test(tc,
-                 test_cancel_with_positive_cause_is_einval_and_does_not_cancel);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("queries");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_queries_of_null_return_zero_or_null);
-  tcase_add_test(tc, test_value_with_null_key_is_null);
-  tcase_add_test(tc, test_deadline_rejects_null_ctx_and_null_out);
-  tcase_add_test(tc,
-                 test_format_rejects_null_ctx_and_null_buffer_with_nonzero_len);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("watches");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_watch_rejects_null_ctx_watch_and_callback);
-  tcase_add_test(tc, test_unwatch_of_null_is_einval);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("references");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_retain_and_release_of_null_are_noops);
-  tcase_add_test(tc, test_retain_and_release_of_roots_are_noops);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("more");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_replace_allocator_rejects_null_and_keeps_the_old_one);
-  tcase_add_test(tc,
-                 test_positive_cause_is_einval_on_done_contexts_of_every_kind);
-  tcase_add_test(tc, test_every_registration_of_a_pending_watch_is_ebusy);
-  tcase_add_test(tc,
-                 test_reset_timeout_of_shutdown_and_signal_contexts_is_einval);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("loop_close");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(
-      tc, test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working);
-  tcase_add_test(tc, test_loop_close_with_only_a_pending_watch_is_ebusy);
-  tcase_add_test(tc, test_loop_memory_reused_after_close_starts_afresh);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "badinput",
+      {"constructors", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .loops = LOOPS(
+           {test_constructor_rejects_each_bad_argument_and_changes_nothing, 0, NKINDS * 2})},
+      {"cancel", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_cancel_with_positive_cause_is_einval_and_does_not_cancel),
+       .loops = LOOPS(
+           {test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0, NUNCANCELLABLE})},
+      {"queries", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_queries_of_null_return_zero_or_null,
+           test_value_with_null_key_is_null,
+           test_deadline_rejects_null_ctx_and_null_out,
+           test_format_rejects_null_ctx_and_null_buffer_with_nonzero_len)},
+      {"watches", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_watch_rejects_null_ctx_watch_and_callback,
+           test_unwatch_of_null_is_einval)},
+      {"references", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_retain_and_release_of_null_are_noops,
+           test_retain_and_release_of_roots_are_noops)},
+      {"more", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_replace_allocator_rejects_null_and_keeps_the_old_one,
+           test_positive_cause_is_einval_on_done_contexts_of_every_kind,
+           test_every_registration_of_a_pending_watch_is_ebusy,
+           test_reset_timeout_of_shutdown_and_signal_contexts_is_einval)},
+      {"loop_close", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working,
+           test_loop_close_with_only_a_pending_watch_is_ebusy,
+           test_loop_memory_reused_after_close_starts_afresh)});
 }

@@ -383,60 +383,34 @@ START_TEST(test_parent_kept_by_extra_reference_still_cancels_its_child) {
 END_TEST
 
 Suite *cancel_suite(void) {
-  Suite *s = suite_create("cancel");
-
-  TCase *tc = tcase_create("cancelled_context");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(
-      tc, test_cancel_makes_the_context_done_once_with_the_first_cause, 0,
-      sizeof first_causes / sizeof first_causes[0]);
-  tcase_add_test(
-      tc, test_cancel_of_descendant_already_cancelled_by_parent_is_ealready);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("subtree");
-  tcase_set_timeout(tc, TIMEOUT_BIG_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_cancel_parent_cancels_whole_subtree_before_returning);
-  tcase_add_test(tc, test_cancel_gives_every_descendant_the_same_cause);
-  tcase_add_test(tc, test_cancel_reaches_every_context_of_deep_and_wide_trees);
-  tcase_add_test(tc, test_cancel_child_does_not_touch_parent_or_siblings);
-  tcase_add_test(tc,
-                 test_cancel_of_parent_does_not_change_already_cancelled_child);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("born_done");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(
-      tc, test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause);
-  tcase_add_test(
-      tc, test_child_born_done_runs_its_watch_on_the_loop_with_parents_err);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("value_follows_parent");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_value_context_err_and_cause_follow_its_parent);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("watches");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_cancel_never_runs_watch_callbacks_inside_the_call);
-  tcase_add_test(tc, test_second_cancel_does_not_run_watch_callbacks_again);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("release_never_cancels");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_release_of_child_does_not_cancel_parent);
-  tcase_add_test(tc,
-                 test_release_of_parent_while_child_alive_keeps_child_working);
-  tcase_add_test(tc,
-                 test_parent_kept_by_extra_reference_still_cancels_its_child);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "cancel",
+      {"cancelled_context", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_cancel_of_descendant_already_cancelled_by_parent_is_ealready),
+       .loops = LOOPS(
+           {test_cancel_makes_the_context_done_once_with_the_first_cause, 0, sizeof first_causes / sizeof first_causes[0]})},
+      {"subtree", TIMEOUT_BIG_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_cancel_parent_cancels_whole_subtree_before_returning,
+           test_cancel_gives_every_descendant_the_same_cause,
+           test_cancel_reaches_every_context_of_deep_and_wide_trees,
+           test_cancel_child_does_not_touch_parent_or_siblings,
+           test_cancel_of_parent_does_not_change_already_cancelled_child)},
+      {"born_done", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_child_of_cancelled_parent_is_born_done_with_its_err_and_cause,
+           test_child_born_done_runs_its_watch_on_the_loop_with_parents_err)},
+      {"value_follows_parent", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_value_context_err_and_cause_follow_its_parent)},
+      {"watches", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_cancel_never_runs_watch_callbacks_inside_the_call,
+           test_second_cancel_does_not_run_watch_callbacks_again)},
+      {"release_never_cancels", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_release_of_child_does_not_cancel_parent,
+           test_release_of_parent_while_child_alive_keeps_child_working,
+           test_parent_kept_by_extra_reference_still_cancels_its_child)});
 }

@@ -706,26 +706,21 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *crossloop_suite(void) {
-  Suite *s = suite_create("crossloop");
-
-  TCase *tc = tcase_create("cancel");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, cancelling_a_parent_finishes_a_child_on_another_loop_at_once);
-  tcase_add_test(tc, watches_of_a_child_on_another_loop_run_on_its_own_loop_thread);
-  tcase_add_test(tc, grandchildren_on_the_child_loop_are_done_in_tree_order);
-  tcase_add_test(tc, child_of_a_parent_cancelled_before_it_exists_is_born_done);
-  tcase_add_test(tc, a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop);
-  tcase_add_test(tc, cancelling_the_child_leaves_the_parent_on_the_other_loop_alone);
-  tcase_add_test(tc, any_on_one_loop_of_parents_on_two_loops);
-  tcase_add_test(tc, cancel_while_the_other_loop_adds_children_reaches_every_one);
-  tcase_add_test(tc, racing_cancels_of_parents_on_two_loops_finish_any_once);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("release");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, releasing_the_parent_first_then_the_child_lets_both_loops_close);
-  tcase_add_test(tc, releasing_the_child_first_then_the_parent_lets_both_loops_close);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "crossloop",
+      {"cancel", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           cancelling_a_parent_finishes_a_child_on_another_loop_at_once,
+           watches_of_a_child_on_another_loop_run_on_its_own_loop_thread,
+           grandchildren_on_the_child_loop_are_done_in_tree_order,
+           child_of_a_parent_cancelled_before_it_exists_is_born_done,
+           a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop,
+           cancelling_the_child_leaves_the_parent_on_the_other_loop_alone,
+           any_on_one_loop_of_parents_on_two_loops,
+           cancel_while_the_other_loop_adds_children_reaches_every_one,
+           racing_cancels_of_parents_on_two_loops_finish_any_once)},
+      {"release", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           releasing_the_parent_first_then_the_child_lets_both_loops_close,
+           releasing_the_child_first_then_the_parent_lets_both_loops_close)});
 }

@@ -515,59 +515,40 @@ START_TEST(server_drain_runs_after_the_last_request_is_released) {
 END_TEST
 
 Suite *drain_suite(void) {
-  Suite *s = suite_create("drain");
-
-  TCase *tc = tcase_create("when");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, drain_runs_once_done_and_every_descendant_is_released);
-  tcase_add_test(tc, drain_does_not_run_while_a_descendant_is_alive);
-  tcase_add_test(tc, drain_does_not_run_while_the_context_is_not_done);
-  tcase_add_test(tc, drain_never_runs_inside_cancel_or_release);
-  tcase_add_test(tc, drain_of_an_already_drained_context_runs_on_a_later_callback);
-  tcase_add_test(tc, drain_err_is_etimedout_when_a_deadline_finished_the_context);
-  tcase_add_test(tc, drain_err_is_ecanceled_when_the_parent_finished_the_context);
-  tcase_add_test(tc, drain_runs_exactly_once);
-  tcase_add_test(tc, a_child_born_done_after_the_cancel_also_delays_the_drain);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("order_refs");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, drains_of_one_context_run_in_registration_order);
-  tcase_add_test(tc, pending_watch_on_a_descendant_delays_the_drain_until_it_has_run);
-  tcase_add_test(tc, pending_drain_keeps_its_context_alive);
-  tcase_add_test(tc, drain_callback_may_release_the_context);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("unwatch");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, unwatched_drain_releases_its_hold_on_the_context);
-  tcase_add_test(tc, unwatched_drain_struct_can_be_used_again);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("bad_input");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, drain_null_arguments_are_einval);
-  tcase_add_loop_test(tc, drain_of_a_context_that_is_not_cancellable_is_einval,
-                      U_NULL, NUNCANCELLABLE);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("threads");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, value_child_released_on_another_thread_lets_the_drain_run);
-  tcase_add_test(tc, cancellable_child_released_on_another_thread_lets_the_drain_run);
-  tcase_add_test(tc, cancel_from_another_thread_lets_a_drained_tree_run_its_drain);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("server");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, server_drain_runs_after_the_last_request_is_released);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "drain",
+      {"when", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           drain_runs_once_done_and_every_descendant_is_released,
+           drain_does_not_run_while_a_descendant_is_alive,
+           drain_does_not_run_while_the_context_is_not_done,
+           drain_never_runs_inside_cancel_or_release,
+           drain_of_an_already_drained_context_runs_on_a_later_callback,
+           drain_err_is_etimedout_when_a_deadline_finished_the_context,
+           drain_err_is_ecanceled_when_the_parent_finished_the_context,
+           drain_runs_exactly_once,
+           a_child_born_done_after_the_cancel_also_delays_the_drain)},
+      {"order_refs", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           drains_of_one_context_run_in_registration_order,
+           pending_watch_on_a_descendant_delays_the_drain_until_it_has_run,
+           pending_drain_keeps_its_context_alive,
+           drain_callback_may_release_the_context)},
+      {"unwatch", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           unwatched_drain_releases_its_hold_on_the_context,
+           unwatched_drain_struct_can_be_used_again)},
+      {"bad_input", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           drain_null_arguments_are_einval),
+       .loops = LOOPS(
+           {drain_of_a_context_that_is_not_cancellable_is_einval, U_NULL, NUNCANCELLABLE})},
+      {"threads", TIMEOUT_THREADS_S, loop_setup, NULL,
+       .tests = TESTS(
+           value_child_released_on_another_thread_lets_the_drain_run,
+           cancellable_child_released_on_another_thread_lets_the_drain_run,
+           cancel_from_another_thread_lets_a_drained_tree_run_its_drain)},
+      {"server", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           server_drain_runs_after_the_last_request_is_released)});
 }

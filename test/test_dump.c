@@ -592,45 +592,34 @@ START_TEST(dump_loop_counts_only_the_contexts_of_its_loop) {
 END_TEST
 
 Suite *dump_suite(void) {
-  Suite *s = suite_create("dump");
-
-  TCase *tc = tcase_create("shape");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, dump_prints_one_line_per_cancellable_context_of_the_subtree);
-  tcase_add_test(tc, dump_indents_children_deeper_than_their_parent_in_preorder);
-  tcase_add_test(tc, dump_of_a_child_prints_only_its_subtree);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("line");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, dump_names_the_kind_of_each_context);
-  tcase_add_test(tc, dump_names_signal_and_shutdown_contexts);
-  tcase_add_test(tc, dump_shows_the_err_and_cause_of_done_contexts);
-  tcase_add_test(tc, dump_shows_etimedout_after_a_deadline);
-  tcase_add_test(tc, dump_shows_the_deadline);
-  tcase_add_test(tc, dump_counts_pending_watches);
-  tcase_add_test(tc, dump_counts_references);
-  tcase_add_test(tc, dump_counts_value_and_without_cancel_children);
-  tcase_add_test(tc, dump_counts_a_value_child_that_has_cancellable_children);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("bad_input");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, dump_of_a_context_that_is_not_cancellable_does_not_crash);
-  tcase_add_test(tc, dump_null_arguments_are_einval);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("loop");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, dump_loop_is_0_on_a_loop_that_never_had_a_context);
-  tcase_add_test(tc, dump_loop_counts_and_lists_the_live_cancellable_contexts);
-  tcase_add_test(tc, dump_loop_count_goes_down_as_contexts_are_released);
-  tcase_add_test(tc, dump_loop_reports_a_context_that_was_not_released);
-  tcase_add_test(tc, dump_loop_counts_a_context_kept_alive_by_a_pending_watch);
-  tcase_add_test(tc, dump_loop_counts_only_the_contexts_of_its_loop);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "dump",
+      {"shape", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           dump_prints_one_line_per_cancellable_context_of_the_subtree,
+           dump_indents_children_deeper_than_their_parent_in_preorder,
+           dump_of_a_child_prints_only_its_subtree)},
+      {"line", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           dump_names_the_kind_of_each_context,
+           dump_names_signal_and_shutdown_contexts,
+           dump_shows_the_err_and_cause_of_done_contexts,
+           dump_shows_etimedout_after_a_deadline,
+           dump_shows_the_deadline,
+           dump_counts_pending_watches,
+           dump_counts_references,
+           dump_counts_value_and_without_cancel_children,
+           dump_counts_a_value_child_that_has_cancellable_children)},
+      {"bad_input", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           dump_of_a_context_that_is_not_cancellable_does_not_crash,
+           dump_null_arguments_are_einval)},
+      {"loop", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           dump_loop_is_0_on_a_loop_that_never_had_a_context,
+           dump_loop_counts_and_lists_the_live_cancellable_contexts,
+           dump_loop_count_goes_down_as_contexts_are_released,
+           dump_loop_reports_a_context_that_was_not_released,
+           dump_loop_counts_a_context_kept_alive_by_a_pending_watch,
+           dump_loop_counts_only_the_contexts_of_its_loop)});
 }

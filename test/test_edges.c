@@ -404,31 +404,25 @@ START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
 END_TEST
 
 Suite *edges_suite(void) {
-  Suite *s = suite_create("edges");
-
-  /* One loop, one helper thread joined at once: milliseconds. */
-  TCase *tc = tcase_create("shutdown");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, shutdown_passes_over_a_stopping_context_being_torn_down);
-  suite_add_tcase(s, tc);
-
-  /* Formatting and argument checks: no waiting at all. */
-  tc = tcase_create("format");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, format_names_the_signals_of_a_signal_context);
-  tcase_add_test(tc, format_names_the_first_six_signals_then_an_ellipsis);
-  tcase_add_test(tc, format_writes_an_any_context_after_its_first_parent);
-  tcase_add_test(tc, format_shows_the_grace_period_of_a_shutdown_context);
-  tcase_add_test(tc, format_shows_how_long_ago_a_passed_deadline_was);
-  tcase_add_test(tc, signal_and_shutdown_refuse_a_count_too_large_for_their_block);
-  suite_add_tcase(s, tc);
-
-  /* A few descriptors opened and closed. */
-  tc = tcase_create("descriptors");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, first_context_of_a_loop_needs_no_new_file_descriptor);
-  tcase_add_test(tc, first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd);
-  tcase_add_test(tc, done_async_fails_cleanly_without_the_loops_wakeup_fd);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "edges",
+      /* One loop, one helper thread joined at once: milliseconds. */
+      {"shutdown", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           shutdown_passes_over_a_stopping_context_being_torn_down)},
+      /* Formatting and argument checks: no waiting at all. */
+      {"format", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           format_names_the_signals_of_a_signal_context,
+           format_names_the_first_six_signals_then_an_ellipsis,
+           format_writes_an_any_context_after_its_first_parent,
+           format_shows_the_grace_period_of_a_shutdown_context,
+           format_shows_how_long_ago_a_passed_deadline_was,
+           signal_and_shutdown_refuse_a_count_too_large_for_their_block)},
+      /* A few descriptors opened and closed. */
+      {"descriptors", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           first_context_of_a_loop_needs_no_new_file_descriptor,
+           first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd,
+           done_async_fails_cleanly_without_the_loops_wakeup_fd)});
 }

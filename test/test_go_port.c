@@ -1449,37 +1449,36 @@ START_TEST(test_context_err_done_race) {
 END_TEST
 
 Suite *go_port_suite(void) {
-  Suite *s = suite_create("go_port");
-  TCase *tc = tcase_create("go_port");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, test_background);
-  tcase_add_test(tc, test_todo);
-  tcase_add_test(tc, test_with_cancel);
-  tcase_add_test(tc, test_parent_finishes_child);
-  tcase_add_test(tc, test_child_finishes_first);
-  tcase_add_test(tc, test_cancel_removes);
-  tcase_add_test(tc, test_deadline);
-  tcase_add_test(tc, test_timeout);
-  tcase_add_test(tc, test_canceled_timeout);
-  tcase_add_test(tc, test_values);
-  tcase_add_test(tc, test_simultaneous_cancels);
-  tcase_add_test(tc, test_interlocked_cancels);
-  tcase_add_test(tc, test_layers_cancel);
-  tcase_add_test(tc, test_layers_timeout);
-  tcase_add_test(tc, test_with_cancel_canceled_parent);
-  tcase_add_test(tc, test_with_cancel_simultaneously_canceled_parent);
-  tcase_add_test(tc, test_with_value_checks_key);
-  tcase_add_test(tc, test_invalid_derived_fail);
-  tcase_add_test(tc, test_cause);
-  tcase_add_test(tc, test_cause_race);
-  tcase_add_test(tc, test_without_cancel);
-  tcase_add_test(tc, test_after_func_called_after_cancel);
-  tcase_add_test(tc, test_after_func_called_after_timeout);
-  tcase_add_test(tc, test_after_func_called_immediately);
-  tcase_add_test(tc, test_after_func_not_called_after_stop);
-  tcase_add_test(tc, test_after_func_called_asynchronously);
-  tcase_add_test(tc, test_after_func_stop_is_idempotent);
-  tcase_add_test(tc, test_context_err_done_race);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "go_port",
+      {"go_port", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           test_background,
+           test_todo,
+           test_with_cancel,
+           test_parent_finishes_child,
+           test_child_finishes_first,
+           test_cancel_removes,
+           test_deadline,
+           test_timeout,
+           test_canceled_timeout,
+           test_values,
+           test_simultaneous_cancels,
+           test_interlocked_cancels,
+           test_layers_cancel,
+           test_layers_timeout,
+           test_with_cancel_canceled_parent,
+           test_with_cancel_simultaneously_canceled_parent,
+           test_with_value_checks_key,
+           test_invalid_derived_fail,
+           test_cause,
+           test_cause_race,
+           test_without_cancel,
+           test_after_func_called_after_cancel,
+           test_after_func_called_after_timeout,
+           test_after_func_called_immediately,
+           test_after_func_not_called_after_stop,
+           test_after_func_called_asynchronously,
+           test_after_func_stop_is_idempotent,
+           test_context_err_done_race)});
 }

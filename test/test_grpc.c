@@ -710,53 +710,37 @@ START_TEST(test_round_trip_never_extends_the_budget) {
 END_TEST
 
 Suite *grpc_suite(void) {
-  Suite *s = suite_create("grpc");
-
-  TCase *tc = tcase_create("encode");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_loop_test(tc, test_encode_rounds_down_in_the_finest_unit_that_fits,
-                      0, ENCODE_ROWS);
-  tcase_add_loop_test(
-      tc, test_encode_is_enobufs_for_every_len_below_the_needed_one, 0,
-      ENCODE_ROWS);
-  tcase_add_test(tc, test_encode_without_a_deadline_is_0_and_empty);
-  tcase_add_test(tc, test_encode_once_done_is_etimedout);
-  tcase_add_test(tc,
-                 test_encode_past_deadline_is_etimedout_before_the_loop_acts);
-  tcase_add_test(tc, test_encode_writes_the_earliest_deadline_of_the_ancestry);
-  tcase_add_test(tc, test_encode_null_ctx_or_buf_is_einval);
-  tcase_add_test(tc, test_encode_from_another_thread);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("parse");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_loop_test(tc,
-                      test_parse_gives_now_plus_the_value_rounded_up_to_the_ms,
-                      0, ACCEPTED_ROWS);
-  tcase_add_test(tc, test_parse_hours_beyond_64_bits_of_ns_keep_their_order);
-  tcase_add_loop_test(tc, test_parse_zero_is_born_done_with_etimedout, 0,
-                      (int)(sizeof(zeros) / sizeof(zeros[0])));
-  tcase_add_test(tc, test_parse_deadline_is_never_later_than_parents);
-  tcase_add_test(tc,
-                 test_parse_under_a_done_parent_is_born_done_with_its_cause);
-  tcase_add_test(tc, test_parse_makes_an_ordinary_deadline_context);
-  suite_add_tcase(s, tc);
-
-  /* Counting uvctx's allocations: input that is rejected is rejected before
-   * anything is made. */
-  tc = tcase_create("nothing_made");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
-  tcase_add_loop_test(tc, test_parse_rejects_anything_else_and_makes_nothing,
-                      0, REJECTED_ROWS);
-  tcase_add_test(tc, test_parse_null_arguments_are_einval_and_make_nothing);
-  tcase_add_test(tc, test_encode_allocates_nothing);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("round_trip");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_loop_test(tc, test_round_trip_never_extends_the_budget, 0,
-                      ENCODE_ROWS);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "grpc",
+      {"encode", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_encode_without_a_deadline_is_0_and_empty,
+           test_encode_once_done_is_etimedout,
+           test_encode_past_deadline_is_etimedout_before_the_loop_acts,
+           test_encode_writes_the_earliest_deadline_of_the_ancestry,
+           test_encode_null_ctx_or_buf_is_einval,
+           test_encode_from_another_thread),
+       .loops = LOOPS(
+           {test_encode_rounds_down_in_the_finest_unit_that_fits, 0, ENCODE_ROWS},
+           {test_encode_is_enobufs_for_every_len_below_the_needed_one, 0, ENCODE_ROWS})},
+      {"parse", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_parse_hours_beyond_64_bits_of_ns_keep_their_order,
+           test_parse_deadline_is_never_later_than_parents,
+           test_parse_under_a_done_parent_is_born_done_with_its_cause,
+           test_parse_makes_an_ordinary_deadline_context),
+       .loops = LOOPS(
+           {test_parse_gives_now_plus_the_value_rounded_up_to_the_ms, 0, ACCEPTED_ROWS},
+           {test_parse_zero_is_born_done_with_etimedout, 0, (int)(sizeof(zeros) / sizeof(zeros[0]))})},
+      /* Counting uvctx's allocations: input that is rejected is rejected before
+       * anything is made. */
+      {"nothing_made", TIMEOUT_LOOP_S, counting_install, counting_uninstall,
+       .tests = TESTS(
+           test_parse_null_arguments_are_einval_and_make_nothing,
+           test_encode_allocates_nothing),
+       .loops = LOOPS(
+           {test_parse_rejects_anything_else_and_makes_nothing, 0, REJECTED_ROWS})},
+      {"round_trip", TIMEOUT_LOOP_S, NULL, NULL,
+       .loops = LOOPS(
+           {test_round_trip_never_extends_the_budget, 0, ENCODE_ROWS})});
 }

@@ -964,40 +964,35 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *handles_suite(void) {
-  Suite *s = suite_create("handles");
-
-  TCase *tc = tcase_create("close_on_done");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, close_on_done_closes_a_silent_tcp_read_at_the_deadline);
-  tcase_add_test(tc, close_on_done_of_a_cancelled_context_fails_a_pending_connect);
-  tcase_add_test(tc, close_on_done_closes_a_handle_that_keeps_the_loop_alive);
-  tcase_add_test(tc, close_on_done_accepts_a_null_close_cb);
-  tcase_add_test(tc, close_on_done_of_a_value_context_closes_with_its_ancestor);
-  tcase_add_test(tc, close_on_done_rejects_a_handle_that_is_already_closing);
-  tcase_add_test(tc, close_on_done_rejects_a_handle_of_another_loop);
-  tcase_add_test(tc, close_on_done_rejects_null_arguments);
-  tcase_add_test(tc, close_on_done_with_a_pending_watch_is_ebusy);
-  tcase_add_test(tc, unwatched_close_on_done_leaves_the_handle_open);
-  tcase_add_loop_test(tc, handle_closed_by_the_user_is_not_closed_again,
-                      UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1);
-  tcase_add_test(tc, close_on_done_of_a_context_never_done_succeeds_and_does_nothing);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("cancel_on_done");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, cancel_on_done_cancels_queued_work_and_its_work_never_runs);
-  tcase_add_test(tc, cancel_on_done_cancels_a_queued_fs_request);
-  tcase_add_test(tc, cancel_on_done_cancels_a_queued_getaddrinfo_request);
-  tcase_add_test(tc, cancel_on_done_cancels_a_queued_getnameinfo_request);
-  tcase_add_test(tc, cancel_on_done_cancels_a_queued_random_request);
-  tcase_add_test(tc, cancel_on_done_lets_a_running_request_finish);
-  tcase_add_test(tc, cancel_on_done_of_a_request_completed_and_unwatched_does_nothing);
-  tcase_add_test(tc, cancel_on_done_of_a_completed_but_watched_request_is_harmless);
-  tcase_add_test(tc, cancel_on_done_rejects_requests_libuv_cannot_cancel);
-  tcase_add_test(tc, cancel_on_done_rejects_null_arguments);
-  tcase_add_test(tc, cancel_on_done_with_a_pending_watch_is_ebusy_and_unwatch_detaches);
-  tcase_add_test(tc, cancel_on_done_of_a_context_never_done_succeeds_and_does_nothing);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "handles",
+      {"close_on_done", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           close_on_done_closes_a_silent_tcp_read_at_the_deadline,
+           close_on_done_of_a_cancelled_context_fails_a_pending_connect,
+           close_on_done_closes_a_handle_that_keeps_the_loop_alive,
+           close_on_done_accepts_a_null_close_cb,
+           close_on_done_of_a_value_context_closes_with_its_ancestor,
+           close_on_done_rejects_a_handle_that_is_already_closing,
+           close_on_done_rejects_a_handle_of_another_loop,
+           close_on_done_rejects_null_arguments,
+           close_on_done_with_a_pending_watch_is_ebusy,
+           unwatched_close_on_done_leaves_the_handle_open,
+           close_on_done_of_a_context_never_done_succeeds_and_does_nothing),
+       .loops = LOOPS(
+           {handle_closed_by_the_user_is_not_closed_again, UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1})},
+      {"cancel_on_done", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           cancel_on_done_cancels_queued_work_and_its_work_never_runs,
+           cancel_on_done_cancels_a_queued_fs_request,
+           cancel_on_done_cancels_a_queued_getaddrinfo_request,
+           cancel_on_done_cancels_a_queued_getnameinfo_request,
+           cancel_on_done_cancels_a_queued_random_request,
+           cancel_on_done_lets_a_running_request_finish,
+           cancel_on_done_of_a_request_completed_and_unwatched_does_nothing,
+           cancel_on_done_of_a_completed_but_watched_request_is_harmless,
+           cancel_on_done_rejects_requests_libuv_cannot_cancel,
+           cancel_on_done_rejects_null_arguments,
+           cancel_on_done_with_a_pending_watch_is_ebusy_and_unwatch_detaches,
+           cancel_on_done_of_a_context_never_done_succeeds_and_does_nothing)});
 }

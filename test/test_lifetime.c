@@ -476,47 +476,36 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *lifetime_suite(void) {
-  Suite *s = suite_create("lifetime");
-
-  TCase *tc = tcase_create("refcount");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, retain_returns_its_argument);
-  tcase_add_test(tc, balanced_retain_release_keeps_the_context_usable);
-  tcase_add_test(tc, retain_and_release_of_roots_and_null_do_nothing);
-  tcase_add_test(tc, children_work_after_the_parents_last_reference_is_released);
-  tcase_add_test(tc, a_released_parents_deadline_still_reaches_its_children);
-  tcase_add_test(tc, releasing_never_cancels_the_parent_or_siblings);
-  tcase_add_test(tc, releasing_a_child_with_a_pending_watch_keeps_its_value_chain);
-  tcase_add_test(tc, release_after_cancel_before_delivery_still_delivers);
-  tcase_add_test(tc, a_deadline_context_released_before_firing_stops_its_timer);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("loop_close");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, loop_closes_after_release_of_a_cancel_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_cancelled_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_deadline_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_timed_out_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_value_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_without_cancel_context);
-  tcase_add_test(tc, loop_closes_after_release_of_a_context_with_done_async);
-  tcase_add_test(tc, loop_closes_after_release_of_contexts_with_unwatched_watches);
-  tcase_add_test(tc, contexts_never_keep_the_loop_alive);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("big");
-  tcase_set_timeout(tc, TIMEOUT_BIG_S);
-  tcase_add_test(tc, a_large_tree_cancelled_then_released_in_random_order_closes);
-  tcase_add_test(tc, a_large_tree_released_in_random_order_before_delivery_still_delivers);
-  tcase_add_test(tc, a_large_tree_released_uncancelled_in_random_order_closes);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("loops");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, two_loops_in_one_thread_do_not_interfere);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "lifetime",
+      {"refcount", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           retain_returns_its_argument,
+           balanced_retain_release_keeps_the_context_usable,
+           retain_and_release_of_roots_and_null_do_nothing,
+           children_work_after_the_parents_last_reference_is_released,
+           a_released_parents_deadline_still_reaches_its_children,
+           releasing_never_cancels_the_parent_or_siblings,
+           releasing_a_child_with_a_pending_watch_keeps_its_value_chain,
+           release_after_cancel_before_delivery_still_delivers,
+           a_deadline_context_released_before_firing_stops_its_timer)},
+      {"loop_close", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           loop_closes_after_release_of_a_cancel_context,
+           loop_closes_after_release_of_a_cancelled_context,
+           loop_closes_after_release_of_a_deadline_context,
+           loop_closes_after_release_of_a_timed_out_context,
+           loop_closes_after_release_of_a_value_context,
+           loop_closes_after_release_of_a_without_cancel_context,
+           loop_closes_after_release_of_a_context_with_done_async,
+           loop_closes_after_release_of_contexts_with_unwatched_watches,
+           contexts_never_keep_the_loop_alive)},
+      {"big", TIMEOUT_BIG_S, NULL, NULL,
+       .tests = TESTS(
+           a_large_tree_cancelled_then_released_in_random_order_closes,
+           a_large_tree_released_in_random_order_before_delivery_still_delivers,
+           a_large_tree_released_uncancelled_in_random_order_closes)},
+      {"loops", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           two_loops_in_one_thread_do_not_interfere)});
 }

@@ -283,17 +283,13 @@ START_TEST(dump_lists_children_on_another_loop_as_leaves) {
 END_TEST
 
 Suite *remote_suite(void) {
-  Suite *s = suite_create("remote");
-
-  /* Two threads, two loops, a handful of contexts: milliseconds. */
-  TCase *tc = tcase_create("teardown");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, cancel_passes_over_a_child_on_another_loop_being_torn_down);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("dump");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, dump_lists_children_on_another_loop_as_leaves);
-  suite_add_tcase(s, tc);
-  return s;
+  return SUITE(
+      "remote",
+      /* Two threads, two loops, a handful of contexts: milliseconds. */
+      {"teardown", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           cancel_passes_over_a_child_on_another_loop_being_torn_down)},
+      {"dump", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           dump_lists_children_on_another_loop_as_leaves)});
 }

@@ -677,38 +677,33 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *reset_suite(void) {
-  Suite *s = suite_create("reset");
-
-  TCase *tc = tcase_create("reset_timeout");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, reset_later_does_not_fire_at_the_old_deadline);
-  tcase_add_test(tc, reset_earlier_fires_at_the_new_deadline);
-  tcase_add_test(tc, reset_works_on_an_absolute_deadline_context);
-  tcase_add_test(tc, reset_never_fires_before_the_new_deadline);
-  tcase_add_test(tc, reset_is_reported_by_deadline_below_it);
-  tcase_add_test(tc, reset_while_active_keeps_an_idle_timeout_from_firing);
-  tcase_add_test(tc, reset_to_zero_finishes_at_once);
-  tcase_add_test(tc, reset_after_done_is_ealready_and_changes_nothing);
-  tcase_add_test(tc, reset_rejects_contexts_without_a_timer_of_their_own);
-  tcase_add_test(tc, resetting_a_parent_later_leaves_a_childs_own_deadline_alone);
-  tcase_add_test(tc, resetting_a_parent_earlier_reaches_children_by_cancellation);
-  tcase_add_test(tc, resetting_a_child_leaves_its_parent_alone);
-  tcase_add_test(tc, reset_many_times_fires_once_at_the_last_deadline);
-  tcase_add_test(tc, reset_allocates_nothing);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("keepalive");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, without_keepalive_run_returns_with_a_deadline_pending);
-  tcase_add_test(tc, keepalive_runs_the_loop_until_the_deadline_fires);
-  tcase_add_test(tc, keepalive_off_restores_the_default);
-  tcase_add_test(tc, keepalive_follows_a_reset_deadline);
-  tcase_add_test(tc, keepalive_rejects_contexts_without_a_timer_of_their_own);
-  tcase_add_test(tc, keepalive_stops_holding_the_loop_once_cancelled);
-  tcase_add_test(tc, keepalive_stops_holding_the_loop_when_a_parent_is_cancelled);
-  tcase_add_test(tc, keepalive_on_a_done_context_does_not_hold_the_loop);
-  tcase_add_test(tc, keepalive_context_released_before_its_deadline_lets_the_loop_end);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "reset",
+      {"reset_timeout", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           reset_later_does_not_fire_at_the_old_deadline,
+           reset_earlier_fires_at_the_new_deadline,
+           reset_works_on_an_absolute_deadline_context,
+           reset_never_fires_before_the_new_deadline,
+           reset_is_reported_by_deadline_below_it,
+           reset_while_active_keeps_an_idle_timeout_from_firing,
+           reset_to_zero_finishes_at_once,
+           reset_after_done_is_ealready_and_changes_nothing,
+           reset_rejects_contexts_without_a_timer_of_their_own,
+           resetting_a_parent_later_leaves_a_childs_own_deadline_alone,
+           resetting_a_parent_earlier_reaches_children_by_cancellation,
+           resetting_a_child_leaves_its_parent_alone,
+           reset_many_times_fires_once_at_the_last_deadline,
+           reset_allocates_nothing)},
+      {"keepalive", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           without_keepalive_run_returns_with_a_deadline_pending,
+           keepalive_runs_the_loop_until_the_deadline_fires,
+           keepalive_off_restores_the_default,
+           keepalive_follows_a_reset_deadline,
+           keepalive_rejects_contexts_without_a_timer_of_their_own,
+           keepalive_stops_holding_the_loop_once_cancelled,
+           keepalive_stops_holding_the_loop_when_a_parent_is_cancelled,
+           keepalive_on_a_done_context_does_not_hold_the_loop,
+           keepalive_context_released_before_its_deadline_lets_the_loop_end)});
 }

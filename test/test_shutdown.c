@@ -1277,85 +1277,68 @@ START_TEST(shutdown_with_a_positive_cause_is_einval_and_changes_nothing) {
 END_TEST
 
 Suite *shutdown_suite(void) {
-  Suite *s = suite_create("shutdown");
-
-  TCase *tc = tcase_create("phase_1");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, neither_is_done_before_shutdown_begins);
-  tcase_add_test(tc, first_shutdown_finishes_stopping_with_its_cause_not_out);
-  tcase_add_test(tc, first_shutdown_without_cause_gives_stopping_ecanceled_as_cause);
-  tcase_add_test(tc, stopping_watches_run_in_phase_1_and_out_watches_do_not);
-  tcase_add_test(tc, grace_timer_does_not_keep_the_loop_alive);
-  tcase_add_test(tc, keepalive_makes_the_grace_timer_keep_the_loop_alive);
-  tcase_add_test(tc, children_of_stopping_are_cancelled_in_phase_1);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("phase_2");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, grace_period_finishes_out_with_etimedout);
-  tcase_add_test(tc, grace_period_never_ends_before_grace_ms);
-  tcase_add_test(tc, second_shutdown_finishes_out_at_once_with_ecanceled);
-  tcase_add_test(tc, shutdown_after_out_is_done_is_ealready);
-  tcase_add_test(tc, shutdown_after_the_grace_period_is_ealready);
-  tcase_add_test(tc, children_of_out_are_cancelled_in_phase_2_not_phase_1);
-  tcase_add_test(tc, children_of_out_get_etimedout_when_the_grace_period_ends);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("parent");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, parent_done_finishes_both);
-  tcase_add_test(tc, parent_done_during_the_grace_period_finishes_out);
-  tcase_add_test(tc, parent_already_done_gives_both_born_done);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("signals");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_loop_test(tc, signals_move_the_shutdown_through_its_phases, 0,
-                      sizeof sigseqs / sizeof sigseqs[0]);
-  tcase_add_test(tc, released_shutdown_context_stops_listening);
-  tcase_add_test(tc, shutdown_with_signals_does_not_keep_the_loop_alive);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("threads_release");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, shutdown_from_another_thread_moves_both_phases);
-  tcase_add_test(tc, release_before_shutdown_closes_the_loop_in_either_order);
-  tcase_add_test(tc, release_during_the_grace_period_closes_the_loop);
-  tcase_add_test(tc, stopping_released_early_does_not_stop_the_shutdown);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("with_drain");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, graceful_shutdown_in_flight_requests_finish_then_the_tree_drains);
-  tcase_add_test(tc, graceful_shutdown_grace_period_over_cancels_requests_then_drains);
-  tcase_add_test(tc, drain_on_out_of_an_idle_tree_runs_once_stopping_is_released);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("over_early");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, idle_tree_shutdown_finishes_out_at_once_with_its_cause);
-  tcase_add_test(tc, idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause);
-  tcase_add_test(tc, idle_tree_shutdown_from_another_thread_finishes_out);
-  tcase_add_test(tc, requests_finishing_in_the_grace_period_end_it_after_the_last);
-  tcase_add_test(tc, request_alive_at_the_end_of_the_grace_period_gets_etimedout);
-  tcase_add_test(tc, value_child_of_out_is_in_flight);
-  tcase_add_test(tc, without_cancel_child_of_out_is_in_flight);
-  tcase_add_test(tc, any_child_of_out_is_in_flight);
-  tcase_add_test(tc, released_connection_with_a_live_request_is_in_flight);
-  tcase_add_test(tc, request_begun_in_the_grace_period_is_in_flight);
-  tcase_add_test(tc, last_request_released_on_another_thread_ends_it_early);
-  tcase_add_test(tc, stopping_released_in_the_grace_period_with_requests_alive_does_not_end_it);
-  tcase_add_test(tc, stopping_released_in_the_grace_period_then_the_grace_period_runs_out);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("bad_input");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, with_shutdown_null_arguments_are_einval);
-  tcase_add_test(tc, with_shutdown_bad_signal_numbers_are_einval);
-  tcase_add_test(tc, with_shutdown_count_0_accepts_null_signums);
-  tcase_add_test(tc, shutdown_of_null_or_a_context_of_another_kind_is_einval);
-  tcase_add_test(tc, shutdown_with_a_positive_cause_is_einval_and_changes_nothing);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "shutdown",
+      {"phase_1", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           neither_is_done_before_shutdown_begins,
+           first_shutdown_finishes_stopping_with_its_cause_not_out,
+           first_shutdown_without_cause_gives_stopping_ecanceled_as_cause,
+           stopping_watches_run_in_phase_1_and_out_watches_do_not,
+           grace_timer_does_not_keep_the_loop_alive,
+           keepalive_makes_the_grace_timer_keep_the_loop_alive,
+           children_of_stopping_are_cancelled_in_phase_1)},
+      {"phase_2", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           grace_period_finishes_out_with_etimedout,
+           grace_period_never_ends_before_grace_ms,
+           second_shutdown_finishes_out_at_once_with_ecanceled,
+           shutdown_after_out_is_done_is_ealready,
+           shutdown_after_the_grace_period_is_ealready,
+           children_of_out_are_cancelled_in_phase_2_not_phase_1,
+           children_of_out_get_etimedout_when_the_grace_period_ends)},
+      {"parent", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           parent_done_finishes_both,
+           parent_done_during_the_grace_period_finishes_out,
+           parent_already_done_gives_both_born_done)},
+      {"signals", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           released_shutdown_context_stops_listening,
+           shutdown_with_signals_does_not_keep_the_loop_alive),
+       .loops = LOOPS(
+           {signals_move_the_shutdown_through_its_phases, 0, sizeof sigseqs / sizeof sigseqs[0]})},
+      {"threads_release", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           shutdown_from_another_thread_moves_both_phases,
+           release_before_shutdown_closes_the_loop_in_either_order,
+           release_during_the_grace_period_closes_the_loop,
+           stopping_released_early_does_not_stop_the_shutdown)},
+      {"with_drain", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           graceful_shutdown_in_flight_requests_finish_then_the_tree_drains,
+           graceful_shutdown_grace_period_over_cancels_requests_then_drains,
+           drain_on_out_of_an_idle_tree_runs_once_stopping_is_released)},
+      {"over_early", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           idle_tree_shutdown_finishes_out_at_once_with_its_cause,
+           idle_tree_shutdown_without_cause_gives_out_ecanceled_as_cause,
+           idle_tree_shutdown_from_another_thread_finishes_out,
+           requests_finishing_in_the_grace_period_end_it_after_the_last,
+           request_alive_at_the_end_of_the_grace_period_gets_etimedout,
+           value_child_of_out_is_in_flight,
+           without_cancel_child_of_out_is_in_flight,
+           any_child_of_out_is_in_flight,
+           released_connection_with_a_live_request_is_in_flight,
+           request_begun_in_the_grace_period_is_in_flight,
+           last_request_released_on_another_thread_ends_it_early,
+           stopping_released_in_the_grace_period_with_requests_alive_does_not_end_it,
+           stopping_released_in_the_grace_period_then_the_grace_period_runs_out)},
+      {"bad_input", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           with_shutdown_null_arguments_are_einval,
+           with_shutdown_bad_signal_numbers_are_einval,
+           with_shutdown_count_0_accepts_null_signums,
+           shutdown_of_null_or_a_context_of_another_kind_is_einval,
+           shutdown_with_a_positive_cause_is_einval_and_changes_nothing)});
 }

@@ -447,50 +447,36 @@ START_TEST(failed_constructor_leaves_the_parent_unchanged) {
 END_TEST
 
 Suite *signal_suite(void) {
-  Suite *s = suite_create("signal");
-
-  TCase *tc = tcase_create("signal_finishes");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, signal_context_is_not_done_before_a_signal);
-  tcase_add_test(tc, signal_finishes_the_context_with_ecanceled);
-  tcase_add_test(tc, signal_received_reports_the_signal_that_fired);
-  tcase_add_test(tc, signal_received_is_0_before_any_signal);
-  tcase_add_test(tc, only_the_first_signal_counts);
-  tcase_add_test(tc,
-                 signal_runs_the_watches_of_the_context_and_its_descendants_in_order);
-  tcase_add_test(tc, two_signal_contexts_on_the_same_signal_both_finish);
-  tcase_add_test(tc, a_signal_not_in_the_list_does_not_finish_it);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("other_finish");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, parent_done_finishes_it_with_signal_received_0);
-  tcase_add_test(tc, child_of_a_done_parent_is_born_done_with_signal_received_0);
-  tcase_add_test(tc, signal_context_can_be_cancelled_and_then_signal_received_is_0);
-  tcase_add_test(tc, signal_received_is_0_for_null_and_other_kinds);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("liveness_release");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, signal_context_does_not_keep_the_loop_alive);
-  tcase_add_test(tc, release_stops_listening);
-  tcase_add_test(tc, release_after_the_signal_closes_the_loop);
-  tcase_add_test(tc, releasing_one_context_leaves_another_on_the_same_signal_listening);
-  tcase_add_test(tc, signal_context_released_in_its_own_watch_callback);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("bad_input");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, null_arguments_are_einval);
-  tcase_add_test(tc, zero_count_is_einval);
-  tcase_add_test(tc, signal_numbers_that_cannot_be_caught_are_einval);
-  tcase_add_test(tc, a_bad_signal_after_good_ones_is_einval_and_leaves_nothing);
-  tcase_add_test(tc, failed_constructor_leaves_the_parent_unchanged);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "signal",
+      {"signal_finishes", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           signal_context_is_not_done_before_a_signal,
+           signal_finishes_the_context_with_ecanceled,
+           signal_received_reports_the_signal_that_fired,
+           signal_received_is_0_before_any_signal,
+           only_the_first_signal_counts,
+           signal_runs_the_watches_of_the_context_and_its_descendants_in_order,
+           two_signal_contexts_on_the_same_signal_both_finish,
+           a_signal_not_in_the_list_does_not_finish_it)},
+      {"other_finish", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           parent_done_finishes_it_with_signal_received_0,
+           child_of_a_done_parent_is_born_done_with_signal_received_0,
+           signal_context_can_be_cancelled_and_then_signal_received_is_0,
+           signal_received_is_0_for_null_and_other_kinds)},
+      {"liveness_release", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           signal_context_does_not_keep_the_loop_alive,
+           release_stops_listening,
+           release_after_the_signal_closes_the_loop,
+           releasing_one_context_leaves_another_on_the_same_signal_listening,
+           signal_context_released_in_its_own_watch_callback)},
+      {"bad_input", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           null_arguments_are_einval,
+           zero_count_is_einval,
+           signal_numbers_that_cannot_be_caught_are_einval,
+           a_bad_signal_after_good_ones_is_einval_and_leaves_nothing,
+           failed_constructor_leaves_the_parent_unchanged)});
 }

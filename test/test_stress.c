@@ -1124,20 +1124,15 @@ START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
 END_TEST
 
 Suite *stress_suite(void) {
-  Suite *s = suite_create("stress");
-  TCase *tc = tcase_create("tree");
   /* A soak sets its own length; valgrind and TSan are slow. */
   const char *secs = getenv("UVCTX_STRESS_SECONDS");
-  tcase_set_timeout(tc, secs != NULL
-                            ? (double)strtol(secs, NULL, 10) + TIMEOUT_THREADS_S
-                            : TIMEOUT_THREADS_S);
-  tcase_add_checked_fixture(tc, counting_install, counting_uninstall);
-  tcase_add_test(tc, test_threads_and_loop_on_one_tree_keep_every_promise);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("shutdown_race");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, test_shutdown_from_threads_while_its_last_child_goes);
-  suite_add_tcase(s, tc);
-  return s;
+  double soak = secs != NULL ? (double)strtol(secs, NULL, 10) : 0;
+  return SUITE(
+      "stress",
+      {"tree", soak + TIMEOUT_THREADS_S, counting_install, counting_uninstall,
+       .tests = TESTS(
+           test_threads_and_loop_on_one_tree_keep_every_promise)},
+      {"shutdown_race", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           test_shutdown_from_threads_while_its_last_child_goes)});
 }

@@ -856,35 +856,26 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *threads_suite(void) {
-  Suite *s = suite_create("threads");
-
-  TCase *tc = tcase_create("cancel");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, cancel_from_another_thread_sets_err_before_it_returns);
-  tcase_add_test(tc, cancel_from_another_thread_is_delivered_on_the_loop_exactly_once);
-  tcase_add_test(tc, cancel_from_another_thread_is_delivered_in_tree_order);
-  tcase_add_test(tc, racing_cancels_exactly_one_wins_and_its_cause_is_everywhere);
-  tcase_add_test(tc, threads_cancel_nodes_while_the_loop_adds_children_under_them);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("release");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, release_of_the_last_reference_on_another_thread_is_done_by_the_loop);
-  tcase_add_test(tc, last_reference_dropped_by_whichever_thread_releases_last);
-  tcase_add_test(tc, retain_release_from_threads_while_the_loop_cancels);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("readers");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, err_and_cause_read_from_threads_while_the_loop_cancels);
-  tcase_add_test(tc, err_and_cause_read_from_threads_while_another_thread_cancels);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("handoff");
-  tcase_set_timeout(tc, TIMEOUT_THREADS_S);
-  tcase_add_test(tc, release_on_another_thread_during_async_callbacks_is_not_lost);
-  tcase_add_test(tc, cancel_on_another_thread_during_async_callbacks_is_delivered);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "threads",
+      {"cancel", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           cancel_from_another_thread_sets_err_before_it_returns,
+           cancel_from_another_thread_is_delivered_on_the_loop_exactly_once,
+           cancel_from_another_thread_is_delivered_in_tree_order,
+           racing_cancels_exactly_one_wins_and_its_cause_is_everywhere,
+           threads_cancel_nodes_while_the_loop_adds_children_under_them)},
+      {"release", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           release_of_the_last_reference_on_another_thread_is_done_by_the_loop,
+           last_reference_dropped_by_whichever_thread_releases_last,
+           retain_release_from_threads_while_the_loop_cancels)},
+      {"readers", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           err_and_cause_read_from_threads_while_the_loop_cancels,
+           err_and_cause_read_from_threads_while_another_thread_cancels)},
+      {"handoff", TIMEOUT_THREADS_S, NULL, NULL,
+       .tests = TESTS(
+           release_on_another_thread_during_async_callbacks_is_not_lost,
+           cancel_on_another_thread_during_async_callbacks_is_delivered)});
 }

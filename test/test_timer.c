@@ -555,73 +555,45 @@ START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
 END_TEST
 
 Suite *timer_suite(void) {
-  Suite *s = suite_create("timer");
-
-  TCase *tc = tcase_create("clock");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_now_is_uv_hrtime_in_milliseconds);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("firing");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_deadline_context_times_out_by_itself_with_etimedout);
-  tcase_add_test(tc, test_timeout_cause_is_the_cause_when_the_deadline_fires);
-  tcase_add_test(tc, test_timeout_cause_zero_reports_etimedout_as_cause);
-  tcase_add_test(tc, test_deadline_never_fires_before_uvctx_now_reaches_it);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("born_done_or_never");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(tc, test_context_whose_deadline_has_passed_is_born_done,
-                      0, NBORN);
-  tcase_add_test(tc,
-                 test_child_of_timed_out_parent_is_born_done_with_its_cause);
-  tcase_add_test(tc, test_timeout_near_uint64_max_saturates_and_never_comes);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("deadline_query");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_with_deadline_reports_its_deadline);
-  tcase_add_test(tc, test_with_timeout_reports_now_plus_timeout);
-  tcase_add_test(tc, test_deadline_is_none_without_a_deadline_in_the_ancestry);
-  tcase_add_test(tc, test_deadline_later_than_parents_reports_the_parents);
-  tcase_add_test(tc, test_deadline_earlier_than_parents_reports_its_own);
-  tcase_add_test(tc,
-                 test_deadline_is_inherited_through_value_and_cancel_contexts);
-  tcase_add_test(tc, test_without_cancel_hides_the_deadlines_above_it);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("tree");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(
-      tc, test_parent_deadline_finishes_child_with_etimedout_and_its_cause);
-  tcase_add_test(tc,
-                 test_child_deadline_later_than_parents_changes_nothing_else);
-  tcase_add_test(tc,
-                 test_child_deadline_earlier_than_parents_leaves_parent_alone);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("cancel");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(
-      tc, test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires);
-  tcase_add_test(tc, test_parent_cancel_before_child_deadline_is_final);
-  tcase_add_test(tc, test_cancel_after_timeout_is_ealready_and_keeps_etimedout);
-  tcase_add_test(tc, test_timed_out_child_keeps_etimedout_after_parent_cancel);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("liveness");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_deadline_context_does_not_keep_the_loop_alive);
-  tcase_add_test(
-      tc, test_refd_done_signal_keeps_the_loop_running_until_the_deadline);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "timer",
+      {"clock", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_now_is_uv_hrtime_in_milliseconds)},
+      {"firing", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_deadline_context_times_out_by_itself_with_etimedout,
+           test_timeout_cause_is_the_cause_when_the_deadline_fires,
+           test_timeout_cause_zero_reports_etimedout_as_cause,
+           test_deadline_never_fires_before_uvctx_now_reaches_it)},
+      {"born_done_or_never", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_child_of_timed_out_parent_is_born_done_with_its_cause,
+           test_timeout_near_uint64_max_saturates_and_never_comes),
+       .loops = LOOPS(
+           {test_context_whose_deadline_has_passed_is_born_done, 0, NBORN})},
+      {"deadline_query", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_with_deadline_reports_its_deadline,
+           test_with_timeout_reports_now_plus_timeout,
+           test_deadline_is_none_without_a_deadline_in_the_ancestry,
+           test_deadline_later_than_parents_reports_the_parents,
+           test_deadline_earlier_than_parents_reports_its_own,
+           test_deadline_is_inherited_through_value_and_cancel_contexts,
+           test_without_cancel_hides_the_deadlines_above_it)},
+      {"tree", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_parent_deadline_finishes_child_with_etimedout_and_its_cause,
+           test_child_deadline_later_than_parents_changes_nothing_else,
+           test_child_deadline_earlier_than_parents_leaves_parent_alone)},
+      {"cancel", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires,
+           test_parent_cancel_before_child_deadline_is_final,
+           test_cancel_after_timeout_is_ealready_and_keeps_etimedout,
+           test_timed_out_child_keeps_etimedout_after_parent_cancel)},
+      {"liveness", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_deadline_context_does_not_keep_the_loop_alive,
+           test_refd_done_signal_keeps_the_loop_running_until_the_deadline)});
 }

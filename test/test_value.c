@@ -481,60 +481,41 @@ START_TEST(test_format_with_zero_len_writes_nothing) {
 END_TEST
 
 Suite *value_suite(void) {
-  Suite *s = suite_create("value");
-
-  TCase *tc = tcase_create("with_value");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_value_is_found_on_the_context_that_defines_it);
-  tcase_add_test(tc, test_value_of_unknown_key_is_null);
-  tcase_add_test(tc, test_value_nearest_definition_wins);
-  tcase_add_test(tc, test_value_nearest_definition_wins_even_when_it_is_null);
-  tcase_add_test(tc, test_value_keys_compare_by_address_not_contents);
-  tcase_add_test(
-      tc, test_value_lookup_walks_through_cancel_deadline_and_without_cancel);
-  tcase_add_test(tc, test_value_context_of_root_is_never_done);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("without_cancel");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_without_cancel_keeps_values_of_parent);
-  tcase_add_test(tc, test_without_cancel_child_is_not_cancelled_with_parent);
-  tcase_add_test(tc, test_without_cancel_of_done_parent_is_not_done);
-  tcase_add_test(tc, test_without_cancel_drops_the_deadline_of_its_ancestors);
-  tcase_add_test(tc,
-                 test_without_cancel_is_not_cancellable_and_has_no_done_signal);
-  tcase_add_test(
-      tc, test_cancel_child_of_without_cancel_can_still_be_cancelled_itself);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("roots");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_roots_are_two_distinct_static_contexts);
-  tcase_add_test(tc, test_roots_are_never_done_and_have_no_deadline_or_values);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("loop");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, test_loop_of_each_kind_of_context);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("format");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, test_format_of_roots_is_background_and_todo);
-  tcase_add_test(tc, test_format_of_cancel_context_appends_with_cancel);
-  tcase_add_test(tc, test_format_of_deadline_context_shows_its_deadline);
-  tcase_add_test(tc, test_format_of_value_context_appends_with_value);
-  tcase_add_test(tc,
-                 test_format_of_without_cancel_context_appends_without_cancel);
-  tcase_add_test(tc, test_format_lists_the_whole_ancestry_root_first);
-  tcase_add_test(
-      tc, test_format_with_null_buffer_and_zero_len_returns_needed_length);
-  tcase_add_test(tc, test_format_truncates_to_len_and_nul_terminates);
-  tcase_add_test(tc, test_format_with_zero_len_writes_nothing);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "value",
+      {"with_value", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_value_is_found_on_the_context_that_defines_it,
+           test_value_of_unknown_key_is_null,
+           test_value_nearest_definition_wins,
+           test_value_nearest_definition_wins_even_when_it_is_null,
+           test_value_keys_compare_by_address_not_contents,
+           test_value_lookup_walks_through_cancel_deadline_and_without_cancel,
+           test_value_context_of_root_is_never_done)},
+      {"without_cancel", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_without_cancel_keeps_values_of_parent,
+           test_without_cancel_child_is_not_cancelled_with_parent,
+           test_without_cancel_of_done_parent_is_not_done,
+           test_without_cancel_drops_the_deadline_of_its_ancestors,
+           test_without_cancel_is_not_cancellable_and_has_no_done_signal,
+           test_cancel_child_of_without_cancel_can_still_be_cancelled_itself)},
+      {"roots", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_roots_are_two_distinct_static_contexts,
+           test_roots_are_never_done_and_have_no_deadline_or_values)},
+      {"loop", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           test_loop_of_each_kind_of_context)},
+      {"format", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           test_format_of_roots_is_background_and_todo,
+           test_format_of_cancel_context_appends_with_cancel,
+           test_format_of_deadline_context_shows_its_deadline,
+           test_format_of_value_context_appends_with_value,
+           test_format_of_without_cancel_context_appends_without_cancel,
+           test_format_lists_the_whole_ancestry_root_first,
+           test_format_with_null_buffer_and_zero_len_returns_needed_length,
+           test_format_truncates_to_len_and_nul_terminates,
+           test_format_with_zero_len_writes_nothing)});
 }

@@ -843,83 +843,54 @@ END_TEST
 /* ------------------------------------------------------------------------- */
 
 Suite *watch_suite(void) {
-  Suite *s = suite_create("watch");
-
-  TCase *tc = tcase_create("delivery");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, watch_callback_never_runs_inside_watch);
-  tcase_add_test(tc, watch_callback_never_runs_inside_constructor);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("err");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(tc, watch_err_is_how_the_context_finished, 0,
-                      NMADE * NFINISH);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("order");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, watch_order_ancestor_first_then_registration_order);
-  tcase_add_test(tc, watch_order_ancestor_first_when_a_deadline_finishes_the_tree);
-  tcase_add_test(tc, watch_order_value_context_after_its_cancellable_ancestor);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("already_done");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_test(tc, watch_of_done_context_from_a_callback_runs_on_a_later_callback);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("unwatch");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(
-      tc, unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0,
-      sizeof unwatch_rows / sizeof unwatch_rows[0]);
-  tcase_add_test(tc, unwatch_inside_own_callback_returns_ealready);
-  tcase_add_test(tc, unwatch_from_another_callback_of_the_same_batch_prevents_it);
-  tcase_add_test(tc, unwatch_from_an_ancestors_callback_prevents_the_descendants_watch);
-  tcase_add_test(tc, unwatched_watch_struct_can_be_reused);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("keeps_alive");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, pending_watch_keeps_its_context_alive);
-  tcase_add_test(tc, unwatching_the_last_holder_frees_the_context);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("never_done_and_values");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_checked_fixture(tc, loop_setup, NULL);
-  tcase_add_loop_test(
-      tc, watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can,
-      U_BACKGROUND, NUNCANCELLABLE);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("in_callback");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, callback_may_free_its_watch);
-  tcase_add_test(tc, callback_may_release_its_context);
-  tcase_add_test(tc, callback_may_watch_again_with_the_same_watch_struct);
-  tcase_add_test(tc, callback_may_watch_another_context_with_the_same_watch_struct);
-  tcase_add_test(tc, callback_may_cancel_another_context_whose_watches_then_run);
-  suite_add_tcase(s, tc);
-
-  tc = tcase_create("done_async");
-  tcase_set_timeout(tc, TIMEOUT_LOOP_S);
-  tcase_add_test(tc, done_async_returns_the_same_handle_on_each_call);
-  tcase_add_test(tc, done_async_of_a_value_context_is_its_cancellable_ancestors);
-  tcase_add_test(tc, done_async_handle_is_unrefd);
-  tcase_add_test(tc, done_async_refd_keeps_the_loop_running_until_the_deadline);
-  tcase_add_test(tc, done_async_refd_keeps_the_loop_running_until_cancelled);
-  tcase_add_test(tc, done_async_is_sent_for_a_context_already_done);
-  tcase_add_test(tc, done_async_is_sent_for_a_context_born_done);
-  tcase_add_test(tc, done_async_is_closed_by_uvctx_on_release);
-  tcase_add_test(tc, done_async_refd_is_closed_by_uvctx_on_release);
-  suite_add_tcase(s, tc);
-
-  return s;
+  return SUITE(
+      "watch",
+      {"delivery", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           watch_callback_never_runs_inside_watch,
+           watch_callback_never_runs_inside_constructor)},
+      {"err", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .loops = LOOPS(
+           {watch_err_is_how_the_context_finished, 0, NMADE * NFINISH})},
+      {"order", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           watch_order_ancestor_first_then_registration_order,
+           watch_order_ancestor_first_when_a_deadline_finishes_the_tree,
+           watch_order_value_context_after_its_cancellable_ancestor)},
+      {"already_done", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           watch_of_done_context_from_a_callback_runs_on_a_later_callback)},
+      {"unwatch", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .tests = TESTS(
+           unwatch_inside_own_callback_returns_ealready,
+           unwatch_from_another_callback_of_the_same_batch_prevents_it,
+           unwatch_from_an_ancestors_callback_prevents_the_descendants_watch,
+           unwatched_watch_struct_can_be_reused),
+       .loops = LOOPS(
+           {unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0, sizeof unwatch_rows / sizeof unwatch_rows[0]})},
+      {"keeps_alive", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           pending_watch_keeps_its_context_alive,
+           unwatching_the_last_holder_frees_the_context)},
+      {"never_done_and_values", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .loops = LOOPS(
+           {watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can, U_BACKGROUND, NUNCANCELLABLE})},
+      {"in_callback", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           callback_may_free_its_watch,
+           callback_may_release_its_context,
+           callback_may_watch_again_with_the_same_watch_struct,
+           callback_may_watch_another_context_with_the_same_watch_struct,
+           callback_may_cancel_another_context_whose_watches_then_run)},
+      {"done_async", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(
+           done_async_returns_the_same_handle_on_each_call,
+           done_async_of_a_value_context_is_its_cancellable_ancestors,
+           done_async_handle_is_unrefd,
+           done_async_refd_keeps_the_loop_running_until_the_deadline,
+           done_async_refd_keeps_the_loop_running_until_cancelled,
+           done_async_is_sent_for_a_context_already_done,
+           done_async_is_sent_for_a_context_born_done,
+           done_async_is_closed_by_uvctx_on_release,
+           done_async_refd_is_closed_by_uvctx_on_release)});
 }
