@@ -355,7 +355,21 @@ void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
 void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
 void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
-const void *uvctx__thread_id(void);
+/* Each thread's own address of this variable identifies it. Initial-exec,
+ * where the compiler knows it, makes reading it one instruction in a shared
+ * library too, instead of a call to __tls_get_addr; and it is read inline, on
+ * every cancel and release. */
+#if defined(__GNUC__)
+#define UVCTX__THREAD_LOCAL                                                    \
+  __attribute__((tls_model("initial-exec"))) _Thread_local
+#else
+#define UVCTX__THREAD_LOCAL _Thread_local
+#endif
+extern UVCTX__THREAD_LOCAL char uvctx__thread_marker;
+
+static inline const void *uvctx__thread_id(void) {
+  return &uvctx__thread_marker;
+}
 
 /* Whether the calling thread runs lp's loop. On every cancel and release,
  * so it is a thread-local address compared, not a call into pthreads. */
