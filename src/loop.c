@@ -239,6 +239,9 @@ static void act(uvctx__cancel_t *c, unsigned int what) {
     uvctx__drain_check(c);
     uvctx_release(&c->ctx);
   }
+  /* Last: the last reference handed over may end c. */
+  if (what & UVCTX__MB_UNREF)
+    uvctx__unref_handed(c);
 }
 
 /* Loop thread: acts on everything other threads have posted, in order.
