@@ -93,8 +93,7 @@ static void never_cb(uv_timer_t *t) {
 /* A server that listens on 127.0.0.1 and never accepts, and a client that
  * connects to it and reads. libuv takes the connection off the listen queue
  * and waits for us to accept it, so the client connects and its read never
- * gets data. A guard timer (unref'd) closes everything if the test's own
- * closing never comes. */
+ * gets data. */
 typedef struct {
   uv_tcp_t server;
   int connections;
@@ -108,8 +107,6 @@ typedef struct {
   uvctx_t *read_ctx; /* made once connected, if arm_on_connect */
   uint64_t read_deadline;
   int arm_on_connect;
-  uv_timer_t guard;
-  int guard_fired;
 } tcp_t;
 
 static void on_connection(uv_stream_t *server, int status) {
@@ -132,18 +129,12 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     t->read_calls++;
 }
 
-static void close_once(uv_handle_t *h) {
-  if (!uv_is_closing(h))
-    uv_close(h, NULL);
-}
-
-/* The client's close_cb (given to uvctx): the server and the guard go with
- * it, so that the loop ends. */
+/* The client's close_cb (given to uvctx): the server goes with it, so that
+ * the loop ends. */
 static void on_client_closed(uv_handle_t *h) {
   tcp_t *t = h->data;
   closed_record(&t->client_closed, h);
-  close_once((uv_handle_t *)&t->server);
-  close_once((uv_handle_t *)&t->guard);
+  uv_close((uv_handle_t *)&t->server, NULL);
 }
 
 static void on_connect(uv_connect_t *req, int status) {
@@ -163,15 +154,9 @@ static void on_connect(uv_connect_t *req, int status) {
   }
 }
 
-static void tcp_guard_cb(uv_timer_t *g) {
-  tcp_t *t = g->data;
-  t->guard_fired = 1;
-  close_once((uv_handle_t *)&t->client);
-  uv_close((uv_handle_t *)&t->server, NULL);
-  uv_close((uv_handle_t *)g, NULL);
-}
-
-/* Listens, connects (the connection is pending when this returns). */
+/* Listens, connects (the connection is pending when this returns). A test
+ * runs the loop under a stop guard: a close that never comes fails it, and
+ * does not hang. */
 static void tcp_start(tcp_t *t) {
   struct sockaddr_in addr;
   struct sockaddr_storage bound;
@@ -192,21 +177,18 @@ static void tcp_start(tcp_t *t) {
   ck_assert_int_eq(uv_tcp_connect(&t->connect, &t->client,
                                   (const struct sockaddr *)&bound, on_connect),
                    0);
-
-  ck_assert_int_eq(uv_timer_init(&loop, &t->guard), 0);
-  t->guard.data = t;
-  ck_assert_int_eq(uv_timer_start(&t->guard, tcp_guard_cb, EVENTUALLY_MS, 0),
-                   0);
-  uv_unref((uv_handle_t *)&t->guard);
 }
 
 START_TEST(close_on_done_closes_a_silent_tcp_read_at_the_deadline) {
   tcp_t t;
+  stop_guard_t g;
   tcp_start(&t);
   t.arm_on_connect = 1;
 
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_msg(!t.guard_fired, "the client was not closed at the deadline");
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
+  ck_assert_msg(uv_run(&loop, UV_RUN_DEFAULT) == 0 && !g.fired,
+                "the client was not closed at the deadline");
+  stop_guard_close(&g);
   ck_assert_int_eq(t.connect_calls, 1);
   ck_assert_int_eq(t.connect_status, 0);
   ck_assert_ptr_nonnull(t.read_ctx);
@@ -226,6 +208,7 @@ END_TEST
 
 START_TEST(close_on_done_of_a_cancelled_context_fails_a_pending_connect) {
   tcp_t t;
+  stop_guard_t g;
   tcp_start(&t);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uvctx_close_on_done(ctx, (uv_handle_t *)&t.client, &t.w,
@@ -233,8 +216,9 @@ START_TEST(close_on_done_of_a_cancelled_context_fails_a_pending_connect) {
                    0);
   ck_assert_int_eq(uv_is_closing((uv_handle_t *)&t.client), 0); /* not yet */
 
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert(!t.guard_fired);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
+  ck_assert(uv_run(&loop, UV_RUN_DEFAULT) == 0 && !g.fired);
+  stop_guard_close(&g);
   ck_assert_int_eq(t.client_closed.calls, 1);
   /* closed on the next loop callback, before the connect could complete */
   ck_assert_int_eq(t.connect_calls, 1);
@@ -527,15 +511,12 @@ typedef struct {
   atomic_int work_ran;
   int calls;
   int status;
-  uv_timer_t guard;
-  int guard_fired;
 } victim_t;
 
 static void victim_done(victim_t *v, int status) {
   v->calls++;
   v->status = status;
   pool_release(&v->pool);
-  close_once((uv_handle_t *)&v->guard);
 }
 
 static void victim_work(uv_work_t *req) {
@@ -575,15 +556,6 @@ static void victim_random_cb(uv_random_t *req, int status, void *buf,
   victim_done(req->data, status);
 }
 
-/* If the request is never cancelled, let the pool go: the request then runs
- * and the test fails on its status instead of hanging. */
-static void victim_guard_cb(uv_timer_t *t) {
-  victim_t *v = t->data;
-  v->guard_fired = 1;
-  pool_release(&v->pool);
-  uv_close((uv_handle_t *)t, NULL);
-}
-
 static void victim_submit(victim_t *v, int kind) {
   struct sockaddr_in addr;
   v->u.req.data = v;
@@ -614,9 +586,12 @@ static void victim_submit(victim_t *v, int kind) {
 }
 
 /* A request queued behind the busy pool, under a context that times out
- * after 10 ms: cancelled, with the status its kind reports. */
+ * after 10 ms: cancelled, with the status its kind reports. If it is never
+ * cancelled, the stop guard ends the wait and the pool is let go: the test
+ * then fails instead of hanging. */
 START_TEST(cancel_on_done_cancels_a_queued_request) {
   const char *row = victims[_i].name;
+  stop_guard_t g;
   victim_t *v = calloc(1, sizeof(*v));
   ck_assert_ptr_nonnull(v);
   atomic_init(&v->work_ran, 0);
@@ -624,14 +599,14 @@ START_TEST(cancel_on_done_cancels_a_queued_request) {
   uvctx_t *timeout = mk_timeout(&loop, ctx, 10);
   victim_submit(v, victims[_i].kind);
   ck_assert_int_eq(uvctx_cancel_on_done(timeout, &v->u.req, &w), 0);
-  ck_assert_int_eq(uv_timer_init(&loop, &v->guard), 0);
-  v->guard.data = v;
-  ck_assert_int_eq(
-      uv_timer_start(&v->guard, victim_guard_cb, EVENTUALLY_MS, 0), 0);
-  uv_unref((uv_handle_t *)&v->guard);
 
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_msg(!v->guard_fired, "row %s: the request was not cancelled", row);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
+  int alive = uv_run(&loop, UV_RUN_DEFAULT);
+  if (g.fired)
+    pool_release(&v->pool);
+  ck_assert_msg(alive == 0 && !g.fired, "row %s: the request was not cancelled",
+                row);
+  stop_guard_close(&g);
   ROW_EQ(row, v->calls, 1);
   ROW_EQ(row, v->status, victims[_i].status);
   ROW_EQ(row, atomic_load(&v->work_ran), 0);
