@@ -103,13 +103,18 @@ typedef struct {
   int is_drain; /* uvctx_drain: due once done and childless */
 } watch_rec_t;
 
+/* A reference a worker holds, and the first non-zero err/cause it saw. */
+typedef struct {
+  uvctx_t *ctx;
+  int node;
+  int seen_err;
+  int seen_cause;
+} held_t;
+
 typedef struct {
   uv_thread_t tid;
   uint32_t rng;
-  uvctx_t *stash[STASH];
-  int stash_node[STASH];
-  int seen_err[STASH]; /* the first non-zero err/cause seen */
-  int seen_cause[STASH];
+  held_t stash[STASH];
   int nstash;
   long ops;
 } worker_t;
@@ -358,22 +363,14 @@ static void check_descendants_done(int idx) {
  * ------------------------------------------------------------------------- */
 
 static void stash_drop(worker_t *wk, int s) {
-  uvctx_release(wk->stash[s]);
-  wk->nstash--;
-  wk->stash[s] = wk->stash[wk->nstash];
-  wk->stash_node[s] = wk->stash_node[wk->nstash];
-  wk->seen_err[s] = wk->seen_err[wk->nstash];
-  wk->seen_cause[s] = wk->seen_cause[wk->nstash];
+  uvctx_release(wk->stash[s].ctx);
+  wk->stash[s] = wk->stash[--wk->nstash];
 }
 
 static void stash_push(worker_t *wk, uvctx_t *ctx, int idx) {
   if (wk->nstash == STASH)
     stash_drop(wk, (int)rng_below(&wk->rng, STASH));
-  wk->stash[wk->nstash] = ctx;
-  wk->stash_node[wk->nstash] = idx;
-  wk->seen_err[wk->nstash] = 0;
-  wk->seen_cause[wk->nstash] = 0;
-  wk->nstash++;
+  wk->stash[wk->nstash++] = (held_t){ctx, idx, 0, 0};
 }
 
 static void worker_grab(worker_t *wk) {
@@ -469,8 +466,9 @@ static void worker_main(void *arg) {
       continue;
     }
     int s = (int)rng_below(&wk->rng, (uint32_t)wk->nstash);
-    uvctx_t *ctx = wk->stash[s];
-    int idx = wk->stash_node[s];
+    held_t *h = &wk->stash[s];
+    uvctx_t *ctx = h->ctx;
+    int idx = h->node;
     if (op < 42) {
       cancel_checked(ctx, idx, some_cause(&wk->rng));
     } else if (op < 50) {
@@ -488,13 +486,13 @@ static void worker_main(void *arg) {
       int err, cause;
       uint64_t d;
       check_state_shape(ctx, idx, &err, &cause);
-      if (wk->seen_err[s] != 0)
-        EXPECT(err == wk->seen_err[s] && cause == wk->seen_cause[s],
-               "node %d: was %d/%d, now %d/%d", idx, wk->seen_err[s],
-               wk->seen_cause[s], err, cause);
+      if (h->seen_err != 0)
+        EXPECT(err == h->seen_err && cause == h->seen_cause,
+               "node %d: was %d/%d, now %d/%d", idx, h->seen_err,
+               h->seen_cause, err, cause);
       else if (err != 0) {
-        wk->seen_err[s] = err;
-        wk->seen_cause[s] = cause;
+        h->seen_err = err;
+        h->seen_cause = cause;
       }
       int k = (int)rng_below(&wk->rng, NKEYS);
       EXPECT(uvctx_value(ctx, &keys[k]) == expected_value(idx, k),
@@ -710,27 +708,20 @@ static int free_watch(void) {
   return -1;
 }
 
-static void watch_node(watch_rec_t *wr, int idx) {
+/* uvctx_watch(), or uvctx_drain() (which takes cancellable kinds only). */
+static void watch_node(watch_rec_t *wr, int idx, int is_drain) {
+  uvctx_t *ctx = ctx_of(idx);
   wr->node = idx;
   wr->w.data = wr;
-  wr->is_drain = 0;
-  ck_assert_msg(uvctx_watch(ctx_of(idx), &wr->w, watch_cb) == 0,
-                "seed %u: watch of node %d", S.seed, idx);
-  wr->state = W_PENDING;
-  T.watched++;
-}
-
-static void drain_node(watch_rec_t *wr, int idx) {
-  int rc;
-  wr->node = idx;
-  wr->w.data = wr;
-  wr->is_drain = 1;
-  rc = uvctx_drain(ctx_of(idx), &wr->w, watch_cb);
-  if (!cancellable(S.nodes[idx].kind)) {
+  wr->is_drain = is_drain;
+  int rc = is_drain ? uvctx_drain(ctx, &wr->w, watch_cb)
+                    : uvctx_watch(ctx, &wr->w, watch_cb);
+  if (is_drain && !cancellable(S.nodes[idx].kind)) {
     EXPECT(rc == UV_EINVAL, "drain of kind %d: %d", S.nodes[idx].kind, rc);
     return;
   }
-  ck_assert_msg(rc == 0, "seed %u: drain of node %d: %d", S.seed, idx, rc);
+  ck_assert_msg(rc == 0, "seed %u: %s of node %d: %d", S.seed,
+                is_drain ? "drain" : "watch", idx, rc);
   wr->state = W_PENDING;
   T.watched++;
 }
@@ -747,17 +738,14 @@ static void watch_cb(uvctx_watch_t *w, int err) {
   T.ran++;
   /* Sometimes watch again, from the callback, with the same watch. */
   if (!atomic_load(&S.stop) && S.ntable > 0 && rng_below(&S.rng, 4) == 0)
-    watch_node(wr, S.table[rng_below(&S.rng, (uint32_t)S.ntable)]);
+    watch_node(wr, S.table[rng_below(&S.rng, (uint32_t)S.ntable)], 0);
 }
 
 static void op_watch(int idx) {
   int i = free_watch();
   if (i < 0)
     return;
-  if (rng_below(&S.rng, 5) == 0)
-    drain_node(&S.watches[i], idx);
-  else
-    watch_node(&S.watches[i], idx);
+  watch_node(&S.watches[i], idx, rng_below(&S.rng, 5) == 0);
 }
 
 static void op_unwatch(void) {
