@@ -644,61 +644,44 @@ START_TEST(cancel_on_done_lets_a_running_request_finish) {
 }
 END_TEST
 
-/* A request that completes first: unwatched in its callback, and freed. */
-static int done_first_calls;
-static int done_first_result;
-static int done_first_unwatch_rc;
+/* A request that completes before ctx is done: unwatched and freed in its
+ * callback (row UNWATCHED_AND_FREED), or kept registered and alive (then
+ * uv_cancel of a finished request is harmless). Either way its callback does
+ * not run again. fs->data says whether to unwatch and free. */
+enum { UNWATCHED_AND_FREED, KEPT_WATCHED };
+static int fs_calls, fs_result, fs_unwatch_rc;
 
-static void done_first_cb(uv_fs_t *req) {
-  done_first_calls++;
-  done_first_result = (int)req->result;
-  done_first_unwatch_rc = uvctx_unwatch(&w);
+static void fs_cb(uv_fs_t *req) {
+  fs_calls++;
+  fs_result = (int)req->result;
   uv_fs_req_cleanup(req);
-  free(req); /* valgrind would see uvctx touching it later */
+  if (req->data != NULL) {
+    fs_unwatch_rc = uvctx_unwatch(&w);
+    free(req); /* valgrind would see uvctx touching it later */
+  }
 }
 
-START_TEST(cancel_on_done_of_a_request_completed_and_unwatched_does_nothing) {
+START_TEST(cancel_on_done_of_a_completed_request_does_nothing) {
   uv_fs_t *fs = calloc(1, sizeof(*fs));
   ck_assert_ptr_nonnull(fs);
-  done_first_calls = 0;
-  done_first_unwatch_rc = 12345;
-  ck_assert_int_eq(uv_fs_stat(&loop, fs, "/", done_first_cb), 0);
+  fs_calls = 0;
+  fs_unwatch_rc = 12345;
+  ck_assert_int_eq(uv_fs_stat(&loop, fs, "/", fs_cb), 0);
+  fs->data = _i == UNWATCHED_AND_FREED ? fs : NULL;
   ck_assert_int_eq(uvctx_cancel_on_done(ctx, (uv_req_t *)fs, &w), 0);
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(done_first_calls, 1);
-  ck_assert_int_eq(done_first_result, 0);
-  ck_assert_int_eq(done_first_unwatch_rc, 0);
+  ck_assert_int_eq(fs_calls, 1);
+  ck_assert_int_eq(fs_result, 0);
+  if (_i == UNWATCHED_AND_FREED)
+    ck_assert_int_eq(fs_unwatch_rc, 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(done_first_calls, 1);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-static void count_fs_cb(uv_fs_t *req) {
-  int *calls = req->data;
-  (*calls)++;
-  uv_fs_req_cleanup(req);
-}
-
-/* Kept registered (and alive) after completing: uv_cancel of a finished
- * request is harmless and its callback does not run again. */
-START_TEST(cancel_on_done_of_a_completed_but_watched_request_is_harmless) {
-  uv_fs_t fs;
-  int calls = 0;
-  ck_assert_int_eq(uv_fs_stat(&loop, &fs, "/", count_fs_cb), 0);
-  fs.data = &calls;
-  ck_assert_int_eq(uvctx_cancel_on_done(ctx, (uv_req_t *)&fs, &w), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(calls, 1);
-
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(calls, 1);
-  ck_assert_int_eq(uvctx_unwatch(&w), UV_EALREADY);
+  ck_assert_int_eq(fs_calls, 1);
+  if (_i == KEPT_WATCHED) {
+    ck_assert_int_eq(uvctx_unwatch(&w), UV_EALREADY);
+    free(fs);
+  }
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -707,7 +690,7 @@ END_TEST
 
 /* Requests that are never submitted: only their type matters here. A
  * rejected or unwatched request is never touched when ctx is done. */
-START_TEST(cancel_on_done_rejects_requests_libuv_cannot_cancel) {
+START_TEST(cancel_on_done_rejects_kinds_libuv_cannot_cancel_null_and_busy) {
   static const uv_req_type kinds[] = {UV_WRITE, UV_CONNECT, UV_SHUTDOWN,
                                       UV_UDP_SEND, UV_UNKNOWN_REQ};
   union {
@@ -717,6 +700,7 @@ START_TEST(cancel_on_done_rejects_requests_libuv_cannot_cancel) {
     uv_shutdown_t shutdown;
     uv_udp_send_t send;
   } u;
+  uv_fs_t fs1 = {.type = UV_FS}, fs2 = {.type = UV_FS};
 
   for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
     memset(&u, 0, sizeof u);
@@ -726,15 +710,6 @@ START_TEST(cancel_on_done_rejects_requests_libuv_cannot_cancel) {
                      UV_EINVAL);
   }
   ck_assert_int_eq(uvctx_unwatch(&w), UV_EALREADY); /* never registered */
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(cancel_on_done_rejects_null_arguments_and_a_pending_watch) {
-  uv_fs_t fs1 = {.type = UV_FS}, fs2 = {.type = UV_FS};
-
   ck_assert_int_eq(uvctx_cancel_on_done(NULL, (uv_req_t *)&fs1, &w), UV_EINVAL);
   ck_assert_int_eq(uvctx_cancel_on_done(ctx, NULL, &w), UV_EINVAL);
   ck_assert_int_eq(uvctx_cancel_on_done(ctx, (uv_req_t *)&fs1, NULL),
@@ -755,27 +730,31 @@ END_TEST
  * cancelled): they succeed and never act.
  * ------------------------------------------------------------------------- */
 
+static const char *const never_names[NUNCANCELLABLE] = {
+    [U_BACKGROUND] = "background", [U_TODO] = "todo",
+    [U_VALUE_OF_ROOT] = "value of a root", [U_WITHOUT] = "without-cancel",
+    [U_VALUE_OF_WITHOUT] = "value of a without-cancel"};
+
 START_TEST(close_and_cancel_on_done_of_a_context_never_done_do_nothing) {
+  const char *row = never_names[_i];
   uvctx_t *made[2];
   uvctx_t *never = mk_uncancellable(_i, ctx, made);
   uvctx_watch_t fs_w = {0};
   th_t t;
   uv_fs_t fs;
-  int calls = 0;
   uv_handle_t *h = th_init(&t, &loop);
-  ck_assert_int_eq(uv_fs_stat(&loop, &fs, "/", count_fs_cb), 0);
-  fs.data = &calls;
+  fs_calls = 0;
+  ck_assert_int_eq(uv_fs_stat(&loop, &fs, "/", fs_cb), 0);
+  fs.data = NULL;
 
-  ck_assert_msg(uvctx_close_on_done(never, h, &t.w, on_closed) == 0,
-                "row %d", _i);
-  ck_assert_msg(uvctx_cancel_on_done(never, (uv_req_t *)&fs, &fs_w) == 0,
-                "row %d", _i);
+  ROW_EQ(row, uvctx_close_on_done(never, h, &t.w, on_closed), 0);
+  ROW_EQ(row, uvctx_cancel_on_done(never, (uv_req_t *)&fs, &fs_w), 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_msg(uv_is_closing(h) == 0, "row %d", _i);
-  ck_assert_msg(calls == 1, "row %d", _i);
-  ck_assert_msg(uvctx_unwatch(&t.w) == 0, "row %d", _i);
-  ck_assert_msg(uvctx_unwatch(&fs_w) == 0, "row %d", _i);
+  ROW_EQ(row, uv_is_closing(h), 0);
+  ROW_EQ(row, fs_calls, 1);
+  ROW_EQ(row, uvctx_unwatch(&t.w), 0);
+  ROW_EQ(row, uvctx_unwatch(&fs_w), 0);
 
   uv_close(h, NULL);
   release_all(made[1], made[0], ctx);
@@ -804,11 +783,10 @@ Suite *handles_suite(void) {
       {"cancel_on_done", TIMEOUT_THREADS_S, ctx_setup, NULL,
        .tests = TESTS(
            cancel_on_done_lets_a_running_request_finish,
-           cancel_on_done_of_a_request_completed_and_unwatched_does_nothing,
-           cancel_on_done_of_a_completed_but_watched_request_is_harmless,
-           cancel_on_done_rejects_requests_libuv_cannot_cancel,
-           cancel_on_done_rejects_null_arguments_and_a_pending_watch),
+           cancel_on_done_rejects_kinds_libuv_cannot_cancel_null_and_busy),
        .loops = LOOPS({cancel_on_done_cancels_a_queued_request, 0, NVICTIMS},
+                      {cancel_on_done_of_a_completed_request_does_nothing,
+                       UNWATCHED_AND_FREED, KEPT_WATCHED + 1},
                       /* U_VALUE_OF_CANCEL is done with ctx: left out */
                       {close_and_cancel_on_done_of_a_context_never_done_do_nothing,
                        U_BACKGROUND, U_VALUE_OF_CANCEL},
