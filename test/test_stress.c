@@ -218,28 +218,20 @@ static int some_cause(uint32_t *rng) {
 /* uvctx_value(): the nearest definition of keys[k] up from idx; an
  * any-context looks in its parents in order. Records never change once
  * published, so any thread may walk them. */
-static int expect_value(int idx, int k, void **out) {
+static void *expected_value(int idx, int k) {
   while (idx != ROOT) {
     const node_t *n = &S.nodes[idx];
-    if (n->kind == K_VALUE && n->key == k) {
-      *out = (void *)n;
-      return 1;
-    }
+    if (n->kind == K_VALUE && n->key == k)
+      return (void *)n;
     if (n->kind == K_ANY) {
-      for (int i = 0; i < n->nparents; i++)
-        if (expect_value(n->parents[i], k, out))
-          return 1;
-      return 0;
+      void *v = NULL;
+      for (int i = 0; i < n->nparents && v == NULL; i++)
+        v = expected_value(n->parents[i], k);
+      return v;
     }
     idx = n->parents[0];
   }
-  return 0;
-}
-
-static void *expected_value(int idx, int k) {
-  void *v = NULL;
-  expect_value(idx, k, &v);
-  return v;
+  return NULL;
 }
 
 /* err and cause read separately, as a user would: once err is non-zero,
