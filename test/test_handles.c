@@ -12,7 +12,7 @@
  * (the request runs), never hang.
  *
  * Every test runs on the fixture's loop, with its cancel context ctx and a
- * zeroed watch w to use as it likes. */
+ * zeroed watch w to use as it likes; the edge cases on a timer also get th. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +63,16 @@ static uv_handle_t *th_init(th_t *t, uv_loop_t *l) {
   ck_assert_int_eq(uv_timer_init(l, &t->timer), 0);
   t->timer.data = t;
   return (uv_handle_t *)&t->timer;
+}
+
+/* The fixture of the edge cases on a timer: ctx_setup, and th, whose handle
+ * is handle. */
+static th_t th;
+static uv_handle_t *handle;
+
+static void timer_setup(void) {
+  ctx_setup();
+  handle = th_init(&th, &loop);
 }
 
 static void on_closed(uv_handle_t *h) {
@@ -234,17 +244,15 @@ END_TEST
  * ------------------------------------------------------------------------- */
 
 START_TEST(close_on_done_closes_a_handle_that_keeps_the_loop_alive) {
-  th_t t;
-  uv_handle_t *h = th_init(&t, &loop);
-  ck_assert_int_eq(uv_timer_start(&t.timer, never_cb, 60000, 0), 0);
+  ck_assert_int_eq(uv_timer_start(&th.timer, never_cb, 60000, 0), 0);
   uvctx_t *timeout = mk_timeout(&loop, ctx, 10);
   uint64_t deadline = deadline_of(timeout);
-  ck_assert_int_eq(uvctx_close_on_done(timeout, h, &t.w, on_closed), 0);
+  ck_assert_int_eq(uvctx_close_on_done(timeout, handle, &th.w, on_closed), 0);
 
   /* Only the timer keeps the loop alive; the context ends it. */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(t.closed.calls, 1);
-  ck_assert_uint_ge(t.closed.now, deadline);
+  ck_assert_int_eq(th.closed.calls, 1);
+  ck_assert_uint_ge(th.closed.now, deadline);
 
   release_all(timeout, ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -252,12 +260,10 @@ START_TEST(close_on_done_closes_a_handle_that_keeps_the_loop_alive) {
 END_TEST
 
 START_TEST(close_on_done_accepts_a_null_close_cb) {
-  th_t t;
-  uv_handle_t *h = th_init(&t, &loop);
-  ck_assert_int_eq(uvctx_close_on_done(ctx, h, &t.w, NULL), 0);
+  ck_assert_int_eq(uvctx_close_on_done(ctx, handle, &th.w, NULL), 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(uv_is_closing(h), 1);
+  ck_assert_int_eq(uv_is_closing(handle), 1);
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -265,18 +271,16 @@ START_TEST(close_on_done_accepts_a_null_close_cb) {
 END_TEST
 
 START_TEST(close_on_done_of_a_value_context_closes_with_its_ancestor) {
-  th_t t;
-  uv_handle_t *h = th_init(&t, &loop);
   uvctx_t *v = mk_value(ctx, &key_a, NULL);
-  ck_assert_int_eq(uvctx_close_on_done(v, h, &t.w, on_closed), 0);
+  ck_assert_int_eq(uvctx_close_on_done(v, handle, &th.w, on_closed), 0);
   uvctx_release(v); /* the pending watch keeps it alive */
 
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(t.closed.calls, 0);
+  ck_assert_int_eq(th.closed.calls, 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  ck_assert_int_eq(uv_is_closing(h), 0); /* not inside cancel */
+  ck_assert_int_eq(uv_is_closing(handle), 0); /* not inside cancel */
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(t.closed.calls, 1);
+  ck_assert_int_eq(th.closed.calls, 1);
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -354,23 +358,21 @@ START_TEST(close_on_done_rejects_a_call_and_leaves_the_handle_alone) {
 END_TEST
 
 START_TEST(unwatched_close_on_done_leaves_the_handle_open) {
-  th_t t;
-  uv_handle_t *h = th_init(&t, &loop);
-  ck_assert_int_eq(uvctx_close_on_done(ctx, h, &t.w, on_closed), 0);
+  ck_assert_int_eq(uvctx_close_on_done(ctx, handle, &th.w, on_closed), 0);
 
-  ck_assert_int_eq(uvctx_unwatch(&t.w), 0);
+  ck_assert_int_eq(uvctx_unwatch(&th.w), 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_NOWAIT), 0);
-  ck_assert_int_eq(uv_is_closing(h), 0);
-  ck_assert_int_eq(t.closed.calls, 0);
+  ck_assert_int_eq(uv_is_closing(handle), 0);
+  ck_assert_int_eq(th.closed.calls, 0);
   /* still a working handle */
-  ck_assert_int_eq(uv_timer_start(&t.timer, never_cb, 60000, 0), 0);
+  ck_assert_int_eq(uv_timer_start(&th.timer, never_cb, 60000, 0), 0);
 
-  uv_close(h, on_closed); /* ours to close */
+  uv_close(handle, on_closed); /* ours to close */
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(t.closed.calls, 1);
+  ck_assert_int_eq(th.closed.calls, 1);
 }
 END_TEST
 
@@ -382,22 +384,20 @@ END_TEST
 enum { UNWATCHED_IN_CLOSE_CB, STILL_CLOSING, ALREADY_CLOSED };
 
 START_TEST(handle_closed_by_the_user_is_not_closed_again) {
-  th_t t;
-  uv_handle_t *h = th_init(&t, &loop);
-  ck_assert_int_eq(uvctx_close_on_done(ctx, h, &t.w, never_closed_cb), 0);
+  ck_assert_int_eq(uvctx_close_on_done(ctx, handle, &th.w, never_closed_cb), 0);
 
-  uv_close(h, _i == UNWATCHED_IN_CLOSE_CB ? on_closed_unwatch : on_closed);
+  uv_close(handle, _i == UNWATCHED_IN_CLOSE_CB ? on_closed_unwatch : on_closed);
   if (_i != STILL_CLOSING) {
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-    ck_assert_int_eq(t.closed.calls, 1);
+    ck_assert_int_eq(th.closed.calls, 1);
   }
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(t.closed.calls, 1);
+  ck_assert_int_eq(th.closed.calls, 1);
   if (_i == UNWATCHED_IN_CLOSE_CB)
-    ck_assert_int_eq(t.unwatch_rc, 0);
+    ck_assert_int_eq(th.unwatch_rc, 0);
   else
-    ck_assert_int_eq(uvctx_unwatch(&t.w), UV_EALREADY); /* it ran */
+    ck_assert_int_eq(uvctx_unwatch(&th.w), UV_EALREADY); /* it ran */
 
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -739,24 +739,21 @@ START_TEST(close_and_cancel_on_done_of_a_context_never_done_do_nothing) {
   const char *row = never_names[_i];
   uvctx_t *made[2];
   uvctx_t *never = mk_uncancellable(_i, ctx, made);
-  uvctx_watch_t fs_w = {0};
-  th_t t;
   uv_fs_t fs;
-  uv_handle_t *h = th_init(&t, &loop);
   fs_calls = 0;
   ck_assert_int_eq(uv_fs_stat(&loop, &fs, "/", fs_cb), 0);
   fs.data = NULL;
 
-  ROW_EQ(row, uvctx_close_on_done(never, h, &t.w, on_closed), 0);
-  ROW_EQ(row, uvctx_cancel_on_done(never, (uv_req_t *)&fs, &fs_w), 0);
+  ROW_EQ(row, uvctx_close_on_done(never, handle, &th.w, on_closed), 0);
+  ROW_EQ(row, uvctx_cancel_on_done(never, (uv_req_t *)&fs, &w), 0);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ROW_EQ(row, uv_is_closing(h), 0);
+  ROW_EQ(row, uv_is_closing(handle), 0);
   ROW_EQ(row, fs_calls, 1);
-  ROW_EQ(row, uvctx_unwatch(&t.w), 0);
-  ROW_EQ(row, uvctx_unwatch(&fs_w), 0);
+  ROW_EQ(row, uvctx_unwatch(&th.w), 0);
+  ROW_EQ(row, uvctx_unwatch(&w), 0);
 
-  uv_close(h, NULL);
+  uv_close(handle, NULL);
   release_all(made[1], made[0], ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -770,26 +767,28 @@ Suite *handles_suite(void) {
       {"close_on_done", TIMEOUT_LOOP_S, ctx_setup, NULL,
        .tests = TESTS(
            close_on_done_closes_a_silent_tcp_read_at_the_deadline,
-           close_on_done_of_a_cancelled_context_fails_a_pending_connect,
+           close_on_done_of_a_cancelled_context_fails_a_pending_connect),
+       .loops = LOOPS({close_on_done_rejects_a_call_and_leaves_the_handle_alone,
+                       0, NREJECTED})},
+      {"close_on_done_timer", TIMEOUT_LOOP_S, timer_setup, NULL,
+       .tests = TESTS(
            close_on_done_closes_a_handle_that_keeps_the_loop_alive,
            close_on_done_accepts_a_null_close_cb,
            close_on_done_of_a_value_context_closes_with_its_ancestor,
            unwatched_close_on_done_leaves_the_handle_open),
        .loops = LOOPS(
-           {close_on_done_rejects_a_call_and_leaves_the_handle_alone, 0,
-            NREJECTED},
            {handle_closed_by_the_user_is_not_closed_again,
-            UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1})},
+            UNWATCHED_IN_CLOSE_CB, ALREADY_CLOSED + 1},
+           /* U_VALUE_OF_CANCEL is done with ctx: left out */
+           {close_and_cancel_on_done_of_a_context_never_done_do_nothing,
+            U_BACKGROUND, U_VALUE_OF_CANCEL},
+           {close_and_cancel_on_done_of_a_context_never_done_do_nothing,
+            U_VALUE_OF_ROOT, NUNCANCELLABLE})},
       {"cancel_on_done", TIMEOUT_THREADS_S, ctx_setup, NULL,
        .tests = TESTS(
            cancel_on_done_lets_a_running_request_finish,
            cancel_on_done_rejects_kinds_libuv_cannot_cancel_null_and_busy),
        .loops = LOOPS({cancel_on_done_cancels_a_queued_request, 0, NVICTIMS},
                       {cancel_on_done_of_a_completed_request_does_nothing,
-                       UNWATCHED_AND_FREED, KEPT_WATCHED + 1},
-                      /* U_VALUE_OF_CANCEL is done with ctx: left out */
-                      {close_and_cancel_on_done_of_a_context_never_done_do_nothing,
-                       U_BACKGROUND, U_VALUE_OF_CANCEL},
-                      {close_and_cancel_on_done_of_a_context_never_done_do_nothing,
-                       U_VALUE_OF_ROOT, NUNCANCELLABLE})});
+                       UNWATCHED_AND_FREED, KEPT_WATCHED + 1})});
 }
