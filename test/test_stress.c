@@ -663,9 +663,10 @@ static void op_create(void) {
     rc = uvctx_with_any(&S.loop, n->parent_ctx, (size_t)n->nparents, &ctx);
     break;
   default: /* the grace period is short or long; workers begin it */
-    rc = uvctx_with_shutdown(&S.loop, n->parent_ctx[0], NULL, 0,
-                             rng_below(&S.rng, 2) ? 1 + rng_below(&S.rng, 20) : 60000,
-                             &stopping, &ctx);
+    rc = uvctx_with_shutdown(
+        &S.loop, n->parent_ctx[0], NULL, 0,
+        rng_below(&S.rng, 2) ? 1 + rng_below(&S.rng, 20) : 60000, &stopping,
+        &ctx);
     break;
   }
   ck_assert_msg(rc == 0, "seed %u: creating kind %d: %d", S.seed, kind, rc);
