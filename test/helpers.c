@@ -412,3 +412,14 @@ void stall_report(const stall_count_t *s) {
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
 }
+
+/* --- shrink-handles --- */
+
+uint32_t rng_below(uint32_t *state, uint32_t n) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  *state = x;
+  return x % n;
+}

@@ -241,4 +241,11 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
+/* --- shrink-handles --- */
+
+/* A small deterministic PRNG (xorshift32) for random schedules and shapes
+ * that a seed reproduces: advances *state (never 0) and returns the new value
+ * modulo n (n > 0). */
+uint32_t rng_below(uint32_t *state, uint32_t n);
+
 #endif
