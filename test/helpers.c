@@ -412,3 +412,13 @@ void stall_report(const stall_count_t *s) {
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
 }
+
+/* --- shrink-lifetime --- */
+
+uint32_t xorshift32(uint32_t *state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *state = x;
+}

@@ -241,4 +241,11 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
+/* --- shrink-lifetime --- */
+
+/* A small deterministic PRNG (xorshift32) for shuffles and random tree
+ * shapes: the same seed gives the same test on every run. *state must not be
+ * 0. */
+uint32_t xorshift32(uint32_t *state);
+
 #endif
