@@ -422,3 +422,28 @@ uint32_t xorshift32(uint32_t *state) {
   x ^= x << 5;
   return *state = x;
 }
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx) {
+  memset(t, 0, sizeof *t);
+  FILE *f = open_memstream(&t->buf, &t->len);
+  ck_assert_ptr_nonnull(f);
+  int rc = uvctx_dump(ctx, f);
+  ck_assert_int_eq(fclose(f), 0);
+  for (char *s = t->buf, *nl; *s != '\0'; s = nl + 1) {
+    nl = strchr(s, '\n');
+    ck_assert_msg(nl != NULL, "line without a newline: \"%s\"", s);
+    ck_assert_int_lt(t->n, DUMP_MAX_LINES);
+    *nl = '\0';
+    t->line[t->n++] = s;
+  }
+  return rc;
+}
+
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx) {
+  char addr[32];
+  snprintf(addr, sizeof addr, " %p ", (const void *)ctx);
+  for (int i = 0; i < t->n; i++)
+    if (strstr(t->line[i], addr) != NULL)
+      return i;
+  return -1;
+}

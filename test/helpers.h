@@ -248,4 +248,22 @@ void stall_report(const stall_count_t *s);
  * 0. */
 uint32_t xorshift32(uint32_t *state);
 
+/* The text uvctx_dump(ctx) writes, split in place into its lines (each must
+ * end with a newline; no more than DUMP_MAX_LINES). Returns uvctx_dump()'s
+ * result; the caller frees t->buf. */
+enum { DUMP_MAX_LINES = 64 };
+
+typedef struct {
+  char *buf;
+  size_t len;
+  char *line[DUMP_MAX_LINES];
+  int n;
+} dump_text_t;
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx);
+
+/* The number of the line of t that names ctx (uvctx_dump() prints each
+ * context's address), or -1. */
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx);
+
 #endif

@@ -1,16 +1,14 @@
 /* Cross-loop trees: a child on loop B, run by a thread of its own, under a
  * parent on loop A, run by the test's thread.
  *
- * Only uv_async_send() crosses threads, as libuv requires: the test hands B a
- * command through B's ref'd async "cmd" and runs loop A until B answers
- * through A's async "wake", which B sends after each change A may wait for.
- * B never calls Check's asserts (they may not run off the test's thread): it
- * records the first line whose check failed, asserted on A after each
- * command. Contexts of B are made (with parents on A), watched and released on
- * B's thread, those of A on A's; across loops only what the header allows
- * (cancel, err, cause, deadline, value, retain, release) reaches a context.
- * Where the threads must act at the same moment they meet on a barrier; where
- * one waits for the other it blocks (a tally, or its loop), never spins. */
+ * Only uv_async_send() crosses threads, as libuv requires: A posts B a
+ * command through B's ref'd async "cmd" and runs its loop until B answers
+ * through A's async "wake". B never calls Check's asserts (they may not run
+ * off the test's thread): it records the line of its first failed check.
+ * Contexts are made, watched and released on their own loop's thread; across
+ * loops only what the header allows (cancel, err, cause, deadline, value,
+ * retain, release) reaches them. Threads that must act at the same moment
+ * meet on a barrier; one waiting for the other blocks, never spins. */
 #include <stdatomic.h>
 #include <stdlib.h>
 
@@ -42,8 +40,8 @@ struct xl_s {
   int b_fail_line; /* first failed check on B; read after an answer */
   journal_t jb;    /* the recs of loop B */
 
-  /* Watch callbacks run so far, on both loops: A waits on this count, and
-   * reads a rec's plain fields only once the count says it ran. */
+  /* Watch callbacks run, on both loops: A reads a rec only once this count
+   * says it ran (the rec's fields are plain ints). */
   atomic_int called;
 
   uvctx_t *p;  /* on A */
@@ -104,6 +102,15 @@ static int ran_on_b(xl_t *x, const rec_t *r) {
   return uv_thread_equal(&r->thread, &x->b_thread);
 }
 
+/* The rec r of loop B ran once, on B's thread, with err and cause. */
+#define assert_ran_on_b(x, r, e, c)                                            \
+  do {                                                                         \
+    ck_assert_int_eq((r)->calls, 1);                                           \
+    ck_assert_int_eq((r)->err, (e));                                           \
+    ck_assert_int_eq((r)->cause, (c));                                         \
+    ck_assert(ran_on_b((x), (r)));                                             \
+  } while (0)
+
 /* Loop B's command handler: runs the command A posted, then answers. */
 static void b_cmd_cb(uv_async_t *a) {
   xl_t *x = a->data;
@@ -152,8 +159,7 @@ static int a_wait(xl_t *x, atomic_int *ctr, int target) {
   return poll_until(&x->a, ctr_reached, &w, uvctx_now() + EVENTUALLY_MS);
 }
 
-/* Posts fn to B without waiting; returns the answer count that says B ran
- * it. */
+/* Posts fn to B; returns the count of answers that says B ran it. */
 static int b_post(xl_t *x, b_fn fn) {
   int target = atomic_load(&x->answered) + 1;
   uv_mutex_lock(&x->lock);
@@ -205,9 +211,8 @@ static xl_t *xl_start_with_parent(void) {
   return x;
 }
 
-/* Tells B to quit (its contexts must have been released), keeps loop A
- * running until B's thread is done (B may hand A a release on its way out),
- * and checks that loop B closed. */
+/* Has B quit once its contexts are released, running loop A until B's
+ * thread is done (B may hand A a release on its way out). */
 static void xl_stop_b(xl_t *x) {
   b_call(x, b_quit);
   ck_assert_msg(a_wait(x, &x->finished, 1), "loop B did not finish");
@@ -274,17 +279,12 @@ static void b_release_all(xl_t *x) {
   uvctx_unwatch(&x->pc.w);
   for (int i = 0; i < 3; i++)
     uvctx_unwatch(&x->pg[i].w);
-  for (int i = 2; i >= 0; i--) {
-    uvctx_release(x->g[i]);
-    x->g[i] = NULL;
-  }
-  release_all(x->any, x->q, x->c);
-  x->any = x->q = x->c = NULL;
+  release_all(x->g[2], x->g[1], x->g[0], x->any, x->q, x->c);
+  x->g[0] = x->g[1] = x->g[2] = x->any = x->q = x->c = NULL;
 }
 
 /* The end of most tests: the contexts of one loop released, then the other's
- * (the first may drop the last reference to a context of the other loop),
- * then both loops close. */
+ * (which may then drop the last reference to one of the first loop). */
 enum { A_FIRST, B_FIRST };
 
 static void xl_end(xl_t *x, int first) {
@@ -396,10 +396,7 @@ START_TEST(watches_of_a_child_on_another_loop_run_on_its_own_loop_thread) {
   ck_assert(a_wait(x, &x->called, 2));
   b_call(x, b_noop); /* B ran again: still once */
   b_call(x, b_noop);
-  ck_assert_int_eq(x->pc.calls, 1);
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert_int_eq(x->pc.cause, UV_ECONNRESET);
-  ck_assert(ran_on_b(x, &x->pc));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_ECONNRESET);
   ck_assert_int_eq(x->pa.calls, 1);
   ck_assert(rec_ran_here(&x->pa));
   xl_end(x, B_FIRST);
@@ -416,10 +413,7 @@ START_TEST(grandchildren_on_the_child_loop_are_done_in_tree_order) {
   ck_assert_int_eq(x->pc.calls, 1);
   ck_assert_int_eq(x->pc.seq, 1); /* the child before its descendants */
   for (int i = 0; i < 3; i++) {
-    ck_assert_int_eq(x->pg[i].calls, 1);
-    ck_assert_int_eq(x->pg[i].err, UV_ECANCELED);
-    ck_assert_int_eq(x->pg[i].cause, UV_ENETDOWN);
-    ck_assert(ran_on_b(x, &x->pg[i]));
+    assert_ran_on_b(x, &x->pg[i], UV_ECANCELED, UV_ENETDOWN);
     ck_assert_int_gt(x->pg[i].seq, x->pc.seq);
   }
   ck_assert_int_lt(x->pg[1].seq, x->pg[2].seq);
@@ -436,8 +430,7 @@ START_TEST(child_of_a_parent_cancelled_before_it_exists_is_born_done) {
   ck_assert_int_eq(x->err_b, UV_ECANCELED); /* read on B right at birth */
   ck_assert_int_eq(x->cause_b, UV_EHOSTUNREACH);
   ck_assert(a_wait(x, &x->called, 1));
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert(ran_on_b(x, &x->pc));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EHOSTUNREACH);
   xl_end(x, B_FIRST);
 }
 END_TEST
@@ -455,10 +448,8 @@ START_TEST(a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop) {
   ck_assert_ptr_eq(x->value_b, val_a);
 
   ck_assert_msg(a_wait(x, &x->called, 1), "the deadline never reached B");
-  ck_assert_int_eq(x->pc.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(x->pc.cause, UV_EHOSTDOWN);
+  assert_ran_on_b(x, &x->pc, UV_ETIMEDOUT, UV_EHOSTDOWN);
   ck_assert_uint_ge(x->pc.now, dl);
-  ck_assert(ran_on_b(x, &x->pc));
   xl_end(x, B_FIRST);
 }
 END_TEST
@@ -470,8 +461,7 @@ START_TEST(cancelling_the_child_leaves_the_parent_on_the_other_loop_alone) {
 
   b_call(x, b_cancel_child);
   ck_assert(a_wait(x, &x->called, 1));
-  ck_assert_int_eq(x->pc.calls, 1);
-  ck_assert_int_eq(x->pc.cause, UV_EIO);
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EIO);
   ck_assert_int_eq(uvctx_err(x->p), 0);
   ck_assert_int_eq(x->pa.calls, 0);
   ck_assert_int_eq(uvctx_unwatch(&x->pa.w), 0);
@@ -487,9 +477,7 @@ START_TEST(any_on_one_loop_of_parents_on_two_loops) {
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(x->any), UV_ECANCELED);
   ck_assert(a_wait(x, &x->called, 1));
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert_int_eq(x->pc.cause, UV_EPIPE);
-  ck_assert(ran_on_b(x, &x->pc));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EPIPE);
   b_call(x, b_read_any);
   ck_assert_int_eq(x->err_b, 0); /* the other parent, on B, is untouched */
   ck_assert_int_eq(x->cause_b, UV_EPIPE);

@@ -134,41 +134,6 @@ START_TEST(cancel_passes_over_a_child_on_another_loop_being_torn_down) {
 }
 END_TEST
 
-/* The lines of uvctx_dump(ctx), split in place in buf. */
-enum { MAX_LINES = 16 };
-
-typedef struct {
-  char *buf;
-  size_t len;
-  char *line[MAX_LINES];
-  int n;
-} text_t;
-
-static void dump_to_text(text_t *t, const uvctx_t *ctx) {
-  memset(t, 0, sizeof(*t));
-  FILE *f = open_memstream(&t->buf, &t->len);
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(uvctx_dump(ctx, f), 0);
-  ck_assert_int_eq(fclose(f), 0);
-  for (char *s = t->buf, *nl; *s != '\0'; s = nl + 1) {
-    nl = strchr(s, '\n');
-    ck_assert_ptr_nonnull(nl);
-    ck_assert_int_lt(t->n, MAX_LINES);
-    *nl = '\0';
-    t->line[t->n++] = s;
-  }
-}
-
-/* The number of the line of t that names ctx (by its address), or -1. */
-static int line_of(const text_t *t, const uvctx_t *ctx) {
-  char addr[32];
-  snprintf(addr, sizeof(addr), " %p ", (const void *)ctx);
-  for (int i = 0; i < t->n; i++)
-    if (strstr(t->line[i], addr) != NULL)
-      return i;
-  return -1;
-}
-
 static int indent_of(const char *line) {
   int n = 0;
   while (line[n] == ' ')
@@ -191,7 +156,7 @@ static int indent_of(const char *line) {
 START_TEST(dump_lists_children_on_another_loop_as_leaves) {
   uv_loop_t a;
   peer_t p = {0};
-  text_t t;
+  dump_text_t t;
   char loop_b[32];
 
   ck_assert_int_eq(uv_loop_init(&a), 0);
@@ -211,11 +176,11 @@ START_TEST(dump_lists_children_on_another_loop_as_leaves) {
               {local, 2, 0},
               {local_kid, 4, 0},
               {p.kid[1], 4, 1}};
-  dump_to_text(&t, parent);
+  ck_assert_int_eq(dump_split(&t, parent), 0);
   snprintf(loop_b, sizeof(loop_b), "loop=%p ", (void *)&p.b);
   ck_assert_int_eq(t.n, 5);
   for (int i = 0; i < t.n; i++) {
-    ck_assert_int_eq(line_of(&t, want[i].ctx), i);
+    ck_assert_int_eq(dump_line_of(&t, want[i].ctx), i);
     ck_assert_int_eq(indent_of(t.line[i]), want[i].indent);
     ck_assert_ptr_nonnull(strstr(t.line[i], "with_cancel"));
     ck_assert_int_eq(strstr(t.line[i], loop_b) != NULL, want[i].remote);
@@ -223,7 +188,7 @@ START_TEST(dump_lists_children_on_another_loop_as_leaves) {
                      want[i].remote);
     ck_assert_int_eq(strstr(t.line[i], "watches=") == NULL, want[i].remote);
   }
-  ck_assert_int_eq(line_of(&t, p.grandkid), -1);
+  ck_assert_int_eq(dump_line_of(&t, p.grandkid), -1);
   /* kid[0] is referenced by the peer and by grandkid. */
   ck_assert_ptr_nonnull(strstr(t.line[1], "refs=2 "));
   ck_assert_ptr_nonnull(strstr(t.line[4], "refs=1 "));
