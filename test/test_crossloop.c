@@ -305,8 +305,8 @@ static void b_make_q(xl_t *x) {
 /* any on B of [q (on B), pv (on A)]. */
 static void b_make_any(xl_t *x) {
   b_make_q(x);
-  B_CHECK(x, uvctx_with_any(&x->b, (uvctx_t *[]){x->q, x->pv}, 2, &x->any) ==
-                 0);
+  uvctx_t *parents[] = {x->q, x->pv};
+  B_CHECK(x, uvctx_with_any(&x->b, parents, 2, &x->any) == 0);
   B_CHECK(x, uvctx_value(x->any, &key_a) == val_a);
   B_CHECK(x, xl_watch(x, &x->pc, x->any, 0) == 0);
 }
@@ -533,8 +533,8 @@ START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
     atomic_store(&x->called, 0);
     x->p = mk_cancel(&x->a, uvctx_background());
     b_call(x, b_make_q);
-    ck_assert_int_eq(uvctx_with_any(&x->a, (uvctx_t *[]){x->p, x->q}, 2, &any),
-                     0);
+    uvctx_t *parents[] = {x->p, x->q};
+    ck_assert_int_eq(uvctx_with_any(&x->a, parents, 2, &any), 0);
     ck_assert_int_eq(xl_watch(x, &x->pa, any, 1), 0);
 
     int target = b_post(x, b_cancel_q_on_go);

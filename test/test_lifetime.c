@@ -245,8 +245,9 @@ static void contexts_with_unwatched_watches(void) {
 
 /* A failing row is named by Check's iteration number: its index here. */
 static void (*const released[])(void) = {
-    a_cancel_context,   a_cancelled_context,      a_deadline_context,
-    a_timed_out_context, a_value_context,         a_without_cancel_context,
+    a_cancel_context,          a_cancelled_context,
+    a_deadline_context,        a_timed_out_context,
+    a_value_context,           a_without_cancel_context,
     a_context_with_done_async, contexts_with_unwatched_watches};
 
 START_TEST(loop_closes_after_release_of_each_kind_of_context) {

@@ -16,9 +16,9 @@
 typedef struct {
   uv_loop_t b;
   uv_thread_t thread;
-  uv_async_t quit; /* ref'd: B polls its mailbox until the test sends it */
-  uv_sem_t made;   /* posted by the peer: its contexts exist */
-  uv_sem_t go;     /* posted by the test: the peer's step */
+  uv_async_t quit;    /* ref'd: B polls its mailbox until the test sends it */
+  uv_sem_t made;      /* posted by the peer: its contexts exist */
+  uv_sem_t go;        /* posted by the test: the peer's step */
   uv_async_t stepped; /* ref'd, on A: loop A runs until the peer stepped */
 
   uvctx_t *kid_parent[2]; /* on A, made by the test */
