@@ -368,6 +368,15 @@ static void b_cancel_q_on_go(xl_t *x) {
   x->b_cancel_rc = uvctx_cancel_cause(x->q, UV_EIO);
 }
 
+/* xl_start_with_parent(), p watched by pa; then c, watched by pc, on B under
+ * p. */
+static xl_t *xl_start_watched(void) {
+  xl_t *x = xl_start_with_parent();
+  ck_assert_int_eq(xl_watch(x, &x->pa, x->p, 1), 0);
+  b_call(x, b_make_child_and_watch);
+  return x;
+}
+
 /* --- Cancelling the parent --- */
 
 START_TEST(cancelling_a_parent_finishes_a_child_on_another_loop_at_once) {
@@ -388,9 +397,7 @@ START_TEST(cancelling_a_parent_finishes_a_child_on_another_loop_at_once) {
 END_TEST
 
 START_TEST(watches_of_a_child_on_another_loop_run_on_its_own_loop_thread) {
-  xl_t *x = xl_start_with_parent();
-  ck_assert_int_eq(xl_watch(x, &x->pa, x->p, 1), 0);
-  b_call(x, b_make_child_and_watch);
+  xl_t *x = xl_start_watched();
 
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_ECONNRESET), 0);
   ck_assert(a_wait(x, &x->called, 2));
@@ -455,9 +462,7 @@ START_TEST(a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop) {
 END_TEST
 
 START_TEST(cancelling_the_child_leaves_the_parent_on_the_other_loop_alone) {
-  xl_t *x = xl_start_with_parent();
-  ck_assert_int_eq(xl_watch(x, &x->pa, x->p, 1), 0);
-  b_call(x, b_make_child_and_watch);
+  xl_t *x = xl_start_watched();
 
   b_call(x, b_cancel_child);
   ck_assert(a_wait(x, &x->called, 1));
