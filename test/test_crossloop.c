@@ -29,8 +29,7 @@ struct xl_s {
   uv_thread_t b_tid;
   uv_thread_t b_thread;
   uv_async_t cmd;
-  uv_mutex_t lock;
-  b_fn fn; /* guarded by lock */
+  _Atomic(b_fn) fn; /* the command posted, taken by B */
   tally_t started;
   atomic_int answered;
   atomic_int finished;
@@ -114,10 +113,7 @@ static int ran_on_b(xl_t *x, const rec_t *r) {
 /* Loop B's command handler: runs the command A posted, then answers. */
 static void b_cmd_cb(uv_async_t *a) {
   xl_t *x = a->data;
-  uv_mutex_lock(&x->lock);
-  b_fn fn = x->fn;
-  x->fn = NULL;
-  uv_mutex_unlock(&x->lock);
+  b_fn fn = atomic_exchange(&x->fn, NULL);
   if (fn != NULL) {
     fn(x);
     atomic_fetch_add(&x->answered, 1);
@@ -162,9 +158,7 @@ static int a_wait(xl_t *x, atomic_int *ctr, int target) {
 /* Posts fn to B; returns the count of answers that says B ran it. */
 static int b_post(xl_t *x, b_fn fn) {
   int target = atomic_load(&x->answered) + 1;
-  uv_mutex_lock(&x->lock);
-  x->fn = fn;
-  uv_mutex_unlock(&x->lock);
+  atomic_store(&x->fn, fn);
   ck_assert_int_eq(uv_async_send(&x->cmd), 0);
   return target;
 }
@@ -187,7 +181,7 @@ static xl_t *xl_start(void) {
   xl_t *x = calloc(1, sizeof(*x));
   ck_assert_ptr_nonnull(x);
   ck_assert_int_eq(uv_loop_init(&x->a), 0);
-  ck_assert_int_eq(uv_mutex_init(&x->lock), 0);
+  atomic_init(&x->fn, NULL);
   ck_assert_int_eq(uv_async_init(&x->a, &x->wake, wake_cb), 0);
   uv_unref((uv_handle_t *)&x->wake);
   tally_init(&x->started);
@@ -227,7 +221,6 @@ static void xl_finish(xl_t *x) {
   ASSERT_LOOP_CLOSES(&x->a);
   tally_destroy(&x->grown_enough);
   tally_destroy(&x->started);
-  uv_mutex_destroy(&x->lock);
   free(x->kid_watch);
   free(x->kids);
   free(x);

@@ -50,17 +50,6 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
 }
 END_TEST
 
-START_TEST(retain_and_release_of_roots_and_null_do_nothing) {
-  for (int i = 0; i < 5; i++)
-    release_all(uvctx_background(), uvctx_todo(), NULL);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *d = mk_cancel(&loop, uvctx_todo());
-  ck_assert_int_eq(uvctx_err(uvctx_background()), 0);
-  release_all(c, d);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(children_work_after_the_parents_last_reference_is_released) {
   rec_t w;
   int val;
@@ -401,7 +390,6 @@ Suite *lifetime_suite(void) {
        .tests = TESTS(
            retain_returns_its_argument,
            balanced_retain_release_keeps_the_context_usable,
-           retain_and_release_of_roots_and_null_do_nothing,
            children_work_after_the_parents_last_reference_is_released,
            a_released_parents_deadline_still_reaches_its_children,
            releasing_never_cancels_the_parent_or_siblings,
