@@ -413,13 +413,41 @@ void stall_report(const stall_count_t *s) {
           (unsigned long long)s->worst_ms);
 }
 
-/* --- shrink-handles --- */
+/* --- random schedules, dump text --- */
 
-uint32_t rng_below(uint32_t *state, uint32_t n) {
+uint32_t xorshift32(uint32_t *state) {
   uint32_t x = *state;
   x ^= x << 13;
   x ^= x >> 17;
   x ^= x << 5;
-  *state = x;
-  return x % n;
+  return *state = x;
+}
+
+uint32_t rng_below(uint32_t *state, uint32_t n) {
+  return xorshift32(state) % n;
+}
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx) {
+  memset(t, 0, sizeof *t);
+  FILE *f = open_memstream(&t->buf, &t->len);
+  ck_assert_ptr_nonnull(f);
+  int rc = uvctx_dump(ctx, f);
+  ck_assert_int_eq(fclose(f), 0);
+  for (char *s = t->buf, *nl; *s != '\0'; s = nl + 1) {
+    nl = strchr(s, '\n');
+    ck_assert_msg(nl != NULL, "line without a newline: \"%s\"", s);
+    ck_assert_int_lt(t->n, DUMP_MAX_LINES);
+    *nl = '\0';
+    t->line[t->n++] = s;
+  }
+  return rc;
+}
+
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx) {
+  char addr[32];
+  snprintf(addr, sizeof addr, " %p ", (const void *)ctx);
+  for (int i = 0; i < t->n; i++)
+    if (strstr(t->line[i], addr) != NULL)
+      return i;
+  return -1;
 }

@@ -241,11 +241,29 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
-/* --- shrink-handles --- */
-
-/* A small deterministic PRNG (xorshift32) for random schedules and shapes
- * that a seed reproduces: advances *state (never 0) and returns the new value
- * modulo n (n > 0). */
+/* A small deterministic PRNG (xorshift32) for random schedules, shuffles and
+ * tree shapes: the same seed gives the same test on every run. *state must
+ * not be 0. xorshift32 advances it and returns the new value; rng_below
+ * returns that modulo n (n > 0). */
+uint32_t xorshift32(uint32_t *state);
 uint32_t rng_below(uint32_t *state, uint32_t n);
+
+/* The text uvctx_dump(ctx) writes, split in place into its lines (each must
+ * end with a newline; no more than DUMP_MAX_LINES). Returns uvctx_dump()'s
+ * result; the caller frees t->buf. */
+enum { DUMP_MAX_LINES = 64 };
+
+typedef struct {
+  char *buf;
+  size_t len;
+  char *line[DUMP_MAX_LINES];
+  int n;
+} dump_text_t;
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx);
+
+/* The number of the line of t that names ctx (uvctx_dump() prints each
+ * context's address), or -1. */
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx);
 
 #endif
