@@ -412,3 +412,39 @@ void stall_report(const stall_count_t *s) {
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
 }
+
+/* --- shrink-shutdown --- */
+
+/* Here rather than at the top, so that merges of the sections stay simple. */
+#include <signal.h>
+
+/* Not POSIX; glibc's value (signals 1..64). */
+#ifndef NSIG
+#define NSIG 65
+#endif
+
+const int bad_signums[NBAD_SIGNUMS] = {0,    -1,   -SIGUSR1, NSIG,   NSIG + 1,
+                                       65, 1000, SIGKILL,  SIGSTOP};
+
+static void loop_thread_async_cb(uv_async_t *a) {
+  loop_thread_t *t = a->data;
+  ck_assert_int_eq(uv_thread_join(&t->tid), 0);
+  t->joined = 1;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void loop_thread_main(void *arg) {
+  loop_thread_t *t = arg;
+  t->fn(t->arg);
+  uv_async_send(&t->async);
+}
+
+void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
+                       void *arg) {
+  memset(t, 0, sizeof *t);
+  t->fn = fn;
+  t->arg = arg;
+  ck_assert_int_eq(uv_async_init(loop, &t->async, loop_thread_async_cb), 0);
+  t->async.data = t;
+  ck_assert_int_eq(uv_thread_create(&t->tid, loop_thread_main, t), 0);
+}
