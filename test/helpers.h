@@ -252,6 +252,9 @@ void stall_report(const stall_count_t *s);
                   #X, #OP, #Y, x_, y_);                                        \
   } while (0)
 
+/* The number of rows of a table (an array). */
+#define NROWS(rows) (int)(sizeof(rows) / sizeof((rows)[0]))
+
 /* assert_done() for a row of a table test. */
 #define ck_row_done(row, ctx, err, cause)                                      \
   do {                                                                         \

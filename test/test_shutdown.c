@@ -1019,8 +1019,6 @@ START_TEST(shutdown_of_null_or_a_context_of_another_kind_is_einval) {
 }
 END_TEST
 
-#define NROWS(rows) (int)(sizeof(rows) / sizeof((rows)[0]))
-
 Suite *shutdown_suite(void) {
   return SUITE(
       "shutdown",
