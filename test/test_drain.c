@@ -4,8 +4,6 @@
  * uvctx call), and uvctx_unwatch cancels it. A release on the loop thread
  * frees a context once the loop has run its close callbacks, so the tests
  * run the loop after a release before they look at a drain. */
-#include <stdlib.h>
-#include <string.h>
 
 #include "helpers.h"
 #include "test.h"

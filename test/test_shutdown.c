@@ -5,13 +5,10 @@
  *            for again: UV_ECANCELED, or its parent is done, or nothing but
  *            *stopping is left below it: UV_ECANCELED, over early).
  *
- * An idle tree is over as soon as phase 1 begins, so a test about the grace
- * period gives *out a request in flight (IN_FLIGHT). The grace timer is
- * unref'd, so a test that waits for it keeps the loop alive with run_until().
- * A test that sends a signal starts a catcher of its own for it, so that a
- * signal uvctx no longer listens for never kills the test. */
+ * The grace timer is unref'd, so a test that waits for it keeps the loop
+ * alive with run_until(). A test that sends a signal starts a catcher of its
+ * own for it, so that a signal uvctx no longer listens for never kills it. */
 #include <signal.h>
-#include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
@@ -19,14 +16,11 @@
 
 static int key_a; /* keys compare by address */
 
-/* ---------------------------------------------------------------------------
- * The fixture
- * ------------------------------------------------------------------------- */
-
-/* A loop with a shutdown context out and its stopping child, a journal for
- * the test's recs, and with flags:
+/* The fixture: a loop with a shutdown context out and its stopping child, a
+ * journal for the test's recs, and with flags:
  *   IN_FLIGHT     a request (a cancel child of out) that keeps the grace
- *                 period going until the test drops it;
+ *                 period going until the test drops it (an idle tree's
+ *                 shutdown is over as soon as phase 1 begins);
  *   UNDER_PARENT  out is a child of a cancel context `parent`, not of the
  *                 background; PARENT_DONE: one already cancelled (UV_EIO);
  *   WATCHED       ps watches stopping and po watches out.
@@ -92,7 +86,7 @@ static void sd_end(sd_t *s) {
 }
 
 /* ---------------------------------------------------------------------------
- * The phases, moved by calls
+ * The phases: calls, the grace period, the parent
  * ------------------------------------------------------------------------- */
 
 /* The first call finishes stopping (and its children, such as a listener's
@@ -179,9 +173,8 @@ START_TEST(calls_move_the_shutdown_through_its_phases) {
 }
 END_TEST
 
-/* Whether the loop stays alive: the grace timer and the signal handles do
- * not keep it, unless uvctx_keepalive() asks for it. The stop guard only
- * matters when that fails. */
+/* The grace timer and the signal handles do not keep the loop alive, unless
+ * uvctx_keepalive() asks for it. The stop guard only matters on failure. */
 typedef struct {
   const char *name;
   size_t signals; /* listens for SIGUSR1 and SIGUSR2, or for none */
@@ -217,42 +210,11 @@ START_TEST(shutdown_keeps_the_loop_alive_only_with_keepalive) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * The grace period runs out
- * ------------------------------------------------------------------------- */
-
-/* A ref'd one-shot timer that releases a request: "the request finishes".
- * It notes out's err just before and just after the release. */
-typedef struct {
-  uv_timer_t t;
-  uvctx_t *out;
-  uvctx_t *req;
-  int fired;
-  int out_err_before;
-  int out_err_after;
-  int out_cause_after;
-  uint64_t at; /* uvctx_now() at the release */
-} finisher_t;
-
-static void finisher_fire(uv_timer_t *t) {
-  finisher_t *f = t->data;
-  f->fired++;
-  f->out_err_before = uvctx_err(f->out);
-  f->at = uvctx_now();
-  uvctx_release(f->req);
-  f->out_err_after = uvctx_err(f->out);
-  f->out_cause_after = uvctx_cause(f->out);
-  uv_close((uv_handle_t *)t, NULL);
-}
-
-static void finisher_start(finisher_t *f, uv_loop_t *loop, uvctx_t *out,
-                           uvctx_t *req, uint64_t ms) {
-  memset(f, 0, sizeof *f);
-  f->out = out;
-  f->req = req;
-  ck_assert_int_eq(uv_timer_init(loop, &f->t), 0);
-  f->t.data = f;
-  ck_assert_int_eq(uv_timer_start(&f->t, finisher_fire, ms, 0), 0);
+/* A rec action: "the request finishes" (is released), and notes the err of
+ * out (its arg) right after. */
+static void release_noting_out(rec_t *r) {
+  uvctx_release(r->ctx);
+  r->action_rc = uvctx_err(r->arg);
 }
 
 enum { STOPPING_KEPT, STOPPING_RELEASED_BEFORE, STOPPING_RELEASED_DURING };
@@ -261,7 +223,7 @@ typedef struct {
   const char *name;
   uint64_t grace_ms;
   int stopping;      /* kept, or released before or during the shutdown */
-  int quick_request; /* one more request, finished 5 ms into the shutdown */
+  int quick_request; /* one more, begun with the shutdown, done in 5 ms */
 } grace_row_t;
 
 static const grace_row_t grace_rows[] = {
@@ -278,9 +240,7 @@ static const grace_row_t grace_rows[] = {
 START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
   const grace_row_t *q = &grace_rows[_i];
   const char *row = q->name;
-  rec_t pr;
-  finisher_t f;
-  uvctx_t *quick = NULL;
+  rec_t pr, pq;
   sd_t s;
   sd_begin(&s, q->grace_ms, IN_FLIGHT);
   rec_watch(&s.po, &s.j, s.out);
@@ -289,8 +249,6 @@ START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
     drop(&s.stopping);
     uv_run(&s.loop, UV_RUN_DEFAULT);
   }
-  if (q->quick_request)
-    quick = mk_cancel(&s.loop, s.out);
   /* The grace period only starts with the shutdown; and libuv's cached time
    * goes stale meanwhile. */
   run_for(&s.loop, 20);
@@ -303,8 +261,11 @@ START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
   ck_row(row, uvctx_err(s.out), ==, 0);
   if (q->stopping == STOPPING_RELEASED_DURING)
     drop(&s.stopping);
-  if (quick != NULL)
-    finisher_start(&f, &s.loop, s.out, quick, 5);
+  if (q->quick_request) {
+    rec_watch(&pq, NULL, mk_timeout(&s.loop, s.out, 5));
+    pq.action = release_noting_out;
+    pq.arg = s.out;
+  }
   ck_row(row, run_until(&s.loop, &s.po.calls, 1), ==, 1);
   ck_row(row, s.po.err, ==, UV_ETIMEDOUT);
   ck_row(row, s.po.cause, ==, UV_ESHUTDOWN);
@@ -315,9 +276,10 @@ START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
   ck_row(row, uvctx_err(s.req), ==, UV_ETIMEDOUT);
   if (s.stopping != NULL) /* unchanged */
     ck_row_done(row, s.stopping, UV_ECANCELED, UV_ESHUTDOWN);
-  if (quick != NULL) {
-    ck_row(row, f.fired, ==, 1);
-    ck_row(row, f.out_err_after, ==, 0); /* the slow one was alive */
+  if (q->quick_request) {
+    ck_row(row, pq.calls, ==, 1);
+    ck_row(row, pq.err, ==, UV_ETIMEDOUT); /* its own 5 ms */
+    ck_row(row, pq.action_rc, ==, 0);      /* the slow one was alive */
   }
   ck_row(row, uvctx_shutdown(s.out, 0), ==, UV_EALREADY);
   drop(&s.req);
@@ -325,10 +287,6 @@ START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
   sd_end(&s);
 }
 END_TEST
-
-/* ---------------------------------------------------------------------------
- * The parent
- * ------------------------------------------------------------------------- */
 
 START_TEST(parent_done_finishes_both) {
   sd_t s;
@@ -373,7 +331,7 @@ END_TEST
  * Signals
  * ------------------------------------------------------------------------- */
 
-/* Shutdowns moved by signals, one row each. Phase 1 begins with a signal, or
+/* Shutdowns moved by signals. Phase 1 begins with a signal, or
  * (0) with uvctx_shutdown(out, UV_ESHUTDOWN). Phase 2 comes from a signal sent
  * from stopping's callback (so that the two are never pending at once, which
  * the kernel would merge), from a signal or a call once phase 1 is seen, or
@@ -408,7 +366,6 @@ static const sigseq_t sigseqs[] = {
      SIGUSR1, 0, 0, 0, UV_ECANCELED, SIGUSR1},
 };
 
-/* A rec's action: sends the signal its arg points to. */
 static void send_arg_signal(rec_t *r) { send_signal(*(const int *)r->arg); }
 
 START_TEST(signals_move_the_shutdown_through_its_phases) {
@@ -479,112 +436,88 @@ START_TEST(released_shutdown_context_stops_listening) {
 END_TEST
 
 /* ---------------------------------------------------------------------------
- * Other threads
+ * Other threads, and release at every stage
  * ------------------------------------------------------------------------- */
 
-/* uvctx_shutdown() called on another thread, once or twice: what the thread
- * saw. Only phase 1 is reached inside the first call (the grace period and
- * an idle tree's early end are the loop's), so a second call is only made
- * where a request is in flight. */
+/* Another thread calls uvctx_shutdown(), or releases the last request in
+ * the grace period (a cancel one's teardown is the loop's, a value one is
+ * freed on the thread). Only phase 1 is reached inside the first call (the
+ * grace period and the early end are the loop's), so a second call is only
+ * made where a request is in flight. */
+enum { CALL_TWICE, CALL_ONCE, RELEASE_CANCEL_REQ, RELEASE_VALUE_REQ };
+
 typedef struct {
   const char *name;
-  int flags; /* IN_FLIGHT or IDLE */
-  int calls;
-  int out_cause; /* at the end */
-  uvctx_t *out;
-  uvctx_t *stopping;
+  int action;
+  int out_cause;
+} thread_row_t;
+
+static const thread_row_t thread_rows[] = {
+    {"in flight: a second call ends it", CALL_TWICE, UV_EPIPE},
+    {"idle: over after the first call", CALL_ONCE, UV_ESHUTDOWN},
+    {"the last request released, a cancel one", RELEASE_CANCEL_REQ,
+     UV_ESHUTDOWN},
+    {"the last request released, a value one", RELEASE_VALUE_REQ,
+     UV_ESHUTDOWN},
+};
+
+/* What the thread does, and what it saw. */
+typedef struct {
+  int action;
+  sd_t *s;
   int rc1;
   int stopping_err; /* uvctx_err(stopping) after the first call */
   int err_between;  /* uvctx_err(out) after the first call */
   int rc2;
-} caller_t;
+} on_thread_t;
 
-static void shutdown_from_thread(void *arg) {
-  caller_t *c = arg;
-  c->rc1 = uvctx_shutdown(c->out, UV_ESHUTDOWN);
-  c->stopping_err = uvctx_err(c->stopping);
-  if (c->calls == 2) {
-    c->err_between = uvctx_err(c->out);
-    c->rc2 = uvctx_shutdown(c->out, UV_EPIPE);
+static void on_thread(void *arg) {
+  on_thread_t *t = arg;
+  if (t->action >= RELEASE_CANCEL_REQ) {
+    drop(&t->s->req);
+    return;
+  }
+  t->rc1 = uvctx_shutdown(t->s->out, UV_ESHUTDOWN);
+  t->stopping_err = uvctx_err(t->s->stopping);
+  if (t->action == CALL_TWICE) {
+    t->err_between = uvctx_err(t->s->out);
+    t->rc2 = uvctx_shutdown(t->s->out, UV_EPIPE);
   }
 }
 
-static const caller_t callers[] = {
-    {.name = "in flight: the second call ends it", .flags = IN_FLIGHT,
-     .calls = 2, .out_cause = UV_EPIPE},
-    {.name = "idle: over after the first call", .flags = IDLE, .calls = 1,
-     .out_cause = UV_ESHUTDOWN},
-};
-
-START_TEST(shutdown_from_another_thread_moves_the_phases) {
-  caller_t c = callers[_i];
-  loop_thread_t t;
+START_TEST(another_thread_moves_the_shutdown) {
+  const thread_row_t *q = &thread_rows[_i];
+  const char *row = q->name;
+  loop_thread_t th;
   sd_t s;
-  sd_begin(&s, 60000, c.flags | WATCHED);
-  c.out = s.out;
-  c.stopping = s.stopping;
-  loop_thread_start(&t, &s.loop, shutdown_from_thread, &c);
-  ck_row(c.name, run_until(&s.loop, &s.j.ran, 2), ==, 1);
-  uv_run(&s.loop, UV_RUN_DEFAULT); /* the thread's async */
-
-  ck_row(c.name, t.joined, ==, 1);
-  ck_row(c.name, c.rc1, ==, 0);
-  ck_row(c.name, c.stopping_err, ==, UV_ECANCELED);
-  if (c.calls == 2) {
-    ck_row(c.name, c.err_between, ==, 0);
-    ck_row(c.name, c.rc2, ==, 0);
+  on_thread_t t = {.action = q->action, .s = &s};
+  sd_begin(&s, 60000, (q->action == CALL_TWICE ? IN_FLIGHT : IDLE) | WATCHED);
+  if (q->action >= RELEASE_CANCEL_REQ) {
+    s.req = q->action == RELEASE_CANCEL_REQ ? mk_cancel(&s.loop, s.out)
+                                            : mk_value(s.out, &key_a, NULL);
+    ck_row(row, uvctx_shutdown(s.out, UV_ESHUTDOWN), ==, 0);
+    uv_run(&s.loop, UV_RUN_DEFAULT);
+    ck_row(row, uvctx_err(s.out), ==, 0);
   }
-  ck_row(c.name, s.ps.calls, ==, 1);
-  ck_row(c.name, s.po.calls, ==, 1);
-  ck_row(c.name, s.ps.cause, ==, UV_ESHUTDOWN);
-  ck_row(c.name, s.po.err, ==, UV_ECANCELED);
-  ck_row(c.name, s.po.cause, ==, c.out_cause);
-  sd_end(&s);
-}
-END_TEST
 
-/* The last request released on another thread: the loop ends the shutdown
- * when it next polls. */
-static const char *const released_reqs[] = {
-    "a cancel request (its teardown is handed to the loop)",
-    "a value request (freed on the thread)",
-};
-
-static void release_arg(void *ctx) { uvctx_release(ctx); }
-
-START_TEST(last_request_released_on_another_thread_ends_it_early) {
-  const char *row = released_reqs[_i];
-  loop_thread_t t;
-  sd_t s;
-  sd_begin(&s, 60000, IDLE);
-  uvctx_t *req =
-      _i == 0 ? mk_cancel(&s.loop, s.out) : mk_value(s.out, &key_a, NULL);
-  rec_watch(&s.po, &s.j, s.out);
-  ck_row(row, uvctx_shutdown(s.out, UV_ESHUTDOWN), ==, 0);
-  uv_run(&s.loop, UV_RUN_DEFAULT);
-  ck_row(row, uvctx_err(s.out), ==, 0);
-
-  loop_thread_start(&t, &s.loop, release_arg, req);
-  ck_row(row, run_until(&s.loop, &s.po.calls, 1), ==, 1);
+  loop_thread_start(&th, &s.loop, on_thread, &t);
+  ck_row(row, run_until(&s.loop, &s.j.ran, 2), ==, 1);
   uv_run(&s.loop, UV_RUN_DEFAULT); /* the thread's async */
-  ck_row(row, t.joined, ==, 1);
+  ck_row(row, th.joined, ==, 1);
+  ck_row(row, s.ps.calls, ==, 1);
+  ck_row(row, s.ps.cause, ==, UV_ESHUTDOWN);
+  ck_row(row, s.po.calls, ==, 1);
   ck_row(row, s.po.err, ==, UV_ECANCELED); /* not the grace timeout */
-  ck_row(row, s.po.cause, ==, UV_ESHUTDOWN);
+  ck_row(row, s.po.cause, ==, q->out_cause);
+  if (q->action <= CALL_ONCE) {
+    ck_row(row, t.rc1, ==, 0);
+    ck_row(row, t.stopping_err, ==, UV_ECANCELED);
+  }
+  if (q->action == CALL_TWICE) {
+    ck_row(row, t.err_between, ==, 0);
+    ck_row(row, t.rc2, ==, 0);
+  }
   sd_end(&s);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Release at every stage
- * ------------------------------------------------------------------------- */
-
-START_TEST(release_before_shutdown_closes_the_loop_in_either_order) {
-  sd_t s;
-  sd_begin(&s, 60000, IDLE);
-  drop(&s.out);
-  sd_end(&s); /* stopping after out */
-  sd_begin(&s, 60000, IDLE);
-  sd_end(&s); /* stopping before out */
 }
 END_TEST
 
@@ -603,11 +536,10 @@ END_TEST
 /* ---------------------------------------------------------------------------
  * With uvctx_drain: the whole graceful shutdown of a server
  *
- * Three requests are in flight, each a connection context under *out with a
- * value context under it, served by a ref'd timer of its own. In phase 1 the
- * server releases *stopping and drains *out: the requests finish (or are cut
- * short) and are released, and *out is over as soon as the last one is (or
- * when the grace period is).
+ * Three requests, each a connection context under *out with a value context
+ * under it, are served by ref'd timers. In phase 1 the server releases
+ * *stopping and drains *out; the requests finish (or are cut short) and are
+ * released, and *out is over once the last one is (or the grace period).
  * ------------------------------------------------------------------------- */
 
 enum { NREQS = 3 };
@@ -631,12 +563,21 @@ struct server_s {
   int cancelled;
   int cancel_err;
   int released;
+  int err_before[NREQS]; /* uvctx_err(out) before each release */
+  int err_after[NREQS];  /* and after it */
+  int cause_after;       /* uvctx_cause(out) after the last */
+  uint64_t last_at;      /* uvctx_now() at the last */
 };
 
 static void request_end(request_t *r) {
+  server_t *s = r->srv;
+  int n = s->released++;
   uv_close((uv_handle_t *)&r->t, NULL);
+  s->err_before[n] = uvctx_err(s->sd.out);
+  s->last_at = uvctx_now();
   release_all(r->req, r->conn);
-  r->srv->released++;
+  s->err_after[n] = uvctx_err(s->sd.out);
+  s->cause_after = uvctx_cause(s->sd.out);
 }
 
 static void request_done(uv_timer_t *t) {
@@ -667,10 +608,10 @@ static void server_stopping(uvctx_watch_t *w, int err) {
   s->drain.arg = s;
 }
 
-/* Row 0: requests take 15 ms and more, the grace period far longer, and
- * nobody asks for phase 2: out is over once the last request is released.
- * Row 1: requests would take a minute; the 20 ms grace period cuts them
- * short. */
+/* Row 0: requests take 15 ms and more (the last made ends first), the grace
+ * period far longer, and nobody asks for phase 2: out is over right after
+ * the last request is released, never while one is alive. Row 1: requests
+ * would take a minute; the 20 ms grace period cuts them short. */
 typedef struct {
   const char *name;
   uint64_t grace_ms;
@@ -702,7 +643,7 @@ START_TEST(graceful_shutdown_of_a_server) {
     ck_assert_int_eq(uv_timer_init(&s.sd.loop, &r->t), 0);
     r->t.data = r;
     ck_assert_int_eq(uv_timer_start(&r->t, request_done,
-                                    q->request_ms + 2 * (uint64_t)i, 0),
+                                    q->request_ms + 2 * (NREQS - 1 - i), 0),
                      0);
   }
 
@@ -717,6 +658,12 @@ START_TEST(graceful_shutdown_of_a_server) {
   if (q->drain_err == UV_ECANCELED) { /* none was cut short */
     ck_row(row, s.completed, ==, NREQS);
     ck_row(row, s.cancelled, ==, 0);
+    for (int i = 0; i < NREQS; i++) {
+      ck_row(row, s.err_before[i], ==, 0);
+      ck_row(row, s.err_after[i], ==, i < NREQS - 1 ? 0 : UV_ECANCELED);
+    }
+    ck_row(row, s.cause_after, ==, UV_ESHUTDOWN);
+    ck_row(row, s.drain.now, >=, s.last_at);
   } else {
     ck_row(row, s.completed, ==, 0);
     ck_row(row, s.cancelled, ==, NREQS);
@@ -749,46 +696,11 @@ START_TEST(drain_on_out_of_an_idle_tree_runs_once_stopping_is_released) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Over early: during the grace period, nothing below out but *stopping
- * ------------------------------------------------------------------------- */
-
-/* Three requests finish one by one in a long grace period: out is over
- * right after the last is released, never while one is alive. */
-START_TEST(requests_finishing_in_the_grace_period_end_it_after_the_last) {
-  finisher_t f[3];
-  uvctx_t *req[3];
-  sd_t s;
-  sd_begin(&s, 60000, IDLE);
-  for (int i = 0; i < 3; i++)
-    req[i] = mk_cancel(&s.loop, s.out);
-  rec_watch(&s.po, &s.j, s.out);
-
-  ck_assert_int_eq(uvctx_shutdown(s.out, UV_ESHUTDOWN), 0);
-  ck_assert_int_eq(uvctx_err(s.out), 0);
-  /* Not in the order they were made; the last one goes at 30 ms. */
-  for (int i = 0; i < 3; i++)
-    finisher_start(&f[i], &s.loop, s.out, req[(i + 1) % 3], 10 * (i + 1));
-  ck_assert(run_until(&s.loop, &s.po.calls, 1));
-
-  for (int i = 0; i < 3; i++) {
-    ck_assert_int_eq(f[i].fired, 1);
-    ck_assert_int_eq(f[i].out_err_before, 0); /* never with one alive */
-  }
-  ck_assert_int_eq(f[0].out_err_after, 0);
-  ck_assert_int_eq(f[1].out_err_after, 0);
-  ck_assert_int_eq(f[2].out_err_after, UV_ECANCELED); /* right after */
-  ck_assert_int_eq(f[2].out_cause_after, UV_ESHUTDOWN);
-  ck_assert_int_eq(s.po.err, UV_ECANCELED); /* not the grace timeout */
-  ck_assert_int_eq(s.po.cause, UV_ESHUTDOWN);
-  ck_assert_uint_ge(s.po.now, f[2].at);
-  sd_end(&s);
-}
-END_TEST
-
-/* Every kind of child of out is in flight, not only cancellable ones, and
- * so is one that outlives its parent or begins in the grace period; nor
- * does stopping released in the grace period end it while one is alive. */
+/* Over early: out is done once nothing but stopping is left below it in
+ * the grace period. Every kind of child of out is in flight, not only
+ * cancellable ones, and so is one that outlives its parent or begins in the
+ * grace period; nor does stopping released in the grace period end it while
+ * one is alive. */
 enum {
   CHILD_VALUE,
   CHILD_WITHOUT_CANCEL,
@@ -899,13 +811,16 @@ START_TEST(with_shutdown_bad_signal_numbers_are_einval) {
 }
 END_TEST
 
-START_TEST(with_shutdown_count_0_accepts_null_signums) {
+/* signums may be NULL when count is 0; released before any shutdown, in
+ * either order, the pair leaves nothing on the loop. */
+START_TEST(with_shutdown_count_0_accepts_null_signums_and_either_release_order) {
   static const int sig = SIGUSR1;
   sd_t s;
   sd_begin_on(&s, NULL, 0, 10, IDLE);
-  sd_end(&s);
+  drop(&s.out);
+  sd_end(&s); /* stopping after out */
   sd_begin_on(&s, &sig, 0, 10, IDLE);
-  sd_end(&s);
+  sd_end(&s); /* stopping before out */
 }
 END_TEST
 
@@ -918,18 +833,13 @@ START_TEST(shutdown_of_null_or_a_context_of_another_kind_is_einval) {
   uvctx_t *sig = NULL;
   ck_assert_int_eq(
       uvctx_with_signal(&s.loop, uvctx_background(), sigs, 1, &sig), 0);
-
-  ck_assert_int_eq(uvctx_shutdown(NULL, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_shutdown(uvctx_background(), 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_shutdown(c, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_shutdown(sig, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_shutdown(v, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_shutdown(s.stopping, 0), UV_EINVAL);
+  uvctx_t *const others[] = {NULL, uvctx_background(), c, sig, v, s.stopping};
+  for (size_t i = 0; i < sizeof others / sizeof others[0]; i++)
+    ck_assert_msg(uvctx_shutdown(others[i], 0) == UV_EINVAL, "others[%zu]", i);
   ck_assert_int_eq(uvctx_err(c), 0);
   ck_assert_int_eq(uvctx_err(sig), 0);
   ck_assert_int_eq(uvctx_err(s.stopping), 0);
   ck_assert_int_eq(uvctx_err(s.out), 0);
-
   release_all(sig, v, c);
   sd_end(&s);
 }
@@ -939,39 +849,32 @@ Suite *shutdown_suite(void) {
   return SUITE(
       "shutdown",
       {"phases", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(parent_done_finishes_both,
+                      parent_done_during_the_grace_period_finishes_out,
+                      parent_already_done_gives_both_born_done),
        .loops = LOOPS(
            {calls_move_the_shutdown_through_its_phases, 0, NROWS(calls_rows)},
            {shutdown_keeps_the_loop_alive_only_with_keepalive, 0,
             NROWS(alive_rows)},
            {grace_period_over_finishes_out_with_etimedout_never_early, 0,
             NROWS(grace_rows)})},
-      {"parent", TIMEOUT_LOOP_S, NULL, NULL,
-       .tests = TESTS(parent_done_finishes_both,
-                      parent_done_during_the_grace_period_finishes_out,
-                      parent_already_done_gives_both_born_done)},
       {"signals", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(released_shutdown_context_stops_listening),
        .loops = LOOPS({signals_move_the_shutdown_through_its_phases, 0,
                        NROWS(sigseqs)})},
       {"threads_release", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(release_before_shutdown_closes_the_loop_in_either_order,
-                      release_during_the_grace_period_closes_the_loop),
-       .loops = LOOPS(
-           {shutdown_from_another_thread_moves_the_phases, 0, NROWS(callers)},
-           {last_request_released_on_another_thread_ends_it_early, 0,
-            NROWS(released_reqs)})},
-      {"with_drain", TIMEOUT_LOOP_S, NULL, NULL,
+       .tests = TESTS(release_during_the_grace_period_closes_the_loop),
+       .loops = LOOPS({another_thread_moves_the_shutdown, 0,
+                       NROWS(thread_rows)})},
+      {"over_early_drain", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(
            drain_on_out_of_an_idle_tree_runs_once_stopping_is_released),
-       .loops = LOOPS({graceful_shutdown_of_a_server, 0, NROWS(server_rows)})},
-      {"over_early", TIMEOUT_LOOP_S, NULL, NULL,
-       .tests = TESTS(
-           requests_finishing_in_the_grace_period_end_it_after_the_last),
        .loops = LOOPS(
-           {every_kind_of_child_of_out_is_in_flight, 0, NCHILD_KINDS})},
+           {every_kind_of_child_of_out_is_in_flight, 0, NCHILD_KINDS},
+           {graceful_shutdown_of_a_server, 0, NROWS(server_rows)})},
       {"bad_input", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(with_shutdown_null_arguments_are_einval,
-                      with_shutdown_count_0_accepts_null_signums,
+                      with_shutdown_count_0_accepts_null_signums_and_either_release_order,
                       shutdown_of_null_or_a_context_of_another_kind_is_einval),
        .loops = LOOPS(
            {with_shutdown_bad_signal_numbers_are_einval, 0, NBAD_SIGNUMS})});

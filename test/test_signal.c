@@ -6,8 +6,6 @@
  * on each, which a test can also wait on. A context's handles are unref'd
  * too, so a test waits for a callback with run_until(). */
 #include <signal.h>
-#include <stdlib.h>
-#include <string.h>
 
 #include "helpers.h"
 #include "test.h"
@@ -25,8 +23,8 @@ static uvctx_t *mk_signal1(int signum) {
   return mk_signal(uvctx_background(), &signum, 1);
 }
 
-/* The fixture: the loop and a catcher on each signal the tests send.
- * sig_end() closes the catchers and checks that the loop closes. */
+/* The fixture: the loop and a catcher on each signal sent. sig_end() closes
+ * them and checks that the loop closes. */
 static const int sent_signals[3] = {SIGUSR1, SIGUSR2, SIGHUP};
 static catcher_t own[3];
 
@@ -42,8 +40,7 @@ static void sig_end(void) {
   ASSERT_LOOP_CLOSES(&loop);
 }
 
-/* Sends signum and waits until our catcher has it: by then every listener
- * of the loop has had it too. */
+/* Sends signum and waits until our catcher has it, and so every listener. */
 static int send_and_wait(int signum) {
   catcher_t *c = &own[signum == SIGUSR1 ? 0 : signum == SIGUSR2 ? 1 : 2];
   int got = c->got;
@@ -66,10 +63,10 @@ static void read_signal_and_release(rec_t *r) {
  * What finishes the context: a signal, a cancel, the parent
  * ------------------------------------------------------------------------- */
 
-/* A context listening for sigs gets the signals sent, in turn (0 ends the
- * list): the first one it listens for finishes it with UV_ECANCELED and is
- * the one uvctx_signal_received() reports, already in the watch callback;
- * later ones change nothing. Cancelled first, it records no signal. */
+/* A context listening for sigs is sent the signals of `sent` in turn (0
+ * ends them): the first it listens for finishes it with UV_ECANCELED and is
+ * what uvctx_signal_received() reports, already in the watch callback;
+ * later ones change nothing. Cancelled first, it records none. */
 typedef struct {
   const char *name;
   int sigs[3];
