@@ -1,18 +1,18 @@
 /* Draining: uvctx_drain. Its callback runs once the context is done AND every
  * context below it, of any kind and depth, has been released; it is
- * delivered as a watch is (on the loop thread, exactly once, never inside a
- * uvctx call), and uvctx_unwatch cancels it. A release on the loop thread
- * frees a context once the loop has run its close callbacks, so the tests
- * run the loop after a release before they look at a drain. */
+ * delivered as a watch is (loop thread, exactly once, never inside a uvctx
+ * call), and uvctx_unwatch cancels it. A release frees a context once the
+ * loop has run its close callbacks, so tests run the loop after a release
+ * before they look at a drain. */
 
 #include "helpers.h"
 #include "test.h"
 
 static int key_a; /* keys compare by address */
 
-/* The fixture: the loop, and root, a cancel context that most tests drain
- * with d. root_end() releases root (a test that released it sets it NULL)
- * and checks that the loop closes. */
+/* The fixture: the loop, and root, a cancel context, most often drained
+ * with d. root_end() releases root (NULL once a test released it) and checks
+ * that the loop closes. */
 static uvctx_t *root;
 static rec_t d;
 
@@ -26,8 +26,7 @@ static void root_end(void) {
   ASSERT_LOOP_CLOSES(&loop);
 }
 
-/* Runs the loop until nothing is due, then once more without blocking: a
- * drain that is not due by then is not coming. */
+/* Runs the loop until nothing is due, then once more without blocking. */
 static void run_dry(void) {
   uv_run(&loop, UV_RUN_DEFAULT);
   uv_run(&loop, UV_RUN_NOWAIT);
@@ -115,29 +114,29 @@ START_TEST(drain_waits_for_the_cancel_and_the_last_release) {
 }
 END_TEST
 
-START_TEST(drain_of_an_already_drained_context_runs_on_a_later_callback) {
-  ck_assert_int_eq(uvctx_cancel(root), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(d.calls, 0); /* never synchronously */
-  uv_run(&loop, UV_RUN_DEFAULT); /* a due callback keeps the loop alive */
-  ck_assert_int_eq(d.calls, 1);
-  ck_assert_int_eq(d.err, UV_ECANCELED);
-  root_end();
-}
-END_TEST
-
 /* The drain's err is the context's err, not its cause: UV_ETIMEDOUT when a
- * deadline finished it, UV_ECANCELED when its parent did. */
-START_TEST(drain_err_is_the_err_of_what_finished_the_context) {
-  const char *row = _i == 0 ? "a deadline" : "the parent, with a cause";
+ * deadline finished it, UV_ECANCELED when its parent or a cancel did. On a
+ * context drained before it was asked for, it runs on a later callback,
+ * which keeps the loop alive. */
+static const char *const finishers[] = {"a deadline", "the parent, with a cause",
+                                        "a cancel, drained before"};
+
+START_TEST(drain_runs_later_with_the_err_of_what_finished_the_context) {
+  const char *row = finishers[_i];
   uvctx_t *ctx = _i == 0 ? mk_timeout(&loop, root, 5) : mk_cancel(&loop, root);
-  uvctx_t *c = mk_cancel(&loop, ctx);
+  uvctx_release(mk_cancel(&loop, ctx));
+  if (_i == 2) {
+    ck_row(row, uvctx_cancel(ctx), ==, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
   rec_drain(&d, NULL, ctx);
-  uvctx_release(c);
+  ck_row(row, d.calls, ==, 0); /* never synchronously */
   if (_i == 1)
     ck_row(row, uvctx_cancel_cause(root, UV_EPIPE), ==, 0);
+  if (_i == 2) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_row(row, d.calls, ==, 1);
+  }
   ck_row(row, run_until(&loop, &d.calls, 1), ==, 1);
   ck_row(row, d.calls, ==, 1);
   ck_row(row, d.err, ==, _i == 0 ? UV_ETIMEDOUT : UV_ECANCELED);
@@ -146,8 +145,10 @@ START_TEST(drain_err_is_the_err_of_what_finished_the_context) {
 }
 END_TEST
 
+/* The drain's err is the context's err, not its cause: UV_ETIMEDOUT when a
+ * deadline finished it, UV_ECANCELED when its parent did. */
 /* ---------------------------------------------------------------------------
- * Order, references, unwatch
+ * Order, references, unwatch, bad input
  * ------------------------------------------------------------------------- */
 
 /* A pending watch on a descendant holds it, so the drains wait until it has
@@ -178,7 +179,8 @@ START_TEST(drains_run_in_registration_order_after_pending_watches_below) {
 END_TEST
 
 /* A pending drain holds its context: after the user's last release it lives
- * on until the drain has run, or has been unwatched. */
+ * on until the drain has run, or has been unwatched (then the drain struct
+ * can be used again). */
 START_TEST(pending_drain_holds_its_context_until_it_runs_or_is_unwatched) {
   const char *row = _i == 0 ? "runs" : "is unwatched";
   uvctx_t *ctx = mk_cancel(&loop, root);
@@ -192,29 +194,15 @@ START_TEST(pending_drain_holds_its_context_until_it_runs_or_is_unwatched) {
     ck_row(row, d.err, ==, UV_ECANCELED);
   } else {
     ck_row(row, uvctx_unwatch(&d.w), ==, 0); /* drops the last reference */
+    d.ctx = root;
+    ck_row(row, uvctx_drain(root, &d.w, rec_cb), ==, 0);
+    ck_row(row, uvctx_cancel(root), ==, 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+    ck_row(row, d.calls, ==, 1);
   }
   root_end();
 }
 END_TEST
-
-START_TEST(unwatched_drain_struct_can_be_used_again) {
-  uvctx_t *b = mk_cancel(&loop, uvctx_background());
-  rec_drain(&d, NULL, root);
-  ck_assert_int_eq(uvctx_unwatch(&d.w), 0);
-  d.ctx = b;
-  ck_assert_int_eq(uvctx_drain(b, &d.w, rec_cb), 0);
-  ck_assert_int_eq(uvctx_cancel(root), 0);
-  ck_assert_int_eq(uvctx_cancel(b), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(d.calls, 1);
-  uvctx_release(b);
-  root_end();
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Bad input
- * ------------------------------------------------------------------------- */
 
 /* NULL arguments, and each context that cannot be cancelled (helpers.h,
  * U_NULL among them): UV_EINVAL, and the drain struct is left free. */
@@ -239,52 +227,49 @@ END_TEST
  * Other threads: a thread cancels and releases, the loop drains.
  * ------------------------------------------------------------------------- */
 
+/* What the thread releases: a value grandchild (whose parent it holds), a
+ * cancel child, or a value child after it cancelled root. */
+static const char *const thread_rows[] = {"a value grandchild",
+                                          "a cancel child", "root cancelled"};
+
 typedef struct {
-  const char *name;
-  int kind;   /* 0: a value grandchild, 1: a cancel child, 2: a value child */
-  int cancel; /* the thread cancels root first */
   uvctx_t *release;
+  int cancel;
   int cancel_rc;
-} thread_row_t;
+} on_thread_t;
 
 static void cancel_and_release(void *arg) {
-  thread_row_t *t = arg;
+  on_thread_t *t = arg;
   if (t->cancel)
     t->cancel_rc = uvctx_cancel(root);
   uvctx_release(t->release);
 }
 
-static const thread_row_t thread_rows[] = {
-    {.name = "a value child's value child released", .kind = 0},
-    {.name = "a cancellable child released", .kind = 1},
-    {.name = "root cancelled, then its value child released", .kind = 2,
-     .cancel = 1},
-};
-
 START_TEST(drain_runs_after_another_thread_ends_the_tree) {
-  thread_row_t t = thread_rows[_i];
+  const char *row = thread_rows[_i];
+  on_thread_t t = {.cancel = _i == 2};
   loop_thread_t th;
-  if (t.kind == 0) {
+  if (_i == 0) {
     uvctx_t *v = mk_value(root, &key_a, NULL);
     t.release = mk_value(v, &key_a, NULL);
-    uvctx_release(v); /* t.release holds it */
+    uvctx_release(v);
   } else {
-    t.release = t.kind == 1 ? mk_timeout(&loop, root, 60000)
-                            : mk_value(root, &key_a, NULL);
+    t.release =
+        _i == 1 ? mk_timeout(&loop, root, 60000) : mk_value(root, &key_a, NULL);
   }
   rec_drain(&d, NULL, root);
   if (!t.cancel) {
-    ck_row(t.name, uvctx_cancel(root), ==, 0);
+    ck_row(row, uvctx_cancel(root), ==, 0);
     uv_run(&loop, UV_RUN_DEFAULT);
-    ck_row(t.name, d.calls, ==, 0);
+    ck_row(row, d.calls, ==, 0);
   }
 
   loop_thread_start(&th, &loop, cancel_and_release, &t);
-  ck_row(t.name, run_until(&loop, &d.calls, 1), ==, 1);
-  ck_row(t.name, th.joined, ==, 1);
-  ck_row(t.name, t.cancel_rc, ==, 0);
-  ck_row(t.name, d.calls, ==, 1);
-  ck_row(t.name, d.err, ==, UV_ECANCELED);
+  ck_row(row, run_until(&loop, &d.calls, 1), ==, 1);
+  ck_row(row, th.joined, ==, 1);
+  ck_row(row, t.cancel_rc, ==, 0);
+  ck_row(row, d.calls, ==, 1);
+  ck_row(row, d.err, ==, UV_ECANCELED);
   root_end();
 }
 END_TEST
@@ -355,20 +340,16 @@ Suite *drain_suite(void) {
       {"when", TIMEOUT_LOOP_S, root_setup, NULL,
        .tests = TESTS(
            drain_runs_once_done_and_every_descendant_is_released,
-           drain_of_an_already_drained_context_runs_on_a_later_callback,
            server_drain_runs_after_the_last_request_is_released),
        .loops = LOOPS({drain_waits_for_the_cancel_and_the_last_release, 0, 3},
-                      {drain_err_is_the_err_of_what_finished_the_context, 0,
-                       2})},
-      {"order_refs_unwatch", TIMEOUT_LOOP_S, root_setup, NULL,
+                      {drain_runs_later_with_the_err_of_what_finished_the_context,
+                       0, NROWS(finishers)})},
+      {"order_refs", TIMEOUT_LOOP_S, root_setup, NULL,
        .tests = TESTS(
-           drains_run_in_registration_order_after_pending_watches_below,
-           unwatched_drain_struct_can_be_used_again),
+           drains_run_in_registration_order_after_pending_watches_below),
        .loops = LOOPS(
            {pending_drain_holds_its_context_until_it_runs_or_is_unwatched, 0,
-            2})},
-      {"bad_input", TIMEOUT_LOOP_S, root_setup, NULL,
-       .loops = LOOPS(
+            2},
            {drain_of_null_or_of_a_context_that_is_not_cancellable_is_einval,
             U_NULL, NUNCANCELLABLE})},
       {"threads", TIMEOUT_THREADS_S, root_setup, NULL,

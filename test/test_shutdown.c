@@ -74,7 +74,7 @@ static void sd_begin(sd_t *s, uint64_t grace_ms, int flags) {
   sd_begin_on(s, NULL, 0, grace_ms, flags);
 }
 
-/* Releases *c and forgets it, so that sd_end() does not release it again. */
+/* Releases *c and forgets it, so that sd_end() does not release it too. */
 static void drop(uvctx_t **c) {
   uvctx_release(*c);
   *c = NULL;
@@ -461,7 +461,6 @@ static const thread_row_t thread_rows[] = {
      UV_ESHUTDOWN},
 };
 
-/* What the thread does, and what it saw. */
 typedef struct {
   int action;
   sd_t *s;

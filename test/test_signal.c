@@ -40,7 +40,7 @@ static void sig_end(void) {
   ASSERT_LOOP_CLOSES(&loop);
 }
 
-/* Sends signum and waits until our catcher has it, and so every listener. */
+/* Sends signum; waits until our catcher has it, and so every listener. */
 static int send_and_wait(int signum) {
   catcher_t *c = &own[signum == SIGUSR1 ? 0 : signum == SIGUSR2 ? 1 : 2];
   int got = c->got;
@@ -48,8 +48,8 @@ static int send_and_wait(int signum) {
   return run_until(&loop, &c->got, got + 1);
 }
 
-/* Rec actions: the signal its context reports in the callback, in
- * action_rc; the second then drops the context's last reference. */
+/* Rec actions: action_rc is the signal its context reports in the callback;
+ * the second then drops the context's last reference. */
 static void read_signal(rec_t *r) {
   r->action_rc = uvctx_signal_received(r->ctx);
 }
