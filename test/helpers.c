@@ -426,6 +426,16 @@ void stall_report(const stall_count_t *s) {
 const int bad_signums[NBAD_SIGNUMS] = {0,    -1,   -SIGUSR1, NSIG,   NSIG + 1,
                                        65, 1000, SIGKILL,  SIGSTOP};
 
+const size_t bad_list_counts[NBAD_LISTS] = {1, 2, 3, 3};
+
+void bad_signum_lists(int bad, int lists[NBAD_LISTS][3]) {
+  const int made[NBAD_LISTS][3] = {{bad},
+                                   {SIGUSR1, bad},
+                                   {SIGUSR1, SIGUSR2, bad},
+                                   {SIGUSR1, bad, SIGUSR2}};
+  memcpy(lists, made, sizeof made);
+}
+
 static void loop_thread_async_cb(uv_async_t *a) {
   loop_thread_t *t = a->data;
   ck_assert_int_eq(uv_thread_join(&t->tid), 0);

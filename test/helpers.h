@@ -277,8 +277,13 @@ void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
                        void *arg);
 
 /* Signal numbers that uvctx_with_signal and uvctx_with_shutdown refuse
- * (UV_EINVAL): out of range, and the two that cannot be caught. */
+ * (UV_EINVAL): out of range, and the two that cannot be caught. Each is
+ * tried in NBAD_LISTS lists: alone, and after or between good ones (where
+ * what was set up for those must be undone); bad_signum_lists() fills them,
+ * and list i has bad_list_counts[i] numbers. */
 extern const int bad_signums[];
-enum { NBAD_SIGNUMS = 9 };
+enum { NBAD_SIGNUMS = 9, NBAD_LISTS = 4 };
+extern const size_t bad_list_counts[NBAD_LISTS];
+void bad_signum_lists(int bad, int lists[NBAD_LISTS][3]);
 
 #endif
