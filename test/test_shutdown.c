@@ -20,7 +20,7 @@ static int key_a; /* keys compare by address */
  * journal for the test's recs, and with flags:
  *   IN_FLIGHT     a request (a cancel child of out) that keeps the grace
  *                 period going until the test drops it (an idle tree's
- *                 shutdown is over as soon as phase 1 begins);
+ *                 shutdown ends with phase 1);
  *   UNDER_PARENT  out is a child of a cancel context `parent`, not of the
  *                 background; PARENT_DONE: one already cancelled (UV_EIO);
  *   WATCHED       ps watches stopping and po watches out.
@@ -74,7 +74,7 @@ static void sd_begin(sd_t *s, uint64_t grace_ms, int flags) {
   sd_begin_on(s, NULL, 0, grace_ms, flags);
 }
 
-/* Releases *c and forgets it, so that sd_end() does not release it too. */
+/* Releases *c and forgets it, so that sd_end() does not. */
 static void drop(uvctx_t **c) {
   uvctx_release(*c);
   *c = NULL;
@@ -144,7 +144,7 @@ START_TEST(calls_move_the_shutdown_through_its_phases) {
   ck_row(row, pa.calls, ==, 1);
   ck_row(row, uvctx_err(s.out), ==, q->out_err1);
 
-  if (q->flags & IN_FLIGHT) { /* the grace period runs; out's tree is kept */
+  if (q->flags & IN_FLIGHT) { /* the grace period runs; out's tree stays */
     ck_row(row, s.po.calls, ==, 0);
     ck_row(row, uvctx_err(s.req), ==, 0);
     ck_row(row, uvctx_err(reqv), ==, 0);
@@ -174,7 +174,7 @@ START_TEST(calls_move_the_shutdown_through_its_phases) {
 END_TEST
 
 /* The grace timer and the signal handles do not keep the loop alive, unless
- * uvctx_keepalive() asks for it. The stop guard only matters on failure. */
+ * uvctx_keepalive() asks for it (the stop guard turns a hang into a fail). */
 typedef struct {
   const char *name;
   size_t signals; /* listens for SIGUSR1 and SIGUSR2, or for none */
@@ -210,13 +210,14 @@ START_TEST(shutdown_keeps_the_loop_alive_only_with_keepalive) {
 }
 END_TEST
 
-/* A rec action: "the request finishes" (is released), and notes the err of
- * out (its arg) right after. */
+/* A rec action: releases the request, then reads the err of out (arg). */
 static void release_noting_out(rec_t *r) {
   uvctx_release(r->ctx);
   r->action_rc = uvctx_err(r->arg);
 }
 
+/* The grace period runs out: out and the request still in flight get
+ * UV_ETIMEDOUT, never before grace_ms, whether stopping is kept or not. */
 enum { STOPPING_KEPT, STOPPING_RELEASED_BEFORE, STOPPING_RELEASED_DURING };
 
 typedef struct {
@@ -283,7 +284,7 @@ START_TEST(grace_period_over_finishes_out_with_etimedout_never_early) {
   }
   ck_row(row, uvctx_shutdown(s.out, 0), ==, UV_EALREADY);
   drop(&s.req);
-  ck_row(row, uvctx_err(s.out), ==, UV_ETIMEDOUT); /* not moved */
+  ck_row(row, uvctx_err(s.out), ==, UV_ETIMEDOUT); /* unmoved */
   sd_end(&s);
 }
 END_TEST
