@@ -412,3 +412,30 @@ void stall_report(const stall_count_t *s) {
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
 }
+
+/* --- shrink-goport --- */
+
+const char *format_ok(const uvctx_t *ctx, char *buf, size_t len) {
+  int n = uvctx_format(ctx, buf, len);
+  ck_assert_int_ge(n, 0);
+  ck_assert_uint_lt((size_t)n, len);
+  ck_assert_uint_eq(strlen(buf), (size_t)n);
+  return buf;
+}
+
+int has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+uint32_t xorshift32(uint32_t *state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *state = x;
+}
+
+int poll_count(uv_loop_t *loop, const int *count, int want) {
+  counter_pred_t c = {count, want};
+  return poll_until(loop, counter_reached, &c, uvctx_now() + EVENTUALLY_MS);
+}

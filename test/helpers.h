@@ -241,4 +241,27 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
+/* --- shrink-goport --- */
+
+/* uvctx_format() into buf, asserting that it fit and that its snprintf-like
+ * result is the length written; returns buf. */
+const char *format_ok(const uvctx_t *ctx, char *buf, size_t len);
+
+int has_prefix(const char *s, const char *prefix);
+
+/* xorshift32, a small deterministic PRNG for shuffles and random shapes: a
+ * failure can print the seed it started from. *state must not be 0. */
+uint32_t xorshift32(uint32_t *state);
+
+/* poll_until() for a count that loop callbacks raise: runs the loop until
+ * *count >= want, for at most EVENTUALLY_MS. Returns whether it got there. */
+int poll_count(uv_loop_t *loop, const int *count, int want);
+
+/* The rec's callback ran exactly once, with err. */
+#define assert_called_once(r, e)                                               \
+  do {                                                                         \
+    ck_assert_int_eq((r)->calls, 1);                                           \
+    ck_assert_int_eq((r)->err, (e));                                           \
+  } while (0)
+
 #endif
