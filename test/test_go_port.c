@@ -103,16 +103,18 @@ static void canceller_stop(canceller_t *c) {
   tally_destroy(&c->returned);
 }
 
-/* Polls pred(ctx) until it is non-zero, for at most RACE_MS (a race the loop
- * thread runs against the canceller); if it is still zero, waits until the
- * cancel has returned, then asks once more. Returns pred's last answer. */
-static int poll_then_wait(canceller_t *c, int (*pred)(const uvctx_t *)) {
+/* Polls pred(ctx) until it is non-zero, for at most RACE_MS (a race against
+ * another thread's cancel); if it is still zero, blocks until the cancel has
+ * returned (acted reaches n), then asks once more. Returns pred's last answer.
+ * A wait that timed out is caught by the caller's later checks. */
+static int poll_then_wait(int (*pred)(const uvctx_t *), const uvctx_t *ctx,
+                          tally_t *acted, int n) {
   uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
   int v;
-  for (int n = 1; (v = pred(c->ctx)) == 0; n++)
-    if (n % 256 == 0 && uv_hrtime() >= give_up) {
-      canceller_rc(c);
-      return pred(c->ctx);
+  for (int i = 1; (v = pred(ctx)) == 0; i++)
+    if (i % 256 == 0 && uv_hrtime() >= give_up) {
+      tally_wait(acted, n, HANDOFF_LIMIT_MS);
+      return pred(ctx);
     }
   return v;
 }
@@ -159,10 +161,39 @@ END_TEST
 
 /* --- Cancellation --- */
 
-/* Go: TestWithCancel, and TestAfterFuncCalledAfterCancel: a watch runs after
- * the cancel, never before nor inside it, and cannot be stopped then. */
+/* Watches each of ctxs[0..n), none done, with r[i] in journal j; cancels
+ * ctxs[0], which must finish them all: err at once, on the loop thread, and
+ * the callbacks only later (Go: TestAfterFuncCalledAfterCancel), never
+ * before the cancel nor inside it; a watch that ran cannot be stopped. */
+static void cancel_finishes_all(uvctx_t **ctxs, rec_t *r, int n,
+                                journal_t *j) {
+  for (int i = 0; i < n; i++) {
+    ck_assert_int_eq(uvctx_err(ctxs[i]), 0);
+    rec_watch(&r[i], j, ctxs[i]);
+  }
+  run_for(&loop, SHORT_MS);
+  ck_assert_int_eq(j->ran, 0);
+
+  ck_assert_int_eq(uvctx_cancel(ctxs[0]), 0);
+  for (int i = 0; i < n; i++)
+    ck_assert_msg(uvctx_err(ctxs[i]) == UV_ECANCELED, "ctx %d err = %d", i,
+                  uvctx_err(ctxs[i]));
+  ck_assert_int_eq(j->ran, 0);
+
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  for (int i = 0; i < n; i++) {
+    ck_assert_msg(r[i].calls == 1, "ctx %d: %d calls", i, r[i].calls);
+    ck_assert_int_eq(r[i].err, UV_ECANCELED);
+    ck_assert_int_eq(r[i].err_inside, UV_ECANCELED);
+    /* Go: stop() false */
+    ck_assert_int_eq(uvctx_unwatch(&r[i].w), UV_EALREADY);
+  }
+}
+
+/* Go: TestWithCancel. */
 START_TEST(test_with_cancel) {
   char buf[128];
+  journal_t j = {0};
   rec_t r[3];
   uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
   ck_assert_str_eq(format_ok(c1, buf, sizeof(buf)), "background.with_cancel");
@@ -175,29 +206,7 @@ START_TEST(test_with_cancel) {
   ck_assert_ptr_eq(uvctx_done_async(o), uvctx_done_async(c1));
   ck_assert_ptr_nonnull(uvctx_done_async(c2));
   ck_assert_ptr_ne(uvctx_done_async(c2), uvctx_done_async(c1));
-
-  for (int i = 0; i < 3; i++) {
-    ck_assert_int_eq(uvctx_err(ctxs[i]), 0);
-    rec_watch(&r[i], NULL, ctxs[i]);
-  }
-  run_for(&loop, SHORT_MS);
-  for (int i = 0; i < 3; i++)
-    ck_assert_msg(r[i].calls == 0, "ctx %d done before cancel", i);
-
-  ck_assert_int_eq(uvctx_cancel(c1), 0);
-  /* Propagates synchronously on the loop thread; callbacks come later. */
-  for (int i = 0; i < 3; i++) {
-    ck_assert_msg(uvctx_err(ctxs[i]) == UV_ECANCELED, "ctx %d err = %d", i,
-                  uvctx_err(ctxs[i]));
-    ck_assert_int_eq(r[i].calls, 0);
-  }
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  for (int i = 0; i < 3; i++) {
-    ck_assert_msg(r[i].calls == 1, "ctx %d: %d calls", i, r[i].calls);
-    ck_assert_int_eq(r[i].err, UV_ECANCELED);
-    ck_assert_int_eq(r[i].err_inside, UV_ECANCELED);
-    ck_assert_int_eq(uvctx_unwatch(&r[i].w), UV_EALREADY); /* Go: stop() false */
-  }
+  cancel_finishes_all(ctxs, r, 3, &j);
 
   release_all(c1, o, c2);
   ASSERT_LOOP_CLOSES(&loop);
@@ -216,22 +225,7 @@ START_TEST(test_parent_finishes_child) {
   uvctx_t *value_child = mk_value(parent, &key, value);
   uvctx_t *timer_child = mk_timeout(&loop, value_child, VERY_LONG_MS);
   uvctx_t *ctxs[4] = {parent, cancel_child, value_child, timer_child};
-  for (int i = 0; i < 4; i++)
-    rec_watch(&r[i], &j, ctxs[i]);
-  run_for(&loop, SHORT_MS);
-  ck_assert_int_eq(j.ran, 0);
-
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  for (int i = 0; i < 4; i++)
-    ck_assert_msg(uvctx_err(ctxs[i]) == UV_ECANCELED, "ctx %d err = %d", i,
-                  uvctx_err(ctxs[i]));
-  ck_assert_int_eq(j.ran, 0);
-
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  for (int i = 0; i < 4; i++) {
-    ck_assert_msg(r[i].calls == 1, "watch %d: %d calls", i, r[i].calls);
-    ck_assert_int_eq(r[i].err, UV_ECANCELED);
-  }
+  cancel_finishes_all(ctxs, r, 4, &j);
   /* An ancestor's callbacks before its descendants'. */
   ck_assert_int_lt(r[0].seq, r[1].seq);
   ck_assert_int_lt(r[0].seq, r[2].seq);
@@ -577,18 +571,13 @@ typedef struct {
   int rc;
 } interlock_t;
 
-/* Go's <-parent.Done(): polls for at most RACE_MS, so that it sees the parent
- * done while its cancel runs, then blocks until that cancel has returned. */
+/* Go's <-parent.Done(), polled so that it sees the parent done while its
+ * cancel runs. */
 static void interlock_main(void *arg) {
   interlock_t *il = arg;
-  uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
   uv_barrier_wait(&il->start);
-  for (int n = 1; uvctx_err(il->parent) == 0; n++)
-    if (n % 256 == 0 && uv_hrtime() >= give_up) {
-      tally_wait(&il->parent_cancelled, 1, HANDOFF_LIMIT_MS);
-      break;
-    }
-  il->saw_parent_done = uvctx_err(il->parent) != 0;
+  il->saw_parent_done =
+      poll_then_wait(uvctx_err, il->parent, &il->parent_cancelled, 1) != 0;
   il->rc = uvctx_cancel(il->child);
 }
 
@@ -899,9 +888,10 @@ START_TEST(test_cause_race) {
       canceller_race(&th, ctx, PARENT_CAUSE);
       /* Once the cancel has returned, the check below must succeed. */
       if (pass == 0) {
-        seen = poll_then_wait(&th, uvctx_cause);
+        seen = poll_then_wait(uvctx_cause, ctx, &th.returned, th.rounds);
       } else {
-        ck_assert_int_ne(poll_then_wait(&th, uvctx_err), 0);
+        ck_assert_int_ne(
+            poll_then_wait(uvctx_err, ctx, &th.returned, th.rounds), 0);
         seen = uvctx_cause(ctx);
       }
       ck_assert_msg(seen == PARENT_CAUSE, "pass %d round %d: cause = %d", pass,
@@ -1046,7 +1036,7 @@ START_TEST(test_context_err_done_race) {
     rec_watch(&r, NULL, ctx);
     canceller_race(&th, ctx, 0);
     /* once the cancel has returned, err must be visible */
-    int err = poll_then_wait(&th, uvctx_err);
+    int err = poll_then_wait(uvctx_err, ctx, &th.returned, th.rounds);
     ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
     ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
 
