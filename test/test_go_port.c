@@ -872,41 +872,6 @@ START_TEST(test_cause) {
 }
 END_TEST
 
-/* Go: TestCauseRace: another thread cancels with a cause while the loop
- * thread polls; the first non-zero cause seen is that cause, never a
- * transient UV_ECANCELED. uvctx also promises the converse (cause is 0 only
- * while not done), so a second pass polls err and then reads the cause. */
-START_TEST(test_cause_race) {
-  canceller_t th;
-  canceller_start(&th);
-  for (int pass = 0; pass < 2; pass++) {
-    for (int i = 0; i < 50; i++) {
-      rec_t r;
-      int seen = 0;
-      uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-      rec_watch(&r, NULL, ctx);
-      canceller_race(&th, ctx, PARENT_CAUSE);
-      /* Once the cancel has returned, the check below must succeed. */
-      if (pass == 0) {
-        seen = poll_then_wait(uvctx_cause, ctx, &th.returned, th.rounds);
-      } else {
-        ck_assert_int_ne(
-            poll_then_wait(uvctx_err, ctx, &th.returned, th.rounds), 0);
-        seen = uvctx_cause(ctx);
-      }
-      ck_assert_msg(seen == PARENT_CAUSE, "pass %d round %d: cause = %d", pass,
-                    i, seen);
-      /* Let the loop take the other thread's cancel before releasing. */
-      round_end(&th, &r, i);
-      ck_assert_int_eq(r.cause, PARENT_CAUSE);
-      uvctx_release(ctx);
-    }
-  }
-  canceller_stop(&th);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* Go: TestWithoutCancel, plus the same checks over a parent that has a
  * deadline and is cancelled (Go's test uses Background only). */
 START_TEST(test_without_cancel) {
@@ -1023,24 +988,43 @@ START_TEST(test_after_func_not_called_after_stop) {
 }
 END_TEST
 
-/* Go: TestContextErrDoneRace: Go promises Done is closed once Err is
- * non-nil. Here: once another thread's cancel makes uvctx_err() non-zero (and
- * while that cancel may still be running), the watch callbacks are on their
- * way; the loop delivers them, none is lost. */
-START_TEST(test_context_err_done_race) {
+/* Races of another thread's cancel against the loop thread polling the
+ * context; once the cancel has returned, what is polled must be seen.
+ * Go: TestCauseRace: the first non-zero cause seen is the cancel's cause,
+ * never a transient UV_ECANCELED; and (uvctx's converse: cause is 0 only
+ * while not done) once err is seen, so is the cause.
+ * Go: TestContextErrDoneRace: Go promises Done is closed once Err is
+ * non-nil. Here: once err is seen (while the cancel may still be running),
+ * the watch callbacks are on their way; the loop delivers them, none lost. */
+static const struct {
+  const char *name;
+  int (*poll)(const uvctx_t *);
+  int cause, seen, then_cause;
+} poll_race_rows[] = {
+    {"TestCauseRace: cause", uvctx_cause, PARENT_CAUSE, PARENT_CAUSE,
+     PARENT_CAUSE},
+    {"TestCauseRace: err, then cause", uvctx_err, PARENT_CAUSE, UV_ECANCELED,
+     PARENT_CAUSE},
+    {"TestContextErrDoneRace", uvctx_err, 0, UV_ECANCELED, UV_ECANCELED},
+};
+
+START_TEST(test_poll_race) {
   canceller_t th;
   canceller_start(&th);
   for (int i = 0; i < 50; i++) {
     rec_t r;
     uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
     rec_watch(&r, NULL, ctx);
-    canceller_race(&th, ctx, 0);
-    /* once the cancel has returned, err must be visible */
-    int err = poll_then_wait(uvctx_err, ctx, &th.returned, th.rounds);
-    ck_assert_msg(err == UV_ECANCELED, "round %d: err = %d", i, err);
+    canceller_race(&th, ctx, poll_race_rows[_i].cause);
+    int seen = poll_then_wait(poll_race_rows[_i].poll, ctx, &th.returned,
+                              th.rounds);
+    ck_assert_msg(seen == poll_race_rows[_i].seen, "%s, round %d: saw %d",
+                  poll_race_rows[_i].name, i, seen);
+    ck_assert_int_eq(uvctx_cause(ctx), poll_race_rows[_i].then_cause);
     ck_assert_int_eq(r.calls, 0); /* no loop ran yet */
 
     round_end(&th, &r, i); /* the watch is not lost */
+    ck_assert_int_eq(r.cause, poll_race_rows[_i].then_cause);
     uvctx_release(ctx);
   }
   canceller_stop(&th);
@@ -1058,13 +1042,13 @@ Suite *go_port_suite(void) {
                       test_simultaneous_cancels, test_interlocked_cancels,
                       test_with_cancel_canceled_parent,
                       test_with_cancel_simultaneously_canceled_parent,
-                      test_invalid_derived_fail, test_cause_race,
+                      test_invalid_derived_fail,
                       test_without_cancel, test_after_func_called_immediately,
                       test_after_func_not_called_after_stop,
-                      test_after_func_called_asynchronously,
-                      test_context_err_done_race),
+                      test_after_func_called_asynchronously),
        .loops = LOOPS({test_background_todo, 0, NROWS(roots)},
                       {test_deadline_timeout, 0, NROWS(deadline_rows)},
                       {test_layers, 0, 2},
-                      {test_cause, 0, NROWS(cause_rows)})});
+                      {test_cause, 0, NROWS(cause_rows)},
+                      {test_poll_race, 0, NROWS(poll_race_rows)})});
 }
