@@ -412,3 +412,22 @@ void stall_report(const stall_count_t *s) {
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
 }
+
+/* --- shrink-watch --- */
+
+uvctx_t *mk_any_n(uv_loop_t *loop, uvctx_t **parents, size_t n) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_any(loop, parents, n, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
+  poll_until(loop, never, NULL, until_ms);
+  ck_assert_uint_ge(uvctx_now(), until_ms);
+}

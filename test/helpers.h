@@ -241,4 +241,16 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
+/* --- shrink-watch --- */
+
+/* uvctx_with_any() of the parents given, asserting it succeeded. */
+#define mk_any(loop, ...)                                                      \
+  mk_any_n((loop), (uvctx_t *[]){__VA_ARGS__},                                 \
+           sizeof((uvctx_t *[]){__VA_ARGS__}) / sizeof(uvctx_t *))
+uvctx_t *mk_any_n(uv_loop_t *loop, uvctx_t **parents, size_t n);
+
+/* Runs the loop until the uvctx clock has reached at least until_ms (a ref'd
+ * timer of our own, as poll_until). */
+void run_until_time(uv_loop_t *loop, uint64_t until_ms);
+
 #endif

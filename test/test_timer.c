@@ -1,29 +1,18 @@
 /* Deadlines: uvctx_with_deadline(), uvctx_with_timeout() and their _cause
  * variants, uvctx_deadline(), uvctx_now(), and how deadlines interact with
- * the tree, with cancel and with the loop's liveness.
+ * the tree and with cancel.
  *
  * Contexts never keep the loop alive, so waiting for a deadline is done with a
- * ref'd timer of the test's own (run_until) or by uv_ref()ing the done
- * signal. Times are short; nothing asserts how late a deadline fires. */
+ * ref'd timer of the test's own (poll_until). Times are short; nothing
+ * asserts how late a deadline fires. A deadline firing by itself, with or
+ * without a cause, is a row of the watch error matrix (test_watch.c); that a
+ * deadline does not keep the loop alive, and a ref'd done signal does, is
+ * tested in test_reset.c and test_watch.c. */
 #include <stdint.h>
 #include <string.h>
 
 #include "helpers.h"
 #include "test.h"
-
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
-
-static int never(void *arg) {
-  (void)arg;
-  return 0;
-}
-
-/* Runs the loop until the uvctx clock has reached now + ms. */
-static void wait_ms(uv_loop_t *loop, uint64_t ms) {
-  poll_until(loop, never, NULL, uvctx_now() + ms);
-}
 
 static const char key_user;
 static char value_alice[] = "alice";
@@ -44,59 +33,6 @@ END_TEST
 /* ---------------------------------------------------------------------------
  * Deadlines fire by themselves, never early
  * ------------------------------------------------------------------------- */
-
-START_TEST(test_deadline_context_times_out_by_itself_with_etimedout) {
-  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
-  rec_t rec;
-  rec_watch(&rec, NULL, ctx);
-  assert_not_done(ctx);
-
-  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
-  ck_assert_int_eq(rec.calls, 1);
-  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(rec.cause, UV_ETIMEDOUT);
-  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_timeout_cause_is_the_cause_when_the_deadline_fires) {
-  uvctx_t *ctx =
-      mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTUNREACH);
-  uvctx_t *abs = NULL;
-  ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
-                                             uvctx_now() + 5, UV_ENETDOWN,
-                                             &abs),
-                   0);
-  rec_t rec, abs_rec;
-  rec_watch(&rec, NULL, ctx);
-  rec_watch(&abs_rec, NULL, abs);
-
-  wait_ms(&loop, 15);
-  ck_assert_int_eq(rec.calls, 1);
-  ck_assert_int_eq(rec.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(rec.cause, UV_EHOSTUNREACH);
-  assert_done(ctx, UV_ETIMEDOUT, UV_EHOSTUNREACH);
-  ck_assert_int_eq(abs_rec.calls, 1);
-  assert_done(abs, UV_ETIMEDOUT, UV_ENETDOWN);
-
-  release_all(abs, ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_timeout_cause_zero_reports_etimedout_as_cause) {
-  uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 3, 0);
-
-  wait_ms(&loop, 10);
-  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
 
 enum { EARLY_N = 50 };
 
@@ -221,7 +157,7 @@ START_TEST(test_timeout_near_uint64_max_saturates_and_never_comes) {
   assert_not_done(almost);
   assert_not_done(far);
 
-  wait_ms(&loop, 5);
+  run_until_time(&loop, uvctx_now() + 5);
   assert_not_done(max);
   assert_not_done(almost);
   assert_not_done(far);
@@ -234,17 +170,6 @@ END_TEST
 /* ---------------------------------------------------------------------------
  * uvctx_deadline()
  * ------------------------------------------------------------------------- */
-
-START_TEST(test_with_deadline_reports_its_deadline) {
-  uint64_t dl = uvctx_now() + 60000;
-  uvctx_t *ctx = mk_deadline(&loop, uvctx_background(), dl);
-
-  ck_assert_uint_eq(deadline_of(ctx), dl);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
 
 START_TEST(test_with_timeout_reports_now_plus_timeout) {
   uint64_t before = uvctx_now();
@@ -277,26 +202,16 @@ START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
 }
 END_TEST
 
-START_TEST(test_deadline_later_than_parents_reports_the_parents) {
-  uint64_t early = uvctx_now() + 60000;
-  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), early);
-  uvctx_t *child = mk_deadline(&loop, parent, early + 30000);
+/* Rows: the child's own deadline later than its parent's, earlier: the
+ * earlier of the two is reported, and the parent keeps its own. */
+START_TEST(test_deadline_is_the_earlier_of_its_own_and_its_parents) {
+  uint64_t parent_dl = uvctx_now() + 60000;
+  uint64_t own = _i == 0 ? parent_dl + 30000 : parent_dl - 30000;
+  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), parent_dl);
+  uvctx_t *child = mk_deadline(&loop, parent, own);
 
-  ck_assert_uint_eq(deadline_of(child), early);
-  ck_assert_uint_eq(deadline_of(parent), early);
-
-  release_all(child, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_deadline_earlier_than_parents_reports_its_own) {
-  uint64_t late = uvctx_now() + 60000;
-  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), late);
-  uvctx_t *child = mk_deadline(&loop, parent, late - 30000);
-
-  ck_assert_uint_eq(deadline_of(child), late - 30000);
-  ck_assert_uint_eq(deadline_of(parent), late);
+  ck_assert_uint_eq(deadline_of(child), _i == 0 ? parent_dl : own);
+  ck_assert_uint_eq(deadline_of(parent), parent_dl);
 
   release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
@@ -438,118 +353,51 @@ END_TEST
  * Deadlines and cancel
  * ------------------------------------------------------------------------- */
 
-START_TEST(test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires) {
-  uvctx_t *ctx = mk_timeout_cause(&loop, uvctx_background(), 5, UV_EHOSTDOWN);
+/* Rows: the context cancels itself; its parent is cancelled with a cause.
+ * Its own deadline, with its own cause, then never comes. */
+START_TEST(test_cancel_before_the_deadline_is_final) {
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *ctx = mk_timeout_cause(&loop, parent, 5, UV_EHOSTDOWN);
+  int cause = _i == 0 ? UV_ECANCELED : UV_EPIPE;
   uint64_t dl = deadline_of(ctx);
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
 
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
+  if (_i == 0)
+    ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  else
+    ck_assert_int_eq(uvctx_cancel_cause(parent, cause), 0);
+  assert_done(ctx, UV_ECANCELED, cause);
 
-  /* Wait well past the deadline. */
-  poll_until(&loop, never, NULL, dl + 15);
-  ck_assert_uint_gt(uvctx_now(), dl);
+  run_until_time(&loop, dl + 15); /* well past the deadline */
   ck_assert_int_eq(rec.calls, 1);
   ck_assert_int_eq(rec.err, UV_ECANCELED);
-  assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
+  assert_done(ctx, UV_ECANCELED, cause);
 
-  uvctx_release(ctx);
+  release_all(ctx, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-START_TEST(test_parent_cancel_before_child_deadline_is_final) {
+/* Rows: a cancel of the context itself (UV_EALREADY); of its parent. */
+START_TEST(test_timed_out_context_keeps_etimedout_after_a_cancel) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *child = mk_timeout(&loop, parent, 5);
-  uint64_t dl = deadline_of(child);
-
-  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
-  assert_done(child, UV_ECANCELED, UV_EPIPE);
-
-  poll_until(&loop, never, NULL, dl + 15);
-  assert_done(child, UV_ECANCELED, UV_EPIPE);
-
-  release_all(child, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_cancel_after_timeout_is_ealready_and_keeps_etimedout) {
-  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 3);
+  uvctx_t *ctx = mk_timeout_cause(&loop, parent, 3, UV_ENETDOWN);
   rec_t rec;
   rec_watch(&rec, NULL, ctx);
   ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
 
-  ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
-  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_timed_out_child_keeps_etimedout_after_parent_cancel) {
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *child = mk_timeout_cause(&loop, parent, 3, UV_ENETDOWN);
-  rec_t rec;
-  rec_watch(&rec, NULL, child);
-  ck_assert(poll_until(&loop, rec_called, &rec, uvctx_now() + EVENTUALLY_MS));
-
-  ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
-  assert_done(child, UV_ETIMEDOUT, UV_ENETDOWN);
-  assert_done(parent, UV_ECANCELED, UV_EPIPE);
+  if (_i == 0) {
+    ck_assert_int_eq(uvctx_cancel_cause(ctx, UV_EPIPE), UV_EALREADY);
+  } else {
+    ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
+    assert_done(parent, UV_ECANCELED, UV_EPIPE);
+  }
+  assert_done(ctx, UV_ETIMEDOUT, UV_ENETDOWN);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(rec.calls, 1);
 
-  release_all(child, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Liveness
- * ------------------------------------------------------------------------- */
-
-START_TEST(test_deadline_context_does_not_keep_the_loop_alive) {
-  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 10000);
-  stop_guard_t guard;
-  stop_guard_start(&loop, &guard, EVENTUALLY_MS);
-
-  /* Nothing of ours is alive: uv_run returns without waiting for the
-   * deadline, so the context is still not done afterwards. */
-  int r = uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_msg(!guard.fired, "uv_run waited for the deadline timer");
-  ck_assert_int_eq(r, 0);
-  assert_not_done(ctx);
-
-  stop_guard_close(&guard);
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_refd_done_signal_keeps_the_loop_running_until_the_deadline) {
-  uvctx_t *ctx = mk_timeout(&loop, uvctx_background(), 5);
-  uint64_t dl = deadline_of(ctx);
-  uv_async_t *done = uvctx_done_async(ctx);
-  ck_assert_ptr_nonnull(done);
-
-  stop_guard_t guard;
-  stop_guard_start(&loop, &guard, EVENTUALLY_MS);
-
-  uv_ref((uv_handle_t *)done);
-  int r = uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_msg(!guard.fired, "uv_run did not return once the signal was sent");
-  ck_assert_int_eq(r, 0);
-
-  assert_done(ctx, UV_ETIMEDOUT, UV_ETIMEDOUT);
-  ck_assert_uint_ge(uvctx_now(), dl);
-  /* uvctx unref'd the signal once delivered: the loop is free to stop. */
-  ck_assert_int_eq(uv_has_ref((uv_handle_t *)done), 0);
-
-  stop_guard_close(&guard);
-  uvctx_release(ctx);
+  release_all(ctx, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -562,9 +410,6 @@ Suite *timer_suite(void) {
            test_now_is_uv_hrtime_in_milliseconds)},
       {"firing", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           test_deadline_context_times_out_by_itself_with_etimedout,
-           test_timeout_cause_is_the_cause_when_the_deadline_fires,
-           test_timeout_cause_zero_reports_etimedout_as_cause,
            test_deadline_never_fires_before_uvctx_now_reaches_it)},
       {"born_done_or_never", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
@@ -574,26 +419,19 @@ Suite *timer_suite(void) {
            {test_context_whose_deadline_has_passed_is_born_done, 0, NBORN})},
       {"deadline_query", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           test_with_deadline_reports_its_deadline,
            test_with_timeout_reports_now_plus_timeout,
            test_deadline_is_none_without_a_deadline_in_the_ancestry,
-           test_deadline_later_than_parents_reports_the_parents,
-           test_deadline_earlier_than_parents_reports_its_own,
            test_deadline_is_inherited_through_value_and_cancel_contexts,
-           test_without_cancel_hides_the_deadlines_above_it)},
+           test_without_cancel_hides_the_deadlines_above_it),
+       .loops = LOOPS(
+           {test_deadline_is_the_earlier_of_its_own_and_its_parents, 0, 2})},
       {"tree", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            test_parent_deadline_finishes_child_with_etimedout_and_its_cause,
            test_child_deadline_later_than_parents_changes_nothing_else,
            test_child_deadline_earlier_than_parents_leaves_parent_alone)},
       {"cancel", TIMEOUT_LOOP_S, loop_setup, NULL,
-       .tests = TESTS(
-           test_cancel_before_deadline_gives_ecanceled_and_timer_never_fires,
-           test_parent_cancel_before_child_deadline_is_final,
-           test_cancel_after_timeout_is_ealready_and_keeps_etimedout,
-           test_timed_out_child_keeps_etimedout_after_parent_cancel)},
-      {"liveness", TIMEOUT_LOOP_S, loop_setup, NULL,
-       .tests = TESTS(
-           test_deadline_context_does_not_keep_the_loop_alive,
-           test_refd_done_signal_keeps_the_loop_running_until_the_deadline)});
+       .loops = LOOPS(
+           {test_cancel_before_the_deadline_is_final, 0, 2},
+           {test_timed_out_context_keeps_etimedout_after_a_cancel, 0, 2})});
 }
