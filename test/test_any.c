@@ -15,9 +15,7 @@
 #include "helpers.h"
 #include "test.h"
 
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
+/* --- Helpers --- */
 
 static int key_a, key_b, key_c, key_d; /* keys compare by address */
 static char val_a1[] = "a1", val_a2[] = "a2", val_b2[] = "b2",
@@ -49,9 +47,7 @@ static int alive_on(const uv_loop_t *loop) {
   return n;
 }
 
-/* ---------------------------------------------------------------------------
- * Done as soon as any parent is
- * ------------------------------------------------------------------------- */
+/* --- Done as soon as any parent is --- */
 
 START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
   rec_t r;
@@ -194,9 +190,7 @@ START_TEST(any_of_roots_is_done_only_when_cancelled) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Diamonds: one parent is an ancestor of another
- * ------------------------------------------------------------------------- */
+/* --- Diamonds: one parent is an ancestor of another --- */
 
 START_TEST(any_of_a_parent_and_its_descendant_is_done_once) {
   journal_t journal = {0};
@@ -284,28 +278,7 @@ START_TEST(any_of_the_same_parent_twice_is_done_once_and_released_cleanly) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Values: in parents in order, each parent's whole chain before the next
- * ------------------------------------------------------------------------- */
-
-START_TEST(any_value_is_looked_up_in_parents_in_order) {
-  uvctx_t *ca = mk_cancel(&loop, uvctx_background());
-  uvctx_t *p1 = mk_value(ca, &key_a, val_a1);
-  uvctx_t *cb = mk_cancel(&loop, uvctx_background());
-  uvctx_t *pb = mk_value(cb, &key_b, val_b2);
-  uvctx_t *p2 = mk_value(pb, &key_a, val_a2);
-  uvctx_t *any = mk_any(&loop, p1, p2);
-
-  ck_assert_ptr_eq(uvctx_value(any, &key_a), val_a1); /* first parent wins */
-  ck_assert_ptr_eq(uvctx_value(any, &key_b), val_b2); /* only the second */
-  ck_assert_ptr_null(uvctx_value(any, &key_c));       /* nobody */
-  uvctx_t *swapped = mk_any(&loop, p2, p1);
-  ck_assert_ptr_eq(uvctx_value(swapped, &key_a), val_a2);
-
-  release_all(swapped, any, p2, pb, cb, p1, ca);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
+/* --- Values: in the parents in order, each one's whole chain first --- */
 
 START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
   /* first parent: value(a=a1) <- cancel <- without_cancel <- timeout */
@@ -324,31 +297,35 @@ START_TEST(any_value_searches_the_whole_first_parent_before_the_second) {
 }
 END_TEST
 
-START_TEST(values_below_any_fall_back_to_its_parents_and_nested_anys) {
+START_TEST(any_value_is_looked_up_in_parents_in_order_and_nested_anys) {
   uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
   uvctx_t *p1 = mk_value(c1, &key_a, val_a1);
   uvctx_t *c2 = mk_cancel(&loop, uvctx_background());
-  uvctx_t *p2 = mk_value(c2, &key_b, val_b2);
+  uvctx_t *pb = mk_value(c2, &key_b, val_b2);
+  uvctx_t *p2 = mk_value(pb, &key_a, val_a2);
   uvctx_t *p3 = mk_value(uvctx_background(), &key_c, val_c1);
   uvctx_t *inner = mk_any(&loop, p1, p2);
+  uvctx_t *swapped = mk_any(&loop, p2, p1);
   uvctx_t *outer = mk_any(&loop, inner, p3);
   uvctx_t *child = mk_cancel(&loop, outer);
   uvctx_t *tagged = mk_value(child, &key_d, val_d);
 
+  ck_assert_ptr_eq(uvctx_value(inner, &key_a), val_a1); /* first parent wins */
+  ck_assert_ptr_eq(uvctx_value(swapped, &key_a), val_a2);
+  ck_assert_ptr_eq(uvctx_value(inner, &key_b), val_b2); /* only the second */
+  ck_assert_ptr_null(uvctx_value(inner, &key_c));       /* nobody */
+  /* below an any: its parents, then nested anys' parents */
   ck_assert_ptr_eq(uvctx_value(tagged, &key_d), val_d);
   ck_assert_ptr_eq(uvctx_value(tagged, &key_a), val_a1);
   ck_assert_ptr_eq(uvctx_value(tagged, &key_b), val_b2); /* inner's second */
   ck_assert_ptr_eq(uvctx_value(tagged, &key_c), val_c1); /* outer's second */
-  ck_assert_ptr_null(uvctx_value(inner, &key_c));
 
-  release_all(tagged, child, outer, inner, p3, p2, c2, p1, c1);
+  release_all(tagged, child, outer, swapped, inner, p3, p2, pb, c2, p1, c1);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Deadline: the earliest of all parents
- * ------------------------------------------------------------------------- */
+/* --- Deadline: the earliest of all parents --- */
 
 START_TEST(any_deadline_is_the_earliest_of_its_parents) {
   uvctx_t *late = mk_timeout(&loop, uvctx_background(), 50000);
@@ -386,9 +363,7 @@ START_TEST(any_of_parents_without_deadlines_has_none) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Lifetime: short-lived anys of long-lived parents
- * ------------------------------------------------------------------------- */
+/* --- Lifetime: short-lived anys of long-lived parents --- */
 
 enum { ANY_TOTAL = 10000, ANY_BATCH = 100, ANY_KEPT = 10 };
 
@@ -474,9 +449,7 @@ START_TEST(parents_released_before_any_still_finish_it) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Bad input and allocation failure: UV_EINVAL / UV_ENOMEM, nothing changed
- * ------------------------------------------------------------------------- */
+/* --- Bad input, out of memory: UV_EINVAL / UV_ENOMEM, nothing changed --- */
 
 /* The parent was not touched: not done, no child left in its list, and
  * still usable as a parent. */
@@ -565,8 +538,6 @@ START_TEST(any_out_of_memory_at_each_allocation_leaves_nothing) {
 }
 END_TEST
 
-/* ------------------------------------------------------------------------- */
-
 Suite *any_suite(void) {
   return SUITE(
       "any",
@@ -586,9 +557,8 @@ Suite *any_suite(void) {
            any_of_the_same_parent_twice_is_done_once_and_released_cleanly)},
       {"values", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           any_value_is_looked_up_in_parents_in_order,
-           any_value_searches_the_whole_first_parent_before_the_second,
-           values_below_any_fall_back_to_its_parents_and_nested_anys)},
+           any_value_is_looked_up_in_parents_in_order_and_nested_anys,
+           any_value_searches_the_whole_first_parent_before_the_second)},
       {"deadline", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            any_deadline_is_the_earliest_of_its_parents,

@@ -17,9 +17,7 @@
 static const char key_user;
 static char value_alice[] = "alice";
 
-/* ---------------------------------------------------------------------------
- * The clock
- * ------------------------------------------------------------------------- */
+/* --- The clock --- */
 
 START_TEST(test_now_is_uv_hrtime_in_milliseconds) {
   uint64_t before = uv_hrtime() / 1000000;
@@ -30,9 +28,7 @@ START_TEST(test_now_is_uv_hrtime_in_milliseconds) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Deadlines fire by themselves, never early
- * ------------------------------------------------------------------------- */
+/* --- Deadlines fire by themselves, never early --- */
 
 enum { EARLY_N = 50 };
 
@@ -87,9 +83,7 @@ START_TEST(test_deadline_never_fires_before_uvctx_now_reaches_it) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Born done, and never
- * ------------------------------------------------------------------------- */
+/* --- Born done, and never --- */
 
 /* A context whose deadline has already passed is born done: err
  * UV_ETIMEDOUT, cause the one given (UV_ETIMEDOUT without), cancel is
@@ -167,9 +161,7 @@ START_TEST(test_timeout_near_uint64_max_saturates_and_never_comes) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * uvctx_deadline()
- * ------------------------------------------------------------------------- */
+/* --- uvctx_deadline() --- */
 
 START_TEST(test_with_timeout_reports_now_plus_timeout) {
   uint64_t before = uvctx_now();
@@ -256,9 +248,7 @@ START_TEST(test_without_cancel_hides_the_deadlines_above_it) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Deadlines in the tree
- * ------------------------------------------------------------------------- */
+/* --- Deadlines in the tree --- */
 
 START_TEST(test_parent_deadline_finishes_child_with_etimedout_and_its_cause) {
   uvctx_t *parent =
@@ -349,9 +339,7 @@ START_TEST(test_child_deadline_earlier_than_parents_leaves_parent_alone) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Deadlines and cancel
- * ------------------------------------------------------------------------- */
+/* --- Deadlines and cancel --- */
 
 /* Rows: the context cancels itself; its parent is cancelled with a cause.
  * Its own deadline, with its own cause, then never comes. */

@@ -11,15 +11,9 @@
 #include "helpers.h"
 #include "test.h"
 
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
-
 static int key_a; /* keys compare by address */
 
-/* ---------------------------------------------------------------------------
- * When and where the callback runs
- * ------------------------------------------------------------------------- */
+/* --- When and where the callback runs --- */
 
 START_TEST(watch_callback_never_runs_inside_watch) {
   journal_t j = {0};
@@ -67,9 +61,7 @@ START_TEST(watch_callback_never_runs_inside_constructor) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * The err argument
- * ------------------------------------------------------------------------- */
+/* --- The err argument --- */
 
 /* The watch error matrix: how the watched context is made (the context that
  * finishes itself, a cancel child of it, a value context two levels below it,
@@ -175,9 +167,7 @@ START_TEST(watch_err_is_how_the_context_finished) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Order
- * ------------------------------------------------------------------------- */
+/* --- Order --- */
 
 /* parent -> child -> grandchild, plus sibling under parent. Watches are
  * registered in a scrambled order across contexts; ids say which context and
@@ -216,35 +206,25 @@ static void assert_tree_order(const rec_t *pr, int err) {
   ck_assert_int_lt(pr[C2].seq, pr[G1].seq);
 }
 
+/* Rows: the parent is cancelled; the parent's deadline finishes the tree
+ * (the grandchild has a later one of its own). */
 START_TEST(watch_order_ancestor_first_then_registration_order) {
   journal_t j = {0};
   rec_t pr[NPROBES];
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *p = _i == 0 ? mk_cancel(&loop, uvctx_background())
+                       : mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, p);
-  uvctx_t *g = mk_cancel(&loop, c);
+  uvctx_t *g = _i == 0 ? mk_cancel(&loop, c) : mk_timeout(&loop, c, 60000);
   uvctx_t *s = mk_cancel(&loop, p);
   watch_scrambled(pr, &j, p, c, g, s);
 
-  ck_assert_int_eq(uvctx_cancel(p), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_tree_order(pr, UV_ECANCELED);
-
-  release_all(g, s, c, p);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_order_ancestor_first_when_a_deadline_finishes_the_tree) {
-  journal_t j = {0};
-  rec_t pr[NPROBES];
-  uvctx_t *p = mk_timeout(&loop, uvctx_background(), 5);
-  uvctx_t *c = mk_cancel(&loop, p);
-  uvctx_t *g = mk_timeout(&loop, c, 60000);
-  uvctx_t *s = mk_cancel(&loop, p);
-  watch_scrambled(pr, &j, p, c, g, s);
-
-  ck_assert(run_until(&loop, &j.ran, NPROBES));
-  assert_tree_order(pr, UV_ETIMEDOUT);
+  if (_i == 0) {
+    ck_assert_int_eq(uvctx_cancel(p), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  } else {
+    ck_assert(run_until(&loop, &j.ran, NPROBES));
+  }
+  assert_tree_order(pr, _i == 0 ? UV_ECANCELED : UV_ETIMEDOUT);
 
   release_all(g, s, c, p);
   ASSERT_LOOP_CLOSES(&loop);
@@ -278,9 +258,7 @@ START_TEST(watch_order_value_context_after_its_cancellable_ancestor) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Watching a context that is already done
- * ------------------------------------------------------------------------- */
+/* --- Watching a context that is already done --- */
 
 /* Inside first's callback, watch the (done) context with second and record
  * whether second ran inside that uvctx_watch call. */
@@ -313,9 +291,7 @@ START_TEST(watch_of_done_context_from_a_callback_runs_on_a_later_callback) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Unwatch
- * ------------------------------------------------------------------------- */
+/* --- Unwatch --- */
 
 /* Unwatch of a watch or a drain at each stage: before its context is done,
  * done with a child still alive (a drain waits for it), due but not yet run,
@@ -362,62 +338,35 @@ START_TEST(unwatch_returns_0_and_the_callback_never_runs_until_it_ran) {
 }
 END_TEST
 
-static void action_unwatch_self(rec_t *p) {
-  p->action_rc = uvctx_unwatch(&p->w);
+/* Unwatch from inside a callback, of: the callback's own watch (it ran:
+ * UV_EALREADY); another watch of the same context, due in the same batch;
+ * the watch of a descendant, due after the ancestor's. Either of the last
+ * two is then never run. */
+enum { OWN_WATCH, SAME_BATCH, DESCENDANTS, NUNWATCH_FROM };
+
+static void action_unwatch_arg(rec_t *p) {
+  rec_t *target = p->arg;
+  p->action_rc = uvctx_unwatch(&target->w);
 }
 
-START_TEST(unwatch_inside_own_callback_returns_ealready) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  p.action = action_unwatch_self;
-  p.action_rc = 12345;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.action_rc, UV_EALREADY);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-static void action_unwatch_other(rec_t *p) {
-  rec_t *other = p->arg;
-  p->action_rc = uvctx_unwatch(&other->w);
-}
-
-START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
-  rec_t first, second;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&first, NULL, c);
-  rec_watch(&second, NULL, c);
-  first.action = action_unwatch_other;
-  first.arg = &second;
-  first.action_rc = 12345;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(first.calls, 1);
-  ck_assert_int_eq(first.action_rc, 0);
-  ck_assert_int_eq(second.calls, 0);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
-  rec_t on_child, on_parent;
+START_TEST(unwatch_from_a_callback_prevents_the_watch_unless_it_ran) {
+  rec_t first, other;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&on_child, NULL, child);
-  rec_watch(&on_parent, NULL, parent);
-  on_parent.action = action_unwatch_other;
-  on_parent.arg = &on_child;
-  on_parent.action_rc = 12345;
+  if (_i == DESCENDANTS)
+    rec_watch(&other, NULL, child);
+  rec_watch(&first, NULL, parent);
+  if (_i == SAME_BATCH)
+    rec_watch(&other, NULL, parent);
+  first.action = action_unwatch_arg;
+  first.arg = _i == OWN_WATCH ? &first : &other;
+  first.action_rc = 12345;
   ck_assert_int_eq(uvctx_cancel(parent), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(on_parent.calls, 1);
-  ck_assert_int_eq(on_parent.action_rc, 0);
-  ck_assert_int_eq(on_child.calls, 0);
+  ck_assert_int_eq(first.calls, 1);
+  ck_assert_int_eq(first.action_rc, _i == OWN_WATCH ? UV_EALREADY : 0);
+  if (_i != OWN_WATCH)
+    ck_assert_int_eq(other.calls, 0);
   release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -442,9 +391,7 @@ START_TEST(unwatched_watch_struct_can_be_reused) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * A pending watch keeps its context alive
- * ------------------------------------------------------------------------- */
+/* --- A pending watch keeps its context alive --- */
 
 START_TEST(pending_watch_keeps_its_context_alive) {
   rec_t p;
@@ -477,9 +424,7 @@ START_TEST(unwatching_the_last_holder_frees_the_context) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Contexts that can never be done, and value contexts
- * ------------------------------------------------------------------------- */
+/* --- Contexts that can never be done, and value contexts --- */
 
 /* Each context that cannot be cancelled (helpers.h), from the background on:
  * the watch succeeds, but only a value context of a cancellable parent ever
@@ -510,9 +455,7 @@ START_TEST(watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * What a callback may do
- * ------------------------------------------------------------------------- */
+/* --- What a callback may do --- */
 
 static int freed_calls;
 
@@ -560,54 +503,38 @@ START_TEST(callback_may_release_its_context) {
 }
 END_TEST
 
-/* Re-watches the same (done) context with the same struct, once. */
-static void action_rewatch_same(rec_t *p) {
+/* Watches again with the same struct, once: p->arg if set (a live context),
+ * else the same (done) context. */
+static void action_rewatch(rec_t *p) {
   if (p->calls == 1) {
+    if (p->arg != NULL)
+      p->ctx = p->arg;
     p->action_rc = uvctx_watch(p->ctx, &p->w, rec_cb);
     p->action_rc2 = p->calls; /* still 1: not run inside uvctx_watch */
   }
 }
 
+/* Rows: the same context again; another context. */
 START_TEST(callback_may_watch_again_with_the_same_watch_struct) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  p.action = action_rewatch_same;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.action_rc, 0);
-  ck_assert_int_eq(p.action_rc2, 1);
-  ck_assert_int_eq(p.calls, 2);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* Moves the watch to another, live context (p->arg). */
-static void action_rewatch_other(rec_t *p) {
-  if (p->calls == 1) {
-    p->ctx = p->arg;
-    p->action_rc = uvctx_watch(p->ctx, &p->w, rec_cb);
-  }
-}
-
-START_TEST(callback_may_watch_another_context_with_the_same_watch_struct) {
   rec_t p;
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, NULL, a);
-  p.action = action_rewatch_other;
-  p.arg = b;
+  p.action = action_rewatch;
+  p.arg = _i == 0 ? NULL : b;
   ck_assert_int_eq(uvctx_cancel(a), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
   ck_assert_int_eq(p.action_rc, 0);
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(p.action_rc2, 1);
+  if (_i == 1) {
+    ck_assert_int_eq(p.calls, 1);
+    ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
   ck_assert_int_eq(p.calls, 2);
-  ck_assert_int_eq(p.cause, UV_EIO);
+  ck_assert_int_eq(p.err, UV_ECANCELED);
+  ck_assert_int_eq(p.cause, _i == 0 ? UV_ECANCELED : UV_EIO);
+  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
   release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -637,9 +564,7 @@ START_TEST(callback_may_cancel_another_context_whose_watches_then_run) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * uvctx_done_async
- * ------------------------------------------------------------------------- */
+/* --- uvctx_done_async --- */
 
 START_TEST(done_async_returns_the_same_handle_on_each_call) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
@@ -792,8 +717,6 @@ START_TEST(done_async_refd_is_closed_by_uvctx_on_release) {
 }
 END_TEST
 
-/* ------------------------------------------------------------------------- */
-
 Suite *watch_suite(void) {
   return SUITE(
       "watch",
@@ -806,20 +729,19 @@ Suite *watch_suite(void) {
            {watch_err_is_how_the_context_finished, 0, NMADE * NFINISH})},
       {"order", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           watch_order_ancestor_first_then_registration_order,
-           watch_order_ancestor_first_when_a_deadline_finishes_the_tree,
-           watch_order_value_context_after_its_cancellable_ancestor)},
+           watch_order_value_context_after_its_cancellable_ancestor),
+       .loops = LOOPS({watch_order_ancestor_first_then_registration_order, 0, 2})},
       {"already_done", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            watch_of_done_context_from_a_callback_runs_on_a_later_callback)},
       {"unwatch", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           unwatch_inside_own_callback_returns_ealready,
-           unwatch_from_another_callback_of_the_same_batch_prevents_it,
-           unwatch_from_an_ancestors_callback_prevents_the_descendants_watch,
            unwatched_watch_struct_can_be_reused),
        .loops = LOOPS(
-           {unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0, sizeof unwatch_rows / sizeof unwatch_rows[0]})},
+           {unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0,
+            sizeof unwatch_rows / sizeof unwatch_rows[0]},
+           {unwatch_from_a_callback_prevents_the_watch_unless_it_ran, 0,
+            NUNWATCH_FROM})},
       {"keeps_alive", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            pending_watch_keeps_its_context_alive,
@@ -831,9 +753,8 @@ Suite *watch_suite(void) {
        .tests = TESTS(
            callback_may_free_its_watch,
            callback_may_release_its_context,
-           callback_may_watch_again_with_the_same_watch_struct,
-           callback_may_watch_another_context_with_the_same_watch_struct,
-           callback_may_cancel_another_context_whose_watches_then_run)},
+           callback_may_cancel_another_context_whose_watches_then_run),
+       .loops = LOOPS({callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
       {"done_async", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            done_async_returns_the_same_handle_on_each_call,
