@@ -36,7 +36,8 @@ static uint64_t reset(uvctx_t *ctx, uint64_t timeout_ms) {
 
 /* r's watch runs once, with UV_ETIMEDOUT and cause, not before dl. */
 static void assert_fires_at(rec_t *r, uint64_t dl, int cause, const char *row) {
-  ck_assert_msg(poll_until(&loop, rec_called, r, dl + EVENTUALLY_MS), "%s", row);
+  ck_assert_msg(poll_until(&loop, rec_called, r, dl + EVENTUALLY_MS), "%s",
+                row);
   ck_assert_msg(r->calls == 1, "%s: %d calls", row, r->calls);
   ck_assert_msg(r->err == UV_ETIMEDOUT, "%s: err %d", row, r->err);
   ck_assert_msg(r->cause == cause, "%s: cause %d", row, r->cause);
@@ -230,10 +231,14 @@ START_TEST(reset_while_active_keeps_an_idle_timeout_from_firing) {
 }
 END_TEST
 
+/* Only the context reset and its descendants finish, with its own cause. */
 START_TEST(reset_to_zero_finishes_at_once) {
   rec_t r;
-  uvctx_t *c = mk_timeout_cause(&loop, uvctx_background(), 60000, UV_EPROTO);
+  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 60000);
+  uint64_t parent_dl = deadline_of(parent);
+  uvctx_t *c = mk_timeout_cause(&loop, parent, 50000, UV_EPROTO);
   uvctx_t *child = mk_cancel(&loop, c);
+  uvctx_t *sibling = mk_timeout(&loop, parent, 50000);
   rec_watch(&r, NULL, c);
 
   ck_assert_int_eq(uvctx_reset_timeout(c, 0), 0);
@@ -243,8 +248,11 @@ START_TEST(reset_to_zero_finishes_at_once) {
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
   ck_assert_int_eq(r.err, UV_ETIMEDOUT);
+  assert_not_done(parent);
+  assert_not_done(sibling);
+  ck_assert_uint_eq(deadline_of(parent), parent_dl);
 
-  release_all(child, c);
+  release_all(sibling, child, c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -361,24 +369,6 @@ START_TEST(resetting_a_parent_earlier_reaches_children_by_cancellation) {
 }
 END_TEST
 
-START_TEST(resetting_a_child_leaves_its_parent_alone) {
-  uvctx_t *parent = mk_timeout(&loop, uvctx_background(), 60000);
-  uint64_t parent_dl = deadline_of(parent);
-  uvctx_t *child = mk_timeout(&loop, parent, 50000);
-  uvctx_t *sibling = mk_timeout(&loop, parent, 50000);
-
-  ck_assert_int_eq(uvctx_reset_timeout(child, 0), 0);
-  ck_assert_int_eq(uvctx_err(child), UV_ETIMEDOUT);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  assert_not_done(parent);
-  assert_not_done(sibling);
-  ck_assert_uint_eq(deadline_of(parent), parent_dl);
-
-  release_all(sibling, child, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(reset_allocates_nothing) {
   ck_assert_int_eq(uvctx_replace_allocator(counting_malloc, free), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
@@ -482,7 +472,6 @@ Suite *reset_suite(void) {
            reset_and_keepalive_reject_contexts_without_a_timer_of_their_own,
            resetting_a_parent_later_leaves_a_childs_own_deadline_alone,
            resetting_a_parent_earlier_reaches_children_by_cancellation,
-           resetting_a_child_leaves_its_parent_alone,
            reset_allocates_nothing),
        .loops = LOOPS({reset_moves_the_deadline_and_fires_once_at_the_last, 0,
                        sizeof moves / sizeof moves[0]})},

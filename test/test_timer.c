@@ -9,7 +9,6 @@
  * deadline does not keep the loop alive, and a ref'd done signal does, is
  * tested in test_reset.c and test_watch.c. */
 #include <stdint.h>
-#include <string.h>
 
 #include "helpers.h"
 #include "test.h"
@@ -177,73 +176,52 @@ START_TEST(test_with_timeout_reports_now_plus_timeout) {
 }
 END_TEST
 
+/* No deadline in the ancestry, or none below a without-cancel context, which
+ * hides those above it: uvctx_deadline() returns 0 and leaves *dl alone. */
 START_TEST(test_deadline_is_none_without_a_deadline_in_the_ancestry) {
+  uint64_t early = uvctx_now() + 60000;
   uvctx_t *cancel = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(cancel, &key_user, value_alice);
+  uvctx_t *timed = mk_deadline(&loop, uvctx_background(), early);
+  uvctx_t *detached = mk_without(timed);
+  uvctx_t *detached_value = mk_value(detached, &key_user, value_alice);
+  uvctx_t *later = mk_deadline(&loop, detached_value, early + 30000);
+  uvctx_t *const none[] = {uvctx_background(), uvctx_todo(), cancel, value,
+                           detached, detached_value};
   const uint64_t sentinel = 0xdeadbeefULL;
   uint64_t dl = sentinel;
 
-  ck_assert_int_eq(uvctx_deadline(uvctx_background(), &dl), 0);
-  ck_assert_int_eq(uvctx_deadline(uvctx_todo(), &dl), 0);
-  ck_assert_int_eq(uvctx_deadline(cancel, &dl), 0);
-  ck_assert_int_eq(uvctx_deadline(value, &dl), 0);
+  for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
+    ck_assert_msg(uvctx_deadline(none[i], &dl) == 0, "context %zu", i);
   ck_assert_uint_eq(dl, sentinel);
+  /* Only its own deadline counts below a without-cancel context. */
+  ck_assert_uint_eq(deadline_of(later), early + 30000);
 
-  release_all(value, cancel);
+  release_all(later, detached_value, detached, timed, value, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-/* Rows: the child's own deadline later than its parent's, earlier: the
- * earlier of the two is reported, and the parent keeps its own. */
-START_TEST(test_deadline_is_the_earlier_of_its_own_and_its_parents) {
-  uint64_t parent_dl = uvctx_now() + 60000;
-  uint64_t own = _i == 0 ? parent_dl + 30000 : parent_dl - 30000;
-  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), parent_dl);
-  uvctx_t *child = mk_deadline(&loop, parent, own);
-
-  ck_assert_uint_eq(deadline_of(child), _i == 0 ? parent_dl : own);
-  ck_assert_uint_eq(deadline_of(parent), parent_dl);
-
-  release_all(child, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
+/* The earliest deadline in the ancestry counts, through value and cancel
+ * contexts: a deadline later than an ancestor's reports the ancestor's, an
+ * earlier one its own, and the ancestor keeps its own. */
 START_TEST(test_deadline_is_inherited_through_value_and_cancel_contexts) {
   uint64_t dl = uvctx_now() + 60000;
   uvctx_t *timed = mk_deadline(&loop, uvctx_background(), dl);
   uvctx_t *value = mk_value(timed, &key_user, value_alice);
   uvctx_t *cancel = mk_cancel(&loop, value);
   uvctx_t *value2 = mk_value(cancel, &key_user, value_alice);
-  uvctx_t *later = mk_deadline(&loop, value2, dl + 1000);
+  uvctx_t *later = mk_deadline(&loop, value2, dl + 30000);
+  uvctx_t *earlier = mk_deadline(&loop, value2, dl - 30000);
 
   ck_assert_uint_eq(deadline_of(value), dl);
   ck_assert_uint_eq(deadline_of(cancel), dl);
   ck_assert_uint_eq(deadline_of(value2), dl);
   ck_assert_uint_eq(deadline_of(later), dl);
+  ck_assert_uint_eq(deadline_of(earlier), dl - 30000);
+  ck_assert_uint_eq(deadline_of(timed), dl);
 
-  release_all(later, value2, cancel, value, timed);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_without_cancel_hides_the_deadlines_above_it) {
-  uint64_t early = uvctx_now() + 60000;
-  uvctx_t *timed = mk_deadline(&loop, uvctx_background(), early);
-  uvctx_t *detached = NULL;
-  ck_assert_int_eq(uvctx_without_cancel(timed, &detached), 0);
-  uvctx_t *value = mk_value(detached, &key_user, value_alice);
-  uvctx_t *later = mk_deadline(&loop, value, early + 30000);
-  uint64_t dl = 7;
-
-  ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
-  ck_assert_int_eq(uvctx_deadline(value, &dl), 0);
-  ck_assert_uint_eq(dl, 7);
-  /* Only its own deadline counts below a without-cancel context. */
-  ck_assert_uint_eq(deadline_of(later), early + 30000);
-
-  release_all(later, value, detached, timed);
+  release_all(earlier, later, value2, cancel, value, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -275,26 +253,10 @@ END_TEST
 /* When the parent's deadline fires, a child with a later deadline of its own
  * (and its own cause) must look exactly like a plain child: both done, with
  * the parent's err and cause, already when the parent's watch runs. */
-typedef struct {
-  uvctx_watch_t w;
-  uvctx_t *plain;
-  uvctx_t *later;
-  int calls;
-  int plain_err, plain_cause;
-  int later_err, later_cause;
-} peek_t;
-
-static void peek_cb(uvctx_watch_t *w, int err) {
-  peek_t *p = w->data;
-  (void)err;
-  p->calls++;
-  p->plain_err = uvctx_err(p->plain);
-  p->plain_cause = uvctx_cause(p->plain);
-  p->later_err = uvctx_err(p->later);
-  p->later_cause = uvctx_cause(p->later);
+static void action_read_arg(rec_t *r) {
+  r->action_rc = uvctx_err(r->arg);
+  r->action_rc2 = uvctx_cause(r->arg);
 }
-
-static int peek_called(void *arg) { return ((peek_t *)arg)->calls > 0; }
 
 START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
   uvctx_t *parent =
@@ -305,18 +267,19 @@ START_TEST(test_child_deadline_later_than_parents_changes_nothing_else) {
                                              deadline_of(parent) + 1000,
                                              UV_ENETDOWN, &later),
                    0);
-  peek_t peek;
-  memset(&peek, 0, sizeof(peek));
-  peek.plain = plain;
-  peek.later = later;
-  peek.w.data = &peek;
-  ck_assert_int_eq(uvctx_watch(parent, &peek.w, peek_cb), 0);
+  rec_t peek_plain, peek_later;
+  rec_watch(&peek_plain, NULL, parent);
+  rec_watch(&peek_later, NULL, parent);
+  peek_plain.action = peek_later.action = action_read_arg;
+  peek_plain.arg = plain;
+  peek_later.arg = later;
 
-  ck_assert(poll_until(&loop, peek_called, &peek, uvctx_now() + EVENTUALLY_MS));
-  ck_assert_int_eq(peek.plain_err, UV_ETIMEDOUT);
-  ck_assert_int_eq(peek.plain_cause, UV_EHOSTDOWN);
-  ck_assert_int_eq(peek.later_err, peek.plain_err);
-  ck_assert_int_eq(peek.later_cause, peek.plain_cause);
+  ck_assert(poll_until(&loop, rec_called, &peek_later,
+                       uvctx_now() + EVENTUALLY_MS));
+  ck_assert_int_eq(peek_plain.action_rc, UV_ETIMEDOUT);
+  ck_assert_int_eq(peek_plain.action_rc2, UV_EHOSTDOWN);
+  ck_assert_int_eq(peek_later.action_rc, peek_plain.action_rc);
+  ck_assert_int_eq(peek_later.action_rc2, peek_plain.action_rc2);
   assert_done(later, UV_ETIMEDOUT, UV_EHOSTDOWN);
 
   release_all(later, plain, parent);
@@ -409,10 +372,7 @@ Suite *timer_suite(void) {
        .tests = TESTS(
            test_with_timeout_reports_now_plus_timeout,
            test_deadline_is_none_without_a_deadline_in_the_ancestry,
-           test_deadline_is_inherited_through_value_and_cancel_contexts,
-           test_without_cancel_hides_the_deadlines_above_it),
-       .loops = LOOPS(
-           {test_deadline_is_the_earlier_of_its_own_and_its_parents, 0, 2})},
+           test_deadline_is_inherited_through_value_and_cancel_contexts)},
       {"tree", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            test_parent_deadline_finishes_child_with_etimedout_and_its_cause,

@@ -566,33 +566,24 @@ END_TEST
 
 /* --- uvctx_done_async --- */
 
+/* A value context's signal is its cancellable ancestor's, even when asked
+ * for through the value context first. */
 START_TEST(done_async_returns_the_same_handle_on_each_call) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
+  uvctx_t *v1 = mk_value(c, &key_a, NULL);
+  uvctx_t *v2 = mk_value(v1, &key_a, NULL);
   uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
-  uv_async_t *h = uvctx_done_async(c);
+  uv_async_t *h = uvctx_done_async(v2);
   ck_assert_ptr_nonnull(h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
+  ck_assert_ptr_eq(uvctx_done_async(v1), h);
   uv_async_t *ht = uvctx_done_async(t);
   ck_assert_ptr_nonnull(ht);
   ck_assert_ptr_ne(ht, h);
   ck_assert_ptr_eq(uvctx_done_async(t), ht);
   ck_assert_ptr_eq(h->loop, &loop);
-  release_all(c, t);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_of_a_value_context_is_its_cancellable_ancestors) {
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *v1 = mk_value(c, &key_a, NULL);
-  uvctx_t *v2 = mk_value(v1, &key_a, NULL);
-  /* asked through the value context first: it is still c's handle */
-  uv_async_t *hv = uvctx_done_async(v2);
-  ck_assert_ptr_nonnull(hv);
-  ck_assert_ptr_eq(uvctx_done_async(c), hv);
-  ck_assert_ptr_eq(uvctx_done_async(v1), hv);
-  release_all(v2, v1, c);
+  release_all(v2, v1, c, t);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -730,7 +721,8 @@ Suite *watch_suite(void) {
       {"order", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            watch_order_value_context_after_its_cancellable_ancestor),
-       .loops = LOOPS({watch_order_ancestor_first_then_registration_order, 0, 2})},
+       .loops = LOOPS(
+           {watch_order_ancestor_first_then_registration_order, 0, 2})},
       {"already_done", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            watch_of_done_context_from_a_callback_runs_on_a_later_callback)},
@@ -754,11 +746,11 @@ Suite *watch_suite(void) {
            callback_may_free_its_watch,
            callback_may_release_its_context,
            callback_may_cancel_another_context_whose_watches_then_run),
-       .loops = LOOPS({callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
+       .loops = LOOPS(
+           {callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
       {"done_async", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            done_async_returns_the_same_handle_on_each_call,
-           done_async_of_a_value_context_is_its_cancellable_ancestors,
            done_async_handle_is_unrefd,
            done_async_refd_keeps_the_loop_running_until_the_deadline,
            done_async_refd_keeps_the_loop_running_until_cancelled,
