@@ -260,34 +260,32 @@ END_TEST
 START_TEST(reset_after_done_is_ealready_and_changes_nothing) {
   rec_t r;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *cancelled = mk_timeout(&loop, uvctx_background(), 60000);
-  uvctx_t *via_parent = mk_timeout(&loop, parent, 60000);
-  uvctx_t *timed_out = mk_timeout(&loop, uvctx_background(), 2);
-  uvctx_t *born_done = mk_timeout(&loop, uvctx_background(), 0);
-  uint64_t dl_cancelled = deadline_of(cancelled);
-  uint64_t dl_born = deadline_of(born_done);
-  rec_watch(&r, NULL, timed_out);
-  ck_assert_int_eq(uvctx_cancel_cause(cancelled, UV_EIO), 0);
+  uvctx_t *done[] = {mk_timeout(&loop, uvctx_background(), 60000),
+                     mk_timeout(&loop, parent, 60000),
+                     mk_timeout(&loop, uvctx_background(), 2),
+                     mk_timeout(&loop, uvctx_background(), 0)};
+  static const int errs[] = {UV_ECANCELED, UV_ECANCELED, UV_ETIMEDOUT,
+                             UV_ETIMEDOUT};
+  static const int causes[] = {UV_EIO, UV_EPIPE, UV_ETIMEDOUT, UV_ETIMEDOUT};
+  uint64_t dls[4];
+  for (int i = 0; i < 4; i++)
+    dls[i] = deadline_of(done[i]);
+  rec_watch(&r, NULL, done[2]);
+  ck_assert_int_eq(uvctx_cancel_cause(done[0], UV_EIO), 0);
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert(poll_until(&loop, rec_called, &r, uvctx_now() + EVENTUALLY_MS));
-  uint64_t dl_timed_out = deadline_of(timed_out);
 
-  ck_assert_int_eq(uvctx_reset_timeout(cancelled, 10), UV_EALREADY);
-  ck_assert_int_eq(uvctx_reset_timeout(cancelled, 0), UV_EALREADY);
-  ck_assert_int_eq(uvctx_reset_timeout(via_parent, 10), UV_EALREADY);
-  ck_assert_int_eq(uvctx_reset_timeout(timed_out, 10000), UV_EALREADY);
-  ck_assert_int_eq(uvctx_reset_timeout(born_done, 10000), UV_EALREADY);
-  assert_done(cancelled, UV_ECANCELED, UV_EIO);
-  assert_done(via_parent, UV_ECANCELED, UV_EPIPE);
-  assert_done(timed_out, UV_ETIMEDOUT, UV_ETIMEDOUT);
-  assert_done(born_done, UV_ETIMEDOUT, UV_ETIMEDOUT);
-  ck_assert_uint_eq(deadline_of(cancelled), dl_cancelled);
-  ck_assert_uint_eq(deadline_of(timed_out), dl_timed_out);
-  ck_assert_uint_eq(deadline_of(born_done), dl_born);
+  for (int i = 0; i < 4; i++) {
+    ck_assert_msg(uvctx_reset_timeout(done[i], 10) == UV_EALREADY, "%d", i);
+    ck_assert_msg(uvctx_reset_timeout(done[i], 0) == UV_EALREADY, "%d", i);
+    ck_assert_msg(uvctx_reset_timeout(done[i], 10000) == UV_EALREADY, "%d", i);
+    assert_done(done[i], errs[i], causes[i]);
+    ck_assert_uint_eq(deadline_of(done[i]), dls[i]);
+  }
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(r.calls, 1);
 
-  release_all(born_done, timed_out, via_parent, cancelled, parent);
+  release_all(done[3], done[2], done[1], done[0], parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST

@@ -566,36 +566,31 @@ END_TEST
 
 /* --- uvctx_done_async --- */
 
-/* A value context's signal is its cancellable ancestor's, even when asked
- * for through the value context first. */
-START_TEST(done_async_returns_the_same_handle_on_each_call) {
+/* One signal per cancellable context, the same on each call; a value
+ * context's is its cancellable ancestor's, even when asked for through the
+ * value context first. It is unref'd, and closed by uvctx on release
+ * (uv_loop_close would be UV_EBUSY otherwise). */
+START_TEST(done_async_is_one_unrefd_handle_per_context_closed_on_release) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *v1 = mk_value(c, &key_a, NULL);
   uvctx_t *v2 = mk_value(v1, &key_a, NULL);
-  uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
+  uvctx_t *t = mk_timeout(&loop, c, 60000);
+  uvctx_t *vt = mk_value(t, &key_a, NULL);
   uv_async_t *h = uvctx_done_async(v2);
   ck_assert_ptr_nonnull(h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
   ck_assert_ptr_eq(uvctx_done_async(v1), h);
-  uv_async_t *ht = uvctx_done_async(t);
+  uv_async_t *ht = uvctx_done_async(vt);
   ck_assert_ptr_nonnull(ht);
   ck_assert_ptr_ne(ht, h);
   ck_assert_ptr_eq(uvctx_done_async(t), ht);
   ck_assert_ptr_eq(h->loop, &loop);
-  release_all(v2, v1, c, t);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_handle_is_unrefd) {
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uv_async_t *h = uvctx_done_async(c);
-  ck_assert_ptr_nonnull(h);
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0);
+  ck_assert_int_eq(uv_has_ref((uv_handle_t *)ht), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0); /* returns at once */
-  ck_assert_int_eq(uvctx_err(c), 0);
-  uvctx_release(c);
+  assert_not_done(c);
+  release_all(vt, t, v2, v1, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -682,17 +677,6 @@ START_TEST(done_async_is_sent_for_a_context_already_done) {
 }
 END_TEST
 
-START_TEST(done_async_is_closed_by_uvctx_on_release) {
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *t = mk_timeout(&loop, c, 60000);
-  uvctx_t *v = mk_value(t, &key_a, NULL);
-  ck_assert_ptr_nonnull(uvctx_done_async(c));
-  ck_assert_ptr_nonnull(uvctx_done_async(v)); /* t's */
-  release_all(v, t, c);
-  ASSERT_LOOP_CLOSES(&loop); /* uv_loop_close would be UV_EBUSY otherwise */
-}
-END_TEST
-
 START_TEST(done_async_refd_is_closed_by_uvctx_on_release) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uv_async_t *h = uvctx_done_async(c);
@@ -750,11 +734,9 @@ Suite *watch_suite(void) {
            {callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
       {"done_async", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           done_async_returns_the_same_handle_on_each_call,
-           done_async_handle_is_unrefd,
+           done_async_is_one_unrefd_handle_per_context_closed_on_release,
            done_async_refd_keeps_the_loop_running_until_the_deadline,
            done_async_refd_keeps_the_loop_running_until_cancelled,
-           done_async_is_closed_by_uvctx_on_release,
            done_async_refd_is_closed_by_uvctx_on_release),
        .loops = LOOPS({done_async_is_sent_for_a_context_already_done, 0, 2})});
 }
