@@ -393,34 +393,45 @@ END_TEST
 
 /* --- A pending watch keeps its context alive --- */
 
-START_TEST(pending_watch_keeps_its_context_alive) {
+/* The watch holds the last reference to c, with its timer and its signal:
+ * it keeps c alive and readable until its callback has run; or the callback
+ * releases c itself (it can still read it: the watch's reference goes when
+ * the callback returns); or unwatch drops it. Either way c is then freed, or
+ * uv_loop_close would be UV_EBUSY. */
+enum { RELEASED_BEFORE, RELEASED_IN_CALLBACK, UNWATCHED, NHOLDERS };
+
+static void action_release_ctx(rec_t *p) {
+  uvctx_release(p->ctx);
+  p->action_rc = uvctx_err(p->ctx);
+}
+
+START_TEST(a_pending_watch_keeps_its_context_alive) {
   rec_t p;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&p, NULL, child);
-  uvctx_release(child); /* only the watch holds it now */
+  uvctx_t *c = mk_timeout(&loop, parent, 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(c));
+  rec_watch(&p, NULL, c);
+  if (_i == RELEASED_IN_CALLBACK)
+    p.action = action_release_ctx;
+  else
+    uvctx_release(c);
   uv_run(&loop, UV_RUN_DEFAULT);
-
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(p.err_inside, UV_ECANCELED); /* child still readable */
+  if (_i == UNWATCHED) {
+    ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
+  } else {
+    ck_assert_int_eq(uvctx_cancel(parent), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  ck_assert_int_eq(p.calls, _i != UNWATCHED);
+  if (_i == RELEASED_BEFORE) {
+    ck_assert_int_eq(p.err, UV_ECANCELED);
+    ck_assert_int_eq(p.err_inside, UV_ECANCELED);
+  }
+  if (_i == RELEASED_IN_CALLBACK)
+    ck_assert_int_eq(p.action_rc, UV_ECANCELED);
 
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatching_the_last_holder_frees_the_context) {
-  rec_t p;
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, NULL, c);
-  uvctx_release(c);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0); /* drops the last reference */
-  ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(p.calls, 0);
 }
 END_TEST
 
@@ -480,26 +491,6 @@ START_TEST(callback_may_free_its_watch) {
   ck_assert_int_eq(freed_calls, 3);
   release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-static void action_release_ctx(rec_t *p) {
-  uvctx_release(p->ctx);
-  /* the watch holds its reference until the callback returns */
-  p->action_rc = uvctx_err(p->ctx);
-}
-
-START_TEST(callback_may_release_its_context) {
-  rec_t p;
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, NULL, c);
-  p.action = action_release_ctx;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.action_rc, UV_ECANCELED);
-  ASSERT_LOOP_CLOSES(&loop); /* c was freed: it had no reference left */
 }
 END_TEST
 
@@ -719,16 +710,13 @@ Suite *watch_suite(void) {
            {unwatch_from_a_callback_prevents_the_watch_unless_it_ran, 0,
             NUNWATCH_FROM})},
       {"keeps_alive", TIMEOUT_LOOP_S, loop_setup, NULL,
-       .tests = TESTS(
-           pending_watch_keeps_its_context_alive,
-           unwatching_the_last_holder_frees_the_context)},
+       .loops = LOOPS({a_pending_watch_keeps_its_context_alive, 0, NHOLDERS})},
       {"never_done_and_values", TIMEOUT_LOOP_S, loop_setup, NULL,
        .loops = LOOPS(
            {watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can, U_BACKGROUND, NUNCANCELLABLE})},
       {"in_callback", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            callback_may_free_its_watch,
-           callback_may_release_its_context,
            callback_may_cancel_another_context_whose_watches_then_run),
        .loops = LOOPS(
            {callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
