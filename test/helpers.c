@@ -514,3 +514,22 @@ int poll_count(uv_loop_t *loop, const int *count, int want) {
   counter_pred_t c = {count, want};
   return poll_until(loop, counter_reached, &c, uvctx_now() + EVENTUALLY_MS);
 }
+
+/* --- any-contexts, waiting for a time --- */
+
+uvctx_t *mk_any_n(uv_loop_t *loop, uvctx_t **parents, size_t n) {
+  uvctx_t *c = NULL;
+  ck_assert_int_eq(uvctx_with_any(loop, parents, n, &c), 0);
+  ck_assert_ptr_nonnull(c);
+  return c;
+}
+
+static int never(void *arg) {
+  (void)arg;
+  return 0;
+}
+
+void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
+  poll_until(loop, never, NULL, until_ms);
+  ck_assert_uint_ge(uvctx_now(), until_ms);
+}

@@ -331,4 +331,16 @@ int poll_count(uv_loop_t *loop, const int *count, int want);
     ck_assert_int_eq((r)->err, (e));                                           \
   } while (0)
 
+/* --- any-contexts, waiting for a time --- */
+
+/* uvctx_with_any() of the parents given, asserting it succeeded. */
+#define mk_any(loop, ...)                                                      \
+  mk_any_n((loop), (uvctx_t *[]){__VA_ARGS__},                                 \
+           sizeof((uvctx_t *[]){__VA_ARGS__}) / sizeof(uvctx_t *))
+uvctx_t *mk_any_n(uv_loop_t *loop, uvctx_t **parents, size_t n);
+
+/* Runs the loop until the uvctx clock has reached at least until_ms (a ref'd
+ * timer of our own, as poll_until). */
+void run_until_time(uv_loop_t *loop, uint64_t until_ms);
+
 #endif

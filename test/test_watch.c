@@ -11,15 +11,9 @@
 #include "helpers.h"
 #include "test.h"
 
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
-
 static int key_a; /* keys compare by address */
 
-/* ---------------------------------------------------------------------------
- * When and where the callback runs
- * ------------------------------------------------------------------------- */
+/* --- When and where the callback runs --- */
 
 START_TEST(watch_callback_never_runs_inside_watch) {
   journal_t j = {0};
@@ -67,19 +61,19 @@ START_TEST(watch_callback_never_runs_inside_constructor) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * The err argument
- * ------------------------------------------------------------------------- */
+/* --- The err argument --- */
 
 /* The watch error matrix: how the watched context is made (the context that
  * finishes itself, a cancel child of it, a value context two levels below it,
  * or an any of another live context and it) x how it finishes (cancel,
- * cancel with a cause, its deadline, its deadline with a cause, done before
- * the watch, born done). The callback runs exactly once, on the loop
- * thread, never inside the call that finished the context, with the context's err and the
- * cause given (a deadline's without one: UV_ETIMEDOUT); a deadline is never
- * early; the context then refuses a cancel; the other parent of an any is
- * left alone. */
+ * cancel with a cause, its deadline (uvctx_with_timeout_cause() with cause
+ * 0), its deadline with a cause (uvctx_with_deadline_cause()), done before
+ * the watch, born done). Until then it is not done (a 5 ms deadline may
+ * pass before it is asked, on a slow machine). The callback runs exactly
+ * once, on the loop thread, never inside the call that finished the context,
+ * with the context's err and the cause given (a deadline's without one:
+ * UV_ETIMEDOUT); a deadline is never early; the context then refuses a
+ * cancel; the other parent of an any is left alone. */
 enum { OWN, CHILD, VALUE, ANY, NMADE };
 enum {
   BY_CANCEL,
@@ -100,9 +94,13 @@ START_TEST(watch_err_is_how_the_context_finished) {
   int cause = causes[finish];
   rec_t p;
   uvctx_t *chain[3] = {NULL, NULL, NULL}, *other = NULL;
-  if (by_deadline)
-    chain[0] = mk_timeout_cause(&loop, uvctx_background(), 5,
-                                finish == BY_DEADLINE_CAUSE ? cause : 0);
+  if (finish == BY_DEADLINE)
+    chain[0] = mk_timeout_cause(&loop, uvctx_background(), 5, 0);
+  else if (finish == BY_DEADLINE_CAUSE)
+    ck_assert_int_eq(uvctx_with_deadline_cause(&loop, uvctx_background(),
+                                               uvctx_now() + 5, cause,
+                                               &chain[0]),
+                     0);
   else
     chain[0] = mk_cancel(&loop, uvctx_background());
   uint64_t deadline = by_deadline ? deadline_of(chain[0]) : 0;
@@ -130,6 +128,8 @@ START_TEST(watch_err_is_how_the_context_finished) {
     uv_run(&loop, UV_RUN_DEFAULT); /* the cancel is old news */
   }
 
+  if (finish < DONE_BEFORE) /* not done yet, unless its deadline has come */
+    ck_assert(uvctx_err(c) == 0 || (by_deadline && uvctx_now() >= deadline));
   rec_watch(&p, NULL, c);
   if (finish == BY_CANCEL || finish == BY_CAUSE) {
     uv_run(&loop, UV_RUN_DEFAULT);
@@ -168,9 +168,7 @@ START_TEST(watch_err_is_how_the_context_finished) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Order
- * ------------------------------------------------------------------------- */
+/* --- Order --- */
 
 /* parent -> child -> grandchild, plus sibling under parent. Watches are
  * registered in a scrambled order across contexts; ids say which context and
@@ -209,35 +207,25 @@ static void assert_tree_order(const rec_t *pr, int err) {
   ck_assert_int_lt(pr[C2].seq, pr[G1].seq);
 }
 
+/* Rows: the parent is cancelled; the parent's deadline finishes the tree
+ * (the grandchild has a later one of its own). */
 START_TEST(watch_order_ancestor_first_then_registration_order) {
   journal_t j = {0};
   rec_t pr[NPROBES];
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *p = _i == 0 ? mk_cancel(&loop, uvctx_background())
+                       : mk_timeout(&loop, uvctx_background(), 5);
   uvctx_t *c = mk_cancel(&loop, p);
-  uvctx_t *g = mk_cancel(&loop, c);
+  uvctx_t *g = _i == 0 ? mk_cancel(&loop, c) : mk_timeout(&loop, c, 60000);
   uvctx_t *s = mk_cancel(&loop, p);
   watch_scrambled(pr, &j, p, c, g, s);
 
-  ck_assert_int_eq(uvctx_cancel(p), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  assert_tree_order(pr, UV_ECANCELED);
-
-  release_all(g, s, c, p);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(watch_order_ancestor_first_when_a_deadline_finishes_the_tree) {
-  journal_t j = {0};
-  rec_t pr[NPROBES];
-  uvctx_t *p = mk_timeout(&loop, uvctx_background(), 5);
-  uvctx_t *c = mk_cancel(&loop, p);
-  uvctx_t *g = mk_timeout(&loop, c, 60000);
-  uvctx_t *s = mk_cancel(&loop, p);
-  watch_scrambled(pr, &j, p, c, g, s);
-
-  ck_assert(run_until(&loop, &j.ran, NPROBES));
-  assert_tree_order(pr, UV_ETIMEDOUT);
+  if (_i == 0) {
+    ck_assert_int_eq(uvctx_cancel(p), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  } else {
+    ck_assert(run_until(&loop, &j.ran, NPROBES));
+  }
+  assert_tree_order(pr, _i == 0 ? UV_ECANCELED : UV_ETIMEDOUT);
 
   release_all(g, s, c, p);
   ASSERT_LOOP_CLOSES(&loop);
@@ -271,9 +259,7 @@ START_TEST(watch_order_value_context_after_its_cancellable_ancestor) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Watching a context that is already done
- * ------------------------------------------------------------------------- */
+/* --- Watching a context that is already done --- */
 
 /* Inside first's callback, watch the (done) context with second and record
  * whether second ran inside that uvctx_watch call. */
@@ -306,9 +292,7 @@ START_TEST(watch_of_done_context_from_a_callback_runs_on_a_later_callback) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Unwatch
- * ------------------------------------------------------------------------- */
+/* --- Unwatch --- */
 
 /* Unwatch of a watch or a drain at each stage: before its context is done,
  * done with a child still alive (a drain waits for it), due but not yet run,
@@ -355,62 +339,35 @@ START_TEST(unwatch_returns_0_and_the_callback_never_runs_until_it_ran) {
 }
 END_TEST
 
-static void action_unwatch_self(rec_t *p) {
-  p->action_rc = uvctx_unwatch(&p->w);
+/* Unwatch from inside a callback, of: the callback's own watch (it ran:
+ * UV_EALREADY); another watch of the same context, due in the same batch;
+ * the watch of a descendant, due after the ancestor's. Either of the last
+ * two is then never run. */
+enum { OWN_WATCH, SAME_BATCH, DESCENDANTS, NUNWATCH_FROM };
+
+static void action_unwatch_arg(rec_t *p) {
+  rec_t *target = p->arg;
+  p->action_rc = uvctx_unwatch(&target->w);
 }
 
-START_TEST(unwatch_inside_own_callback_returns_ealready) {
-  rec_t p;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  p.action = action_unwatch_self;
-  p.action_rc = 12345;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.action_rc, UV_EALREADY);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-static void action_unwatch_other(rec_t *p) {
-  rec_t *other = p->arg;
-  p->action_rc = uvctx_unwatch(&other->w);
-}
-
-START_TEST(unwatch_from_another_callback_of_the_same_batch_prevents_it) {
-  rec_t first, second;
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&first, NULL, c);
-  rec_watch(&second, NULL, c);
-  first.action = action_unwatch_other;
-  first.arg = &second;
-  first.action_rc = 12345;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(first.calls, 1);
-  ck_assert_int_eq(first.action_rc, 0);
-  ck_assert_int_eq(second.calls, 0);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(unwatch_from_an_ancestors_callback_prevents_the_descendants_watch) {
-  rec_t on_child, on_parent;
+START_TEST(unwatch_from_a_callback_prevents_the_watch_unless_it_ran) {
+  rec_t first, other;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&on_child, NULL, child);
-  rec_watch(&on_parent, NULL, parent);
-  on_parent.action = action_unwatch_other;
-  on_parent.arg = &on_child;
-  on_parent.action_rc = 12345;
+  if (_i == DESCENDANTS)
+    rec_watch(&other, NULL, child);
+  rec_watch(&first, NULL, parent);
+  if (_i == SAME_BATCH)
+    rec_watch(&other, NULL, parent);
+  first.action = action_unwatch_arg;
+  first.arg = _i == OWN_WATCH ? &first : &other;
+  first.action_rc = 12345;
   ck_assert_int_eq(uvctx_cancel(parent), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(on_parent.calls, 1);
-  ck_assert_int_eq(on_parent.action_rc, 0);
-  ck_assert_int_eq(on_child.calls, 0);
+  ck_assert_int_eq(first.calls, 1);
+  ck_assert_int_eq(first.action_rc, _i == OWN_WATCH ? UV_EALREADY : 0);
+  if (_i != OWN_WATCH)
+    ck_assert_int_eq(other.calls, 0);
   release_all(child, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -435,48 +392,51 @@ START_TEST(unwatched_watch_struct_can_be_reused) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * A pending watch keeps its context alive
- * ------------------------------------------------------------------------- */
+/* --- A pending watch keeps its context alive --- */
 
-START_TEST(pending_watch_keeps_its_context_alive) {
-  uv_loop_t loop;
+/* The watch holds the last reference to c, with its timer and its signal:
+ * it keeps c alive and readable until its callback has run; or the callback
+ * releases c itself (it can still read it: the watch's reference goes when
+ * the callback returns); or unwatch drops it. Either way c is then freed, or
+ * uv_loop_close would be UV_EBUSY. */
+enum { RELEASED_BEFORE, RELEASED_IN_CALLBACK, UNWATCHED, NHOLDERS };
+
+static void action_release_ctx(rec_t *p) {
+  uvctx_release(p->ctx);
+  p->action_rc = uvctx_err(p->ctx);
+}
+
+START_TEST(a_pending_watch_keeps_its_context_alive) {
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *child = mk_cancel(&loop, parent);
-  rec_watch(&p, NULL, child);
-  uvctx_release(child); /* only the watch holds it now */
+  uvctx_t *c = mk_timeout(&loop, parent, 60000);
+  ck_assert_ptr_nonnull(uvctx_done_async(c));
+  rec_watch(&p, NULL, c);
+  if (_i == RELEASED_IN_CALLBACK)
+    p.action = action_release_ctx;
+  else
+    uvctx_release(c);
   uv_run(&loop, UV_RUN_DEFAULT);
-
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(p.err_inside, UV_ECANCELED); /* child still readable */
+  if (_i == UNWATCHED) {
+    ck_assert_int_eq(uvctx_unwatch(&p.w), 0);
+  } else {
+    ck_assert_int_eq(uvctx_cancel(parent), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
+  ck_assert_int_eq(p.calls, _i != UNWATCHED);
+  if (_i == RELEASED_BEFORE) {
+    ck_assert_int_eq(p.err, UV_ECANCELED);
+    ck_assert_int_eq(p.err_inside, UV_ECANCELED);
+  }
+  if (_i == RELEASED_IN_CALLBACK)
+    ck_assert_int_eq(p.action_rc, UV_ECANCELED);
 
   uvctx_release(parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-START_TEST(unwatching_the_last_holder_frees_the_context) {
-  uv_loop_t loop;
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, NULL, c);
-  uvctx_release(c);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), 0); /* drops the last reference */
-  ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(p.calls, 0);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Contexts that can never be done, and value contexts
- * ------------------------------------------------------------------------- */
+/* --- Contexts that can never be done, and value contexts --- */
 
 /* Each context that cannot be cancelled (helpers.h), from the background on:
  * the watch succeeds, but only a value context of a cancellable parent ever
@@ -507,9 +467,7 @@ START_TEST(watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * What a callback may do
- * ------------------------------------------------------------------------- */
+/* --- What a callback may do --- */
 
 static int freed_calls;
 
@@ -521,8 +479,6 @@ static void free_self_cb(uvctx_watch_t *w, int err) {
 }
 
 START_TEST(callback_may_free_its_watch) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   freed_calls = 0;
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, parent);
@@ -539,80 +495,38 @@ START_TEST(callback_may_free_its_watch) {
 }
 END_TEST
 
-static void action_release_ctx(rec_t *p) {
-  uvctx_release(p->ctx);
-  /* the watch holds its reference until the callback returns */
-  p->action_rc = uvctx_err(p->ctx);
-}
-
-START_TEST(callback_may_release_its_context) {
-  uv_loop_t loop;
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
-  ck_assert(uvctx_done_async(c) != NULL);
-  rec_watch(&p, NULL, c);
-  p.action = action_release_ctx;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
-  ck_assert_int_eq(p.action_rc, UV_ECANCELED);
-  ASSERT_LOOP_CLOSES(&loop); /* c was freed: it had no reference left */
-}
-END_TEST
-
-/* Re-watches the same (done) context with the same struct, once. */
-static void action_rewatch_same(rec_t *p) {
+/* Watches again with the same struct, once: p->arg if set (a live context),
+ * else the same (done) context. */
+static void action_rewatch(rec_t *p) {
   if (p->calls == 1) {
+    if (p->arg != NULL)
+      p->ctx = p->arg;
     p->action_rc = uvctx_watch(p->ctx, &p->w, rec_cb);
     p->action_rc2 = p->calls; /* still 1: not run inside uvctx_watch */
   }
 }
 
+/* Rows: the same context again; another context. */
 START_TEST(callback_may_watch_again_with_the_same_watch_struct) {
-  uv_loop_t loop;
   rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  p.action = action_rewatch_same;
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.action_rc, 0);
-  ck_assert_int_eq(p.action_rc2, 1);
-  ck_assert_int_eq(p.calls, 2);
-  ck_assert_int_eq(p.err, UV_ECANCELED);
-  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* Moves the watch to another, live context (p->arg). */
-static void action_rewatch_other(rec_t *p) {
-  if (p->calls == 1) {
-    p->ctx = p->arg;
-    p->action_rc = uvctx_watch(p->ctx, &p->w, rec_cb);
-  }
-}
-
-START_TEST(callback_may_watch_another_context_with_the_same_watch_struct) {
-  uv_loop_t loop;
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_watch(&p, NULL, a);
-  p.action = action_rewatch_other;
-  p.arg = b;
+  p.action = action_rewatch;
+  p.arg = _i == 0 ? NULL : b;
   ck_assert_int_eq(uvctx_cancel(a), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(p.calls, 1);
   ck_assert_int_eq(p.action_rc, 0);
-  ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(p.action_rc2, 1);
+  if (_i == 1) {
+    ck_assert_int_eq(p.calls, 1);
+    ck_assert_int_eq(uvctx_cancel_cause(b, UV_EIO), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  }
   ck_assert_int_eq(p.calls, 2);
-  ck_assert_int_eq(p.cause, UV_EIO);
+  ck_assert_int_eq(p.err, UV_ECANCELED);
+  ck_assert_int_eq(p.cause, _i == 0 ? UV_ECANCELED : UV_EIO);
+  ck_assert_int_eq(uvctx_unwatch(&p.w), UV_EALREADY);
   release_all(a, b);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -623,10 +537,8 @@ static void action_cancel_arg(rec_t *p) {
 }
 
 START_TEST(callback_may_cancel_another_context_whose_watches_then_run) {
-  uv_loop_t loop;
   journal_t j = {0};
   rec_t pa, pb;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *a = mk_cancel(&loop, uvctx_background());
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   rec_watch(&pb, &j, b);
@@ -644,79 +556,62 @@ START_TEST(callback_may_cancel_another_context_whose_watches_then_run) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * uvctx_done_async
- * ------------------------------------------------------------------------- */
+/* --- uvctx_done_async --- */
 
-START_TEST(done_async_returns_the_same_handle_on_each_call) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+/* One signal per cancellable context, the same on each call; a value
+ * context's is its cancellable ancestor's, even when asked for through the
+ * value context first. It is unref'd, and closed by uvctx on release
+ * (uv_loop_close would be UV_EBUSY otherwise). */
+START_TEST(done_async_is_one_unrefd_handle_per_context_closed_on_release) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *t = mk_timeout(&loop, uvctx_background(), 60000);
-  uv_async_t *h = uvctx_done_async(c);
+  uvctx_t *v1 = mk_value(c, &key_a, NULL);
+  uvctx_t *v2 = mk_value(v1, &key_a, NULL);
+  uvctx_t *t = mk_timeout(&loop, c, 60000);
+  uvctx_t *vt = mk_value(t, &key_a, NULL);
+  uv_async_t *h = uvctx_done_async(v2);
   ck_assert_ptr_nonnull(h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
   ck_assert_ptr_eq(uvctx_done_async(c), h);
-  uv_async_t *ht = uvctx_done_async(t);
+  ck_assert_ptr_eq(uvctx_done_async(v1), h);
+  uv_async_t *ht = uvctx_done_async(vt);
   ck_assert_ptr_nonnull(ht);
   ck_assert_ptr_ne(ht, h);
   ck_assert_ptr_eq(uvctx_done_async(t), ht);
   ck_assert_ptr_eq(h->loop, &loop);
-  release_all(c, t);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_of_a_value_context_is_its_cancellable_ancestors) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *v1 = mk_value(c, &key_a, NULL);
-  uvctx_t *v2 = mk_value(v1, &key_a, NULL);
-  /* asked through the value context first: it is still c's handle */
-  uv_async_t *hv = uvctx_done_async(v2);
-  ck_assert_ptr_nonnull(hv);
-  ck_assert_ptr_eq(uvctx_done_async(c), hv);
-  ck_assert_ptr_eq(uvctx_done_async(v1), hv);
-  release_all(v2, v1, c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_handle_is_unrefd) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uv_async_t *h = uvctx_done_async(c);
-  ck_assert_ptr_nonnull(h);
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0);
+  ck_assert_int_eq(uv_has_ref((uv_handle_t *)ht), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0); /* returns at once */
-  ck_assert_int_eq(uvctx_err(c), 0);
-  uvctx_release(c);
+  assert_not_done(c);
+  release_all(vt, t, v2, v1, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-START_TEST(done_async_refd_keeps_the_loop_running_until_the_deadline) {
-  uv_loop_t loop;
-  stop_guard_t g;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uint64_t deadline = uvctx_now() + 10;
-  uvctx_t *c = NULL;
-  ck_assert_int_eq(uvctx_with_deadline(&loop, uvctx_background(), deadline, &c), 0);
+/* Refs c's done signal and runs the loop, which must then end by itself: the
+ * signal alone keeps it alive, until uvctx has sent it and unref'd it again
+ * (or closed it). The guard turns a hang into a failure; it outlives the
+ * call, its closing ending in the test's last uv_run. Returns the signal. */
+static stop_guard_t g;
+
+static uv_async_t *run_with_done_signal_refd(uvctx_t *c) {
   uv_async_t *h = uvctx_done_async(c);
   ck_assert_ptr_nonnull(h);
   uv_ref((uv_handle_t *)h);
-  stop_guard_start(&loop, &g, 2000);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
   g.refd = (uv_handle_t *)h;
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_msg(!g.fired, "the loop did not end once the signal was due");
+  stop_guard_close(&g);
+  return h;
+}
 
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(g.fired, 0);
-  ck_assert_int_eq(uvctx_err(c), UV_ETIMEDOUT);
+START_TEST(done_async_refd_keeps_the_loop_running_until_the_deadline) {
+  uint64_t deadline = uvctx_now() + 10;
+  uvctx_t *c = mk_deadline(&loop, uvctx_background(), deadline);
+  uv_async_t *h = run_with_done_signal_refd(c);
+  assert_done(c, UV_ETIMEDOUT, UV_ETIMEDOUT);
   ck_assert_uint_ge(uvctx_now(), deadline);
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0); /* unref'd again */
-
-  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -735,102 +630,51 @@ static void canceller_fire(uv_timer_t *t) {
 }
 
 START_TEST(done_async_refd_keeps_the_loop_running_until_cancelled) {
-  uv_loop_t loop;
-  stop_guard_t g;
-  canceller_t k;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_cancel(&loop, parent);
-  uv_async_t *h = uvctx_done_async(c);
-  ck_assert_ptr_nonnull(h);
-  uv_ref((uv_handle_t *)h);
-  stop_guard_start(&loop, &g, 2000);
-  g.refd = (uv_handle_t *)h;
-  /* An unref'd timer of ours cancels the parent: only h keeps the loop up. */
-  memset(&k, 0, sizeof k);
-  k.ctx = parent;
+  /* An unref'd timer of ours cancels the parent: only c's signal keeps the
+   * loop up. */
+  canceller_t k = {.ctx = parent};
   ck_assert_int_eq(uv_timer_init(&loop, &k.t), 0);
   k.t.data = &k;
   ck_assert_int_eq(uv_timer_start(&k.t, canceller_fire, 5, 0), 0);
   uv_unref((uv_handle_t *)&k.t);
 
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(g.fired, 0);
+  uv_async_t *h = run_with_done_signal_refd(c);
   ck_assert_int_eq(k.fired, 1);
   ck_assert_int_eq(uvctx_err(c), UV_ECANCELED);
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0);
 
   uv_close((uv_handle_t *)&k.t, NULL);
-  stop_guard_close(&g);
   release_all(c, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
+/* Rows: a context cancelled before its signal was first asked for; a context
+ * born done. The signal is sent all the same. */
 START_TEST(done_async_is_sent_for_a_context_already_done) {
-  uv_loop_t loop;
-  stop_guard_t g;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel(c), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-
-  uv_async_t *h = uvctx_done_async(c); /* first asked for after done */
-  ck_assert_ptr_nonnull(h);
-  uv_ref((uv_handle_t *)h);
-  stop_guard_start(&loop, &g, 2000);
-  g.refd = (uv_handle_t *)h;
-  uv_run(&loop, UV_RUN_DEFAULT); /* returns only if h was sent */
-  ck_assert_int_eq(g.fired, 0);
+  uvctx_t *c;
+  if (_i == 0) {
+    c = mk_cancel(&loop, uvctx_background());
+    ck_assert_int_eq(uvctx_cancel(c), 0);
+    uv_run(&loop, UV_RUN_DEFAULT);
+  } else {
+    c = mk_timeout(&loop, uvctx_background(), 0);
+  }
+  uv_async_t *h = run_with_done_signal_refd(c);
   ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0);
-
-  stop_guard_close(&g);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_is_sent_for_a_context_born_done) {
-  uv_loop_t loop;
-  stop_guard_t g;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_timeout(&loop, uvctx_background(), 0);
-  uv_async_t *h = uvctx_done_async(c);
-  ck_assert_ptr_nonnull(h);
-  uv_ref((uv_handle_t *)h);
-  stop_guard_start(&loop, &g, 2000);
-  g.refd = (uv_handle_t *)h;
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(g.fired, 0);
-  ck_assert_int_eq(uv_has_ref((uv_handle_t *)h), 0);
-  stop_guard_close(&g);
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(done_async_is_closed_by_uvctx_on_release) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *t = mk_timeout(&loop, c, 60000);
-  uvctx_t *v = mk_value(t, &key_a, NULL);
-  ck_assert_ptr_nonnull(uvctx_done_async(c));
-  ck_assert_ptr_nonnull(uvctx_done_async(v)); /* t's */
-  release_all(v, t, c);
-  ASSERT_LOOP_CLOSES(&loop); /* uv_loop_close would be UV_EBUSY otherwise */
 }
 END_TEST
 
 START_TEST(done_async_refd_is_closed_by_uvctx_on_release) {
-  uv_loop_t loop;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uv_async_t *h = uvctx_done_async(c);
   ck_assert_ptr_nonnull(h);
   uv_ref((uv_handle_t *)h);
-  stop_guard_t g;
-  stop_guard_start(&loop, &g, 2000);
+  stop_guard_start(&loop, &g, EVENTUALLY_MS);
   g.refd = (uv_handle_t *)h;
   uvctx_release(c); /* never done: the closing is what lets uv_run return */
   uv_run(&loop, UV_RUN_DEFAULT);
@@ -839,8 +683,6 @@ START_TEST(done_async_refd_is_closed_by_uvctx_on_release) {
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
-
-/* ------------------------------------------------------------------------- */
 
 Suite *watch_suite(void) {
   return SUITE(
@@ -854,43 +696,36 @@ Suite *watch_suite(void) {
            {watch_err_is_how_the_context_finished, 0, NMADE * NFINISH})},
       {"order", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           watch_order_ancestor_first_then_registration_order,
-           watch_order_ancestor_first_when_a_deadline_finishes_the_tree,
-           watch_order_value_context_after_its_cancellable_ancestor)},
+           watch_order_value_context_after_its_cancellable_ancestor),
+       .loops = LOOPS(
+           {watch_order_ancestor_first_then_registration_order, 0, 2})},
       {"already_done", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            watch_of_done_context_from_a_callback_runs_on_a_later_callback)},
       {"unwatch", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           unwatch_inside_own_callback_returns_ealready,
-           unwatch_from_another_callback_of_the_same_batch_prevents_it,
-           unwatch_from_an_ancestors_callback_prevents_the_descendants_watch,
            unwatched_watch_struct_can_be_reused),
        .loops = LOOPS(
-           {unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0, sizeof unwatch_rows / sizeof unwatch_rows[0]})},
-      {"keeps_alive", TIMEOUT_LOOP_S, NULL, NULL,
-       .tests = TESTS(
-           pending_watch_keeps_its_context_alive,
-           unwatching_the_last_holder_frees_the_context)},
+           {unwatch_returns_0_and_the_callback_never_runs_until_it_ran, 0,
+            sizeof unwatch_rows / sizeof unwatch_rows[0]},
+           {unwatch_from_a_callback_prevents_the_watch_unless_it_ran, 0,
+            NUNWATCH_FROM})},
+      {"keeps_alive", TIMEOUT_LOOP_S, loop_setup, NULL,
+       .loops = LOOPS({a_pending_watch_keeps_its_context_alive, 0, NHOLDERS})},
       {"never_done_and_values", TIMEOUT_LOOP_S, loop_setup, NULL,
        .loops = LOOPS(
            {watch_of_an_uncancellable_context_runs_only_if_an_ancestor_can, U_BACKGROUND, NUNCANCELLABLE})},
-      {"in_callback", TIMEOUT_LOOP_S, NULL, NULL,
+      {"in_callback", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
            callback_may_free_its_watch,
-           callback_may_release_its_context,
-           callback_may_watch_again_with_the_same_watch_struct,
-           callback_may_watch_another_context_with_the_same_watch_struct,
-           callback_may_cancel_another_context_whose_watches_then_run)},
-      {"done_async", TIMEOUT_LOOP_S, NULL, NULL,
+           callback_may_cancel_another_context_whose_watches_then_run),
+       .loops = LOOPS(
+           {callback_may_watch_again_with_the_same_watch_struct, 0, 2})},
+      {"done_async", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           done_async_returns_the_same_handle_on_each_call,
-           done_async_of_a_value_context_is_its_cancellable_ancestors,
-           done_async_handle_is_unrefd,
+           done_async_is_one_unrefd_handle_per_context_closed_on_release,
            done_async_refd_keeps_the_loop_running_until_the_deadline,
            done_async_refd_keeps_the_loop_running_until_cancelled,
-           done_async_is_sent_for_a_context_already_done,
-           done_async_is_sent_for_a_context_born_done,
-           done_async_is_closed_by_uvctx_on_release,
-           done_async_refd_is_closed_by_uvctx_on_release)});
+           done_async_refd_is_closed_by_uvctx_on_release),
+       .loops = LOOPS({done_async_is_sent_for_a_context_already_done, 0, 2})});
 }
