@@ -1,5 +1,6 @@
 /* The tree: roots, making cancellable contexts and linking them under their
  * parents, reference counting and teardown, and the lock-free accessors. */
+#include <limits.h>
 #include <stddef.h>
 #include <string.h>
 
@@ -11,16 +12,30 @@ static uvctx_t todo = {.kind = UVCTX__TODO};
 uvctx_t *uvctx_background(void) { return &background; }
 uvctx_t *uvctx_todo(void) { return &todo; }
 
-/* Puts l in the children list of its parent's cancellable owner, and gives
+/* kids changes only under the tree lock of its context's loop, so that a
+ * child's link and its count are one critical section (one locked
+ * instruction, not two); it stays atomic for the readers without the lock. */
+static unsigned int kids_add(uvctx__cancel_t *c, unsigned int n, int sign) {
+  unsigned int kids = atomic_load_explicit(&c->kids, memory_order_relaxed);
+
+  kids = sign > 0 ? kids + n : kids - n;
+  atomic_store_explicit(&c->kids, kids, memory_order_release);
+  return kids;
+}
+
+/* Puts l in the children list of its parent's cancellable owner cp, counts
+ * it in cp's kids if cp is its parent (not a value context's owner), and gives
  * the child the owner's state if that is already done. Under the owner's
  * tree lock, so a cancel racing with us either finds the child in the list
  * or we see its state. (A born-done child is listed too, for uvctx_dump;
  * walks pass it by, as it is done and has nothing to deliver.) */
-static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp) {
+static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uint64_t state;
   uint64_t none = 0;
 
   uvctx__lock(&cp->lp->tree_lock);
+  if (is_kid)
+    kids_add(cp, 1, +1);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0)
     atomic_compare_exchange_strong_explicit(&l->child->ctx.state, &none,
@@ -35,11 +50,14 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp) {
   uvctx__unlock(&cp->lp->tree_lock);
 }
 
-static void unlink_one(uvctx__link_t *l) {
+/* Takes l out of its list and, if it was counted there, out of the kids:
+ * returns the kids left then (UINT_MAX if it was not counted). */
+static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
   uvctx__cancel_t *cp = l->parent;
+  unsigned int left = UINT_MAX;
 
   if (cp == NULL)
-    return;
+    return left;
   uvctx__lock(&cp->lp->tree_lock);
   if (l->prev != NULL)
     l->prev->next = l->next;
@@ -49,29 +67,36 @@ static void unlink_one(uvctx__link_t *l) {
     l->next->prev = l->prev;
   if (cp->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), l->child);
+  if (is_kid)
+    left = kids_add(cp, 1, -1);
   uvctx__unlock(&cp->lp->tree_lock);
   l->parent = NULL;
+  return left;
 }
 
-/* A new context has parent: count it, for uvctx_drain(). */
+/* A new value context has parent: count it, for uvctx_drain(). (A new
+ * cancellable context is counted as it is linked.) */
 void uvctx__adopt(uvctx_t *parent) {
-  if (uvctx__is_cancellable(parent))
-    atomic_fetch_add_explicit(&uvctx__as_cancel(parent)->kids, 1,
-                              memory_order_relaxed);
+  uvctx__cancel_t *c;
+
+  if (!uvctx__is_cancellable(parent))
+    return;
+  c = uvctx__as_cancel(parent);
+  uvctx__lock(&c->lp->tree_lock);
+  kids_add(c, 1, +1);
+  uvctx__unlock(&c->lp->tree_lock);
 }
 
-/* A context of parent is gone. When it was the last, a drain waiting on the
- * parent may be due (or a shutdown may be over): the loop thread checks now,
- * another thread asks it to. The caller still holds the gone child's
- * reference to parent. */
-void uvctx__leave(uvctx_t *parent) {
+/* A context of parent is gone, and left of parent's children are alive.
+ * When it was the last, a drain waiting on the parent may be due (or a
+ * shutdown may be over): the loop thread checks now, another thread asks it
+ * to. The caller still holds the gone child's reference to parent. */
+void uvctx__left(uvctx_t *parent, unsigned int left) {
   uvctx__cancel_t *c;
-  unsigned int left;
 
   if (parent == NULL || !uvctx__is_cancellable(parent))
     return;
   c = uvctx__as_cancel(parent);
-  left = atomic_fetch_sub_explicit(&c->kids, 1, memory_order_acq_rel) - 1;
   /* A shutdown context also cares when only its stopping child is left. */
   if (left > 1 || (left == 1 && parent->kind != UVCTX__SHUTDOWN))
     return;
@@ -82,6 +107,20 @@ void uvctx__leave(uvctx_t *parent) {
     if (!uvctx__mailbox_post(c->lp, c, UVCTX__MB_DRAIN))
       uvctx_release(parent); /* already asked: one reference is enough */
   }
+}
+
+/* A value context of parent is gone. */
+void uvctx__leave(uvctx_t *parent) {
+  uvctx__cancel_t *c;
+  unsigned int left;
+
+  if (parent == NULL || !uvctx__is_cancellable(parent))
+    return;
+  c = uvctx__as_cancel(parent);
+  uvctx__lock(&c->lp->tree_lock);
+  left = kids_add(c, 1, -1);
+  uvctx__unlock(&c->lp->tree_lock);
+  uvctx__left(parent, left);
 }
 
 int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
@@ -130,6 +169,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   atomic_init(&c->ctx.state, 0);
   atomic_init(&c->kids, 0);
   c->ctx.kind = (uint8_t)kind;
+  c->ctx.flags = UVCTX__OWN_REFS;
   c->ctx.owner = c;
   c->lp = lp;
   uvctx__refs_init(&c->ctx);
@@ -145,8 +185,6 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
     c->ctx.parent = uvctx_retain(parents[0]);
   }
   links = uvctx__links_of(c, &count);
-  for (i = 0; i < count; i++)
-    uvctx__adopt(parents[i]);
   uvctx__loop_add(lp, c);
   if (uvctx__has_timer(&c->ctx)) {
     uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
@@ -158,8 +196,14 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
 
   for (i = 0; i < count; i++) {
     links[i].child = c;
-    if (parents[i]->owner != NULL)
-      link_one(&links[i], parents[i]->owner);
+    if (parents[i]->owner != NULL) {
+      link_one(&links[i], parents[i]->owner,
+               uvctx__is_cancellable(parents[i]));
+      /* A cancel of a parent on another loop takes a reference to c on
+       * that loop's thread (uvctx__try_retain). */
+      if (parents[i]->owner->lp != lp)
+        c->ctx.flags &= (uint8_t)~UVCTX__OWN_REFS;
+    }
   }
   /* Born done: there is nothing to deliver yet. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_relaxed) != 0)
@@ -208,23 +252,25 @@ static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
 
 /* Loop thread, no reference left. Leaves the parents, closes the handles
  * (the memory goes with the last close callback, or now if there are none)
- * and returns the parent whose reference the caller must drop. */
-uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
+ * and returns the parent whose reference the caller must drop, after
+ * uvctx__left(parent, *left). */
+uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   uvctx_t *parent = c->ctx.parent;
   size_t count;
   uvctx__link_t *links = uvctx__links_of(c, &count);
   size_t i;
 
-  for (i = 0; i < count; i++)
-    unlink_one(&links[i]);
+  *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     c->lp->nany--;
-    for (i = 1; i < count; i++) {
-      uvctx__leave(any->parents[i]);
+    for (i = 1; i < count; i++)
+      uvctx__left(any->parents[i],
+                  unlink_one(&links[i],
+                             uvctx__is_cancellable(any->parents[i])));
+    for (i = 1; i < count; i++)
       uvctx_release(any->parents[i]);
-    }
   }
   uvctx__done_async_close(c);
   uvctx__loop_remove(c->lp, c);

@@ -222,8 +222,9 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
 
 static void act(uvctx__cancel_t *c, unsigned int what) {
   if (what & UVCTX__MB_RELEASE) {
-    uvctx_t *parent = uvctx__destroy(c);
-    uvctx__leave(parent);
+    unsigned int left;
+    uvctx_t *parent = uvctx__destroy(c, &left);
+    uvctx__left(parent, left);
     uvctx_release(parent);
     return;
   }

@@ -86,6 +86,11 @@ static int drop(uvctx_t *ctx) {
     atomic_store_explicit(&c->local_refs, local - 1, memory_order_relaxed);
     if (local > 1)
       return 0;
+    /* No other thread can take a reference it does not hold: a count of 0
+     * stays 0, and the context ends without a locked instruction. */
+    if (ctx->flags & UVCTX__OWN_REFS &&
+        atomic_load_explicit(&ctx->refs, memory_order_acquire) == 0)
+      return 1;
     refs = atomic_fetch_or_explicit(&ctx->refs, SHARED, memory_order_acq_rel);
     return refs == 0;
   }
@@ -126,13 +131,15 @@ void uvctx_release(uvctx_t *ctx) {
     if (c == NULL) {
       parent = ctx->parent;
       uvctx__free(ctx);
+      uvctx__leave(parent);
     } else if (on_loop) {
-      parent = uvctx__destroy(c);
+      unsigned int left;
+      parent = uvctx__destroy(c, &left);
+      uvctx__left(parent, left);
     } else {
       uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
       return;
     }
-    uvctx__leave(parent);
     ctx = parent;
   }
 }

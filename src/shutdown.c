@@ -33,6 +33,8 @@ int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   sd->grace_ms = grace_ms;
   atomic_init(&sd->phase, UVCTX__SHUTDOWN_RUNNING);
   sd->stopping = uvctx__as_cancel(st);
+  /* uvctx_shutdown() takes references to it from any thread. */
+  st->flags &= (uint8_t)~UVCTX__OWN_REFS;
   uvctx__signals_start(c, &sd->signals, (uv_signal_t *)(sd + 1), signums,
                        count);
   *stopping = st;

@@ -45,7 +45,10 @@ enum uvctx__kind {
 enum {
   /* The context is done and the loop has acted on it: timer stopped, done
    * signal sent, watches moved to the ready queue. */
-  UVCTX__DELIVERED = 1
+  UVCTX__DELIVERED = 1,
+  /* A cancellable context that no other thread takes a reference to without
+   * holding one (uvctx__try_retain never sees it): see refs.c. */
+  UVCTX__OWN_REFS = 2
 };
 
 /* What a mailbox entry asks the loop to do (uvctx_t.mb_flags). Every
@@ -408,7 +411,8 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
                            uvctx__cancel_t **out);
 void uvctx__adopt(uvctx_t *parent);
 void uvctx__leave(uvctx_t *parent);
-uvctx_t *uvctx__destroy(uvctx__cancel_t *c);
+void uvctx__left(uvctx_t *parent, unsigned int left);
+uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left);
 void uvctx__handle_closed(uv_handle_t *handle);
 
 /* refs.c */
