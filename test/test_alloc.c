@@ -22,78 +22,12 @@
 #include "helpers.h"
 #include "test.h"
 
-static FILE *devnull;
-
-static void setup(void) {
-  counting_install();
-  devnull = fopen("/dev/null", "w");
-  ck_assert_ptr_nonnull(devnull);
-}
-
-static void teardown(void) {
-  counting_uninstall();
-  fclose(devnull);
-}
-
-/* Cancellable contexts alive on loop, by uvctx_dump_loop's count. */
-static int live(uv_loop_t *loop) { return uvctx_dump_loop(loop, devnull); }
-
-/* The constructors swept, each making one context under parent (a shutdown
- * makes two: stopping in *out2), with arguments that allocate all they can:
- * a deadline a minute away, three signals, three parents. */
-enum {
-  M_CANCEL,
-  M_DEADLINE,
-  M_DEADLINE_PAST,
-  M_DEADLINE_CAUSE,
-  M_TIMEOUT,
-  M_TIMEOUT_CAUSE,
-  M_TIMEOUT_ZERO,
-  M_GRPC_TIMEOUT,
-  M_GRPC_TIMEOUT_ZERO,
-  M_VALUE,
-  M_WITHOUT_CANCEL,
-  M_SIGNAL,
-  M_ANY,
-  M_SHUTDOWN,
-  NMAKERS
-};
-
-static int make(int kind, uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                uvctx_t **out2) {
-  static const int signums[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  static int key;
-  uint64_t dl = uvctx_now() + 60000;
-  uvctx_t *parents[3] = {uvctx_todo(), parent, parent};
-  switch (kind) {
-  case M_CANCEL: return uvctx_with_cancel(loop, parent, out);
-  case M_DEADLINE: return uvctx_with_deadline(loop, parent, dl, out);
-  case M_DEADLINE_PAST: return uvctx_with_deadline(loop, parent, 1, out);
-  case M_DEADLINE_CAUSE:
-    return uvctx_with_deadline_cause(loop, parent, dl, UV_EPIPE, out);
-  case M_TIMEOUT: return uvctx_with_timeout(loop, parent, 10000, out);
-  case M_TIMEOUT_CAUSE:
-    return uvctx_with_timeout_cause(loop, parent, 10000, UV_EPIPE, out);
-  case M_TIMEOUT_ZERO: return uvctx_with_timeout(loop, parent, 0, out);
-  case M_GRPC_TIMEOUT:
-    return uvctx_with_grpc_timeout(loop, parent, "4999972u", 8, out);
-  case M_GRPC_TIMEOUT_ZERO:
-    return uvctx_with_grpc_timeout(loop, parent, "0n", 2, out);
-  case M_VALUE: return uvctx_with_value(parent, &key, &key, out);
-  case M_WITHOUT_CANCEL: return uvctx_without_cancel(parent, out);
-  case M_SIGNAL: return uvctx_with_signal(loop, parent, signums, 3, out);
-  case M_ANY: return uvctx_with_any(loop, parents, 3, out);
-  default:
-    return uvctx_with_shutdown(loop, parent, signums, 1, 5000, out2, out);
-  }
-}
-
 /* The parents a constructor is swept under. */
 enum { UNDER_ROOT, UNDER_CANCEL, UNDER_VALUE, UNDER_DONE, UNDER_COUNT };
 
-/* One constructor (_i), first with every allocation failing, then with its
- * n-th allocation failing for every n, under each kind of parent: the
- * background root (for the loop's first context this also allocates the
+/* One constructor (mk_kind() _i), first with every allocation failing, then
+ * with its n-th allocation failing for every n, under each kind of parent:
+ * the background root (for the loop's first context this also allocates the
  * loop's state), a live cancel context, a value context, a done context. */
 START_TEST(test_constructor_enomem_leaves_nothing) {
   static int key;
@@ -103,7 +37,7 @@ START_TEST(test_constructor_enomem_leaves_nothing) {
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
   counting_fail_all = 1;
-  ck_assert_int_eq(make(_i, &loop, uvctx_background(), &out, &out2),
+  ck_assert_int_eq(mk_kind(_i, &loop, uvctx_background(), 0, &out, &out2),
                    UV_ENOMEM);
   counting_fail_all = 0;
   ck_assert_ptr_eq(out, SENTINEL);
@@ -125,18 +59,18 @@ START_TEST(test_constructor_enomem_leaves_nothing) {
         parent = value = mk_value(owner, &key, &key);
       if (under == UNDER_DONE)
         ck_assert_int_eq(uvctx_cancel_cause(owner, UV_EPIPE), 0);
-      before = live(&loop);
+      before = live_contexts(&loop);
       parent_err = uvctx_err(parent);
 
       counting_allowed = n;
-      err = make(_i, &loop, parent, &out, &out2);
+      err = mk_kind(_i, &loop, parent, 0, &out, &out2);
       counting_allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
         ck_assert_ptr_eq(out2, SENTINEL);
         ck_assert_int_eq(uvctx_err(parent), parent_err);
-        ck_assert_int_eq(live(&loop), before);
+        ck_assert_int_eq(live_contexts(&loop), before);
       } else {
         ck_assert_int_eq(err, 0);
         ck_assert_ptr_ne(out, SENTINEL);
@@ -154,7 +88,7 @@ START_TEST(test_constructor_enomem_leaves_nothing) {
     }
     /* Each constructor allocates at least once; a shutdown makes two
      * contexts, and a failure of the second gives back the first. */
-    ck_assert_int_ge(failures, _i == M_SHUTDOWN ? 2 : 1);
+    ck_assert_int_ge(failures, _i == MK_SHUTDOWN ? 2 : 1);
     points += failures;
   }
   if (getenv("UVCTX_ALLOC_VERBOSE") != NULL)
@@ -389,10 +323,10 @@ END_TEST
 Suite *alloc_suite(void) {
   return SUITE(
       "alloc",
-      {"enomem", TIMEOUT_LOOP_S, setup, teardown,
+      {"enomem", TIMEOUT_LOOP_S, counting_install, counting_uninstall,
        .tests = TESTS(test_done_async_enomem_returns_null_then_recovers),
-       .loops = LOOPS({test_constructor_enomem_leaves_nothing, 0, NMAKERS})},
-      {"scenario", TIMEOUT_BIG_S, setup, teardown,
+       .loops = LOOPS({test_constructor_enomem_leaves_nothing, 0, NMK_KINDS})},
+      {"scenario", TIMEOUT_BIG_S, counting_install, counting_uninstall,
        .loops = LOOPS(
            {test_server_scenario_survives_each_failed_allocation, 0, 2})});
 }

@@ -35,91 +35,40 @@ static void assert_parent_untouched(uv_loop_t *loop, uvctx_t *parent) {
 }
 
 /* --- Constructors: UV_EINVAL, *out unchanged, nothing changed --- */
-/* Each constructor, through one signature. bad = 0 gives the arguments of
- * its own that must be valid (key, cause); 1 and 2 make one of them bad (a
- * NULL key; a cause of 1, of INT_MAX). The _PAST and _ZERO kinds make a
- * context that would be born done: that does not make bad arguments good. */
-enum {
-  K_CANCEL,
-  K_DEADLINE,
-  K_DEADLINE_PAST,
-  K_DEADLINE_CAUSE,
-  K_DEADLINE_CAUSE_PAST,
-  K_TIMEOUT,
-  K_TIMEOUT_ZERO,
-  K_TIMEOUT_CAUSE,
-  K_TIMEOUT_CAUSE_ZERO,
-  K_VALUE,   /* takes no loop */
-  K_WITHOUT, /* takes no loop */
-  NKINDS
-};
 
-static int construct(int kind, uv_loop_t *loop, uvctx_t *parent, int bad,
-                     uvctx_t **out) {
-  int cause = bad == 1 ? 1 : bad == 2 ? INT_MAX : UV_EPIPE;
-  uint64_t dl = uvctx_now() + 60000;
-  switch (kind) {
-  case K_CANCEL: return uvctx_with_cancel(loop, parent, out);
-  case K_DEADLINE: return uvctx_with_deadline(loop, parent, dl, out);
-  case K_DEADLINE_PAST: return uvctx_with_deadline(loop, parent, 0, out);
-  case K_DEADLINE_CAUSE:
-    return uvctx_with_deadline_cause(loop, parent, dl, cause, out);
-  case K_DEADLINE_CAUSE_PAST:
-    return uvctx_with_deadline_cause(loop, parent, 0, cause, out);
-  case K_TIMEOUT: return uvctx_with_timeout(loop, parent, 60000, out);
-  case K_TIMEOUT_ZERO: return uvctx_with_timeout(loop, parent, 0, out);
-  case K_TIMEOUT_CAUSE:
-    return uvctx_with_timeout_cause(loop, parent, 60000, cause, out);
-  case K_TIMEOUT_CAUSE_ZERO:
-    return uvctx_with_timeout_cause(loop, parent, 0, cause, out);
-  case K_VALUE:
-    return uvctx_with_value(parent, bad ? NULL : &key_user, value_alice, out);
-  default: return uvctx_without_cancel(parent, out);
-  }
-}
-
-/* How many bad values construct() has for the kind's own arguments. */
-static int bad_values(int kind) {
-  switch (kind) {
-  case K_DEADLINE_CAUSE:
-  case K_DEADLINE_CAUSE_PAST:
-  case K_TIMEOUT_CAUSE:
-  case K_TIMEOUT_CAUSE_ZERO: return 2;
-  case K_VALUE: return 1;
-  default: return 0;
-  }
-}
-
-/* Every constructor x a live or a done parent: each NULL argument and each
- * bad value is UV_EINVAL with *out unchanged, the parent is as it was, and
- * the same call with good arguments then succeeds. */
+/* Every constructor (mk_kind()) x a live or a done parent: each NULL
+ * argument and each bad value is UV_EINVAL with *out unchanged, the parent is
+ * as it was, and the same call with good arguments then succeeds. A kind
+ * that would be born done (_PAST, _ZERO) does not make bad arguments good. */
 START_TEST(test_constructor_rejects_each_bad_argument_and_changes_nothing) {
   int kind = _i / 2, parent_done = _i % 2;
   uvctx_t *parent = mk_parent(&loop);
   if (parent_done)
     ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
-  uvctx_t *out = SENTINEL;
+  uvctx_t *out = SENTINEL, *out2 = SENTINEL;
 
-  if (kind < K_VALUE) {
-    ck_assert_int_eq(construct(kind, NULL, parent, 0, &out), UV_EINVAL);
+  if (kind != MK_VALUE && kind != MK_WITHOUT) {
+    ck_assert_int_eq(mk_kind(kind, NULL, parent, 0, &out, &out2), UV_EINVAL);
     ck_assert_ptr_eq(out, SENTINEL);
   }
-  ck_assert_int_eq(construct(kind, &loop, NULL, 0, &out), UV_EINVAL);
+  ck_assert_int_eq(mk_kind(kind, &loop, NULL, 0, &out, &out2), UV_EINVAL);
   ck_assert_ptr_eq(out, SENTINEL);
-  ck_assert_int_eq(construct(kind, &loop, parent, 0, NULL), UV_EINVAL);
-  for (int bad = 1; bad <= bad_values(kind); bad++) {
-    ck_assert_int_eq(construct(kind, &loop, parent, bad, &out), UV_EINVAL);
+  ck_assert_int_eq(mk_kind(kind, &loop, parent, 0, NULL, &out2), UV_EINVAL);
+  for (int bad = 1; bad <= mk_kind_bad_values(kind); bad++) {
+    ck_assert_int_eq(mk_kind(kind, &loop, parent, bad, &out, &out2),
+                     UV_EINVAL);
     ck_assert_ptr_eq(out, SENTINEL);
   }
-  ck_assert_ptr_null(uvctx_value(parent, &key_user));
+  ck_assert_ptr_eq(out2, SENTINEL);
+  ck_assert_ptr_null(uvctx_value(parent, &mk_kind_key));
 
   if (parent_done)
     assert_done(parent, UV_ECANCELED, UV_EPIPE);
   else
     assert_parent_untouched(&loop, parent);
-  ck_assert_int_eq(construct(kind, &loop, parent, 0, &out), 0);
+  ck_assert_int_eq(mk_kind(kind, &loop, parent, 0, &out, &out2), 0);
   ck_assert_ptr_ne(out, SENTINEL);
-  release_all(out, parent);
+  release_all(out2 != SENTINEL ? out2 : NULL, out, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -127,9 +76,13 @@ END_TEST
 /* --- Every other function: one argument wrong --- */
 
 /* A call with one argument wrong, and what it must return; a row's name is
- * the call as written. ctx is a cancel context, timed its child (a deadline)
- * and v a value context below timed; rec.w is a free watch; buf, dl and f
- * hold what no failed call may write. */
+ * the call as written. ctx is a cancel context; below it, timed (a deadline)
+ * and v, a value context of timed, a shutdown context sd with its stopping
+ * child, and a signal context sig. rec.w is a free watch; buf, dl and f hold
+ * what no failed call may write. reset_timeout "moves the deadline of a
+ * context made by uvctx_with_deadline or uvctx_with_timeout": a shutdown
+ * context has a timer, but not a deadline of its own to move; a signal
+ * context has none. */
 #define BAD_CALLS(X)                                                           \
   X(uvctx_err(NULL), 0)                                                        \
   X(uvctx_cause(NULL), 0)                                                      \
@@ -155,7 +108,12 @@ END_TEST
   X(uvctx_watch(ctx, &rec.w, NULL), UV_EINVAL)                                 \
   X(uvctx_unwatch(NULL), UV_EINVAL)                                            \
   X(uvctx_cancel_cause(ctx, 1), UV_EINVAL)                                     \
-  X(uvctx_cancel_cause(ctx, INT_MAX), UV_EINVAL)
+  X(uvctx_cancel_cause(ctx, INT_MAX), UV_EINVAL)                              \
+  X(uvctx_reset_timeout(sd, 0), UV_EINVAL)                                     \
+  X(uvctx_reset_timeout(sd, 10), UV_EINVAL)                                    \
+  X(uvctx_reset_timeout(stopping, 0), UV_EINVAL)                               \
+  X(uvctx_reset_timeout(sig, 0), UV_EINVAL)                                    \
+  X(uvctx_keepalive(sig, 1), UV_EINVAL)
 
 #define NAME_OF(call, result) #call,
 static const char *const bad_calls[] = {BAD_CALLS(NAME_OF)};
@@ -165,6 +123,11 @@ START_TEST(test_call_with_a_bad_argument_fails_and_changes_nothing) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *timed = mk_timeout(&loop, ctx, 60000);
   uvctx_t *v = mk_value(timed, &key_user, value_alice);
+  uvctx_t *sd, *stopping, *sig;
+  static const int sigs[] = {SIGUSR1};
+  ck_assert_int_eq(
+      uvctx_with_shutdown(&loop, ctx, NULL, 0, 60000, &stopping, &sd), 0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, ctx, sigs, 1, &sig), 0);
   uint64_t dl = 77;
   char buf[16], *text = NULL;
   size_t len = 0;
@@ -191,8 +154,12 @@ START_TEST(test_call_with_a_bad_argument_fails_and_changes_nothing) {
   for (size_t i = 0; i < sizeof buf; i++)
     ck_assert_int_eq(buf[i], 'X');
   ck_assert_uint_eq(dl, 77);
+  ck_assert_int_eq(uvctx_deadline(sd, &dl), 0); /* no grace period yet */
+  ck_assert_uint_eq(dl, 77);
   assert_not_done(ctx);
   assert_not_done(timed);
+  assert_not_done(sd);
+  assert_not_done(sig);
   ck_assert_ptr_eq(uvctx_value(v, &key_user), value_alice);
   /* Nothing was registered: the watch is free to be used, and a cancel runs
    * exactly the one good registration. */
@@ -204,7 +171,7 @@ START_TEST(test_call_with_a_bad_argument_fails_and_changes_nothing) {
   ck_assert_int_eq(rec.calls, 1);
   ck_assert_int_eq(rec.err, UV_ECANCELED);
 
-  release_all(v, timed, ctx);
+  release_all(sig, stopping, sd, v, timed, ctx);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -365,32 +332,6 @@ START_TEST(test_every_registration_of_a_pending_watch_is_ebusy) {
 }
 END_TEST
 
-/* "Moves the deadline of ctx, a context made by uvctx_with_deadline or
- * uvctx_with_timeout": a shutdown context has a timer, but not a deadline of
- * its own to move; a signal context has none. */
-START_TEST(test_reset_timeout_of_shutdown_and_signal_contexts_is_einval) {
-  static const int sigs[] = {SIGUSR1};
-  uvctx_t *sd, *stopping, *sig;
-  uint64_t d = 42;
-  ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
-                                       60000, &stopping, &sd),
-                   0);
-  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
-                   0);
-  ck_assert_int_eq(uvctx_reset_timeout(sd, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_reset_timeout(sd, 10), UV_EINVAL);
-  ck_assert_int_eq(uvctx_reset_timeout(stopping, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_reset_timeout(sig, 0), UV_EINVAL);
-  ck_assert_int_eq(uvctx_keepalive(sig, 1), UV_EINVAL);
-  ck_assert_int_eq(uvctx_err(sd), 0);
-  ck_assert_int_eq(uvctx_err(sig), 0);
-  ck_assert_int_eq(uvctx_deadline(sd, &d), 0); /* no grace period yet */
-  ck_assert_uint_eq(d, 42);
-  release_all(sig, stopping, sd);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* --- A loop that will not close ---
  * uv_loop_close() says UV_EBUSY while contexts (or pending watches) are alive
  * on it, changes nothing, and the contexts go on working; once they are
@@ -399,15 +340,6 @@ END_TEST
 
 #define ASSERT_CLOSE_IS_EBUSY(loop)                                            \
   ck_assert_int_eq(uv_loop_close(loop), UV_EBUSY)
-
-/* Cancellable contexts alive on loop (uvctx_dump_loop's count). */
-static int alive_on(const uv_loop_t *loop) {
-  FILE *devnull = fopen("/dev/null", "w");
-  ck_assert_ptr_nonnull(devnull);
-  int n = uvctx_dump_loop(loop, devnull);
-  fclose(devnull);
-  return n;
-}
 
 START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
   static const int sigs[] = {SIGUSR2};
@@ -429,7 +361,7 @@ START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
   rec_drain(&on_drain, NULL, root);
 
   ASSERT_CLOSE_IS_EBUSY(&loop);
-  ck_assert_int_eq(alive_on(&loop), 6); /* the cancellable ones */
+  ck_assert_int_eq(live_contexts(&loop), 6); /* the cancellable ones */
 
   /* Everything still works after the refused close. */
   ck_assert_int_eq(uvctx_reset_timeout(t, 0), 0);
@@ -468,7 +400,7 @@ START_TEST(test_loop_close_with_only_a_pending_watch_is_ebusy) {
   uvctx_release(ctx);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ASSERT_CLOSE_IS_EBUSY(&loop);
-  ck_assert_int_eq(alive_on(&loop), 1);
+  ck_assert_int_eq(live_contexts(&loop), 1);
   ck_assert_int_eq(uvctx_unwatch(&r.w), 0);
   ASSERT_LOOP_CLOSES(&loop);
 }
@@ -487,7 +419,7 @@ START_TEST(test_loop_memory_reused_after_close_starts_afresh) {
     ck_assert_int_eq(uv_loop_init(&loop), 0);
     uvctx_t *ctx = mk_cancel(&loop, wc);
     ck_assert_ptr_eq(uvctx_loop(ctx), &loop);
-    ck_assert_int_eq(alive_on(&loop), 1);
+    ck_assert_int_eq(live_contexts(&loop), 1);
     rec_watch(&r, NULL, ctx);
     ck_assert_int_eq(uvctx_cancel(ctx), 0);
     ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -507,13 +439,15 @@ Suite *badinput_suite(void) {
            test_replace_allocator_rejects_null_and_keeps_the_old_one,
            test_positive_cause_is_einval_on_done_contexts_of_every_kind,
            test_every_registration_of_a_pending_watch_is_ebusy,
-           test_reset_timeout_of_shutdown_and_signal_contexts_is_einval,
            test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working,
            test_loop_close_with_only_a_pending_watch_is_ebusy),
        .loops = LOOPS(
-           {test_constructor_rejects_each_bad_argument_and_changes_nothing, 0, NKINDS * 2},
-           {test_call_with_a_bad_argument_fails_and_changes_nothing, 0, NBAD_CALLS},
-           {test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0, NUNCANCELLABLE})},
+           {test_constructor_rejects_each_bad_argument_and_changes_nothing, 0,
+            NMK_KINDS * 2},
+           {test_call_with_a_bad_argument_fails_and_changes_nothing, 0,
+            NBAD_CALLS},
+           {test_cancel_of_a_context_that_is_not_cancellable_is_einval, 0,
+            NUNCANCELLABLE})},
       {"loop_reuse", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(test_loop_memory_reused_after_close_starts_afresh)});
 }

@@ -311,5 +311,6 @@ Suite *cancel_suite(void) {
            {test_cancel_makes_the_context_done_once_with_the_first_cause, 0,
             sizeof first_causes / sizeof first_causes[0]})},
       {"big_trees", TIMEOUT_BIG_S, loop_setup, NULL,
-       .tests = TESTS(test_cancel_reaches_every_context_of_deep_and_wide_trees)});
+       .tests = TESTS(
+           test_cancel_reaches_every_context_of_deep_and_wide_trees)});
 }
