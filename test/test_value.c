@@ -113,23 +113,11 @@ START_TEST(test_loop_of_each_kind_of_context) {
 }
 END_TEST
 
-START_TEST(test_value_context_of_root_is_never_done) {
-  uvctx_t *ctx = mk_value(uvctx_background(), &key_user, value_alice);
-  uint64_t dl = 5;
-
-  assert_not_done(ctx);
-  ck_assert_int_eq(uvctx_deadline(ctx, &dl), 0);
-  ck_assert_uint_eq(dl, 5);
-  ck_assert_ptr_null(uvctx_done_async(ctx));
-
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* --- uvctx_without_cancel() --- */
 
-START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
+/* Neither when its parent is cancelled nor when it is made below a done
+ * context. */
+START_TEST(test_without_cancel_context_is_not_done_with_its_parent) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
@@ -140,35 +128,22 @@ START_TEST(test_without_cancel_child_is_not_cancelled_with_parent) {
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  uvctx_t *parent_value = mk_value(parent, &key_request, value_req);
+  uvctx_t *late = mk_without(parent_value);
+  uvctx_t *late_leaf = mk_cancel(&loop, late);
 
-  assert_not_done(detached);
-  assert_not_done(value);
-  assert_not_done(leaf);
+  uvctx_t *not_done[] = {detached, value, leaf, late, late_leaf};
+  for (size_t i = 0; i < 5; i++)
+    assert_not_done(not_done[i]);
   ck_assert_int_eq(detached_watch.calls, 0);
   ck_assert_int_eq(leaf_watch.calls, 0);
   ck_assert_ptr_eq(uvctx_value(leaf, &key_user), value_alice);
+  ck_assert_ptr_eq(uvctx_value(late_leaf, &key_request), value_req);
 
   /* A watch on a context that can never be done never runs: unwatch is 0. */
   ck_assert_int_eq(uvctx_unwatch(&detached_watch.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&leaf_watch.w), 0);
-  release_all(leaf, value, detached, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_without_cancel_of_done_parent_is_not_done) {
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *user = mk_value(parent, &key_user, value_alice);
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-
-  uvctx_t *detached = mk_without(user);
-  uvctx_t *leaf = mk_cancel(&loop, detached);
-
-  assert_not_done(detached);
-  assert_not_done(leaf);
-  ck_assert_ptr_eq(uvctx_value(leaf, &key_user), value_alice);
-
-  release_all(leaf, detached, user, parent);
+  release_all(late_leaf, late, parent_value, leaf, value, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -216,21 +191,26 @@ END_TEST
 
 /* --- Roots --- */
 
+/* Neither they nor a value context of one is ever done, has a deadline or
+ * a done signal. */
 START_TEST(test_roots_are_two_distinct_static_contexts_never_done) {
-  uvctx_t *roots[] = {uvctx_background(), uvctx_todo()};
-  ck_assert_ptr_nonnull(roots[0]);
-  ck_assert_ptr_nonnull(roots[1]);
-  ck_assert_ptr_eq(uvctx_background(), roots[0]);
-  ck_assert_ptr_eq(uvctx_todo(), roots[1]);
-  ck_assert_ptr_ne(roots[0], roots[1]);
-  for (size_t i = 0; i < 2; i++) {
+  uvctx_t *never[] = {uvctx_background(), uvctx_todo(),
+                      mk_value(uvctx_background(), &key_user, value_alice)};
+  ck_assert_ptr_nonnull(never[0]);
+  ck_assert_ptr_nonnull(never[1]);
+  ck_assert_ptr_eq(uvctx_background(), never[0]);
+  ck_assert_ptr_eq(uvctx_todo(), never[1]);
+  ck_assert_ptr_ne(never[0], never[1]);
+  for (size_t i = 0; i < 3; i++) {
     uint64_t dl = 3;
-    assert_not_done(roots[i]);
-    ck_assert_int_eq(uvctx_deadline(roots[i], &dl), 0);
+    assert_not_done(never[i]);
+    ck_assert_int_eq(uvctx_deadline(never[i], &dl), 0);
     ck_assert_uint_eq(dl, 3);
-    ck_assert_ptr_null(uvctx_value(roots[i], &key_user));
-    ck_assert_ptr_null(uvctx_done_async(roots[i]));
+    ck_assert_ptr_null(uvctx_done_async(never[i]));
   }
+  ck_assert_ptr_null(uvctx_value(never[0], &key_user));
+  ck_assert_ptr_null(uvctx_value(never[1], &key_user));
+  uvctx_release(never[2]);
 }
 END_TEST
 
@@ -383,9 +363,7 @@ Suite *value_suite(void) {
        .tests = TESTS(
            test_value_is_the_nearest_definition_of_the_key,
            test_loop_of_each_kind_of_context,
-           test_value_context_of_root_is_never_done,
-           test_without_cancel_child_is_not_cancelled_with_parent,
-           test_without_cancel_of_done_parent_is_not_done,
+           test_without_cancel_context_is_not_done_with_its_parent,
            test_without_cancel_has_no_cancel_no_done_signal_and_no_deadline,
            test_cancel_child_of_without_cancel_can_still_be_cancelled_itself,
            test_format_of_each_kind_of_context,
