@@ -255,9 +255,14 @@ START_TEST(dump_shows_etimedout_after_a_deadline) {
 }
 END_TEST
 
-START_TEST(dump_counts_pending_watches) {
+START_TEST(dump_counts_pending_watches_and_references) {
   rec_t p[3];
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
+  long before = count_after(dump_ctx(r)->line[0], "ref");
+  ck_assert_int_ge(before, 1);
+  uvctx_retain(r);
+  uvctx_retain(r);
+  ck_assert_int_eq(count_after(dump_ctx(r)->line[0], "ref"), before + 2);
 
   ck_assert_int_eq(count_after(dump_ctx(r)->line[0], "watch"), 0);
   for (int i = 0; i < 3; i++)
@@ -269,20 +274,6 @@ START_TEST(dump_counts_pending_watches) {
   uv_run(&loop, UV_RUN_DEFAULT);
   /* They have run. */
   ck_assert_int_eq(count_after(dump_ctx(r)->line[0], "watch"), 0);
-
-  uvctx_release(r);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(dump_counts_references) {
-  uvctx_t *r = mk_cancel(&loop, uvctx_background());
-
-  long before = count_after(dump_ctx(r)->line[0], "ref");
-  ck_assert_int_ge(before, 1);
-  uvctx_retain(r);
-  uvctx_retain(r);
-  ck_assert_int_eq(count_after(dump_ctx(r)->line[0], "ref"), before + 2);
 
   release_all(r, r, r);
   ASSERT_LOOP_CLOSES(&loop);
@@ -427,8 +418,7 @@ Suite *dump_suite(void) {
            dump_names_signal_and_shutdown_contexts,
            dump_shows_the_err_and_cause_of_done_contexts,
            dump_shows_etimedout_after_a_deadline,
-           dump_counts_pending_watches,
-           dump_counts_references,
+           dump_counts_pending_watches_and_references,
            dump_counts_value_and_without_cancel_children,
            dump_of_a_context_that_is_not_cancellable_does_not_crash)},
       {"loop", TIMEOUT_LOOP_S, loop_setup, text_clear,
