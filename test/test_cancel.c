@@ -134,40 +134,6 @@ START_TEST(test_cancel_reaches_every_context_of_deep_and_wide_trees) {
 }
 END_TEST
 
-START_TEST(test_cancel_child_does_not_touch_parent_or_siblings) {
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *victim = mk_cancel(&loop, parent);
-  uvctx_t *victim_child = mk_cancel(&loop, victim);
-  uvctx_t *sibling = mk_cancel(&loop, parent);
-  uvctx_t *nephew = mk_cancel(&loop, sibling);
-  rec_t parent_rec, sibling_rec;
-  rec_watch(&parent_rec, NULL, parent);
-  rec_watch(&sibling_rec, NULL, sibling);
-
-  ck_assert_int_eq(uvctx_cancel(victim), 0);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-
-  assert_done(victim, UV_ECANCELED, UV_ECANCELED);
-  assert_done(victim_child, UV_ECANCELED, UV_ECANCELED);
-  assert_not_done(parent);
-  assert_not_done(sibling);
-  assert_not_done(nephew);
-  ck_assert_int_eq(parent_rec.calls, 0);
-  ck_assert_int_eq(sibling_rec.calls, 0);
-
-  /* The parent can still be cancelled and still reaches the sibling. */
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  assert_done(sibling, UV_ECANCELED, UV_ECANCELED);
-  assert_done(nephew, UV_ECANCELED, UV_ECANCELED);
-
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(parent_rec.calls, 1);
-  ck_assert_int_eq(sibling_rec.calls, 1);
-  release_all(nephew, sibling, victim_child, victim, parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 /* --- Children of done parents --- */
 
 START_TEST(test_child_of_cancelled_parent_is_born_done_and_told_on_the_loop) {
@@ -223,31 +189,42 @@ START_TEST(test_cancel_runs_each_watch_once_on_the_loop_never_in_the_call) {
 }
 END_TEST
 
-/* --- Releasing never cancels --- */
+/* --- What a cancel or a release leaves alone --- */
 
-/* Neither the release of a child nor that of the creator's reference to a
- * parent kept alive by another one cancels anything; the parent can still be
- * cancelled and reaches its children. */
-START_TEST(test_release_of_child_or_of_parent_does_not_cancel) {
+/* Neither the cancel of a child, nor the release of another, nor that of
+ * the creator's reference to a parent kept alive by another one touches the
+ * parent or the siblings; the parent can still be cancelled and reaches
+ * them. */
+START_TEST(test_cancel_or_release_of_a_child_leaves_parent_and_siblings) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_ptr_eq(uvctx_retain(parent), parent);
-  uvctx_t *child = mk_cancel(&loop, parent);
+  uvctx_t *victim = mk_cancel(&loop, parent);
+  uvctx_t *victim_child = mk_cancel(&loop, victim);
+  uvctx_t *released = mk_cancel(&loop, parent);
   uvctx_t *sibling = mk_cancel(&loop, parent);
-  rec_t parent_rec;
+  uvctx_t *nephew = mk_cancel(&loop, sibling);
+  rec_t parent_rec, sibling_rec;
   rec_watch(&parent_rec, NULL, parent);
+  rec_watch(&sibling_rec, NULL, sibling);
 
-  release_all(child, parent);
+  ck_assert_int_eq(uvctx_cancel(victim), 0);
+  release_all(released, parent);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_done(victim, UV_ECANCELED, UV_ECANCELED);
+  assert_done(victim_child, UV_ECANCELED, UV_ECANCELED);
   assert_not_done(parent);
   assert_not_done(sibling);
-  ck_assert_int_eq(parent_rec.calls, 0);
+  assert_not_done(nephew);
+  ck_assert_int_eq(parent_rec.calls + sibling_rec.calls, 0);
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   assert_done(sibling, UV_ECANCELED, UV_EPIPE);
+  assert_done(nephew, UV_ECANCELED, UV_EPIPE);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(parent_rec.calls, 1);
+  ck_assert_int_eq(sibling_rec.calls, 1);
 
-  release_all(sibling, parent);
+  release_all(nephew, sibling, victim_child, victim, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -285,10 +262,9 @@ Suite *cancel_suite(void) {
        .tests = TESTS(
            test_a_done_context_keeps_the_cause_of_the_cancel_that_came_first,
            test_cancel_gives_the_whole_subtree_its_cause_before_returning,
-           test_cancel_child_does_not_touch_parent_or_siblings,
            test_child_of_cancelled_parent_is_born_done_and_told_on_the_loop,
            test_cancel_runs_each_watch_once_on_the_loop_never_in_the_call,
-           test_release_of_child_or_of_parent_does_not_cancel,
+           test_cancel_or_release_of_a_child_leaves_parent_and_siblings,
            test_release_of_parent_while_child_alive_keeps_child_working),
        .loops = LOOPS(
            {test_cancel_makes_the_context_done_once_with_the_first_cause, 0,

@@ -176,11 +176,17 @@ END_TEST
 /* --- uvctx_dump: what a line says --- */
 
 START_TEST(dump_names_the_kind_of_each_context_and_shows_its_deadline) {
+  static const int sigs[] = {SIGUSR1};
   uint64_t dl = far() + 12345;
   char s[32];
   snprintf(s, sizeof s, "%" PRIu64, dl);
   uvctx_t *r = mk_cancel(&loop, uvctx_background());
   uvctx_t *d = mk_deadline(&loop, r, dl);
+  uvctx_t *sig, *stopping, *out;
+  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
+                   0);
+  ck_assert_int_eq(
+      uvctx_with_shutdown(&loop, sig, NULL, 0, 1000, &stopping, &out), 0);
 
   const text_t *t = dump_ctx(r);
   ck_assert_int_eq(t->n, 2);
@@ -190,28 +196,14 @@ START_TEST(dump_names_the_kind_of_each_context_and_shows_its_deadline) {
   ck_assert_ptr_null(strstr(t->line[1], "with_cancel"));
   ck_assert_ptr_nonnull(strstr(t->line[1], s));
 
-  release_all(d, r);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(dump_names_signal_and_shutdown_contexts) {
-  static const int sigs[] = {SIGUSR1};
-  uvctx_t *sig = NULL, *stopping = NULL, *out = NULL;
-  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 1, &sig),
-                   0);
-  ck_assert_int_eq(uvctx_with_shutdown(&loop, sig, NULL, 0, 1000, &stopping,
-                                       &out),
-                   0);
-
-  const text_t *t = dump_ctx(sig);
+  t = dump_ctx(sig);
   ck_assert_int_eq(t->n, 3); /* sig, out, stopping */
   ck_assert_int_eq(line_with(t, "with_signal"), 0);
   ck_assert_int_eq(line_with(t, "with_shutdown"), 1);
   ck_assert_int_eq(line_with(t, "with_cancel"), 2); /* stopping */
   ck_assert_int_gt(indent_of(t->line[2]), indent_of(t->line[1]));
 
-  release_all(stopping, out, sig);
+  release_all(stopping, out, sig, d, r);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -415,7 +407,6 @@ Suite *dump_suite(void) {
            dump_prints_one_line_per_cancellable_context_of_the_subtree,
            dump_is_the_subtree_in_preorder_indented_by_depth,
            dump_names_the_kind_of_each_context_and_shows_its_deadline,
-           dump_names_signal_and_shutdown_contexts,
            dump_shows_the_err_and_cause_of_done_contexts,
            dump_shows_etimedout_after_a_deadline,
            dump_counts_pending_watches_and_references,

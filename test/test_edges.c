@@ -138,19 +138,14 @@ static void restore_fd_limit(const struct rlimit *old) {
 START_TEST(first_context_of_a_loop_needs_no_new_file_descriptor) {
   struct rlimit old;
   uvctx_t *ctx = NULL;
-  int rc;
-  int fd_before;
-  int fd_after;
-
   ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-  fd_before = lowest_free_fd();
+  int fd_before = lowest_free_fd();
   set_fd_limit(&old, (rlim_t)fd_before);
-  rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
+  int rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
   restore_fd_limit(&old);
 
   ck_assert_int_eq(rc, 0);
-  fd_after = lowest_free_fd();
-  ck_assert_int_eq(fd_after, fd_before);
+  ck_assert_int_eq(lowest_free_fd(), fd_before);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
