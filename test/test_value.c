@@ -116,12 +116,13 @@ END_TEST
 /* --- uvctx_without_cancel() --- */
 
 /* Neither when its parent is cancelled nor when it is made below a done
- * context. */
+ * context; a cancellable context below it can still be cancelled itself. */
 START_TEST(test_without_cancel_context_is_not_done_with_its_parent) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   uvctx_t *detached = mk_without(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
   uvctx_t *leaf = mk_cancel(&loop, value);
+  uvctx_t *leaf_child = mk_cancel(&loop, leaf);
   rec_t detached_watch, leaf_watch;
   rec_watch(&detached_watch, NULL, detached);
   rec_watch(&leaf_watch, NULL, leaf);
@@ -132,18 +133,25 @@ START_TEST(test_without_cancel_context_is_not_done_with_its_parent) {
   uvctx_t *late = mk_without(parent_value);
   uvctx_t *late_leaf = mk_cancel(&loop, late);
 
-  uvctx_t *not_done[] = {detached, value, leaf, late, late_leaf};
-  for (size_t i = 0; i < 5; i++)
+  uvctx_t *not_done[] = {detached, value, leaf, leaf_child, late, late_leaf};
+  for (size_t i = 0; i < 6; i++)
     assert_not_done(not_done[i]);
   ck_assert_int_eq(detached_watch.calls, 0);
   ck_assert_int_eq(leaf_watch.calls, 0);
   ck_assert_ptr_eq(uvctx_value(leaf, &key_user), value_alice);
   ck_assert_ptr_eq(uvctx_value(late_leaf, &key_request), value_req);
-
   /* A watch on a context that can never be done never runs: unwatch is 0. */
   ck_assert_int_eq(uvctx_unwatch(&detached_watch.w), 0);
-  ck_assert_int_eq(uvctx_unwatch(&leaf_watch.w), 0);
-  release_all(late_leaf, late, parent_value, leaf, value, detached, parent);
+
+  ck_assert_int_eq(uvctx_cancel_cause(leaf, UV_ECONNABORTED), 0);
+  assert_done(leaf, UV_ECANCELED, UV_ECONNABORTED);
+  assert_done(leaf_child, UV_ECANCELED, UV_ECONNABORTED);
+  assert_not_done(detached);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(leaf_watch.calls, 1);
+
+  release_all(late_leaf, late, parent_value, leaf_child, leaf, value, detached,
+              parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -163,28 +171,6 @@ START_TEST(test_without_cancel_has_no_cancel_no_done_signal_and_no_deadline) {
   assert_not_done(timed);
 
   release_all(detached, timed);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(test_cancel_child_of_without_cancel_can_still_be_cancelled_itself) {
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
-  uvctx_t *detached = mk_without(parent);
-  uvctx_t *child = mk_cancel(&loop, detached);
-  uvctx_t *grandchild = mk_cancel(&loop, child);
-  rec_t watch;
-  rec_watch(&watch, NULL, child);
-  ck_assert_int_eq(uvctx_cancel(parent), 0);
-  assert_not_done(child);
-
-  ck_assert_int_eq(uvctx_cancel_cause(child, UV_ECONNABORTED), 0);
-  assert_done(child, UV_ECANCELED, UV_ECONNABORTED);
-  assert_done(grandchild, UV_ECANCELED, UV_ECONNABORTED);
-  assert_not_done(detached);
-  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(watch.calls, 1);
-
-  release_all(grandchild, child, detached, parent);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -365,7 +351,6 @@ Suite *value_suite(void) {
            test_loop_of_each_kind_of_context,
            test_without_cancel_context_is_not_done_with_its_parent,
            test_without_cancel_has_no_cancel_no_done_signal_and_no_deadline,
-           test_cancel_child_of_without_cancel_can_still_be_cancelled_itself,
            test_format_of_each_kind_of_context,
            test_format_shows_how_long_ago_a_passed_deadline_was,
            test_format_returns_the_full_length_and_truncates_to_len)},
