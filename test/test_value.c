@@ -17,7 +17,7 @@ static char value_alice[] = "alice";
 static char value_bob[] = "bob";
 static char value_req[] = "req-42";
 
-/* --- uvctx_with_value(), uvctx_value() and uvctx_loop() --- */
+/* --- uvctx_with_value(), uvctx_value(), uvctx_loop() --- */
 
 /* Two distinct objects with equal contents: two different keys. */
 static char key_a[] = "key";
@@ -56,8 +56,10 @@ static void release_tree(tree_t *t) {
 }
 
 /* A lookup finds the nearest definition of the key (a NULL value too), keys
- * compare by address, and the walk goes through every kind of context. */
-START_TEST(test_value_is_the_nearest_definition_of_the_key) {
+ * compare by address, and the walk goes through every kind of context. A
+ * context's loop is its own, or its parent's for a value context; roots and
+ * without-cancel contexts have none. */
+START_TEST(test_value_and_loop_of_each_kind_of_context) {
   tree_t t;
   mk_tree(&t);
   ck_assert_str_eq(key_a, key_b);
@@ -90,16 +92,7 @@ START_TEST(test_value_is_the_nearest_definition_of_the_key) {
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
     ck_assert_msg(uvctx_value(rows[i].ctx, rows[i].key) == rows[i].want,
                   "uvctx_value(%s)", rows[i].name);
-  release_tree(&t);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
 
-/* A context's loop is its own, or its parent's for a value context; roots
- * and without-cancel contexts have none. */
-START_TEST(test_loop_of_each_kind_of_context) {
-  tree_t t;
-  mk_tree(&t);
   const uvctx_t *none[] = {uvctx_background(), uvctx_todo(), t.user,
                            t.detached, t.detached_tag};
   const uvctx_t *own[] = {t.cancel, t.request, t.request_tag,
@@ -115,11 +108,19 @@ END_TEST
 
 /* --- uvctx_without_cancel() --- */
 
-/* Neither when its parent is cancelled nor when it is made below a done
- * context; a cancellable context below it can still be cancelled itself. */
+/* It cannot be cancelled, has no done signal and drops the deadline of its
+ * ancestors; it is not done when its parent is cancelled, nor when it is
+ * made below a done context; a cancellable context below it can still be
+ * cancelled itself. */
 START_TEST(test_without_cancel_context_is_not_done_with_its_parent) {
-  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *parent = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
   uvctx_t *detached = mk_without(parent);
+  uint64_t dl = 9;
+  ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
+  ck_assert_uint_eq(dl, 9);
+  ck_assert_int_eq(uvctx_cancel(detached), UV_EINVAL);
+  ck_assert_ptr_null(uvctx_done_async(detached));
+  assert_not_done(parent);
   uvctx_t *value = mk_value(detached, &key_user, value_alice);
   uvctx_t *leaf = mk_cancel(&loop, value);
   uvctx_t *leaf_child = mk_cancel(&loop, leaf);
@@ -152,25 +153,6 @@ START_TEST(test_without_cancel_context_is_not_done_with_its_parent) {
 
   release_all(late_leaf, late, parent_value, leaf_child, leaf, value, detached,
               parent);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* It cannot be cancelled, has no done signal and drops the deadline of its
- * ancestors. */
-START_TEST(test_without_cancel_has_no_cancel_no_done_signal_and_no_deadline) {
-  uvctx_t *timed = mk_deadline(&loop, uvctx_background(), uvctx_now() + 60000);
-  uvctx_t *detached = mk_without(timed);
-  uint64_t dl = 9;
-
-  ck_assert_int_eq(uvctx_deadline(detached, &dl), 0);
-  ck_assert_uint_eq(dl, 9);
-  ck_assert_int_eq(uvctx_cancel(detached), UV_EINVAL);
-  ck_assert_ptr_null(uvctx_done_async(detached));
-  assert_not_done(detached);
-  assert_not_done(timed);
-
-  release_all(detached, timed);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -269,24 +251,13 @@ START_TEST(test_format_of_each_kind_of_context) {
   assert_format(sd, "background.with_shutdown(2500ms)");
   assert_format(stopping, "background.with_shutdown(2500ms).with_cancel");
 
-  release_all(stopping, sd, any, sig7, sig3, leaf, cancel_detached,
-              todo_detached, detached, root_value, value, timed, nested,
-              todo_cancel, cancel);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* A deadline in the past is shown with how long ago it passed, "[-Nms]". */
-START_TEST(test_format_shows_how_long_ago_a_passed_deadline_was) {
+  /* A deadline in the past is shown with how long ago it passed, "[-Nms]". */
   char buf[128], rest[128];
-  uint64_t shown, ago;
-  uint64_t before = uvctx_now();
+  uint64_t shown, ago, before = uvctx_now();
   ck_assert_uint_gt(before, 1000);
-  uint64_t dl = before - 1000;
-  uvctx_t *ctx = mk_deadline(&loop, uvctx_background(), dl);
-  ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT); /* born done */
-
-  int n = uvctx_format(ctx, buf, sizeof(buf));
+  uvctx_t *passed = mk_deadline(&loop, uvctx_background(), before - 1000);
+  ck_assert_int_eq(uvctx_err(passed), UV_ETIMEDOUT); /* born done */
+  int n = uvctx_format(passed, buf, sizeof(buf));
   uint64_t after = uvctx_now();
   ck_assert_int_eq(n, (int)strlen(buf));
   ck_assert_int_eq(sscanf(buf, "background.with_deadline(%" SCNu64
@@ -294,10 +265,13 @@ START_TEST(test_format_shows_how_long_ago_a_passed_deadline_was) {
                           &shown, &ago, rest),
                    3);
   ck_assert_str_eq(rest, "])");
-  ck_assert_uint_eq(shown, dl);
+  ck_assert_uint_eq(shown, before - 1000);
   ck_assert_uint_ge(ago, 1000);
-  ck_assert_uint_le(ago, after - dl);
-  uvctx_release(ctx);
+  ck_assert_uint_le(ago, after - (before - 1000));
+
+  release_all(passed, stopping, sd, any, sig7, sig3, leaf, cancel_detached,
+              todo_detached, detached, root_value, value, timed, nested,
+              todo_cancel, cancel);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -347,12 +321,9 @@ Suite *value_suite(void) {
       "value",
       {"value", TIMEOUT_LOOP_S, loop_setup, NULL,
        .tests = TESTS(
-           test_value_is_the_nearest_definition_of_the_key,
-           test_loop_of_each_kind_of_context,
+           test_value_and_loop_of_each_kind_of_context,
            test_without_cancel_context_is_not_done_with_its_parent,
-           test_without_cancel_has_no_cancel_no_done_signal_and_no_deadline,
            test_format_of_each_kind_of_context,
-           test_format_shows_how_long_ago_a_passed_deadline_was,
            test_format_returns_the_full_length_and_truncates_to_len)},
       {"roots", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(test_roots_are_two_distinct_static_contexts_never_done)});
