@@ -130,14 +130,11 @@ END_TEST
 
 enum { CONNS = 3, REQS = 2 };
 
-/* A constructor's result in the scenario: UV_ENOMEM with *out untouched, or
- * success. Counts the failures. */
+/* A constructor's result in the scenario: UV_ENOMEM with *out untouched
+ * (counted), or success. GOT(call) resets *out, makes the call, then reads
+ * *out (argument order is unspecified, hence the commas). */
 static long scenario_failures;
-
 static int scenario_err;
-
-/* GOT(call): *out reset, the call, then its *out (argument order is
- * unspecified, hence the commas). */
 #define GOT(call)                                                              \
   (out = SENTINEL, scenario_err = (call), got(scenario_err, out))
 

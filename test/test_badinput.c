@@ -238,8 +238,7 @@ END_TEST
 
 /* --- Gaps the other suites leave --- */
 
-/* Called before the loop has a context: the allocator may only be replaced
- * while none is alive. */
+/* The allocator may only be replaced while no context is alive. */
 START_TEST(test_replace_allocator_rejects_null_and_keeps_the_old_one) {
   counting_install();
   ck_assert_int_eq(uvctx_replace_allocator(NULL, free), UV_EINVAL);

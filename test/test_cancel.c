@@ -4,8 +4,6 @@
  * Everything here runs on the loop thread, so "when uvctx_cancel returns" means
  * the whole subtree on that loop is already done (API.md, Semantics: Tree,
  * Done, Cancel from any thread). */
-#include <stdint.h>
-#include <string.h>
 
 #include "helpers.h"
 #include "test.h"
@@ -65,7 +63,7 @@ START_TEST(test_a_done_context_keeps_the_cause_of_the_cancel_that_came_first) {
 }
 END_TEST
 
-/* --- What a cancel does to the subtree --- */
+/* --- What a cancel does to the subtree and to watches --- */
 
 START_TEST(test_cancel_gives_the_whole_subtree_its_cause_before_returning) {
   /* parent
@@ -98,8 +96,7 @@ START_TEST(test_cancel_gives_the_whole_subtree_its_cause_before_returning) {
   for (size_t i = 0; i < 10; i++)
     assert_done(all[i], UV_ECANCELED, UV_ECONNRESET);
 
-  for (size_t i = 10; i-- > 0;)
-    uvctx_release(all[i]);
+  release_n(all, 10); /* parents first: each child holds its own */
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -134,8 +131,6 @@ START_TEST(test_cancel_reaches_every_context_of_deep_and_wide_trees) {
 }
 END_TEST
 
-/* --- Children of done parents --- */
-
 START_TEST(test_child_of_cancelled_parent_is_born_done_and_told_on_the_loop) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
@@ -162,8 +157,6 @@ START_TEST(test_child_of_cancelled_parent_is_born_done_and_told_on_the_loop) {
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
-
-/* --- Watches and cancel --- */
 
 START_TEST(test_cancel_runs_each_watch_once_on_the_loop_never_in_the_call) {
   uvctx_t *parent = mk_cancel(&loop, uvctx_background());

@@ -11,7 +11,6 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
@@ -46,8 +45,7 @@ static void release_on_thread(void *arg) {
 START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   uv_thread_t thread;
   releaser_t r;
-  uvctx_t *stopping = NULL;
-  uvctx_t *sd = NULL;
+  uvctx_t *stopping = NULL, *sd = NULL;
   rec_t d;
 
   ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
@@ -81,8 +79,7 @@ END_TEST
 START_TEST(signal_and_shutdown_refuse_a_count_too_large_for_their_block) {
   const int sigs[] = {SIGUSR1};
   size_t huge = (size_t)UINT32_MAX / sizeof(uv_signal_t) + 1;
-  uvctx_t *out = NULL;
-  uvctx_t *stopping = NULL;
+  uvctx_t *out = NULL, *stopping = NULL;
 
   ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, huge,
                                      &out),

@@ -23,45 +23,28 @@ static char value_req[] = "req-42";
 static char key_a[] = "key";
 static char key_b[] = "key";
 
-/* A tree of every kind of context that carries values, on the fixture loop:
- * user, a value context of a root, shadowed below it by inner and by nulled,
- * and the chain from user through a cancel, a deadline and a without-cancel
- * context down to leaf. */
-typedef struct {
-  uvctx_t *user, *inner, *below, *nulled, *by_addr;
-  uvctx_t *cancel, *request, *request_tag, *timed, *timed_tag, *detached,
-      *detached_tag, *leaf;
-} tree_t;
-
-static void mk_tree(tree_t *t) {
-  t->user = mk_value(uvctx_background(), &key_user, value_alice);
-  t->inner = mk_value(t->user, &key_user, value_bob);
-  t->below = mk_value(t->inner, &key_request, value_req);
-  t->nulled = mk_value(t->user, &key_user, NULL);
-  t->by_addr = mk_value(uvctx_background(), key_a, value_alice);
-  t->cancel = mk_cancel(&loop, t->user);
-  t->request = mk_value(t->cancel, &key_request, value_req);
-  t->request_tag = mk_value(t->request, key_a, value_bob);
-  t->timed = mk_deadline(&loop, t->request, uvctx_now() + 60000);
-  t->timed_tag = mk_value(t->timed, key_b, value_bob);
-  t->detached = mk_without(t->timed);
-  t->detached_tag = mk_value(t->detached, key_b, value_bob);
-  t->leaf = mk_cancel(&loop, t->detached_tag);
-}
-
-static void release_tree(tree_t *t) {
-  release_all(t->leaf, t->detached_tag, t->detached, t->timed_tag, t->timed,
-              t->request_tag, t->request, t->cancel, t->by_addr, t->nulled,
-              t->below, t->inner, t->user);
-}
-
 /* A lookup finds the nearest definition of the key (a NULL value too), keys
  * compare by address, and the walk goes through every kind of context. A
  * context's loop is its own, or its parent's for a value context; roots and
  * without-cancel contexts have none. */
 START_TEST(test_value_and_loop_of_each_kind_of_context) {
-  tree_t t;
-  mk_tree(&t);
+  /* user, a value context of a root, shadowed below it by inner and by
+   * nulled; the chain from user through a cancel, a deadline and a
+   * without-cancel context down to leaf, with a value context (a tag) below
+   * each kind. */
+  uvctx_t *user = mk_value(uvctx_background(), &key_user, value_alice);
+  uvctx_t *inner = mk_value(user, &key_user, value_bob);
+  uvctx_t *below = mk_value(inner, &key_request, value_req);
+  uvctx_t *nulled = mk_value(user, &key_user, NULL);
+  uvctx_t *by_addr = mk_value(uvctx_background(), key_a, value_alice);
+  uvctx_t *cancel = mk_cancel(&loop, user);
+  uvctx_t *request = mk_value(cancel, &key_request, value_req);
+  uvctx_t *request_tag = mk_value(request, key_a, value_bob);
+  uvctx_t *timed = mk_deadline(&loop, request, uvctx_now() + 60000);
+  uvctx_t *timed_tag = mk_value(timed, key_b, value_bob);
+  uvctx_t *detached = mk_without(timed);
+  uvctx_t *detached_tag = mk_value(detached, key_b, value_bob);
+  uvctx_t *leaf = mk_cancel(&loop, detached_tag);
   ck_assert_str_eq(key_a, key_b);
 #define LOOKUP(ctx, key, want) {#ctx ", " #key, ctx, key, want}
   const struct {
@@ -70,38 +53,38 @@ START_TEST(test_value_and_loop_of_each_kind_of_context) {
     const void *key;
     void *want;
   } rows[] = {
-      LOOKUP(t.user, &key_user, value_alice),
-      LOOKUP(t.user, &key_request, NULL),
+      LOOKUP(user, &key_user, value_alice),
+      LOOKUP(user, &key_request, NULL),
       LOOKUP(uvctx_background(), &key_user, NULL),
       LOOKUP(uvctx_todo(), &key_user, NULL),
-      LOOKUP(t.inner, &key_user, value_bob),
-      LOOKUP(t.below, &key_user, value_bob),
-      LOOKUP(t.nulled, &key_user, NULL),
-      LOOKUP(t.by_addr, key_a, value_alice),
-      LOOKUP(t.by_addr, key_b, NULL),
-      LOOKUP(t.cancel, &key_user, value_alice),
-      LOOKUP(t.cancel, &key_request, NULL),
-      LOOKUP(t.timed, &key_user, value_alice),
-      LOOKUP(t.timed, &key_request, value_req),
-      LOOKUP(t.detached, &key_user, value_alice),
-      LOOKUP(t.detached, &key_request, value_req),
-      LOOKUP(t.detached, key_b, NULL),
-      LOOKUP(t.leaf, &key_user, value_alice),
-      LOOKUP(t.leaf, &key_request, value_req),
+      LOOKUP(inner, &key_user, value_bob),
+      LOOKUP(below, &key_user, value_bob),
+      LOOKUP(nulled, &key_user, NULL),
+      LOOKUP(by_addr, key_a, value_alice),
+      LOOKUP(by_addr, key_b, NULL),
+      LOOKUP(cancel, &key_user, value_alice),
+      LOOKUP(cancel, &key_request, NULL),
+      LOOKUP(timed, &key_user, value_alice),
+      LOOKUP(timed, &key_request, value_req),
+      LOOKUP(detached, &key_user, value_alice),
+      LOOKUP(detached, &key_request, value_req),
+      LOOKUP(detached, key_b, NULL),
+      LOOKUP(leaf, &key_user, value_alice),
+      LOOKUP(leaf, &key_request, value_req),
   };
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
     ck_assert_msg(uvctx_value(rows[i].ctx, rows[i].key) == rows[i].want,
                   "uvctx_value(%s)", rows[i].name);
 
-  const uvctx_t *none[] = {uvctx_background(), uvctx_todo(), t.user,
-                           t.detached, t.detached_tag};
-  const uvctx_t *own[] = {t.cancel, t.request, t.request_tag,
-                          t.timed,  t.timed_tag, t.leaf};
+  const uvctx_t *none[] = {uvctx_background(), uvctx_todo(), user, detached,
+                           detached_tag};
+  const uvctx_t *own[] = {cancel, request, request_tag, timed, timed_tag, leaf};
   for (size_t i = 0; i < sizeof none / sizeof none[0]; i++)
     ck_assert_msg(uvctx_loop(none[i]) == NULL, "none[%zu]", i);
   for (size_t i = 0; i < sizeof own / sizeof own[0]; i++)
     ck_assert_msg(uvctx_loop(own[i]) == &loop, "own[%zu]", i);
-  release_tree(&t);
+  release_all(leaf, detached_tag, detached, timed_tag, timed, request_tag,
+              request, cancel, by_addr, nulled, below, inner, user);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
