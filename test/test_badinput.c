@@ -121,7 +121,7 @@ END_TEST
   X(uvctx_watch(ctx, &rec.w, NULL), UV_EINVAL)                                 \
   X(uvctx_unwatch(NULL), UV_EINVAL)                                            \
   X(uvctx_cancel_cause(ctx, 1), UV_EINVAL)                                     \
-  X(uvctx_cancel_cause(ctx, INT_MAX), UV_EINVAL)                              \
+  X(uvctx_cancel_cause(ctx, INT_MAX), UV_EINVAL)                               \
   X(uvctx_reset_timeout(sd, 0), UV_EINVAL)                                     \
   X(uvctx_reset_timeout(sd, 10), UV_EINVAL)                                    \
   X(uvctx_reset_timeout(stopping, 0), UV_EINVAL)                               \
