@@ -1,5 +1,6 @@
 /* The tree: roots, making cancellable contexts and linking them under their
  * parents, reference counting and teardown, and the lock-free accessors. */
+#include <stddef.h>
 #include <string.h>
 
 #include "uvctx-int.h"
@@ -116,13 +117,22 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   if (c == NULL)
     return UV_ENOMEM;
 
-  memset(c, 0, block);
+  if (kind == UVCTX__DEADLINE || kind == UVCTX__SHUTDOWN) {
+    /* uv_timer_init sets what libuv reads of the timer: zeroing its 152
+     * bytes as well was a good part of the cost of a deadline context. */
+    size_t at = offsetof(uvctx__deadline_t, timer);
+    size_t after = at + sizeof(uv_timer_t);
+    memset(c, 0, at);
+    memset((char *)c + after, 0, block - after);
+  } else {
+    memset(c, 0, block);
+  }
   atomic_init(&c->ctx.state, 0);
-  atomic_init(&c->ctx.refs, 1);
   atomic_init(&c->kids, 0);
   c->ctx.kind = (uint8_t)kind;
   c->ctx.owner = c;
   c->lp = lp;
+  uvctx__refs_init(&c->ctx);
   if (kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     any->count = count;
@@ -228,53 +238,6 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c) {
   if (--c->closing == 0)
     free_block(c);
   return parent;
-}
-
-/* Takes a reference unless the context is already being torn down. */
-int uvctx__try_retain(uvctx_t *ctx) {
-  unsigned int refs = atomic_load_explicit(&ctx->refs, memory_order_relaxed);
-
-  while (refs != 0)
-    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs + 1,
-                                              memory_order_relaxed,
-                                              memory_order_relaxed))
-      return 1;
-  return 0;
-}
-
-uvctx_t *uvctx_retain(uvctx_t *ctx) {
-  if (ctx != NULL && !uvctx__is_root(ctx))
-    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
-  return ctx;
-}
-
-void uvctx_release(uvctx_t *ctx) {
-  /* A loop rather than recursion: releasing the leaf of a long chain may free
-   * the whole chain. */
-  while (ctx != NULL && !uvctx__is_root(ctx)) {
-    uvctx__cancel_t *c = uvctx__is_cancellable(ctx) ? uvctx__as_cancel(ctx)
-                                                     : NULL;
-    int on_loop = c != NULL && uvctx__on_loop_thread(c->lp);
-    uvctx_t *parent;
-
-    /* A reference the mailbox holds for a cancel from another thread must
-     * not outlive the last release just because the loop has not polled. */
-    if (on_loop)
-      uvctx__catch_up(c->lp);
-    if (atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) != 1)
-      return;
-    if (c == NULL) {
-      parent = ctx->parent;
-      uvctx__free(ctx);
-    } else if (on_loop) {
-      parent = uvctx__destroy(c);
-    } else {
-      uvctx__mailbox_post(c->lp, c, UVCTX__MB_RELEASE);
-      return;
-    }
-    uvctx__leave(parent);
-    ctx = parent;
-  }
 }
 
 int uvctx_err(const uvctx_t *ctx) {

@@ -88,7 +88,7 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
     else
       fprintf(out, " (another loop)");
     fprintf(out, " refs=%u others=%zu",
-            atomic_load_explicit(&ctx->refs, memory_order_relaxed),
+            uvctx__refs_of(ctx),
             kids > listed ? kids - listed : 0);
     if (ctx->kind == UVCTX__SIGNAL || ctx->kind == UVCTX__SHUTDOWN)
       fprintf(out, " signal=%d", uvctx_signal_received(ctx));

@@ -22,15 +22,7 @@ static void registry_init(void) {
 
 uint64_t uvctx_now(void) { return uv_hrtime() / 1000000; }
 
-/* Each thread's own address of this variable identifies it. Initial-exec,
- * where the compiler knows it, makes reading it one instruction in a shared
- * library too, instead of a call to __tls_get_addr. */
-#if defined(__GNUC__)
-__attribute__((tls_model("initial-exec")))
-#endif
-static _Thread_local char thread_marker;
-
-const void *uvctx__thread_id(void) { return &thread_marker; }
+UVCTX__THREAD_LOCAL char uvctx__thread_marker;
 
 static void on_mailbox(uv_async_t *async) {
   uvctx__drain_mailbox(uvctx__container_of(async, uvctx__loop_t, mailbox));
@@ -247,6 +239,9 @@ static void act(uvctx__cancel_t *c, unsigned int what) {
     uvctx__drain_check(c);
     uvctx_release(&c->ctx);
   }
+  /* Last: the last reference handed over may end c. */
+  if (what & UVCTX__MB_UNREF)
+    uvctx__unref_handed(c);
 }
 
 /* Loop thread: acts on everything other threads have posted, in order.

@@ -54,7 +54,8 @@ enum {
   UVCTX__MB_CANCEL = 1,   /* deliver a subtree cancelled from another thread */
   UVCTX__MB_RELEASE = 2,  /* tear down a context released on another thread */
   UVCTX__MB_DRAIN = 4,    /* its last child went on another thread */
-  UVCTX__MB_SHUTDOWN = 8  /* start the grace timer of a shutdown context */
+  UVCTX__MB_SHUTDOWN = 8, /* start the grace timer of a shutdown context */
+  UVCTX__MB_UNREF = 16    /* drop the references in handed_refs */
 };
 
 /* uvctx_watch_t.state: distinctive values, so that a watch that was never
@@ -90,6 +91,12 @@ typedef struct uvctx__link_s uvctx__link_t;
 /* What every context has. One type per kind embeds it first. */
 struct uvctx_s {
   _Atomic uint64_t state; /* see uvctx__pack(); only cancellables use it */
+  /* References, counted in two places for a cancellable context: those its
+   * loop thread takes and drops, in its local_refs without atomic
+   * read-modify-writes, and those of other threads here. When local_refs
+   * comes to 0, its loop thread sets UVCTX__REFS_SHARED here: from then on
+   * every reference is counted here, and the count coming to 0 is the end.
+   * Value contexts are born shared. See refs.c. */
   atomic_uint refs;
   uint8_t kind;
   uint8_t flags;
@@ -128,6 +135,13 @@ struct uvctx__cancel_s {
    * them to go. */
   atomic_uint kids;
   unsigned int closing; /* handles whose close callback is pending */
+  /* The loop thread's references (see uvctx_t.refs). Atomic only so that
+   * uvctx_dump on another loop may read it: the loop thread loads and stores
+   * it without a locked instruction. */
+  atomic_uint local_refs;
+  /* References other threads dropped and gave the loop thread to drop for
+   * them (UVCTX__MB_UNREF): the count was 0 while local_refs held them. */
+  atomic_uint handed_refs;
   /* Watches waiting for this context to be done, and drains waiting for it
    * to be done and childless (loop thread). */
   uvctx_watch_t *watch_head;
@@ -355,7 +369,21 @@ void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
 void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
 void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
-const void *uvctx__thread_id(void);
+/* Each thread's own address of this variable identifies it. Initial-exec,
+ * where the compiler knows it, makes reading it one instruction in a shared
+ * library too, instead of a call to __tls_get_addr; and it is read inline, on
+ * every cancel and release. */
+#if defined(__GNUC__)
+#define UVCTX__THREAD_LOCAL                                                    \
+  __attribute__((tls_model("initial-exec"))) _Thread_local
+#else
+#define UVCTX__THREAD_LOCAL _Thread_local
+#endif
+extern UVCTX__THREAD_LOCAL char uvctx__thread_marker;
+
+static inline const void *uvctx__thread_id(void) {
+  return &uvctx__thread_marker;
+}
 
 /* Whether the calling thread runs lp's loop. On every cancel and release,
  * so it is a thread-local address compared, not a call into pthreads. */
@@ -382,7 +410,13 @@ void uvctx__adopt(uvctx_t *parent);
 void uvctx__leave(uvctx_t *parent);
 uvctx_t *uvctx__destroy(uvctx__cancel_t *c);
 void uvctx__handle_closed(uv_handle_t *handle);
+
+/* refs.c */
+#define UVCTX__REFS_SHARED 0x80000000u
+void uvctx__refs_init(uvctx_t *ctx); /* after its kind is set */
 int uvctx__try_retain(uvctx_t *ctx);
+unsigned int uvctx__refs_of(const uvctx_t *ctx);
+void uvctx__unref_handed(uvctx__cancel_t *c);
 
 /* cancel.c */
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);

@@ -8,8 +8,8 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
   if (ctx == NULL)
     return UV_ENOMEM;
   atomic_init(&ctx->state, 0);
-  atomic_init(&ctx->refs, 1);
   ctx->kind = (uint8_t)kind;
+  uvctx__refs_init(ctx);
   ctx->flags = 0;
   atomic_init(&ctx->seen, 0);
   ctx->parent = uvctx_retain(parent);

@@ -1,6 +1,7 @@
 /* Helpers shared by the test files; see helpers.h. */
 #include "helpers.h"
 
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -411,6 +412,88 @@ void stall_report(const stall_count_t *s) {
           "late)\n",
           s->test, s->skipped, s->made, s->what,
           (unsigned long long)s->worst_ms);
+}
+
+/* --- random schedules, dump text --- */
+
+uint32_t xorshift32(uint32_t *state) {
+  uint32_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 17;
+  x ^= x << 5;
+  return *state = x;
+}
+
+uint32_t rng_below(uint32_t *state, uint32_t n) {
+  return xorshift32(state) % n;
+}
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx) {
+  memset(t, 0, sizeof *t);
+  FILE *f = open_memstream(&t->buf, &t->len);
+  ck_assert_ptr_nonnull(f);
+  int rc = uvctx_dump(ctx, f);
+  ck_assert_int_eq(fclose(f), 0);
+  for (char *s = t->buf, *nl; *s != '\0'; s = nl + 1) {
+    nl = strchr(s, '\n');
+    ck_assert_msg(nl != NULL, "line without a newline: \"%s\"", s);
+    ck_assert_int_lt(t->n, DUMP_MAX_LINES);
+    *nl = '\0';
+    t->line[t->n++] = s;
+  }
+  return rc;
+}
+
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx) {
+  char addr[32];
+  snprintf(addr, sizeof addr, " %p ", (const void *)ctx);
+  for (int i = 0; i < t->n; i++)
+    if (strstr(t->line[i], addr) != NULL)
+      return i;
+  return -1;
+}
+
+/* --- table tests, loop threads, bad signal numbers --- */
+
+/* Not POSIX; glibc's value (signals 1..64). */
+#ifndef NSIG
+#define NSIG 65
+#endif
+
+const int bad_signums[NBAD_SIGNUMS] = {0,    -1,   -SIGUSR1, NSIG,   NSIG + 1,
+                                       65, 1000, SIGKILL,  SIGSTOP};
+
+const size_t bad_list_counts[NBAD_LISTS] = {1, 2, 3, 3};
+
+void bad_signum_lists(int bad, int lists[NBAD_LISTS][3]) {
+  const int made[NBAD_LISTS][3] = {{bad},
+                                   {SIGUSR1, bad},
+                                   {SIGUSR1, SIGUSR2, bad},
+                                   {SIGUSR1, bad, SIGUSR2}};
+  memcpy(lists, made, sizeof made);
+}
+
+static void loop_thread_async_cb(uv_async_t *a) {
+  loop_thread_t *t = a->data;
+  ck_assert_int_eq(uv_thread_join(&t->tid), 0);
+  t->joined = 1;
+  uv_close((uv_handle_t *)a, NULL);
+}
+
+static void loop_thread_main(void *arg) {
+  loop_thread_t *t = arg;
+  t->fn(t->arg);
+  uv_async_send(&t->async);
+}
+
+void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
+                       void *arg) {
+  memset(t, 0, sizeof *t);
+  t->fn = fn;
+  t->arg = arg;
+  ck_assert_int_eq(uv_async_init(loop, &t->async, loop_thread_async_cb), 0);
+  t->async.data = t;
+  ck_assert_int_eq(uv_thread_create(&t->tid, loop_thread_main, t), 0);
 }
 
 /* --- shrink-badinput --- */

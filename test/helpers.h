@@ -241,6 +241,76 @@ void stall_count_init(stall_count_t *s, const char *test, const char *what);
 int stall_check(stall_count_t *s, uint64_t late_ms);
 void stall_report(const stall_count_t *s);
 
+/* A small deterministic PRNG (xorshift32) for random schedules, shuffles and
+ * tree shapes: the same seed gives the same test on every run. *state must
+ * not be 0. xorshift32 advances it and returns the new value; rng_below
+ * returns that modulo n (n > 0). */
+uint32_t xorshift32(uint32_t *state);
+uint32_t rng_below(uint32_t *state, uint32_t n);
+
+/* The text uvctx_dump(ctx) writes, split in place into its lines (each must
+ * end with a newline; no more than DUMP_MAX_LINES). Returns uvctx_dump()'s
+ * result; the caller frees t->buf. */
+enum { DUMP_MAX_LINES = 64 };
+
+typedef struct {
+  char *buf;
+  size_t len;
+  char *line[DUMP_MAX_LINES];
+  int n;
+} dump_text_t;
+
+int dump_split(dump_text_t *t, const uvctx_t *ctx);
+
+/* The number of the line of t that names ctx (uvctx_dump() prints each
+ * context's address), or -1. */
+int dump_line_of(const dump_text_t *t, const uvctx_t *ctx);
+
+/* --- table tests, loop threads, bad signal numbers --- */
+
+/* ck_assert of `X OP Y` on integers, for a table test: the failure names the
+ * row (Check itself prints only the index _i). X and Y are read once. */
+#define ck_row(row, X, OP, Y)                                                  \
+  do {                                                                         \
+    intmax_t x_ = (intmax_t)(X), y_ = (intmax_t)(Y);                           \
+    ck_assert_msg(x_ OP y_, "row \"%s\": %s %s %s failed (%jd, %jd)", (row),   \
+                  #X, #OP, #Y, x_, y_);                                        \
+  } while (0)
+
+/* The number of rows of a table (an array). */
+#define NROWS(rows) (int)(sizeof(rows) / sizeof((rows)[0]))
+
+/* assert_done() for a row of a table test. */
+#define ck_row_done(row, ctx, err, cause)                                      \
+  do {                                                                         \
+    ck_row(row, uvctx_err(ctx), ==, err);                                      \
+    ck_row(row, uvctx_cause(ctx), ==, cause);                                  \
+  } while (0)
+
+/* A thread of the test's own that runs fn(arg) and then wakes the loop with a
+ * ref'd uv_async_t, which keeps the loop polling until then; the async's
+ * callback joins the thread, sets joined and closes the async. */
+typedef struct {
+  uv_async_t async;
+  uv_thread_t tid;
+  void (*fn)(void *arg);
+  void *arg;
+  int joined;
+} loop_thread_t;
+
+void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
+                       void *arg);
+
+/* Signal numbers that uvctx_with_signal and uvctx_with_shutdown refuse
+ * (UV_EINVAL): out of range, and the two that cannot be caught. Each is
+ * tried in NBAD_LISTS lists: alone, and after or between good ones (where
+ * what was set up for those must be undone); bad_signum_lists() fills them,
+ * and list i has bad_list_counts[i] numbers. */
+extern const int bad_signums[];
+enum { NBAD_SIGNUMS = 9, NBAD_LISTS = 4 };
+extern const size_t bad_list_counts[NBAD_LISTS];
+void bad_signum_lists(int bad, int lists[NBAD_LISTS][3]);
+
 /* --- shrink-badinput --- */
 
 /* How many cancellable contexts are alive on loop: uvctx_dump_loop()'s count,

@@ -108,5 +108,6 @@ Suite *stress_suite(void);
 Suite *ancestors_suite(void);
 Suite *remote_suite(void);
 Suite *edges_suite(void);
+Suite *refs_suite(void);
 
 #endif

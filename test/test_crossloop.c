@@ -1,31 +1,18 @@
-/* Cross-loop trees: a child on loop B, run by a thread of its own (the
- * "peer"), under a parent on loop A, run by the test's thread.
+/* Cross-loop trees: a child on loop B, run by a thread of its own, under a
+ * parent on loop A, run by the test's thread.
  *
- * libuv's rule is kept: only uv_async_send() crosses threads. The test's
- * thread never touches loop B: it hands B a command through B's uv_async_t
- * ("cmd", ref'd, so B runs until told to quit) and runs its own loop A
- * until B has answered: B wakes A through A's uv_async_t ("wake") each time
- * it changes something A may wait for. B's side never calls
- * Check's asserts (they may not be called off the test's thread): it records
- * the first line whose check failed, and the test's thread asserts on that
- * after each command. Contexts of B are made (with parents from A), watched
- * and released on B's thread; those of A on A's (an any-context on A may have
- * a parent on B). Otherwise only uvctx_cancel*, uvctx_err, uvctx_cause,
- * uvctx_deadline, uvctx_value, uvctx_retain and uvctx_release reach a context
- * of the other loop, as the header allows. Build with -fsanitize=thread to
- * look for races. Where the two threads must act at the same moment they
- * meet on a barrier; where one waits for the other it blocks (a tally, or
- * its loop), never spins. */
+ * Only uv_async_send() crosses threads, as libuv requires: A posts B a
+ * command through B's ref'd async "cmd" and runs its loop until B answers
+ * through A's async "wake". B never calls Check's asserts (they may not run
+ * off the test's thread): it records the line of its first failed check.
+ * Contexts are made, watched and released on their own loop's thread; across
+ * loops only what the header allows (cancel, err, cause, deadline, value,
+ * retain, release) reaches them. Threads that must act at the same moment
+ * meet on a barrier; one waiting for the other blocks, never spins. */
 #include <stdatomic.h>
 #include <stdlib.h>
-#include <string.h>
 
 #include "helpers.h"
-#include "test.h"
-
-/* ---------------------------------------------------------------------------
- * Helpers: the peer thread and loop B
- * ------------------------------------------------------------------------- */
 
 static int key_a;
 static char val_a[] = "a";
@@ -33,46 +20,32 @@ static char val_a[] = "a";
 typedef struct xl_s xl_t;
 typedef void (*b_fn)(xl_t *x);
 
-/* A watch that records its call, on whichever loop it was registered. */
-typedef struct {
-  uvctx_watch_t w;
-  xl_t *x;
-  uvctx_t *ctx;
-  int on_a; /* registered on loop A (else B) */
-  int err;
-  int cause;
-  int seq;          /* position among the callbacks of its loop */
-  int right_thread; /* ran on its own loop's thread */
-  uint64_t now;
-  atomic_int calls; /* written last: the other fields are then visible */
-} probe_t;
-
 struct xl_s {
   uv_loop_t a;
-  uv_thread_t a_thread;
-  int a_journal;
-  uv_async_t wake; /* on A, unref'd: B sends it after a change A waits for */
+  uv_async_t wake; /* on A, unref'd */
+  journal_t ja;    /* the recs of loop A */
 
   uv_loop_t b;
   uv_thread_t b_tid;
   uv_thread_t b_thread;
   uv_async_t cmd;
-  uv_mutex_t lock;
-  b_fn fn; /* guarded by lock */
+  _Atomic(b_fn) fn; /* the command posted, taken by B */
   tally_t started;
   atomic_int answered;
   atomic_int finished;
   int b_init_rc;
   int b_run_rc;
   int b_close_rc;
-  int b_journal;
   int b_fail_line; /* first failed check on B; read after an answer */
+  journal_t jb;    /* the recs of loop B */
 
-  /* contexts of A */
-  uvctx_t *p;
-  uvctx_t *pv; /* a value context over p */
-  /* contexts of B */
-  uvctx_t *c;
+  /* Watch callbacks run, on both loops: A reads a rec only once this count
+   * says it ran (the rec's fields are plain ints). */
+  atomic_int called;
+
+  uvctx_t *p;  /* on A */
+  uvctx_t *pv; /* on A, a value context over p */
+  uvctx_t *c;  /* on B from here */
   uvctx_t *g[3];
   uvctx_t *q;
   uvctx_t *any;
@@ -83,33 +56,21 @@ struct xl_s {
   uint64_t deadline_b;
   void *value_b;
 
-  probe_t pa;    /* on p, loop A */
-  probe_t pc;    /* on c, loop B */
-  probe_t pg[3]; /* on g[i], loop B */
+  rec_t pa;    /* on p, loop A */
+  rec_t pc;    /* on c, loop B */
+  rec_t pg[3]; /* on g[i], loop B */
 
   /* children that B keeps making under p, one per loop iteration */
   uv_idle_t grow;
-  int nkids;
   uvctx_t **kids;
-  struct kid_s *kid_watch;
+  rec_t *kid_watch;
   tally_t grown_enough; /* one per round: B grew KIDS_BEFORE_CANCEL kids */
   atomic_int grown;
   atomic_int grow_done;
   int rounds_after_cancel;
-  atomic_int kid_calls;
 
-  /* a cancel on B and one on A, started together */
-  uv_barrier_t race;
+  uv_barrier_t race; /* a cancel on B and one on A, started together */
   int b_cancel_rc;
-};
-
-/* A watch on one of those children (loop B). */
-struct kid_s {
-  uvctx_watch_t w;
-  xl_t *x;
-  int calls;
-  int err;
-  int right_thread;
 };
 
 #define B_CHECK(x, cond)                                                       \
@@ -122,37 +83,37 @@ static void wake_a(xl_t *x) { ck_assert_int_eq(uv_async_send(&x->wake), 0); }
 
 static void wake_cb(uv_async_t *a) { (void)a; /* a_wait looks */ }
 
-static void probe_cb(uvctx_watch_t *w, int err) {
-  probe_t *pr = w->data;
-  uv_thread_t self = uv_thread_self();
-  xl_t *x = pr->x;
-  pr->err = err;
-  pr->cause = uvctx_cause(pr->ctx);
-  pr->now = uvctx_now();
-  pr->right_thread =
-      uv_thread_equal(&self, pr->on_a ? &x->a_thread : &x->b_thread);
-  pr->seq = pr->on_a ? ++x->a_journal : ++x->b_journal;
-  atomic_fetch_add(&pr->calls, 1);
+static void count_and_wake(rec_t *r) {
+  xl_t *x = r->arg;
+  atomic_fetch_add(&x->called, 1);
   wake_a(x);
 }
 
-static int probe_watch(xl_t *x, probe_t *pr, uvctx_t *ctx, int on_a) {
-  memset(pr, 0, sizeof(*pr));
-  atomic_init(&pr->calls, 0);
-  pr->x = x;
-  pr->ctx = ctx;
-  pr->on_a = on_a;
-  pr->w.data = pr;
-  return uvctx_watch(ctx, &pr->w, probe_cb);
+/* Watches ctx with r, on A's loop (on_a) or B's, counted in x->called. */
+static int xl_watch(xl_t *x, rec_t *r, uvctx_t *ctx, int on_a) {
+  rec_init(r, on_a ? &x->ja : &x->jb, ctx);
+  r->action = count_and_wake;
+  r->arg = x;
+  return uvctx_watch(ctx, &r->w, rec_cb);
 }
+
+static int ran_on_b(xl_t *x, const rec_t *r) {
+  return uv_thread_equal(&r->thread, &x->b_thread);
+}
+
+/* The rec r of loop B ran once, on B's thread, with err and cause. */
+#define assert_ran_on_b(x, r, e, c)                                            \
+  do {                                                                         \
+    ck_assert_int_eq((r)->calls, 1);                                           \
+    ck_assert_int_eq((r)->err, (e));                                           \
+    ck_assert_int_eq((r)->cause, (c));                                         \
+    ck_assert(ran_on_b((x), (r)));                                             \
+  } while (0)
 
 /* Loop B's command handler: runs the command A posted, then answers. */
 static void b_cmd_cb(uv_async_t *a) {
   xl_t *x = a->data;
-  uv_mutex_lock(&x->lock);
-  b_fn fn = x->fn;
-  x->fn = NULL;
-  uv_mutex_unlock(&x->lock);
+  b_fn fn = atomic_exchange(&x->fn, NULL);
   if (fn != NULL) {
     fn(x);
     atomic_fetch_add(&x->answered, 1);
@@ -177,8 +138,6 @@ static void b_main(void *arg) {
   wake_a(x);
 }
 
-/* Runs loop A until *ctr >= target or EVENTUALLY_MS have passed (see
- * poll_until: B wakes A after each change). Returns whether it was met. */
 typedef struct {
   atomic_int *ctr;
   int target;
@@ -189,20 +148,26 @@ static int ctr_reached(void *arg) {
   return atomic_load(w->ctr) >= w->target;
 }
 
+/* Runs loop A until *ctr >= target or EVENTUALLY_MS have passed; returns
+ * whether it was met. */
 static int a_wait(xl_t *x, atomic_int *ctr, int target) {
   wait_t w = {ctr, target};
   return poll_until(&x->a, ctr_reached, &w, uvctx_now() + EVENTUALLY_MS);
 }
 
+/* Posts fn to B; returns the count of answers that says B ran it. */
+static int b_post(xl_t *x, b_fn fn) {
+  int target = atomic_load(&x->answered) + 1;
+  atomic_store(&x->fn, fn);
+  ck_assert_int_eq(uv_async_send(&x->cmd), 0);
+  return target;
+}
+
 /* Has B run fn on its thread, while A's loop runs; fails if B does not
  * answer or one of its checks failed. */
 static void b_call(xl_t *x, b_fn fn) {
-  int target = atomic_load(&x->answered) + 1;
-  uv_mutex_lock(&x->lock);
-  x->fn = fn;
-  uv_mutex_unlock(&x->lock);
-  ck_assert_int_eq(uv_async_send(&x->cmd), 0);
-  ck_assert_msg(a_wait(x, &x->answered, target), "loop B did not answer");
+  ck_assert_msg(a_wait(x, &x->answered, b_post(x, fn)),
+                "loop B did not answer");
   ck_assert_msg(x->b_fail_line == 0, "a check on loop B failed at line %d",
                 x->b_fail_line);
 }
@@ -211,22 +176,21 @@ static void b_quit(xl_t *x) { uv_close((uv_handle_t *)&x->cmd, NULL); }
 
 static void b_noop(xl_t *x) { (void)x; }
 
-/* Sets up loop A on this thread and starts the peer running loop B. */
+/* Sets up loop A on this thread and starts the thread running loop B. */
 static xl_t *xl_start(void) {
   xl_t *x = calloc(1, sizeof(*x));
   ck_assert_ptr_nonnull(x);
-  x->a_thread = uv_thread_self();
   ck_assert_int_eq(uv_loop_init(&x->a), 0);
-  ck_assert_int_eq(uv_mutex_init(&x->lock), 0);
+  atomic_init(&x->fn, NULL);
   ck_assert_int_eq(uv_async_init(&x->a, &x->wake, wake_cb), 0);
   uv_unref((uv_handle_t *)&x->wake);
   tally_init(&x->started);
   tally_init(&x->grown_enough);
   atomic_init(&x->answered, 0);
   atomic_init(&x->finished, 0);
+  atomic_init(&x->called, 0);
   atomic_init(&x->grown, 0);
   atomic_init(&x->grow_done, 0);
-  atomic_init(&x->kid_calls, 0);
   ck_assert_int_eq(uv_thread_create(&x->b_tid, b_main, x), 0);
   ck_assert_msg(tally_wait(&x->started, 1, HANDOFF_LIMIT_MS),
                 "loop B's thread did not start");
@@ -234,9 +198,15 @@ static xl_t *xl_start(void) {
   return x;
 }
 
-/* Tells B to quit (its contexts must have been released), keeps loop A
- * running until B's thread is done (B may hand A a release on its way out),
- * and checks that loop B closed. */
+/* xl_start(), with p a cancel context under background. */
+static xl_t *xl_start_with_parent(void) {
+  xl_t *x = xl_start();
+  x->p = mk_cancel(&x->a, uvctx_background());
+  return x;
+}
+
+/* Has B quit once its contexts are released, running loop A until B's
+ * thread is done (B may hand A a release on its way out). */
 static void xl_stop_b(xl_t *x) {
   b_call(x, b_quit);
   ck_assert_msg(a_wait(x, &x->finished, 1), "loop B did not finish");
@@ -251,13 +221,12 @@ static void xl_finish(xl_t *x) {
   ASSERT_LOOP_CLOSES(&x->a);
   tally_destroy(&x->grown_enough);
   tally_destroy(&x->started);
-  uv_mutex_destroy(&x->lock);
+  free(x->kid_watch);
+  free(x->kids);
   free(x);
 }
 
-/* ---------------------------------------------------------------------------
- * Commands run on loop B
- * ------------------------------------------------------------------------- */
+/* --- Commands run on loop B --- */
 
 /* c: a cancel context on B under p (or pv if set); records its state at
  * birth. */
@@ -269,13 +238,9 @@ static void b_make_child(xl_t *x) {
   x->cause_b = uvctx_cause(x->c);
 }
 
-static void b_watch_child(xl_t *x) {
-  B_CHECK(x, probe_watch(x, &x->pc, x->c, 0) == 0);
-}
-
 static void b_make_child_and_watch(xl_t *x) {
   b_make_child(x);
-  b_watch_child(x);
+  B_CHECK(x, xl_watch(x, &x->pc, x->c, 0) == 0);
 }
 
 /* c with a subtree on B: g0 cancel under c, g1 value under c, g2 deadline
@@ -286,8 +251,8 @@ static void b_make_tree(xl_t *x) {
   B_CHECK(x, uvctx_with_value(x->c, &key_a, val_a, &x->g[1]) == 0);
   B_CHECK(x, uvctx_with_timeout(&x->b, x->g[1], 60000, &x->g[2]) == 0);
   for (int i = 2; i >= 0; i--)
-    B_CHECK(x, probe_watch(x, &x->pg[i], x->g[i], 0) == 0);
-  b_watch_child(x);
+    B_CHECK(x, xl_watch(x, &x->pg[i], x->g[i], 0) == 0);
+  B_CHECK(x, xl_watch(x, &x->pc, x->c, 0) == 0);
 }
 
 static void b_read_child(xl_t *x) {
@@ -307,27 +272,36 @@ static void b_release_all(xl_t *x) {
   uvctx_unwatch(&x->pc.w);
   for (int i = 0; i < 3; i++)
     uvctx_unwatch(&x->pg[i].w);
-  for (int i = 2; i >= 0; i--) {
-    uvctx_release(x->g[i]);
-    x->g[i] = NULL;
-  }
-  uvctx_release(x->any);
-  uvctx_release(x->q);
-  uvctx_release(x->c);
-  x->any = NULL;
-  x->q = NULL;
-  x->c = NULL;
+  release_all(x->g[2], x->g[1], x->g[0], x->any, x->q, x->c);
+  x->g[0] = x->g[1] = x->g[2] = x->any = x->q = x->c = NULL;
+}
+
+/* The end of most tests: the contexts of one loop released, then the other's
+ * (which may then drop the last reference to one of the first loop). */
+enum { A_FIRST, B_FIRST };
+
+static void xl_end(xl_t *x, int first) {
+  if (first == B_FIRST)
+    b_call(x, b_release_all);
+  uvctx_release(x->pv);
+  uvctx_release(x->p);
+  if (first == A_FIRST)
+    b_call(x, b_release_all);
+  xl_stop_b(x);
+  xl_finish(x);
+}
+
+static void b_make_q(xl_t *x) {
+  B_CHECK(x, uvctx_with_cancel(&x->b, uvctx_background(), &x->q) == 0);
 }
 
 /* any on B of [q (on B), pv (on A)]. */
 static void b_make_any(xl_t *x) {
-  uvctx_t *parents[2];
-  B_CHECK(x, uvctx_with_cancel(&x->b, uvctx_background(), &x->q) == 0);
-  parents[0] = x->q;
-  parents[1] = x->pv;
+  b_make_q(x);
+  uvctx_t *parents[] = {x->q, x->pv};
   B_CHECK(x, uvctx_with_any(&x->b, parents, 2, &x->any) == 0);
   B_CHECK(x, uvctx_value(x->any, &key_a) == val_a);
-  B_CHECK(x, probe_watch(x, &x->pc, x->any, 0) == 0);
+  B_CHECK(x, xl_watch(x, &x->pc, x->any, 0) == 0);
 }
 
 static void b_read_any(xl_t *x) {
@@ -336,16 +310,6 @@ static void b_read_any(xl_t *x) {
 }
 
 enum { KIDS_MAX = 2000, KIDS_BEFORE_CANCEL = 10, RACE_ROUNDS = 10 };
-
-static void kid_cb(uvctx_watch_t *w, int err) {
-  struct kid_s *k = w->data;
-  uv_thread_t self = uv_thread_self();
-  k->calls++;
-  k->err = err;
-  k->right_thread = uv_thread_equal(&self, &k->x->b_thread);
-  atomic_fetch_add(&k->x->kid_calls, 1);
-  wake_a(k->x);
-}
 
 /* One more child of p per iteration of loop B: a cancel or a deadline
  * context under p, or a cancel context under pv (a value context of p, whose
@@ -361,15 +325,13 @@ static void b_grow_cb(uv_idle_t *h) {
   default: B_CHECK(x, uvctx_with_cancel(&x->b, x->pv, &k) == 0);
   }
   x->kids[i] = k;
-  x->kid_watch[i].x = x;
-  x->kid_watch[i].w.data = &x->kid_watch[i];
-  B_CHECK(x, uvctx_watch(k, &x->kid_watch[i].w, kid_cb) == 0);
+  B_CHECK(x, xl_watch(x, &x->kid_watch[i], k, 0) == 0);
   atomic_store(&x->grown, i + 1);
   if (i + 1 == KIDS_BEFORE_CANCEL)
     tally_add(&x->grown_enough, 1);
   if (uvctx_err(x->p) != 0)
     x->rounds_after_cancel++;
-  if (x->rounds_after_cancel >= 3 || i + 1 == x->nkids) {
+  if (x->rounds_after_cancel >= 3 || i + 1 == KIDS_MAX) {
     uv_close((uv_handle_t *)h, NULL);
     atomic_store(&x->grow_done, 1);
     wake_a(x);
@@ -389,18 +351,29 @@ static void b_check_and_release_kids(xl_t *x) {
     B_CHECK(x, uvctx_cause(x->kids[i]) == UV_EPIPE);
     B_CHECK(x, x->kid_watch[i].calls == 1);
     B_CHECK(x, x->kid_watch[i].err == UV_ECANCELED);
-    B_CHECK(x, x->kid_watch[i].right_thread == 1);
+    B_CHECK(x, rec_ran_here(&x->kid_watch[i]));
     uvctx_release(x->kids[i]);
   }
 }
 
-/* ---------------------------------------------------------------------------
- * Cancelling the parent
- * ------------------------------------------------------------------------- */
+static void b_cancel_q_on_go(xl_t *x) {
+  uv_barrier_wait(&x->race);
+  x->b_cancel_rc = uvctx_cancel_cause(x->q, UV_EIO);
+}
+
+/* xl_start_with_parent(), p watched by pa; then c, watched by pc, on B under
+ * p. */
+static xl_t *xl_start_watched(void) {
+  xl_t *x = xl_start_with_parent();
+  ck_assert_int_eq(xl_watch(x, &x->pa, x->p, 1), 0);
+  b_call(x, b_make_child_and_watch);
+  return x;
+}
+
+/* --- Cancelling the parent --- */
 
 START_TEST(cancelling_a_parent_finishes_a_child_on_another_loop_at_once) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   b_call(x, b_make_child);
   ck_assert_int_eq(x->err_b, 0);
 
@@ -412,94 +385,60 @@ START_TEST(cancelling_a_parent_finishes_a_child_on_another_loop_at_once) {
   b_call(x, b_read_child);
   ck_assert_int_eq(x->err_b, UV_ECANCELED);
   ck_assert_int_eq(x->cause_b, UV_EPIPE);
-
-  uvctx_release(x->p); /* the parent first */
-  b_call(x, b_release_all);
-  xl_stop_b(x);
-  xl_finish(x);
+  xl_end(x, A_FIRST);
 }
 END_TEST
 
 START_TEST(watches_of_a_child_on_another_loop_run_on_its_own_loop_thread) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
-  ck_assert_int_eq(probe_watch(x, &x->pa, x->p, 1), 0);
-  b_call(x, b_make_child_and_watch);
+  xl_t *x = xl_start_watched();
 
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_ECONNRESET), 0);
-  ck_assert(a_wait(x, &x->pc.calls, 1));
+  ck_assert(a_wait(x, &x->called, 2));
   b_call(x, b_noop); /* B ran again: still once */
   b_call(x, b_noop);
-  ck_assert_int_eq(atomic_load(&x->pc.calls), 1);
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert_int_eq(x->pc.cause, UV_ECONNRESET);
-  ck_assert_int_eq(x->pc.right_thread, 1);
-  ck_assert_int_eq(atomic_load(&x->pa.calls), 1);
-  ck_assert_int_eq(x->pa.right_thread, 1);
-
-  b_call(x, b_release_all); /* the child first */
-  uvctx_release(x->p);
-  xl_stop_b(x);
-  xl_finish(x);
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_ECONNRESET);
+  ck_assert_int_eq(x->pa.calls, 1);
+  ck_assert(rec_ran_here(&x->pa));
+  xl_end(x, B_FIRST);
 }
 END_TEST
 
 START_TEST(grandchildren_on_the_child_loop_are_done_in_tree_order) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   b_call(x, b_make_tree);
 
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_ENETDOWN), 0);
-  ck_assert(a_wait(x, &x->pc.calls, 1));
-  for (int i = 0; i < 3; i++)
-    ck_assert(a_wait(x, &x->pg[i].calls, 1));
+  ck_assert(a_wait(x, &x->called, 4)); /* c and g[0..2] */
   b_call(x, b_noop);
-  ck_assert_int_eq(atomic_load(&x->pc.calls), 1);
+  ck_assert_int_eq(x->pc.calls, 1);
   ck_assert_int_eq(x->pc.seq, 1); /* the child before its descendants */
   for (int i = 0; i < 3; i++) {
-    ck_assert_int_eq(atomic_load(&x->pg[i].calls), 1);
-    ck_assert_int_eq(x->pg[i].err, UV_ECANCELED);
-    ck_assert_int_eq(x->pg[i].cause, UV_ENETDOWN);
-    ck_assert_int_eq(x->pg[i].right_thread, 1);
+    assert_ran_on_b(x, &x->pg[i], UV_ECANCELED, UV_ENETDOWN);
     ck_assert_int_gt(x->pg[i].seq, x->pc.seq);
   }
   ck_assert_int_lt(x->pg[1].seq, x->pg[2].seq);
-
-  uvctx_release(x->p);
-  b_call(x, b_release_all);
-  xl_stop_b(x);
-  xl_finish(x);
+  xl_end(x, A_FIRST);
 }
 END_TEST
 
 START_TEST(child_of_a_parent_cancelled_before_it_exists_is_born_done) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EHOSTUNREACH), 0);
   ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
 
   b_call(x, b_make_child_and_watch);
   ck_assert_int_eq(x->err_b, UV_ECANCELED); /* read on B right at birth */
   ck_assert_int_eq(x->cause_b, UV_EHOSTUNREACH);
-  ck_assert(a_wait(x, &x->pc.calls, 1));
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert_int_eq(x->pc.right_thread, 1);
-
-  b_call(x, b_release_all);
-  uvctx_release(x->p);
-  xl_stop_b(x);
-  xl_finish(x);
+  ck_assert(a_wait(x, &x->called, 1));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EHOSTUNREACH);
+  xl_end(x, B_FIRST);
 }
 END_TEST
 
 START_TEST(a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop) {
   xl_t *x = xl_start();
   uint64_t dl = 0;
-  x->p = NULL;
-  ck_assert_int_eq(
-      uvctx_with_timeout_cause(&x->a, uvctx_background(), 20, UV_EHOSTDOWN,
-                               &x->p),
-      0);
+  x->p = mk_timeout_cause(&x->a, uvctx_background(), 20, UV_EHOSTDOWN);
   ck_assert_int_eq(uvctx_deadline(x->p, &dl), 1);
   x->pv = mk_value(x->p, &key_a, val_a);
   b_call(x, b_make_child_and_watch);
@@ -508,61 +447,39 @@ START_TEST(a_deadline_on_the_parent_loop_reaches_the_child_on_another_loop) {
   ck_assert_uint_eq(x->deadline_b, dl);
   ck_assert_ptr_eq(x->value_b, val_a);
 
-  ck_assert_msg(a_wait(x, &x->pc.calls, 1), "the deadline never reached B");
-  ck_assert_int_eq(x->pc.err, UV_ETIMEDOUT);
-  ck_assert_int_eq(x->pc.cause, UV_EHOSTDOWN);
+  ck_assert_msg(a_wait(x, &x->called, 1), "the deadline never reached B");
+  assert_ran_on_b(x, &x->pc, UV_ETIMEDOUT, UV_EHOSTDOWN);
   ck_assert_uint_ge(x->pc.now, dl);
-  ck_assert_int_eq(x->pc.right_thread, 1);
-
-  b_call(x, b_release_all);
-  uvctx_release(x->pv);
-  uvctx_release(x->p);
-  xl_stop_b(x);
-  xl_finish(x);
+  xl_end(x, B_FIRST);
 }
 END_TEST
 
 START_TEST(cancelling_the_child_leaves_the_parent_on_the_other_loop_alone) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
-  ck_assert_int_eq(probe_watch(x, &x->pa, x->p, 1), 0);
-  b_call(x, b_make_child_and_watch);
+  xl_t *x = xl_start_watched();
 
   b_call(x, b_cancel_child);
-  ck_assert(a_wait(x, &x->pc.calls, 1));
-  ck_assert_int_eq(x->pc.cause, UV_EIO);
+  ck_assert(a_wait(x, &x->called, 1));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EIO);
   ck_assert_int_eq(uvctx_err(x->p), 0);
-  ck_assert_int_eq(atomic_load(&x->pa.calls), 0);
+  ck_assert_int_eq(x->pa.calls, 0);
   ck_assert_int_eq(uvctx_unwatch(&x->pa.w), 0);
-
-  b_call(x, b_release_all);
-  uvctx_release(x->p);
-  xl_stop_b(x);
-  xl_finish(x);
+  xl_end(x, B_FIRST);
 }
 END_TEST
 
 START_TEST(any_on_one_loop_of_parents_on_two_loops) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   x->pv = mk_value(x->p, &key_a, val_a);
   b_call(x, b_make_any);
 
   ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(x->any), UV_ECANCELED);
-  ck_assert(a_wait(x, &x->pc.calls, 1));
-  ck_assert_int_eq(x->pc.err, UV_ECANCELED);
-  ck_assert_int_eq(x->pc.cause, UV_EPIPE);
-  ck_assert_int_eq(x->pc.right_thread, 1);
+  ck_assert(a_wait(x, &x->called, 1));
+  assert_ran_on_b(x, &x->pc, UV_ECANCELED, UV_EPIPE);
   b_call(x, b_read_any);
   ck_assert_int_eq(x->err_b, 0); /* the other parent, on B, is untouched */
   ck_assert_int_eq(x->cause_b, UV_EPIPE);
-
-  uvctx_release(x->pv);
-  uvctx_release(x->p);
-  b_call(x, b_release_all);
-  xl_stop_b(x);
-  xl_finish(x);
+  xl_end(x, A_FIRST);
 }
 END_TEST
 
@@ -572,54 +489,36 @@ END_TEST
  * KIDS_BEFORE_CANCEL children, then cancels while B goes on linking more. */
 START_TEST(cancel_while_the_other_loop_adds_children_reaches_every_one) {
   xl_t *x = xl_start();
-  x->nkids = KIDS_MAX;
   x->kids = calloc(KIDS_MAX, sizeof(*x->kids));
   x->kid_watch = calloc(KIDS_MAX, sizeof(*x->kid_watch));
   ck_assert_ptr_nonnull(x->kids);
   ck_assert_ptr_nonnull(x->kid_watch);
 
   for (int round = 0; round < RACE_ROUNDS; round++) {
-    memset(x->kid_watch, 0, KIDS_MAX * sizeof(*x->kid_watch));
     atomic_store(&x->grown, 0);
     atomic_store(&x->grow_done, 0);
-    atomic_store(&x->kid_calls, 0);
+    atomic_store(&x->called, 0);
     x->rounds_after_cancel = 0;
     x->p = mk_cancel(&x->a, uvctx_background());
     x->pv = mk_value(x->p, &key_a, val_a);
     b_call(x, b_start_growing);
 
-    ck_assert_msg(
-        tally_wait(&x->grown_enough, round + 1, HANDOFF_LIMIT_MS),
-        "loop B did not grow %d children", KIDS_BEFORE_CANCEL);
+    ck_assert_msg(tally_wait(&x->grown_enough, round + 1, HANDOFF_LIMIT_MS),
+                  "loop B did not grow %d children", KIDS_BEFORE_CANCEL);
     ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
     ck_assert_msg(a_wait(x, &x->grow_done, 1), "loop B kept growing");
     int n = atomic_load(&x->grown);
     ck_assert_int_ge(n, KIDS_BEFORE_CANCEL);
-    ck_assert_msg(a_wait(x, &x->kid_calls, n), "%d of %d watches ran",
-                  atomic_load(&x->kid_calls), n);
+    ck_assert_msg(a_wait(x, &x->called, n), "%d of %d watches ran",
+                  atomic_load(&x->called), n);
     b_call(x, b_check_and_release_kids);
-    ck_assert_int_eq(atomic_load(&x->kid_calls), n);
-    uvctx_release(x->pv);
-    uvctx_release(x->p);
-    x->pv = NULL;
-    x->p = NULL;
+    ck_assert_int_eq(atomic_load(&x->called), n);
+    release_all(x->pv, x->p);
   }
-
   xl_stop_b(x);
-  free(x->kid_watch);
-  free(x->kids);
   xl_finish(x);
 }
 END_TEST
-
-static void b_make_q(xl_t *x) {
-  B_CHECK(x, uvctx_with_cancel(&x->b, uvctx_background(), &x->q) == 0);
-}
-
-static void b_cancel_q_on_go(xl_t *x) {
-  uv_barrier_wait(&x->race);
-  x->b_cancel_rc = uvctx_cancel_cause(x->q, UV_EIO);
-}
 
 /* An any on A of p (on A) and q (on B); p and q cancelled at the same time,
  * each on its own loop's thread: the any is done once, with one of the two
@@ -628,37 +527,29 @@ START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
   xl_t *x = xl_start();
   ck_assert_int_eq(uv_barrier_init(&x->race, 2), 0);
   for (int round = 0; round < RACE_ROUNDS; round++) {
-    uvctx_t *parents[2];
+    uvctx_t *any = NULL;
+    atomic_store(&x->called, 0);
     x->p = mk_cancel(&x->a, uvctx_background());
     b_call(x, b_make_q);
-    parents[0] = x->p;
-    parents[1] = x->q;
-    uvctx_t *any = NULL;
+    uvctx_t *parents[] = {x->p, x->q};
     ck_assert_int_eq(uvctx_with_any(&x->a, parents, 2, &any), 0);
-    ck_assert_int_eq(probe_watch(x, &x->pa, any, 1), 0);
+    ck_assert_int_eq(xl_watch(x, &x->pa, any, 1), 0);
 
-    int target = atomic_load(&x->answered) + 1;
-    uv_mutex_lock(&x->lock);
-    x->fn = b_cancel_q_on_go;
-    uv_mutex_unlock(&x->lock);
-    ck_assert_int_eq(uv_async_send(&x->cmd), 0);
+    int target = b_post(x, b_cancel_q_on_go);
     uv_barrier_wait(&x->race);
     ck_assert_int_eq(uvctx_cancel_cause(x->p, UV_EPIPE), 0);
     ck_assert(a_wait(x, &x->answered, target));
     ck_assert_int_eq(x->b_cancel_rc, 0);
-    ck_assert(a_wait(x, &x->pa.calls, 1));
+    ck_assert(a_wait(x, &x->called, 1));
     b_call(x, b_noop);
     ck_assert_int_eq(uv_run(&x->a, UV_RUN_NOWAIT), 0);
 
-    ck_assert_int_eq(atomic_load(&x->pa.calls), 1);
+    ck_assert_int_eq(x->pa.calls, 1);
     ck_assert_int_eq(x->pa.err, UV_ECANCELED);
     ck_assert(x->pa.cause == UV_EPIPE || x->pa.cause == UV_EIO);
     ck_assert_int_eq(uvctx_cause(any), x->pa.cause);
-    ck_assert_int_eq(x->pa.right_thread, 1);
-
-    uvctx_release(any);
-    uvctx_release(x->p);
-    x->p = NULL;
+    ck_assert(rec_ran_here(&x->pa));
+    release_all(any, x->p);
     b_call(x, b_release_all);
   }
   uv_barrier_destroy(&x->race);
@@ -667,13 +558,10 @@ START_TEST(racing_cancels_of_parents_on_two_loops_finish_any_once) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Release order: both loops close either way
- * ------------------------------------------------------------------------- */
+/* --- Release order: both loops close either way --- */
 
 START_TEST(releasing_the_parent_first_then_the_child_lets_both_loops_close) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   ck_assert_ptr_nonnull(uvctx_done_async(x->p)); /* a handle to leak */
   b_call(x, b_make_tree);
 
@@ -681,15 +569,13 @@ START_TEST(releasing_the_parent_first_then_the_child_lets_both_loops_close) {
   ck_assert_int_eq(uv_run(&x->a, UV_RUN_DEFAULT), 0);
   b_call(x, b_read_child);
   ck_assert_int_eq(x->err_b, 0);
-  b_call(x, b_release_all); /* drops the last reference to p, from B */
-  xl_stop_b(x);
-  xl_finish(x);
+  x->p = NULL;
+  xl_end(x, A_FIRST); /* B drops the last reference to p */
 }
 END_TEST
 
 START_TEST(releasing_the_child_first_then_the_parent_lets_both_loops_close) {
-  xl_t *x = xl_start();
-  x->p = mk_cancel(&x->a, uvctx_background());
+  xl_t *x = xl_start_with_parent();
   ck_assert_ptr_nonnull(uvctx_done_async(x->p));
   b_call(x, b_make_tree);
 
@@ -702,8 +588,6 @@ START_TEST(releasing_the_child_first_then_the_parent_lets_both_loops_close) {
   xl_finish(x);
 }
 END_TEST
-
-/* ------------------------------------------------------------------------- */
 
 Suite *crossloop_suite(void) {
   return SUITE(

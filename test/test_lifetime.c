@@ -1,42 +1,16 @@
 /* Lifetime: reference counting (uvctx_retain / uvctx_release), teardown of
  * contexts and of whole trees, loop liveness and uv_loop_close().
  *
- * Most of these tests assert through the last line, ASSERT_LOOP_CLOSES: a
- * handle that uvctx forgot to close makes uv_loop_close() return UV_EBUSY, and
- * memory it forgot to free shows up under valgrind. */
+ * Most tests assert through their last line, ASSERT_LOOP_CLOSES: a handle
+ * uvctx forgot to close makes uv_loop_close() return UV_EBUSY, and memory it
+ * forgot to free shows up under valgrind. */
 #include <stdlib.h>
-#include <string.h>
 
 #include "helpers.h"
-#include "test.h"
-
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
 
 static int key_a, key_b;
 
-/* Small deterministic PRNG (xorshift32) for shuffles and tree shapes. */
-static uint32_t rng_next(uint32_t *s) {
-  uint32_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 17;
-  x ^= x << 5;
-  return *s = x;
-}
-
-static void shuffle(uvctx_t **a, size_t n, uint32_t *seed) {
-  for (size_t i = n - 1; i > 0; i--) {
-    size_t k = rng_next(seed) % (i + 1);
-    uvctx_t *tmp = a[i];
-    a[i] = a[k];
-    a[k] = tmp;
-  }
-}
-
-/* ---------------------------------------------------------------------------
- * Retain and release
- * ------------------------------------------------------------------------- */
+/* --- Retain and release --- */
 
 START_TEST(retain_returns_its_argument) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
@@ -60,11 +34,10 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
     uvctx_retain(c);
     uvctx_retain(v);
   }
-  for (int i = 0; i < 3; i++) {
+  for (int i = 0; i < 3; i++)
     release_all(v, c);
-  }
   uv_run(&loop, UV_RUN_DEFAULT);
-  /* still one reference each: fully usable */
+  /* one reference left each: fully usable */
   ck_assert_ptr_eq(uvctx_value(v, &key_a), &val);
   rec_watch(&w, NULL, v);
   ck_assert_int_eq(uvctx_err(c), 0);
@@ -77,22 +50,10 @@ START_TEST(balanced_retain_release_keeps_the_context_usable) {
 }
 END_TEST
 
-START_TEST(retain_and_release_of_roots_and_null_do_nothing) {
-  for (int i = 0; i < 5; i++) {
-    release_all(uvctx_background(), uvctx_todo(), NULL);
-  }
-  /* the roots are still there and usable */
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_t *d = mk_cancel(&loop, uvctx_todo());
-  ck_assert_int_eq(uvctx_err(uvctx_background()), 0);
-  release_all(c, d);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
 START_TEST(children_work_after_the_parents_last_reference_is_released) {
   rec_t w;
   int val;
+  uint64_t dl = 0;
   uvctx_t *p = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *v = mk_value(p, &key_a, &val);
   uvctx_t *c = mk_cancel(&loop, v);
@@ -100,10 +61,8 @@ START_TEST(children_work_after_the_parents_last_reference_is_released) {
   release_all(p, v);
   uv_run(&loop, UV_RUN_DEFAULT);
 
-  /* values, deadline, err and cancel all still work through the chain */
   ck_assert_ptr_eq(uvctx_value(g, &key_a), &val);
   ck_assert_ptr_eq(uvctx_value(g, &key_b), &w);
-  uint64_t dl = 0;
   ck_assert_int_eq(uvctx_deadline(g, &dl), 1);
   ck_assert_int_eq(uvctx_err(c), 0);
   rec_watch(&w, NULL, g);
@@ -111,9 +70,34 @@ START_TEST(children_work_after_the_parents_last_reference_is_released) {
   uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(uvctx_err(g), UV_ECANCELED);
+  release_all(c, g); /* g's is the last: the whole chain goes */
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
 
-  uvctx_release(c);
-  uvctx_release(g); /* the last one: the whole chain goes */
+START_TEST(releasing_never_cancels_the_parent_or_siblings) {
+  rec_t wp, ws, wg;
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *gone = mk_timeout(&loop, p, 60000);
+  uvctx_t *sib = mk_cancel(&loop, p);
+  uvctx_t *gone_child = mk_cancel(&loop, gone);
+  rec_watch(&wp, NULL, p);
+  rec_watch(&ws, NULL, sib);
+  rec_watch(&wg, NULL, gone_child);
+  /* gone is held by gone_child, which (like sib) is held by its watch */
+  release_all(gone, gone_child, sib);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(uvctx_err(p), 0);
+  ck_assert_int_eq(wp.calls, 0);
+  ck_assert_int_eq(ws.calls, 0);
+  ck_assert_int_eq(wg.calls, 0);
+
+  ck_assert_int_eq(uvctx_cancel(p), 0); /* still cancellable the normal way */
+  uv_run(&loop, UV_RUN_DEFAULT);
+  ck_assert_int_eq(wp.calls, 1);
+  ck_assert_int_eq(ws.calls, 1);
+  ck_assert_int_eq(wg.calls, 1);
+  uvctx_release(p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -128,36 +112,6 @@ START_TEST(a_released_parents_deadline_still_reaches_its_children) {
   ck_assert_int_eq(w.calls, 1);
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(releasing_never_cancels_the_parent_or_siblings) {
-  rec_t wp, ws, wg;
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
-  uvctx_t *gone = mk_timeout(&loop, p, 60000);
-  uvctx_t *sib = mk_cancel(&loop, p);
-  uvctx_t *gone_child = mk_cancel(&loop, gone);
-  rec_watch(&wp, NULL, p);
-  rec_watch(&ws, NULL, sib);
-  rec_watch(&wg, NULL, gone_child);
-
-  uvctx_release(gone); /* gone_child still holds it */
-  uvctx_release(gone_child);
-  uvctx_release(sib);  /* its watch holds it */
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(uvctx_err(p), 0);
-  ck_assert_int_eq(wp.calls, 0);
-  ck_assert_int_eq(ws.calls, 0);
-  ck_assert_int_eq(wg.calls, 0);
-
-  /* they are still cancellable the normal way */
-  ck_assert_int_eq(uvctx_cancel(p), 0);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  ck_assert_int_eq(wp.calls, 1);
-  ck_assert_int_eq(ws.calls, 1);
-  ck_assert_int_eq(wg.calls, 1);
-  uvctx_release(p);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -192,10 +146,6 @@ START_TEST(release_after_cancel_before_delivery_still_delivers) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Deadlines and release
- * ------------------------------------------------------------------------- */
-
 START_TEST(a_deadline_context_released_before_firing_stops_its_timer) {
   rec_t w;
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
@@ -212,36 +162,28 @@ START_TEST(a_deadline_context_released_before_firing_stops_its_timer) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * The loop closes after every kind of context is released
- * ------------------------------------------------------------------------- */
+/* --- The loop closes after every kind of context is released: one row per
+ * kind, each making, using and releasing it --- */
 
-START_TEST(loop_closes_after_release_of_a_cancel_context) {
-  uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  uvctx_release(c);
-  ASSERT_LOOP_CLOSES(&loop);
+static void a_cancel_context(void) {
+  uvctx_release(mk_cancel(&loop, uvctx_background()));
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_cancelled_context) {
+static void a_cancelled_context(void) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *k = mk_cancel(&loop, c);
   ck_assert_int_eq(uvctx_cancel(c), 0);
   release_all(k, c);
-  ASSERT_LOOP_CLOSES(&loop);
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_deadline_context) {
+static void a_deadline_context(void) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *d = NULL;
   ck_assert_int_eq(uvctx_with_deadline(&loop, c, uvctx_now() + 30000, &d), 0);
   release_all(d, c);
-  ASSERT_LOOP_CLOSES(&loop);
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_timed_out_context) {
+static void a_timed_out_context(void) {
   rec_t w;
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 2);
   uvctx_t *born = mk_timeout(&loop, uvctx_background(), 0);
@@ -250,30 +192,23 @@ START_TEST(loop_closes_after_release_of_a_timed_out_context) {
   ck_assert_int_eq(w.err, UV_ETIMEDOUT);
   ck_assert_int_eq(uvctx_err(born), UV_ETIMEDOUT);
   release_all(born, c);
-  ASSERT_LOOP_CLOSES(&loop);
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_value_context) {
+static void a_value_context(void) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *v = mk_value(c, &key_a, NULL);
   uvctx_t *rv = mk_value(uvctx_background(), &key_a, NULL);
-  uvctx_release(c); /* v outlives it */
-  release_all(rv, v);
-  ASSERT_LOOP_CLOSES(&loop);
+  release_all(c, rv, v); /* v outlives its parent */
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_without_cancel_context) {
+static void a_without_cancel_context(void) {
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   uvctx_t *wc = mk_without(c);
   uvctx_t *under = mk_cancel(&loop, wc);
   release_all(c, under, wc);
-  ASSERT_LOOP_CLOSES(&loop);
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_a_context_with_done_async) {
+static void a_context_with_done_async(void) {
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
@@ -281,11 +216,9 @@ START_TEST(loop_closes_after_release_of_a_context_with_done_async) {
   ck_assert_int_eq(uvctx_cancel(t), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
   release_all(t, c);
-  ASSERT_LOOP_CLOSES(&loop);
 }
-END_TEST
 
-START_TEST(loop_closes_after_release_of_contexts_with_unwatched_watches) {
+static void contexts_with_unwatched_watches(void) {
   rec_t a, b, d;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *t = mk_timeout(&loop, c, 60000);
@@ -297,13 +230,20 @@ START_TEST(loop_closes_after_release_of_contexts_with_unwatched_watches) {
   ck_assert_int_eq(uvctx_unwatch(&b.w), 0);
   release_all(v, t, c);
   ck_assert_int_eq(uvctx_unwatch(&d.w), 0); /* the last holder of the chain */
+}
+
+/* A failing row is named by Check's iteration number: its index here. */
+static void (*const released[])(void) = {
+    a_cancel_context,          a_cancelled_context,
+    a_deadline_context,        a_timed_out_context,
+    a_value_context,           a_without_cancel_context,
+    a_context_with_done_async, contexts_with_unwatched_watches};
+
+START_TEST(loop_closes_after_release_of_each_kind_of_context) {
+  released[_i]();
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
-
-/* ---------------------------------------------------------------------------
- * Liveness
- * ------------------------------------------------------------------------- */
 
 START_TEST(contexts_never_keep_the_loop_alive) {
   rec_t w1, w2;
@@ -312,7 +252,7 @@ START_TEST(contexts_never_keep_the_loop_alive) {
   uvctx_t *long_t = mk_timeout(&loop, uvctx_background(), 2500);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
   ck_assert_ptr_nonnull(uvctx_done_async(t));
-  rec_watch(&w1, NULL, t);     /* pending, not due */
+  rec_watch(&w1, NULL, t); /* pending, not due */
   rec_watch(&w2, NULL, long_t);
 
   /* Returns at once: had it waited for t's timer, t would be timed out. */
@@ -320,7 +260,6 @@ START_TEST(contexts_never_keep_the_loop_alive) {
   ck_assert_int_eq(uvctx_err(t), 0);
   ck_assert_int_eq(uvctx_err(long_t), 0);
   ck_assert_int_eq(w1.calls, 0);
-
   ck_assert_int_eq(uvctx_unwatch(&w1.w), 0);
   ck_assert_int_eq(uvctx_unwatch(&w2.w), 0);
   release_all(long_t, t, c);
@@ -328,115 +267,87 @@ START_TEST(contexts_never_keep_the_loop_alive) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Big trees
- * ------------------------------------------------------------------------- */
+/* --- Big trees, released in random order --- */
 
 enum { BIG = 10000, CHAIN = 1500 };
 
-typedef struct {
-  int n; /* BIG, scaled by UVCTX_TEST_SCALE, never below CHAIN + 1 */
-  uvctx_t **nodes;
-  rec_t *watches; /* one per node, used on every 7th */
-} big_tree_t;
+static const struct {
+  const char *name;
+  uint32_t seed;
+  int cancel;        /* the root is cancelled (else watches are unwatched) */
+  int deliver_first; /* the loop runs before the release */
+} big_rows[] = {
+    {"cancelled, delivered, then released", 0x9e3779b9u, 1, 1},
+    {"cancelled, released before delivery", 12345, 1, 0},
+    {"released uncancelled", 777, 0, 0},
+};
+
+/* Each 7th node's watch ran `calls` times, with UV_ECANCELED if it did. */
+static void assert_watches(const rec_t *w, int n, int calls, const char *row) {
+  for (int i = 7; i < n; i += 7) {
+    ck_assert_msg(w[i].calls == calls, "row %s: watch %d ran %d times", row,
+                  i, w[i].calls);
+    ck_assert_msg(!calls || w[i].err == UV_ECANCELED, "row %s: watch %d err",
+                  row, i);
+  }
+}
 
 /* Node 0 is a cancel context under background; nodes 1..CHAIN-1 form a deep
  * chain; the rest hang under random earlier nodes (fan-out). Kinds rotate:
  * cancel, deadline (far away), value. */
-static void big_tree_build(big_tree_t *bt, uv_loop_t *loop, uint32_t *seed) {
-  bt->n = test_scaled(BIG);
-  if (bt->n < CHAIN + 1)
-    bt->n = CHAIN + 1;
-  bt->nodes = calloc((size_t)bt->n, sizeof *bt->nodes);
-  bt->watches = calloc((size_t)bt->n, sizeof *bt->watches);
-  ck_assert_ptr_nonnull(bt->nodes);
-  ck_assert_ptr_nonnull(bt->watches);
-  bt->nodes[0] = mk_cancel(loop, uvctx_background());
-  for (int i = 1; i < bt->n; i++) {
+START_TEST(a_large_tree_released_in_random_order_closes) {
+  const char *row = big_rows[_i].name;
+  uint32_t seed = big_rows[_i].seed;
+  int n = test_scaled(BIG) < CHAIN + 1 ? CHAIN + 1 : test_scaled(BIG);
+  uvctx_t **nodes = calloc((size_t)n, sizeof *nodes);
+  rec_t *w = calloc((size_t)n, sizeof *w);
+  ck_assert_ptr_nonnull(nodes);
+  ck_assert_ptr_nonnull(w);
+  nodes[0] = mk_cancel(&loop, uvctx_background());
+  for (int i = 1; i < n; i++) {
     uvctx_t *parent =
-        i < CHAIN ? bt->nodes[i - 1] : bt->nodes[rng_next(seed) % i];
+        i < CHAIN ? nodes[i - 1] : nodes[xorshift32(&seed) % (uint32_t)i];
     switch (i % 3) {
-    case 0: bt->nodes[i] = mk_cancel(loop, parent); break;
-    case 1: bt->nodes[i] = mk_timeout(loop, parent, 60000); break;
-    default: bt->nodes[i] = mk_value(parent, &key_a, NULL); break;
+    case 0: nodes[i] = mk_cancel(&loop, parent); break;
+    case 1: nodes[i] = mk_timeout(&loop, parent, 60000); break;
+    default: nodes[i] = mk_value(parent, &key_a, NULL); break;
     }
     if (i % 7 == 0)
-      rec_watch(&bt->watches[i], NULL, bt->nodes[i]);
+      rec_watch(&w[i], NULL, nodes[i]);
   }
-}
 
-static void big_tree_assert_delivered(big_tree_t *bt) {
-  for (int i = 0; i < bt->n; i++) {
-    if (i % 7 == 0 && i > 0) {
-      ck_assert_int_eq(bt->watches[i].calls, 1);
-      ck_assert_int_eq(bt->watches[i].err, UV_ECANCELED);
-    }
+  if (big_rows[_i].cancel) {
+    ck_assert_int_eq(uvctx_cancel(nodes[0]), 0);
+    for (int i = 0; i < n; i++) /* loop thread: all done on return */
+      ck_assert_msg(uvctx_err(nodes[i]) == UV_ECANCELED, "row %s: node %d",
+                    row, i);
+  } else {
+    for (int i = 7; i < n; i += 7)
+      ck_assert_int_eq(uvctx_unwatch(&w[i].w), 0);
   }
-}
-
-START_TEST(a_large_tree_cancelled_then_released_in_random_order_closes) {
-  uv_loop_t loop;
-  big_tree_t bt;
-  uint32_t seed = 0x9e3779b9u;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  big_tree_build(&bt, &loop, &seed);
-
-  ck_assert_int_eq(uvctx_cancel(bt.nodes[0]), 0);
-  for (int i = 0; i < bt.n; i++) /* loop thread: all done on return */
-    ck_assert_int_eq(uvctx_err(bt.nodes[i]), UV_ECANCELED);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  big_tree_assert_delivered(&bt);
-
-  shuffle(bt.nodes, bt.n, &seed);
-  for (int i = 0; i < bt.n; i++)
-    uvctx_release(bt.nodes[i]);
+  if (big_rows[_i].deliver_first) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_watches(w, n, 1, row);
+  }
+  for (int i = n - 1; i > 0; i--) { /* shuffle */
+    int k = (int)(xorshift32(&seed) % (uint32_t)(i + 1));
+    uvctx_t *tmp = nodes[i];
+    nodes[i] = nodes[k];
+    nodes[k] = tmp;
+  }
+  for (int i = 0; i < n; i++)
+    uvctx_release(nodes[i]);
+  if (!big_rows[_i].deliver_first) {
+    uv_run(&loop, UV_RUN_DEFAULT);
+    assert_watches(w, n, big_rows[_i].cancel, row);
+  }
   ASSERT_LOOP_CLOSES(&loop);
-  free(bt.nodes);
-  free(bt.watches);
+  free(nodes);
+  free(w);
 }
 END_TEST
 
-START_TEST(a_large_tree_released_in_random_order_before_delivery_still_delivers) {
-  uv_loop_t loop;
-  big_tree_t bt;
-  uint32_t seed = 12345;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  big_tree_build(&bt, &loop, &seed);
-
-  ck_assert_int_eq(uvctx_cancel(bt.nodes[0]), 0);
-  shuffle(bt.nodes, bt.n, &seed);
-  for (int i = 0; i < bt.n; i++)
-    uvctx_release(bt.nodes[i]);
-  uv_run(&loop, UV_RUN_DEFAULT);
-  big_tree_assert_delivered(&bt);
-  ASSERT_LOOP_CLOSES(&loop);
-  free(bt.nodes);
-  free(bt.watches);
-}
-END_TEST
-
-START_TEST(a_large_tree_released_uncancelled_in_random_order_closes) {
-  uv_loop_t loop;
-  big_tree_t bt;
-  uint32_t seed = 777;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  big_tree_build(&bt, &loop, &seed);
-  for (int i = 7; i < bt.n; i += 7)
-    ck_assert_int_eq(uvctx_unwatch(&bt.watches[i].w), 0);
-  shuffle(bt.nodes, bt.n, &seed);
-  for (int i = 0; i < bt.n; i++)
-    uvctx_release(bt.nodes[i]);
-  ASSERT_LOOP_CLOSES(&loop);
-  for (int i = 7; i < bt.n; i += 7)
-    ck_assert_int_eq(bt.watches[i].calls, 0);
-  free(bt.nodes);
-  free(bt.watches);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Several loops
- * ------------------------------------------------------------------------- */
+/* --- Several loops --- */
 
 START_TEST(two_loops_in_one_thread_do_not_interfere) {
   uv_loop_t la, lb;
@@ -461,7 +372,6 @@ START_TEST(two_loops_in_one_thread_do_not_interfere) {
   ck_assert_int_eq(wb.calls, 0);
   ck_assert_int_eq(uvctx_err(b), 0);
   ck_assert_int_eq(uvctx_err(bc), 0);
-
   release_all(ac, a);
   ASSERT_LOOP_CLOSES(&la); /* b's contexts still live on loop b */
 
@@ -473,8 +383,6 @@ START_TEST(two_loops_in_one_thread_do_not_interfere) {
 }
 END_TEST
 
-/* ------------------------------------------------------------------------- */
-
 Suite *lifetime_suite(void) {
   return SUITE(
       "lifetime",
@@ -482,7 +390,6 @@ Suite *lifetime_suite(void) {
        .tests = TESTS(
            retain_returns_its_argument,
            balanced_retain_release_keeps_the_context_usable,
-           retain_and_release_of_roots_and_null_do_nothing,
            children_work_after_the_parents_last_reference_is_released,
            a_released_parents_deadline_still_reaches_its_children,
            releasing_never_cancels_the_parent_or_siblings,
@@ -490,22 +397,12 @@ Suite *lifetime_suite(void) {
            release_after_cancel_before_delivery_still_delivers,
            a_deadline_context_released_before_firing_stops_its_timer)},
       {"loop_close", TIMEOUT_LOOP_S, loop_setup, NULL,
-       .tests = TESTS(
-           loop_closes_after_release_of_a_cancel_context,
-           loop_closes_after_release_of_a_cancelled_context,
-           loop_closes_after_release_of_a_deadline_context,
-           loop_closes_after_release_of_a_timed_out_context,
-           loop_closes_after_release_of_a_value_context,
-           loop_closes_after_release_of_a_without_cancel_context,
-           loop_closes_after_release_of_a_context_with_done_async,
-           loop_closes_after_release_of_contexts_with_unwatched_watches,
-           contexts_never_keep_the_loop_alive)},
-      {"big", TIMEOUT_BIG_S, NULL, NULL,
-       .tests = TESTS(
-           a_large_tree_cancelled_then_released_in_random_order_closes,
-           a_large_tree_released_in_random_order_before_delivery_still_delivers,
-           a_large_tree_released_uncancelled_in_random_order_closes)},
+       .tests = TESTS(contexts_never_keep_the_loop_alive),
+       .loops = LOOPS({loop_closes_after_release_of_each_kind_of_context, 0,
+                       sizeof released / sizeof *released})},
+      {"big", TIMEOUT_BIG_S, loop_setup, NULL,
+       .loops = LOOPS({a_large_tree_released_in_random_order_closes, 0,
+                       sizeof big_rows / sizeof *big_rows})},
       {"loops", TIMEOUT_LOOP_S, NULL, NULL,
-       .tests = TESTS(
-           two_loops_in_one_thread_do_not_interfere)});
+       .tests = TESTS(two_loops_in_one_thread_do_not_interfere)});
 }

@@ -2,35 +2,24 @@
  * a cancel that finds such a child while it is being torn down, and
  * uvctx_dump() of a tree that has some.
  *
- * Loop A is the test's thread's; loop B is run by a peer thread. Every step
- * of the peer waits on a semaphore the test posts, and the test waits on one
- * the peer posts, so each interleaving below is forced, not hoped for. The
- * peer never calls Check's asserts (they may not run off the test's thread):
- * it records return codes, which the test asserts after joining it. */
+ * Loop A is the test's thread's; loop B is run by a peer thread which takes
+ * each step only when the test posts a semaphore, so each interleaving below
+ * is forced, not hoped for. The peer never calls Check's asserts (they may
+ * not run off the test's thread): it records return codes, asserted after it
+ * is joined. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
-#include "test.h"
 
-/* ---------------------------------------------------------------------------
- * The peer: loop B and its thread
- * ------------------------------------------------------------------------- */
-
-typedef struct peer_s peer_t;
-
-struct peer_s {
+typedef struct {
   uv_loop_t b;
   uv_thread_t thread;
-  /* Ref'd, so that B polls (and acts on its mailbox) until the test sends
-   * it; its callback closes it. */
-  uv_async_t quit;
-  uv_sem_t made; /* posted by the peer: its contexts exist */
-  uv_sem_t go;   /* posted by the test: the peer's next step */
-  /* Ref'd, on loop A: the peer sends it after that step, so that loop A
-   * runs until then; its callback closes it. */
-  uv_async_t stepped;
+  uv_async_t quit;    /* ref'd: B polls its mailbox until the test sends it */
+  uv_sem_t made;      /* posted by the peer: its contexts exist */
+  uv_sem_t go;        /* posted by the test: the peer's step */
+  uv_async_t stepped; /* ref'd, on A: loop A runs until the peer stepped */
 
   uvctx_t *kid_parent[2]; /* on A, made by the test */
   uvctx_t *kid[2];        /* on B, their children, made by the peer */
@@ -44,13 +33,12 @@ struct peer_s {
   int grandkid_cause;
   int rc_run;
   int rc_close;
-};
+} peer_t;
 
 static void close_cb(uv_async_t *a) { uv_close((uv_handle_t *)a, NULL); }
 
 static void peer_main(void *arg) {
   peer_t *p = arg;
-  int i;
 
   p->rc_init = uv_loop_init(&p->b);
   if (p->rc_init == 0)
@@ -59,7 +47,7 @@ static void peer_main(void *arg) {
     uv_sem_post(&p->made);
     return;
   }
-  for (i = 0; i < 2; i++)
+  for (int i = 0; i < 2; i++)
     p->rc_kid[i] = uvctx_with_cancel(&p->b, p->kid_parent[i], &p->kid[i]);
   p->rc_grandkid = p->rc_kid[0] == 0
                        ? uvctx_with_cancel(&p->b, p->kid[0], &p->grandkid)
@@ -75,15 +63,14 @@ static void peer_main(void *arg) {
   p->grandkid_cause = uvctx_cause(p->grandkid);
   uvctx_release(p->grandkid);
   if (p->release_kids)
-    for (i = 0; i < 2; i++)
-      uvctx_release(p->kid[i]);
+    release_all(p->kid[0], p->kid[1]);
   uv_async_send(&p->stepped);
 
   p->rc_run = uv_run(&p->b, UV_RUN_DEFAULT);
   p->rc_close = uv_loop_close(&p->b);
 }
 
-/* Starts the peer, which makes kid[i] under kid_parent[i] (of loop a) and
+/* Starts the peer, which makes kid[i] under parent i (of loop a) and
  * grandkid under kid[0] on B; returns once they exist. */
 static void peer_start(peer_t *p, uv_loop_t *a, uvctx_t *parent0,
                        uvctx_t *parent1) {
@@ -113,50 +100,29 @@ static void peer_finish(peer_t *p, uv_loop_t *a) {
   uv_sem_destroy(&p->go);
 }
 
-typedef struct {
-  uvctx_watch_t w;
-  int calls;
-  int err;
-} drained_t;
-
-static void drained_cb(uvctx_watch_t *w, int err) {
-  drained_t *d = w->data;
-  d->calls++;
-  d->err = err;
-}
-
-/* ---------------------------------------------------------------------------
- * A cancel meets a child on another loop whose last reference is gone
- * ------------------------------------------------------------------------- */
-
 /* kid[1]'s last reference is dropped on the test's thread, so its teardown
- * waits in B's mailbox, and it stays in parent's list of children with no
- * reference left until B runs. The cancel of parent finds it there: it must
- * finish it but not take a reference to hand it to B, as that would bring a
- * context being torn down back to life and tear it down twice (under ASan or
- * valgrind, a use after free). kid[0], still referenced by its own child, is
- * handed to B as usual, which carries the cancel down to grandkid. B then
- * tears kid[1] down once, parent is left with no child (its drain runs), and
- * both loops close. */
+ * waits in B's mailbox while it stays, unreferenced, in parent's list of
+ * children. The cancel of parent finds it there: it must finish it without
+ * taking a reference to hand it to B, which would bring a context being torn
+ * down back to life and tear it down twice (a use after free under ASan or
+ * valgrind). kid[0], still referenced by grandkid, is handed to B as usual,
+ * which carries the cancel down to grandkid. B then tears kid[1] down once,
+ * parent is left with no child (its drain runs), and both loops close. */
 START_TEST(cancel_passes_over_a_child_on_another_loop_being_torn_down) {
   uv_loop_t a;
   peer_t p = {0};
-  drained_t d = {0};
+  rec_t d;
 
   ck_assert_int_eq(uv_loop_init(&a), 0);
   uvctx_t *parent = mk_cancel(&a, uvctx_background());
   peer_start(&p, &a, parent, parent);
   p.run_once = 1;
-  p.release_kids = 0;
-  uvctx_release(p.kid[0]); /* grandkid still holds kid[0] */
-  uvctx_release(p.kid[1]); /* its last reference */
+  release_all(p.kid[0], p.kid[1]); /* kid[1]'s last reference */
 
   ck_assert_int_eq(uvctx_cancel_cause(parent, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(parent), UV_ECANCELED);
   ck_assert_int_eq(uvctx_cause(parent), UV_EPIPE);
-  d.w.data = &d;
-  ck_assert_int_eq(uvctx_drain(parent, &d.w, drained_cb), 0);
-  ck_assert_int_eq(d.calls, 0);
+  rec_drain(&d, NULL, parent);
 
   peer_finish(&p, &a);
   ck_assert_int_eq(p.grandkid_err, UV_ECANCELED);
@@ -167,51 +133,6 @@ START_TEST(cancel_passes_over_a_child_on_another_loop_being_torn_down) {
   ASSERT_LOOP_CLOSES(&a);
 }
 END_TEST
-
-/* ---------------------------------------------------------------------------
- * uvctx_dump() of a tree with children on another loop
- * ------------------------------------------------------------------------- */
-
-enum { MAX_LINES = 16 };
-
-typedef struct {
-  char *buf;
-  size_t len;
-  char *line[MAX_LINES];
-  int n;
-} text_t;
-
-static void dump_to_text(text_t *t, const uvctx_t *ctx) {
-  FILE *f;
-  char *s;
-
-  memset(t, 0, sizeof(*t));
-  f = open_memstream(&t->buf, &t->len);
-  ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(uvctx_dump(ctx, f), 0);
-  ck_assert_int_eq(fclose(f), 0);
-  for (s = t->buf; *s != '\0';) {
-    char *nl = strchr(s, '\n');
-    ck_assert_ptr_nonnull(nl);
-    ck_assert_int_lt(t->n, MAX_LINES);
-    *nl = '\0';
-    t->line[t->n++] = s;
-    s = nl + 1;
-  }
-}
-
-/* The number of the line of t that names ctx (dump prints each context's
- * address), or -1. */
-static int line_of(const text_t *t, const uvctx_t *ctx) {
-  char addr[32];
-  int i;
-
-  snprintf(addr, sizeof(addr), " %p ", (const void *)ctx);
-  for (i = 0; i < t->n; i++)
-    if (strstr(t->line[i], addr) != NULL)
-      return i;
-  return -1;
-}
 
 static int indent_of(const char *line) {
   int n = 0;
@@ -235,61 +156,56 @@ static int indent_of(const char *line) {
 START_TEST(dump_lists_children_on_another_loop_as_leaves) {
   uv_loop_t a;
   peer_t p = {0};
-  text_t t;
+  dump_text_t t;
   char loop_b[32];
 
   ck_assert_int_eq(uv_loop_init(&a), 0);
   uvctx_t *parent = mk_cancel(&a, uvctx_background());
   uvctx_t *local = mk_cancel(&a, parent);
   peer_start(&p, &a, parent, local);
-  p.run_once = 0;
   p.release_kids = 1;
   uvctx_t *local_kid = mk_cancel(&a, local);
 
-  dump_to_text(&t, parent);
-  ck_assert_int_eq(t.n, 5);
-  ck_assert_int_eq(line_of(&t, parent), 0);
-  ck_assert_int_eq(line_of(&t, p.kid[0]), 1);
-  ck_assert_int_eq(line_of(&t, local), 2);
-  ck_assert_int_eq(line_of(&t, local_kid), 3);
-  ck_assert_int_eq(line_of(&t, p.kid[1]), 4);
-  ck_assert_int_eq(line_of(&t, p.grandkid), -1);
-  ck_assert_int_eq(indent_of(t.line[0]), 0);
-  ck_assert_int_eq(indent_of(t.line[1]), 2);
-  ck_assert_int_eq(indent_of(t.line[2]), 2);
-  ck_assert_int_eq(indent_of(t.line[3]), 4);
-  ck_assert_int_eq(indent_of(t.line[4]), 4);
-
+  /* each line in order: its context, its indent, whether it is on B */
+  const struct {
+    const uvctx_t *ctx;
+    int indent;
+    int remote;
+  } want[] = {{parent, 0, 0},
+              {p.kid[0], 2, 1},
+              {local, 2, 0},
+              {local_kid, 4, 0},
+              {p.kid[1], 4, 1}};
+  ck_assert_int_eq(dump_split(&t, parent), 0);
   snprintf(loop_b, sizeof(loop_b), "loop=%p ", (void *)&p.b);
+  ck_assert_int_eq(t.n, 5);
   for (int i = 0; i < t.n; i++) {
-    int remote = i == 1 || i == 4;
+    ck_assert_int_eq(dump_line_of(&t, want[i].ctx), i);
+    ck_assert_int_eq(indent_of(t.line[i]), want[i].indent);
     ck_assert_ptr_nonnull(strstr(t.line[i], "with_cancel"));
-    ck_assert_int_eq(strstr(t.line[i], loop_b) != NULL, remote);
-    ck_assert_int_eq(strstr(t.line[i], "(another loop)") != NULL, remote);
-    ck_assert_int_eq(strstr(t.line[i], "watches=") == NULL, remote);
+    ck_assert_int_eq(strstr(t.line[i], loop_b) != NULL, want[i].remote);
+    ck_assert_int_eq(strstr(t.line[i], "(another loop)") != NULL,
+                     want[i].remote);
+    ck_assert_int_eq(strstr(t.line[i], "watches=") == NULL, want[i].remote);
   }
+  ck_assert_int_eq(dump_line_of(&t, p.grandkid), -1);
   /* kid[0] is referenced by the peer and by grandkid. */
   ck_assert_ptr_nonnull(strstr(t.line[1], "refs=2 "));
   ck_assert_ptr_nonnull(strstr(t.line[4], "refs=1 "));
   free(t.buf);
 
-  /* The peer releases its contexts on B; then A's go. */
-  peer_finish(&p, &a);
-  uvctx_release(local_kid);
-  uvctx_release(local);
-  uvctx_release(parent);
+  peer_finish(&p, &a); /* the peer releases its contexts on B */
+  release_all(local_kid, local, parent);
   ASSERT_LOOP_CLOSES(&a);
 }
 END_TEST
 
 Suite *remote_suite(void) {
-  return SUITE(
-      "remote",
-      /* Two threads, two loops, a handful of contexts: milliseconds. */
-      {"teardown", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(
-           cancel_passes_over_a_child_on_another_loop_being_torn_down)},
-      {"dump", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(
-           dump_lists_children_on_another_loop_as_leaves)});
+  /* Two threads, two loops, a handful of contexts: milliseconds. */
+  return SUITE("remote",
+               {"teardown", TIMEOUT_THREADS_S, NULL, NULL,
+                .tests = TESTS(
+                    cancel_passes_over_a_child_on_another_loop_being_torn_down)},
+               {"dump", TIMEOUT_THREADS_S, NULL, NULL,
+                .tests = TESTS(dump_lists_children_on_another_loop_as_leaves)});
 }

@@ -103,13 +103,18 @@ typedef struct {
   int is_drain; /* uvctx_drain: due once done and childless */
 } watch_rec_t;
 
+/* A reference a worker holds, and the first non-zero err/cause it saw. */
+typedef struct {
+  uvctx_t *ctx;
+  int node;
+  int seen_err;
+  int seen_cause;
+} held_t;
+
 typedef struct {
   uv_thread_t tid;
   uint32_t rng;
-  uvctx_t *stash[STASH];
-  int stash_node[STASH];
-  int seen_err[STASH]; /* the first non-zero err/cause seen */
-  int seen_cause[STASH];
+  held_t stash[STASH];
   int nstash;
   long ops;
 } worker_t;
@@ -146,23 +151,17 @@ static struct {
   uv_idle_t driver;
   long ops, ops_limit;
   uint64_t deadline_ms; /* when to stop, on the uvctx clock */
-  /* counts, for the report */
-  long created, watched, ran, unwatched, cancels, resets, releases,
-      checkpoints, checked;
   /* The first failure, from any thread. */
   atomic_int failures;
   char failure[512];
 } S;
 
-static uint32_t rnd(uint32_t *s) { /* xorshift32 */
-  uint32_t x = *s;
-  x ^= x << 13;
-  x ^= x >> 17;
-  x ^= x << 5;
-  return *s = x;
-}
-
-static uint32_t below(uint32_t *s, uint32_t n) { return rnd(s) % n; }
+/* Counts over all the rounds of a test, for the report. Each round leaves
+ * watched == ran + unwatched. */
+static struct {
+  long ops, worker_ops, created, watched, ran, unwatched, cancels, resets,
+      checkpoints, checked;
+} T;
 
 /* Records the first failure; any thread. The main thread asserts at the
  * end of the round (and at checkpoints) that there was none. */
@@ -209,7 +208,7 @@ static int cancellable(int kind) {
 
 /* A cause: 0 (none) or a distinct negative code. */
 static int some_cause(uint32_t *rng) {
-  return below(rng, 4) == 0 ? 0 : -(int)(1000 + below(rng, 100000));
+  return rng_below(rng, 4) == 0 ? 0 : -(int)(1000 + rng_below(rng, 100000));
 }
 
 /* ---------------------------------------------------------------------------
@@ -219,28 +218,20 @@ static int some_cause(uint32_t *rng) {
 /* uvctx_value(): the nearest definition of keys[k] up from idx; an
  * any-context looks in its parents in order. Records never change once
  * published, so any thread may walk them. */
-static int expect_value(int idx, int k, void **out) {
+static void *expected_value(int idx, int k) {
   while (idx != ROOT) {
     const node_t *n = &S.nodes[idx];
-    if (n->kind == K_VALUE && n->key == k) {
-      *out = (void *)n;
-      return 1;
-    }
+    if (n->kind == K_VALUE && n->key == k)
+      return (void *)n;
     if (n->kind == K_ANY) {
-      for (int i = 0; i < n->nparents; i++)
-        if (expect_value(n->parents[i], k, out))
-          return 1;
-      return 0;
+      void *v = NULL;
+      for (int i = 0; i < n->nparents && v == NULL; i++)
+        v = expected_value(n->parents[i], k);
+      return v;
     }
     idx = n->parents[0];
   }
-  return 0;
-}
-
-static void *expected_value(int idx, int k) {
-  void *v = NULL;
-  expect_value(idx, k, &v);
-  return v;
+  return NULL;
 }
 
 /* err and cause read separately, as a user would: once err is non-zero,
@@ -273,7 +264,7 @@ static void check_node(int idx, int quiescent) {
   int wc = atomic_load(&n->win_cause);
   uint64_t d;
 
-  S.checked++;
+  T.checked++;
   check_state_shape(n->ctx, idx, &err, &cause);
   EXPECT(wins <= 1, "node %d: cancelled %d times", idx, wins);
   if (n->kind == K_WITHOUT)
@@ -364,22 +355,14 @@ static void check_descendants_done(int idx) {
  * ------------------------------------------------------------------------- */
 
 static void stash_drop(worker_t *wk, int s) {
-  uvctx_release(wk->stash[s]);
-  wk->nstash--;
-  wk->stash[s] = wk->stash[wk->nstash];
-  wk->stash_node[s] = wk->stash_node[wk->nstash];
-  wk->seen_err[s] = wk->seen_err[wk->nstash];
-  wk->seen_cause[s] = wk->seen_cause[wk->nstash];
+  uvctx_release(wk->stash[s].ctx);
+  wk->stash[s] = wk->stash[--wk->nstash];
 }
 
 static void stash_push(worker_t *wk, uvctx_t *ctx, int idx) {
   if (wk->nstash == STASH)
-    stash_drop(wk, (int)below(&wk->rng, STASH));
-  wk->stash[wk->nstash] = ctx;
-  wk->stash_node[wk->nstash] = idx;
-  wk->seen_err[wk->nstash] = 0;
-  wk->seen_cause[wk->nstash] = 0;
-  wk->nstash++;
+    stash_drop(wk, (int)rng_below(&wk->rng, STASH));
+  wk->stash[wk->nstash++] = (held_t){ctx, idx, 0, 0};
 }
 
 static void worker_grab(worker_t *wk) {
@@ -387,7 +370,7 @@ static void worker_grab(worker_t *wk) {
   int idx = 0;
   uv_mutex_lock(&S.table_lock);
   if (S.ntable > 0) {
-    idx = S.table[below(&wk->rng, (uint32_t)S.ntable)];
+    idx = S.table[rng_below(&wk->rng, (uint32_t)S.ntable)];
     ctx = uvctx_retain(S.nodes[idx].ctx); /* the table's reference is held */
   }
   uv_mutex_unlock(&S.table_lock);
@@ -469,14 +452,15 @@ static void worker_main(void *arg) {
       continue;
     }
     wk->ops++;
-    uint32_t op = below(&wk->rng, 100);
+    uint32_t op = rng_below(&wk->rng, 100);
     if (op < 30 || wk->nstash == 0) {
       worker_grab(wk);
       continue;
     }
-    int s = (int)below(&wk->rng, (uint32_t)wk->nstash);
-    uvctx_t *ctx = wk->stash[s];
-    int idx = wk->stash_node[s];
+    int s = (int)rng_below(&wk->rng, (uint32_t)wk->nstash);
+    held_t *h = &wk->stash[s];
+    uvctx_t *ctx = h->ctx;
+    int idx = h->node;
     if (op < 42) {
       cancel_checked(ctx, idx, some_cause(&wk->rng));
     } else if (op < 50) {
@@ -494,15 +478,15 @@ static void worker_main(void *arg) {
       int err, cause;
       uint64_t d;
       check_state_shape(ctx, idx, &err, &cause);
-      if (wk->seen_err[s] != 0)
-        EXPECT(err == wk->seen_err[s] && cause == wk->seen_cause[s],
-               "node %d: was %d/%d, now %d/%d", idx, wk->seen_err[s],
-               wk->seen_cause[s], err, cause);
+      if (h->seen_err != 0)
+        EXPECT(err == h->seen_err && cause == h->seen_cause,
+               "node %d: was %d/%d, now %d/%d", idx, h->seen_err,
+               h->seen_cause, err, cause);
       else if (err != 0) {
-        wk->seen_err[s] = err;
-        wk->seen_cause[s] = cause;
+        h->seen_err = err;
+        h->seen_cause = cause;
       }
-      int k = (int)below(&wk->rng, NKEYS);
+      int k = (int)rng_below(&wk->rng, NKEYS);
       EXPECT(uvctx_value(ctx, &keys[k]) == expected_value(idx, k),
              "node %d: wrong value for key %d (worker)", idx, k);
       if (!S.nodes[idx].deadline_unknown)
@@ -512,7 +496,7 @@ static void worker_main(void *arg) {
       /* Value and without-cancel contexts may be made on any thread. */
       uvctx_t *child = NULL;
       static const char local_key;
-      if (below(&wk->rng, 2)) {
+      if (rng_below(&wk->rng, 2)) {
         EXPECT(uvctx_with_value(ctx, &local_key, wk, &child) == 0,
                "with_value on a worker");
         if (child != NULL) {
@@ -560,9 +544,9 @@ static void crew_cb(uv_async_t *a) {
  * ------------------------------------------------------------------------- */
 
 static int random_parent(void) {
-  if (S.ntable == 0 || below(&S.rng, 8) == 0)
+  if (S.ntable == 0 || rng_below(&S.rng, 8) == 0)
     return ROOT;
-  return S.table[below(&S.rng, (uint32_t)S.ntable)];
+  return S.table[rng_below(&S.rng, (uint32_t)S.ntable)];
 }
 
 static void table_add(int idx) {
@@ -583,11 +567,11 @@ static int table_take(int slot) {
 }
 
 static uint64_t random_timeout(void) {
-  uint32_t r = below(&S.rng, 20);
+  uint32_t r = rng_below(&S.rng, 20);
   if (r == 0)
     return 0; /* born done */
   if (r < 10)
-    return 1 + below(&S.rng, 30); /* fires during the round */
+    return 1 + rng_below(&S.rng, 30); /* fires during the round */
   return 60000;
 }
 
@@ -627,7 +611,7 @@ static void publish(int idx) {
     *head = idx;
   }
   S.nnodes++;
-  S.created++;
+  T.created++;
   table_add(idx);
 }
 
@@ -643,7 +627,7 @@ static node_t *new_record(int kind) {
 
 static void op_create(void) {
   int kind;
-  uint32_t r = below(&S.rng, 100);
+  uint32_t r = rng_below(&S.rng, 100);
   uvctx_t *ctx = NULL, *stopping = NULL;
   node_t *n;
   int rc;
@@ -653,7 +637,7 @@ static void op_create(void) {
   kind = r < 30 ? K_CANCEL : r < 53 ? K_DEADLINE : r < 75 ? K_VALUE
        : r < 82 ? K_WITHOUT : r < 94 ? K_ANY : K_SHUTDOWN;
   n = new_record(kind);
-  n->nparents = kind == K_ANY ? 2 + (int)below(&S.rng, 2) : 1;
+  n->nparents = kind == K_ANY ? 2 + (int)rng_below(&S.rng, 2) : 1;
   for (int i = 0; i < n->nparents; i++) {
     n->parents[i] = random_parent();
     n->parent_ctx[i] = ctx_of(n->parents[i]);
@@ -669,7 +653,7 @@ static void op_create(void) {
                                   n->own_cause, &ctx);
     break;
   case K_VALUE:
-    n->key = (int)below(&S.rng, NKEYS);
+    n->key = (int)rng_below(&S.rng, NKEYS);
     rc = uvctx_with_value(n->parent_ctx[0], &keys[n->key], n, &ctx);
     break;
   case K_WITHOUT:
@@ -679,9 +663,10 @@ static void op_create(void) {
     rc = uvctx_with_any(&S.loop, n->parent_ctx, (size_t)n->nparents, &ctx);
     break;
   default: /* the grace period is short or long; workers begin it */
-    rc = uvctx_with_shutdown(&S.loop, n->parent_ctx[0], NULL, 0,
-                             below(&S.rng, 2) ? 1 + below(&S.rng, 20) : 60000,
-                             &stopping, &ctx);
+    rc = uvctx_with_shutdown(
+        &S.loop, n->parent_ctx[0], NULL, 0,
+        rng_below(&S.rng, 2) ? 1 + rng_below(&S.rng, 20) : 60000, &stopping,
+        &ctx);
     break;
   }
   ck_assert_msg(rc == 0, "seed %u: creating kind %d: %d", S.seed, kind, rc);
@@ -699,50 +684,39 @@ static void op_create(void) {
   }
 }
 
-static void op_release(void) {
-  int idx;
-  if (S.ntable == 0)
-    return;
-  idx = table_take((int)below(&S.rng, (uint32_t)S.ntable));
+static void op_release(int slot) {
+  int idx = table_take(slot);
   check_node(idx, 0);
   uvctx_release(S.nodes[idx].ctx); /* workers may hold it still */
-  S.releases++;
 }
 
 static void watch_cb(uvctx_watch_t *w, int err);
 
 static int free_watch(void) {
   for (int tries = 0; tries < 8; tries++) {
-    int i = (int)below(&S.rng, MAX_WATCHES);
+    int i = (int)rng_below(&S.rng, MAX_WATCHES);
     if (S.watches[i].state != W_PENDING)
       return i;
   }
   return -1;
 }
 
-static void watch_node(watch_rec_t *wr, int idx) {
+/* uvctx_watch(), or uvctx_drain() (which takes cancellable kinds only). */
+static void watch_node(watch_rec_t *wr, int idx, int is_drain) {
+  uvctx_t *ctx = ctx_of(idx);
   wr->node = idx;
   wr->w.data = wr;
-  wr->is_drain = 0;
-  ck_assert_msg(uvctx_watch(ctx_of(idx), &wr->w, watch_cb) == 0,
-                "seed %u: watch of node %d", S.seed, idx);
-  wr->state = W_PENDING;
-  S.watched++;
-}
-
-static void drain_node(watch_rec_t *wr, int idx) {
-  int rc;
-  wr->node = idx;
-  wr->w.data = wr;
-  wr->is_drain = 1;
-  rc = uvctx_drain(ctx_of(idx), &wr->w, watch_cb);
-  if (!cancellable(S.nodes[idx].kind)) {
+  wr->is_drain = is_drain;
+  int rc = is_drain ? uvctx_drain(ctx, &wr->w, watch_cb)
+                    : uvctx_watch(ctx, &wr->w, watch_cb);
+  if (is_drain && !cancellable(S.nodes[idx].kind)) {
     EXPECT(rc == UV_EINVAL, "drain of kind %d: %d", S.nodes[idx].kind, rc);
     return;
   }
-  ck_assert_msg(rc == 0, "seed %u: drain of node %d: %d", S.seed, idx, rc);
+  ck_assert_msg(rc == 0, "seed %u: %s of node %d: %d", S.seed,
+                is_drain ? "drain" : "watch", idx, rc);
   wr->state = W_PENDING;
-  S.watched++;
+  T.watched++;
 }
 
 static void watch_cb(uvctx_watch_t *w, int err) {
@@ -754,26 +728,21 @@ static void watch_cb(uvctx_watch_t *w, int err) {
   EXPECT(err != 0 && err == uvctx_err(ctx), "watch of node %d: err %d, ctx %d",
          wr->node, err, uvctx_err(ctx));
   wr->state = W_RAN;
-  S.ran++;
+  T.ran++;
   /* Sometimes watch again, from the callback, with the same watch. */
-  if (!atomic_load(&S.stop) && S.ntable > 0 && below(&S.rng, 4) == 0)
-    watch_node(wr, S.table[below(&S.rng, (uint32_t)S.ntable)]);
+  if (!atomic_load(&S.stop) && S.ntable > 0 && rng_below(&S.rng, 4) == 0)
+    watch_node(wr, S.table[rng_below(&S.rng, (uint32_t)S.ntable)], 0);
 }
 
-static void op_watch(void) {
+static void op_watch(int idx) {
   int i = free_watch();
-  int idx;
-  if (i < 0 || S.ntable == 0)
+  if (i < 0)
     return;
-  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
-  if (below(&S.rng, 5) == 0)
-    drain_node(&S.watches[i], idx);
-  else
-    watch_node(&S.watches[i], idx);
+  watch_node(&S.watches[i], idx, rng_below(&S.rng, 5) == 0);
 }
 
 static void op_unwatch(void) {
-  watch_rec_t *wr = &S.watches[below(&S.rng, MAX_WATCHES)];
+  watch_rec_t *wr = &S.watches[rng_below(&S.rng, MAX_WATCHES)];
   int rc;
   if (wr->state == W_FREE)
     return;
@@ -781,27 +750,22 @@ static void op_unwatch(void) {
   if (wr->state == W_PENDING) {
     EXPECT(rc == 0, "unwatch of a pending watch of node %d: %d", wr->node, rc);
     wr->state = W_UNWATCHED;
-    S.unwatched++;
+    T.unwatched++;
   } else {
     EXPECT(rc == UV_EALREADY, "unwatch of a finished watch (state %d): %d",
            wr->state, rc);
   }
 }
 
-static void op_reset(void) {
-  int idx, rc;
-  uint64_t timeout;
-  if (S.ntable == 0)
-    return;
-  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
-  timeout = random_timeout();
-  rc = uvctx_reset_timeout(S.nodes[idx].ctx, timeout);
+static void op_reset(int idx) {
+  uint64_t timeout = random_timeout();
+  int rc = uvctx_reset_timeout(S.nodes[idx].ctx, timeout);
   if (S.nodes[idx].kind != K_DEADLINE) {
     EXPECT(rc == UV_EINVAL, "reset_timeout of kind %d: %d", S.nodes[idx].kind,
            rc);
     return;
   }
-  S.resets++;
+  T.resets++;
   EXPECT(rc == 0 || rc == UV_EALREADY, "reset_timeout of node %d: %d", idx,
          rc);
   if (rc == UV_EALREADY)
@@ -810,28 +774,26 @@ static void op_reset(void) {
     EXPECT(uvctx_err(S.nodes[idx].ctx) != 0, "reset to 0: not done");
 }
 
-static void op_cancel(void) {
-  int idx;
-  if (S.ntable == 0)
-    return;
-  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+static void op_cancel(int idx) {
   int before = atomic_load(&S.nodes[idx].wins);
   cancel_checked(S.nodes[idx].ctx, idx, some_cause(&S.rng));
-  S.cancels++;
+  T.cancels++;
   if (cancellable(S.nodes[idx].kind) && uvctx_err(S.nodes[idx].ctx) != 0 &&
       atomic_load(&S.nodes[idx].wins) > before)
     check_descendants_done(idx);
 }
 
-static void op_done_async(void) {
-  int idx;
-  if (S.ntable == 0)
-    return;
-  idx = S.table[below(&S.rng, (uint32_t)S.ntable)];
+static void op_done_async(int idx) {
   uv_async_t *a = uvctx_done_async(S.nodes[idx].ctx);
   EXPECT((a != NULL) == (uvctx_loop(S.nodes[idx].ctx) != NULL),
          "done_async of node %d (kind %d): %p", idx, S.nodes[idx].kind,
          (void *)a);
+}
+
+/* Quiescent (no cancel running): every table node checked in full. */
+static void check_table(void) {
+  for (int i = 0; i < S.ntable; i++)
+    check_node(S.table[i], 1);
 }
 
 /* Workers paused, every table node checked in full. */
@@ -842,9 +804,8 @@ static void checkpoint(void) {
   while (S.paused < WORKERS)
     uv_cond_wait(&S.gate_cond, &S.gate_lock);
   uv_mutex_unlock(&S.gate_lock);
-  for (int i = 0; i < S.ntable; i++)
-    check_node(S.table[i], 1);
-  S.checkpoints++;
+  check_table();
+  T.checkpoints++;
   atomic_store(&S.pause_req, 0);
   wake_workers();
   assert_no_failure("checkpoint");
@@ -852,24 +813,28 @@ static void checkpoint(void) {
 
 static void driver_cb(uv_idle_t *idle) {
   for (int b = 0; b < BATCH; b++) {
-    uint32_t op = below(&S.rng, 100);
+    uint32_t op = rng_below(&S.rng, 100);
+    int slot = S.ntable > 0 ? (int)rng_below(&S.rng, (uint32_t)S.ntable) : -1;
+    int idx = slot >= 0 ? S.table[slot] : -1;
     S.ops++;
     if (op < 30)
       op_create();
-    else if (op < 45)
-      op_watch();
-    else if (op < 53)
+    else if (op >= 45 && op < 53)
       op_unwatch();
-    else if (op < 63)
-      op_reset();
-    else if (op < 70)
-      op_cancel();
-    else if (op < 73)
-      op_done_async();
-    else
-      op_release();
+    else if (slot >= 0) { /* the rest need a node */
+      if (op < 45)
+        op_watch(idx);
+      else if (op < 63)
+        op_reset(idx);
+      else if (op < 70)
+        op_cancel(idx);
+      else if (op < 73)
+        op_done_async(idx);
+      else
+        op_release(slot);
+    }
     if (S.ntable > TABLE_MAX - 8)
-      op_release();
+      op_release((int)rng_below(&S.rng, (uint32_t)S.ntable));
     if (S.ops % CHECKPOINT_OPS == 0)
       checkpoint();
   }
@@ -929,8 +894,7 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   assert_no_failure("run");
 
   /* Quiescent: the whole table, and no watch of a done context waits. */
-  for (int i = 0; i < S.ntable; i++)
-    check_node(S.table[i], 1);
+  check_table();
   for (int i = 0; i < MAX_WATCHES; i++)
     if (S.watches[i].state == W_PENDING && !S.watches[i].is_drain &&
         !never_done(S.watches[i].node))
@@ -945,8 +909,7 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   SASSERT(rc == 0 || rc == UV_EALREADY);
   check_descendants_done(ROOT);
   SASSERT(uv_run(&S.loop, UV_RUN_DEFAULT) == 0);
-  for (int i = 0; i < S.ntable; i++)
-    check_node(S.table[i], 1);
+  check_table();
   for (int i = 0; i < MAX_WATCHES; i++) {
     watch_rec_t *wr = &S.watches[i];
     if (wr->state != W_PENDING)
@@ -956,7 +919,7 @@ static void run_round(uint32_t seed, int round, long ops_limit,
            "a watch of done node %d never ran", wr->node);
     EXPECT(uvctx_unwatch(&wr->w) == 0, "final unwatch of node %d", wr->node);
     wr->state = W_UNWATCHED;
-    S.unwatched++;
+    T.unwatched++;
   }
   assert_no_failure("after cancelling the root");
 
@@ -973,8 +936,11 @@ static void run_round(uint32_t seed, int round, long ops_limit,
   ck_assert_msg(atomic_load(&counting_outstanding) == 0,
                 "stress seed %u round %d: %ld blocks not freed", seed, round,
                 atomic_load(&counting_outstanding));
-  SASSERT(S.watched == S.ran + S.unwatched);
+  SASSERT(T.watched == T.ran + T.unwatched);
   assert_no_failure("end of round");
+  T.ops += S.ops;
+  for (int i = 0; i < WORKERS; i++)
+    T.worker_ops += S.workers[i].ops;
 }
 
 START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
@@ -984,24 +950,14 @@ START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
                                    : DEFAULT_SEED;
   long secs = secs_env != NULL ? strtol(secs_env, NULL, 10) : 0;
   uint64_t end = uvctx_now() + (uint64_t)(secs > 0 ? secs : 0) * 1000;
-  long total_ops = 0, worker_ops = 0, created = 0, watched = 0, cancels = 0,
-       resets = 0, checked = 0, checkpoints = 0;
   int round = 0;
+  memset(&T, 0, sizeof T);
 
   do {
     if (secs > 0) /* soak: rounds of up to ~2 s each until the time is up */
       run_round(seed + (uint32_t)round, round, 1L << 40, 2000);
     else
       run_round(seed, round, test_scaled(ROUND_OPS), ROUND_CAP_MS);
-    total_ops += S.ops;
-    created += S.created;
-    watched += S.watched;
-    cancels += S.cancels;
-    resets += S.resets;
-    checked += S.checked;
-    checkpoints += S.checkpoints;
-    for (int i = 0; i < WORKERS; i++)
-      worker_ops += S.workers[i].ops;
     round++;
   } while (secs > 0 && uvctx_now() < end);
 
@@ -1010,8 +966,8 @@ START_TEST(test_threads_and_loop_on_one_tree_keep_every_promise) {
             "stress: %d round(s) from seed %u: %ld loop ops (%ld nodes made, "
             "%ld watches, %ld cancels, %ld resets), %ld worker ops, %ld node "
             "checks, %ld checkpoints\n",
-            round, seed, total_ops, created, watched, cancels, resets,
-            worker_ops, checked, checkpoints);
+            round, seed, T.ops, T.created, T.watched, T.cancels, T.resets,
+            T.worker_ops, T.checked, T.checkpoints);
 }
 END_TEST
 
@@ -1041,45 +997,43 @@ typedef struct {
   uvctx_t *sd; /* this round's, set by the loop thread before `go` */
   uv_barrier_t go;
   uv_barrier_t done;
-  int ealready_not_done[2]; /* one count per thread, read once joined */
 } sd_race_t;
 
-static void sd_race_begin(void *arg) {
-  sd_race_t *r = arg;
-  for (;;) {
-    uv_barrier_wait(&r->go);
-    if (r->stop)
-      break;
-    int rc = uvctx_shutdown(r->sd, UV_EPIPE);
-    if (rc == UV_EALREADY && uvctx_err(r->sd) == 0)
-      r->ealready_not_done[0]++;
-    uv_barrier_wait(&r->done);
-  }
-}
+/* One of the two threads: each round, calls uvctx_shutdown(sd, cause) so
+ * many times (the first call of either may begin the shutdown, a later one
+ * ends it). */
+typedef struct {
+  sd_race_t *r;
+  int cause;
+  int calls;
+  int ealready_not_done; /* read once joined */
+} sd_caller_t;
 
-static void sd_race_again(void *arg) {
-  sd_race_t *r = arg;
+static void sd_race_caller(void *arg) {
+  sd_caller_t *c = arg;
   for (;;) {
-    uv_barrier_wait(&r->go);
-    if (r->stop)
+    uv_barrier_wait(&c->r->go);
+    if (c->r->stop)
       break;
-    for (int k = 0; k < 3; k++)
-      if (uvctx_shutdown(r->sd, UV_EIO) == UV_EALREADY && uvctx_err(r->sd) == 0)
-        r->ealready_not_done[1]++;
-    uv_barrier_wait(&r->done);
+    for (int k = 0; k < c->calls; k++)
+      if (uvctx_shutdown(c->r->sd, c->cause) == UV_EALREADY &&
+          uvctx_err(c->r->sd) == 0)
+        c->ealready_not_done++;
+    uv_barrier_wait(&c->r->done);
   }
 }
 
 START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
   int lost_cause = 0, rounds = test_scaled(SD_RACE_ROUNDS), round;
   uint64_t cap = uvctx_now() + SD_RACE_CAP_MS;
-  uv_thread_t a, b;
-  sd_race_t r;
-  memset(&r, 0, sizeof r);
+  uv_thread_t tid[2];
+  sd_race_t r = {0};
+  sd_caller_t callers[2] = {{&r, UV_EPIPE, 1, 0}, {&r, UV_EIO, 3, 0}};
   ck_assert_int_eq(uv_barrier_init(&r.go, 3), 0);
   ck_assert_int_eq(uv_barrier_init(&r.done, 3), 0);
-  ck_assert_int_eq(uv_thread_create(&a, sd_race_begin, &r), 0);
-  ck_assert_int_eq(uv_thread_create(&b, sd_race_again, &r), 0);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(uv_thread_create(&tid[i], sd_race_caller, &callers[i]),
+                     0);
 
   for (round = 0; round < rounds; round++) {
     uv_loop_t loop;
@@ -1106,8 +1060,8 @@ START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
   }
   r.stop = 1;
   uv_barrier_wait(&r.go);
-  ck_assert_int_eq(uv_thread_join(&a), 0);
-  ck_assert_int_eq(uv_thread_join(&b), 0);
+  for (int i = 0; i < 2; i++)
+    ck_assert_int_eq(uv_thread_join(&tid[i]), 0);
   if (round < rounds)
     fprintf(stderr,
             "test_shutdown_from_threads_while_its_last_child_goes: ran %d of "
@@ -1115,7 +1069,8 @@ START_TEST(test_shutdown_from_threads_while_its_last_child_goes) {
             round, rounds, SD_RACE_CAP_MS);
   uv_barrier_destroy(&r.go);
   uv_barrier_destroy(&r.done);
-  int early_ealready = r.ealready_not_done[0] + r.ealready_not_done[1];
+  int early_ealready =
+      callers[0].ealready_not_done + callers[1].ealready_not_done;
   ck_assert_msg(lost_cause == 0 && early_ealready == 0,
                 "%d rounds: %d ended with cause UV_ECANCELED instead of their "
                 "uvctx_shutdown() cause; %d times UV_EALREADY while not done",
