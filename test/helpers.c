@@ -496,6 +496,25 @@ void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
   ck_assert_int_eq(uv_thread_create(&t->tid, loop_thread_main, t), 0);
 }
 
+/* --- formats, counts --- */
+
+const char *format_ok(const uvctx_t *ctx, char *buf, size_t len) {
+  int n = uvctx_format(ctx, buf, len);
+  ck_assert_int_ge(n, 0);
+  ck_assert_uint_lt((size_t)n, len);
+  ck_assert_uint_eq(strlen(buf), (size_t)n);
+  return buf;
+}
+
+int has_prefix(const char *s, const char *prefix) {
+  return strncmp(s, prefix, strlen(prefix)) == 0;
+}
+
+int poll_count(uv_loop_t *loop, const int *count, int want) {
+  counter_pred_t c = {count, want};
+  return poll_until(loop, counter_reached, &c, uvctx_now() + EVENTUALLY_MS);
+}
+
 /* --- shrink-badinput --- */
 
 #include <limits.h>

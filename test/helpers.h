@@ -311,6 +311,26 @@ enum { NBAD_SIGNUMS = 9, NBAD_LISTS = 4 };
 extern const size_t bad_list_counts[NBAD_LISTS];
 void bad_signum_lists(int bad, int lists[NBAD_LISTS][3]);
 
+
+/* --- formats, counts, recorders --- */
+
+/* uvctx_format() into buf, asserting that it fit and that its snprintf-like
+ * result is the length written; returns buf. */
+const char *format_ok(const uvctx_t *ctx, char *buf, size_t len);
+
+int has_prefix(const char *s, const char *prefix);
+
+/* poll_until() for a count that loop callbacks raise: runs the loop until
+ * *count >= want, for at most EVENTUALLY_MS. Returns whether it got there. */
+int poll_count(uv_loop_t *loop, const int *count, int want);
+
+/* The rec's callback ran exactly once, with err. */
+#define assert_called_once(r, e)                                               \
+  do {                                                                         \
+    ck_assert_int_eq((r)->calls, 1);                                           \
+    ck_assert_int_eq((r)->err, (e));                                           \
+  } while (0)
+
 /* --- shrink-badinput --- */
 
 /* How many cancellable contexts are alive on loop: uvctx_dump_loop()'s count,

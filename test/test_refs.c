@@ -30,7 +30,6 @@ static const struct {
     {"RTtrt", "a thread's own, then one of the loop's handed back"},
     {"RrTtt", "handed back while the other count is shared-to-be"},
 };
-#define NROWS ((int)(sizeof(rows) / sizeof(rows[0])))
 
 typedef struct {
   uvctx_t *ctx;
@@ -109,5 +108,5 @@ Suite *refs_suite(void) {
       /* A few threads made and joined per row: milliseconds. */
       {"both_sides", TIMEOUT_THREADS_S, loop_setup, NULL,
        .loops = LOOPS(
-           {references_from_both_sides_end_the_context_once_at_the_last, 0, NROWS})});
+           {references_from_both_sides_end_the_context_once_at_the_last, 0, NROWS(rows)})});
 }

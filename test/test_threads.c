@@ -1,34 +1,28 @@
 /* Threads: cancel, release and the readers (err, cause, value, deadline,
  * retain) called from threads that run no loop, while the loop thread works.
- *
- * Only uvctx_cancel*, uvctx_err, uvctx_cause, uvctx_deadline, uvctx_value,
- * uvctx_retain, uvctx_release and uvctx_now are called off the loop thread.
+ * Only the functions the header allows off the loop thread are called there.
  *
  * A hand-off from another thread is only seen while the loop polls, so every
  * test keeps a ref'd uv_async_t of its own (a "crew") alive until its worker
  * threads have finished: each worker's last act is to send it, and its
  * callback joins the workers and closes it. The assertions do not depend on
- * how the threads interleave; build with -fsanitize=thread to look for races.
+ * how the threads interleave; the TSan build looks for races.
  *
  * No thread spins while it needs another one to act: threads that must race
  * start together on a barrier, and a thread that waits for another blocks on
- * a tally (helpers.h) or is woken by a uv_async_t, so that the tests take as
- * long on a loaded machine as the scheduler makes them, not time slices per
+ * a tally or is woken by a uv_async_t, so that the tests take as long on a
+ * loaded machine as the scheduler makes them, not time slices per
  * iteration. */
 #include <stdatomic.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "helpers.h"
-#include "test.h"
-
-/* ---------------------------------------------------------------------------
- * Helpers
- * ------------------------------------------------------------------------- */
 
 static int key_a;
 
-/* Worker threads and the ref'd async that keeps the loop polling for them. */
+/* --- Helpers --- */
+
 enum { MAX_WORKERS = 16 };
 
 typedef struct {
@@ -49,17 +43,16 @@ static void crew_async_cb(uv_async_t *a) {
   uv_close((uv_handle_t *)a, NULL);
 }
 
-static void crew_init(crew_t *cr, uv_loop_t *loop) {
+static void crew_init(crew_t *cr) {
   memset(cr, 0, sizeof *cr);
   atomic_init(&cr->finished, 0);
-  ck_assert_int_eq(uv_async_init(loop, &cr->async, crew_async_cb), 0);
+  ck_assert_int_eq(uv_async_init(&loop, &cr->async, crew_async_cb), 0);
   cr->async.data = cr;
 }
 
 static void crew_spawn(crew_t *cr, uv_thread_cb fn, void *arg) {
   ck_assert_int_lt(cr->n, MAX_WORKERS);
-  ck_assert_int_eq(uv_thread_create(&cr->tids[cr->n], fn, arg), 0);
-  cr->n++;
+  ck_assert_int_eq(uv_thread_create(&cr->tids[cr->n++], fn, arg), 0);
 }
 
 /* A worker's last act. */
@@ -69,134 +62,28 @@ static void crew_finish(crew_t *cr) {
 }
 
 /* Runs the loop until the crew has finished and everything due has run. */
-static void crew_run(crew_t *cr, uv_loop_t *loop) {
-  uv_run(loop, UV_RUN_DEFAULT);
+static void crew_run(crew_t *cr) {
+  uv_run(&loop, UV_RUN_DEFAULT);
   ck_assert_int_eq(cr->joined, 1);
 }
 
-/* ---------------------------------------------------------------------------
- * One cancel from another thread
- * ------------------------------------------------------------------------- */
-
-typedef struct {
-  crew_t crew;
-  uvctx_t *target;
-  int cause;
-  int rc;
-  int err_after;
-  int cause_after;
-} one_cancel_t;
-
-static void one_cancel_worker(void *arg) {
-  one_cancel_t *oc = arg;
-  oc->rc = oc->cause ? uvctx_cancel_cause(oc->target, oc->cause)
-                     : uvctx_cancel(oc->target);
-  oc->err_after = uvctx_err(oc->target);
-  oc->cause_after = uvctx_cause(oc->target);
-  crew_finish(&oc->crew);
+/* The first n (3 or 4) of the chain the tests cancel: a cancel context, a
+ * deadline context under it, a value context (key_a: val) under that, and a
+ * cancel context under that. */
+static void mk_chain(uvctx_t **c, int n, void *val) {
+  c[0] = mk_cancel(&loop, uvctx_background());
+  c[1] = mk_timeout(&loop, c[0], 60000);
+  c[2] = mk_value(c[1], &key_a, val);
+  if (n > 3)
+    c[3] = mk_cancel(&loop, c[2]);
 }
 
-START_TEST(cancel_from_another_thread_sets_err_before_it_returns) {
-  uv_loop_t loop;
-  one_cancel_t oc;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
-  memset(&oc, 0, sizeof oc);
-  crew_init(&oc.crew, &loop);
-  oc.target = p;
-  oc.cause = UV_EPIPE;
-  crew_spawn(&oc.crew, one_cancel_worker, &oc);
-  crew_run(&oc.crew, &loop);
-
-  ck_assert_int_eq(oc.rc, 0);
-  ck_assert_int_eq(oc.err_after, UV_ECANCELED); /* read on the worker */
-  ck_assert_int_eq(oc.cause_after, UV_EPIPE);
-  uvctx_release(p);
-  ASSERT_LOOP_CLOSES(&loop);
+static void release_chain(uvctx_t **c, int n) {
+  while (n > 0)
+    uvctx_release(c[--n]);
 }
-END_TEST
 
-START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
-  uv_loop_t loop;
-  one_cancel_t oc;
-  rec_t pr[8];
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
-  uvctx_t *c = mk_timeout(&loop, p, 60000);
-  uvctx_t *v = mk_value(c, &key_a, NULL);
-  uvctx_t *g = mk_cancel(&loop, v);
-  uvctx_t *ctxs[4] = {p, c, v, g};
-  for (int i = 0; i < 8; i++)
-    rec_watch(&pr[i], NULL, ctxs[i % 4]);
-
-  memset(&oc, 0, sizeof oc);
-  crew_init(&oc.crew, &loop);
-  oc.target = p;
-  crew_spawn(&oc.crew, one_cancel_worker, &oc);
-  crew_run(&oc.crew, &loop);
-
-  ck_assert_int_eq(oc.rc, 0);
-  for (int i = 0; i < 4; i++) {
-    ck_assert_int_eq(uvctx_err(ctxs[i]), UV_ECANCELED);
-    ck_assert_int_eq(uvctx_cause(ctxs[i]), UV_ECANCELED);
-  }
-  for (int i = 0; i < 8; i++) {
-    ck_assert_int_eq(pr[i].calls, 1);
-    ck_assert_int_eq(pr[i].err, UV_ECANCELED);
-    ck_assert(rec_ran_here(&pr[i]));
-  }
-  uv_run(&loop, UV_RUN_NOWAIT);
-  for (int i = 0; i < 8; i++)
-    ck_assert_int_eq(pr[i].calls, 1);
-
-  uvctx_release(g);
-  uvctx_release(v);
-  uvctx_release(c);
-  uvctx_release(p);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-START_TEST(cancel_from_another_thread_is_delivered_in_tree_order) {
-  uv_loop_t loop;
-  one_cancel_t oc;
-  journal_t j = {0};
-  enum { P1, P2, C1, C2, G1, G2, N };
-  rec_t pr[N];
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *p = mk_cancel(&loop, uvctx_background());
-  uvctx_t *c = mk_cancel(&loop, p);
-  uvctx_t *g = mk_cancel(&loop, c);
-  rec_watch(&pr[G1], &j, g);
-  rec_watch(&pr[C1], &j, c);
-  rec_watch(&pr[P1], &j, p);
-  rec_watch(&pr[G2], &j, g);
-  rec_watch(&pr[P2], &j, p);
-  rec_watch(&pr[C2], &j, c);
-
-  memset(&oc, 0, sizeof oc);
-  crew_init(&oc.crew, &loop);
-  oc.target = p;
-  crew_spawn(&oc.crew, one_cancel_worker, &oc);
-  crew_run(&oc.crew, &loop);
-
-  ck_assert_int_eq(j.ran, N);
-  ck_assert_int_lt(pr[P1].seq, pr[P2].seq);
-  ck_assert_int_lt(pr[P2].seq, pr[C1].seq);
-  ck_assert_int_lt(pr[C1].seq, pr[C2].seq);
-  ck_assert_int_lt(pr[C2].seq, pr[G1].seq);
-  ck_assert_int_lt(pr[G1].seq, pr[G2].seq);
-
-  uvctx_release(g);
-  uvctx_release(c);
-  uvctx_release(p);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Many threads racing to cancel the same context
- * ------------------------------------------------------------------------- */
+/* --- Threads cancelling the same context --- */
 
 enum { RACERS = 8, RACE_ROUNDS = 20 };
 
@@ -204,10 +91,8 @@ typedef struct race_s race_t;
 
 typedef struct {
   race_t *race;
-  int cause;
-  int rc;
-  int err_after;
-  int cause_after;
+  int cause;                      /* 0: uvctx_cancel() */
+  int rc, err_after, cause_after; /* read on the racer's thread */
 } racer_t;
 
 struct race_s {
@@ -220,38 +105,102 @@ struct race_s {
 static void racer_main(void *arg) {
   racer_t *r = arg;
   uv_barrier_wait(&r->race->barrier);
-  r->rc = uvctx_cancel_cause(r->race->target, r->cause);
+  r->rc = r->cause ? uvctx_cancel_cause(r->race->target, r->cause)
+                   : uvctx_cancel(r->race->target);
   r->err_after = uvctx_err(r->race->target);
   r->cause_after = uvctx_cause(r->race->target);
   crew_finish(&r->race->crew);
 }
 
+/* n threads, started together on a barrier, cancel target with causes[i];
+ * runs the loop until they are joined and what was due has run. */
+static void cancel_on_threads(race_t *race, uvctx_t *target, int n,
+                              const int *causes) {
+  crew_init(&race->crew);
+  ck_assert_int_eq(uv_barrier_init(&race->barrier, (unsigned)n), 0);
+  race->target = target;
+  for (int i = 0; i < n; i++) {
+    race->racers[i] = (racer_t){.race = race, .cause = causes[i]};
+    crew_spawn(&race->crew, racer_main, &race->racers[i]);
+  }
+  crew_run(&race->crew);
+  uv_barrier_destroy(&race->barrier);
+}
+
+START_TEST(cancel_from_another_thread_sets_err_before_it_returns) {
+  race_t race;
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  cancel_on_threads(&race, p, 1, (int[]){UV_EPIPE});
+  ck_assert_int_eq(race.racers[0].rc, 0);
+  ck_assert_int_eq(race.racers[0].err_after, UV_ECANCELED);
+  ck_assert_int_eq(race.racers[0].cause_after, UV_EPIPE);
+  uvctx_release(p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_from_another_thread_is_delivered_on_the_loop_exactly_once) {
+  race_t race;
+  uvctx_t *c[4];
+  rec_t r[8];
+  mk_chain(c, 4, NULL);
+  for (int i = 0; i < 8; i++)
+    rec_watch(&r[i], NULL, c[i % 4]);
+  cancel_on_threads(&race, c[0], 1, (int[]){0});
+  ck_assert_int_eq(race.racers[0].rc, 0);
+
+  for (int i = 0; i < 4; i++)
+    assert_done(c[i], UV_ECANCELED, UV_ECANCELED);
+  for (int i = 0; i < 8; i++) {
+    assert_called_once(&r[i], UV_ECANCELED);
+    ck_assert(rec_ran_here(&r[i]));
+  }
+  uv_run(&loop, UV_RUN_NOWAIT);
+  for (int i = 0; i < 8; i++)
+    ck_assert_int_eq(r[i].calls, 1);
+  release_chain(c, 4);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
+START_TEST(cancel_from_another_thread_is_delivered_in_tree_order) {
+  race_t race;
+  journal_t j = {0};
+  enum { P1, P2, C1, C2, G1, G2, N }; /* the order of delivery */
+  rec_t r[N];
+  uvctx_t *p = mk_cancel(&loop, uvctx_background());
+  uvctx_t *c = mk_cancel(&loop, p);
+  uvctx_t *g = mk_cancel(&loop, c);
+  rec_watch(&r[G1], &j, g);
+  rec_watch(&r[C1], &j, c);
+  rec_watch(&r[P1], &j, p);
+  rec_watch(&r[G2], &j, g);
+  rec_watch(&r[P2], &j, p);
+  rec_watch(&r[C2], &j, c);
+  cancel_on_threads(&race, p, 1, (int[]){0});
+
+  ck_assert_int_eq(j.ran, N);
+  for (int i = 0; i + 1 < N; i++)
+    ck_assert_msg(r[i].seq < r[i + 1].seq, "watch %d ran at %d, %d at %d", i,
+                  r[i].seq, i + 1, r[i + 1].seq);
+  release_all(g, c, p);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
 START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
-  static const int causes[RACERS] = {UV_EPIPE,   UV_ECONNRESET, UV_EIO,
-                                     UV_EINTR,   UV_EAGAIN,     UV_EBUSY,
-                                     UV_ENOENT,  UV_EPERM};
-  uv_loop_t loop;
+  static const int causes[RACERS] = {UV_EPIPE,  UV_ECONNRESET, UV_EIO,
+                                     UV_EINTR,  UV_EAGAIN,     UV_EBUSY,
+                                     UV_ENOENT, UV_EPERM};
   race_t *race = calloc(1, sizeof *race);
   ck_assert_ptr_nonnull(race);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
 
   for (int round = 0; round < test_scaled(RACE_ROUNDS); round++) {
-    rec_t pw;
-    uvctx_t *p = mk_cancel(&loop, uvctx_background());
-    uvctx_t *c = mk_timeout(&loop, p, 60000);
-    uvctx_t *v = mk_value(c, &key_a, NULL);
-    uvctx_t *g = mk_cancel(&loop, v);
-    rec_watch(&pw, NULL, g);
-
-    crew_init(&race->crew, &loop);
-    ck_assert_int_eq(uv_barrier_init(&race->barrier, RACERS), 0);
-    race->target = p;
-    for (int i = 0; i < RACERS; i++) {
-      race->racers[i] = (racer_t){.race = race, .cause = causes[i]};
-      crew_spawn(&race->crew, racer_main, &race->racers[i]);
-    }
-    crew_run(&race->crew, &loop);
-    uv_barrier_destroy(&race->barrier);
+    uvctx_t *c[4];
+    rec_t w;
+    mk_chain(c, 4, NULL);
+    rec_watch(&w, NULL, c[3]);
+    cancel_on_threads(race, c[0], RACERS, causes);
 
     int winners = 0, winning_cause = 0;
     for (int i = 0; i < RACERS; i++) {
@@ -267,26 +216,18 @@ START_TEST(racing_cancels_exactly_one_wins_and_its_cause_is_everywhere) {
     ck_assert_int_eq(winners, 1);
     for (int i = 0; i < RACERS; i++)
       ck_assert_int_eq(race->racers[i].cause_after, winning_cause);
-    ck_assert_int_eq(uvctx_cause(p), winning_cause);
-    ck_assert_int_eq(uvctx_cause(c), winning_cause);
-    ck_assert_int_eq(uvctx_cause(v), winning_cause);
-    ck_assert_int_eq(uvctx_cause(g), winning_cause);
-    ck_assert_int_eq(uvctx_err(g), UV_ECANCELED);
-    ck_assert_int_eq(pw.calls, 1);
-
-    uvctx_release(g);
-    uvctx_release(v);
-    uvctx_release(c);
-    uvctx_release(p);
+    for (int i = 0; i < 4; i++)
+      ck_assert_int_eq(uvctx_cause(c[i]), winning_cause);
+    ck_assert_int_eq(uvctx_err(c[3]), UV_ECANCELED);
+    ck_assert_int_eq(w.calls, 1);
+    release_chain(c, 4);
   }
   ASSERT_LOOP_CLOSES(&loop);
   free(race);
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Threads cancelling different nodes while the loop thread adds children
- * ------------------------------------------------------------------------- */
+/* --- Threads cancelling nodes while the loop thread adds children --- */
 
 enum { FOREST_NODES = 4, FOREST_KIDS = 150 };
 
@@ -301,7 +242,6 @@ typedef struct {
 } feller_t;
 
 struct forest_s {
-  uv_loop_t *loop;
   journal_t j;
   crew_t crew;
   uv_idle_t idle;
@@ -332,9 +272,9 @@ static void forest_grow(uv_idle_t *h) {
     for (int i = 0; i <= FOREST_NODES; i++) {
       uvctx_t *k;
       switch (f->nkids % 3) {
-      case 0: k = mk_cancel(f->loop, f->node[i]); break;
+      case 0: k = mk_cancel(&loop, f->node[i]); break;
       case 1: k = mk_value(f->node[i], &key_a, NULL); break;
-      default: k = mk_timeout(f->loop, f->node[i], 60000); break;
+      default: k = mk_timeout(&loop, f->node[i], 60000); break;
       }
       f->kids[i][f->nkids] = k;
       rec_watch(&f->kid_watch[i][f->nkids], &f->j, k);
@@ -359,11 +299,8 @@ static void feller_main(void *arg) {
 }
 
 START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
-  uv_loop_t loop;
   forest_t *f = calloc(1, sizeof *f);
   ck_assert_ptr_nonnull(f);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  f->loop = &loop;
   tally_init(&f->rounds);
   f->root = mk_cancel(&loop, uvctx_background());
   for (int i = 0; i <= FOREST_NODES; i++) {
@@ -371,7 +308,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
                        : mk_cancel(&loop, f->root);
     rec_watch(&f->node_watch[i], &f->j, f->node[i]);
   }
-  crew_init(&f->crew, &loop);
+  crew_init(&f->crew);
   ck_assert_int_eq(uv_idle_init(&loop, &f->idle), 0);
   f->idle.data = f;
   ck_assert_int_eq(uv_idle_start(&f->idle, forest_grow), 0);
@@ -379,7 +316,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
     f->fellers[i] = (feller_t){.f = f, .idx = i};
     crew_spawn(&f->crew, feller_main, &f->fellers[i]);
   }
-  crew_run(&f->crew, &loop);
+  crew_run(&f->crew);
 
   for (int i = 0; i < FOREST_NODES; i++) {
     ck_assert_int_eq(f->fellers[i].started, 1);
@@ -387,10 +324,8 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
     ck_assert_int_eq(f->fellers[i].err_after, UV_ECANCELED);
     ck_assert_int_eq(f->node_watch[i].calls, 1);
     for (int k = 0; k < f->nkids; k++) {
-      ck_assert_int_eq(uvctx_err(f->kids[i][k]), UV_ECANCELED);
-      ck_assert_int_eq(uvctx_cause(f->kids[i][k]), forest_causes[i]);
-      ck_assert_int_eq(f->kid_watch[i][k].calls, 1);
-      ck_assert_int_eq(f->kid_watch[i][k].err, UV_ECANCELED);
+      assert_done(f->kids[i][k], UV_ECANCELED, forest_causes[i]);
+      assert_called_once(&f->kid_watch[i][k], UV_ECANCELED);
       ck_assert(rec_ran_here(&f->kid_watch[i][k]));
     }
   }
@@ -406,8 +341,7 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
   }
 
   for (int i = 0; i <= FOREST_NODES; i++) {
-    for (int k = 0; k < f->nkids; k++)
-      uvctx_release(f->kids[i][k]);
+    release_n(f->kids[i], (size_t)f->nkids);
     uvctx_release(f->node[i]);
   }
   uvctx_release(f->root);
@@ -417,36 +351,21 @@ START_TEST(threads_cancel_nodes_while_the_loop_adds_children_under_them) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Release from other threads
- * ------------------------------------------------------------------------- */
+/* --- Release from other threads --- */
 
 typedef struct {
-  crew_t crew;
-  uvctx_t *give[2];
+  crew_t *crew;
+  uvctx_t *ctx; /* the reference handed over */
 } handover_t;
 
-static void release_worker(void *arg) {
-  uvctx_t **slot = arg;
-  uvctx_release(*slot);
-}
-
-static void handover_main0(void *arg) {
+static void release_main(void *arg) {
   handover_t *h = arg;
-  release_worker(&h->give[0]);
-  crew_finish(&h->crew);
-}
-
-static void handover_main1(void *arg) {
-  handover_t *h = arg;
-  release_worker(&h->give[1]);
-  crew_finish(&h->crew);
+  uvctx_release(h->ctx);
+  crew_finish(h->crew);
 }
 
 START_TEST(release_of_the_last_reference_on_another_thread_is_done_by_the_loop) {
-  uv_loop_t loop;
-  handover_t h;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  crew_t crew;
   /* a chain held only by its leaf, with handles of every kind */
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   ck_assert_ptr_nonnull(uvctx_done_async(p));
@@ -454,22 +373,18 @@ START_TEST(release_of_the_last_reference_on_another_thread_is_done_by_the_loop) 
   uvctx_t *t = mk_timeout(&loop, v, 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(t));
   uvctx_t *leaf = mk_cancel(&loop, t);
-  uvctx_release(p);
-  uvctx_release(v);
-  uvctx_release(t);
+  release_all(p, v, t);
   /* and a cancelled deadline context on its own */
   uvctx_t *lone = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(lone));
   ck_assert_int_eq(uvctx_cancel(lone), 0);
   uv_run(&loop, UV_RUN_DEFAULT);
 
-  memset(&h, 0, sizeof h);
-  crew_init(&h.crew, &loop);
-  h.give[0] = leaf;
-  h.give[1] = lone;
-  crew_spawn(&h.crew, handover_main0, &h);
-  crew_spawn(&h.crew, handover_main1, &h);
-  crew_run(&h.crew, &loop);
+  handover_t h[2] = {{&crew, leaf}, {&crew, lone}};
+  crew_init(&crew);
+  crew_spawn(&crew, release_main, &h[0]);
+  crew_spawn(&crew, release_main, &h[1]);
+  crew_run(&crew);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
@@ -494,28 +409,24 @@ static void sharer_main(void *arg) {
     uvctx_release(uvctx_retain(s->ctx));
     uvctx_release(uvctx_retain(s->child));
   }
-  uvctx_release(s->child); /* the references handed over */
-  uvctx_release(s->ctx);
+  release_all(s->child, s->ctx); /* the references handed over */
   crew_finish(&s->crew);
 }
 
 static void share_drop_own(uv_async_t *h) {
   share_t *s = h->data;
-  uvctx_release(s->child);
-  uvctx_release(s->ctx);
+  release_all(s->child, s->ctx);
   uv_close((uv_handle_t *)h, NULL);
 }
 
 START_TEST(last_reference_dropped_by_whichever_thread_releases_last) {
-  uv_loop_t loop;
   share_t *s = calloc(1, sizeof *s);
   ck_assert_ptr_nonnull(s);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   atomic_init(&s->started, 0);
   s->ctx = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(s->ctx));
   s->child = mk_cancel(&loop, s->ctx);
-  crew_init(&s->crew, &loop);
+  crew_init(&s->crew);
   ck_assert_int_eq(uv_async_init(&loop, &s->started_async, share_drop_own), 0);
   s->started_async.data = s;
   for (int i = 0; i < SHARERS; i++) {
@@ -523,15 +434,13 @@ START_TEST(last_reference_dropped_by_whichever_thread_releases_last) {
     uvctx_retain(s->child);
     crew_spawn(&s->crew, sharer_main, s);
   }
-  crew_run(&s->crew, &loop);
+  crew_run(&s->crew);
   ASSERT_LOOP_CLOSES(&loop);
   free(s);
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * retain/release hammered while the loop cancels
- * ------------------------------------------------------------------------- */
+/* --- retain/release hammered while the loop cancels --- */
 
 enum { HAMMERS = 4, HAMMER_ITERS = 5000 };
 
@@ -541,7 +450,7 @@ typedef struct {
   atomic_int started;
   atomic_int faults;
   int val;
-  uvctx_t *targets[3]; /* cancel, deadline under it, value under that */
+  uvctx_t *targets[3]; /* mk_chain's first 3 */
   int cancel_rc;
 } hammer_t;
 
@@ -571,68 +480,60 @@ static void hammer_cancel_when_started(uv_async_t *a) {
 }
 
 START_TEST(retain_release_from_threads_while_the_loop_cancels) {
-  uv_loop_t loop;
-  rec_t pw[3];
+  rec_t w[3];
   hammer_t *h = calloc(1, sizeof *h);
   ck_assert_ptr_nonnull(h);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   atomic_init(&h->started, 0);
   atomic_init(&h->faults, 0);
-  h->targets[0] = mk_cancel(&loop, uvctx_background());
-  h->targets[1] = mk_timeout(&loop, h->targets[0], 60000);
-  h->targets[2] = mk_value(h->targets[1], &key_a, &h->val);
+  mk_chain(h->targets, 3, &h->val);
   for (int i = 0; i < 3; i++)
-    rec_watch(&pw[i], NULL, h->targets[i]);
+    rec_watch(&w[i], NULL, h->targets[i]);
   h->cancel_rc = 12345;
 
-  crew_init(&h->crew, &loop);
+  crew_init(&h->crew);
   ck_assert_int_eq(
       uv_async_init(&loop, &h->all_started, hammer_cancel_when_started), 0);
   h->all_started.data = h;
   for (int i = 0; i < HAMMERS; i++)
     crew_spawn(&h->crew, hammer_main, h);
-  crew_run(&h->crew, &loop);
+  crew_run(&h->crew);
 
   ck_assert_int_eq(atomic_load(&h->faults), 0);
   ck_assert_int_eq(h->cancel_rc, 0);
   for (int i = 0; i < 3; i++) {
     ck_assert_int_eq(uvctx_err(h->targets[i]), UV_ECANCELED);
-    ck_assert_int_eq(pw[i].calls, 1);
+    ck_assert_int_eq(w[i].calls, 1);
   }
   /* the counts are balanced: still exactly one reference each */
   ck_assert_ptr_eq(uvctx_value(h->targets[2], &key_a), &h->val);
-  uvctx_release(h->targets[2]);
-  uvctx_release(h->targets[1]);
-  uvctx_release(h->targets[0]);
+  release_chain(h->targets, 3);
   ASSERT_LOOP_CLOSES(&loop);
   free(h);
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * err and cause read from threads while the context is cancelled
- * ------------------------------------------------------------------------- */
+/* --- err and cause read from threads while the context is cancelled --- */
 
 /* Each reader reads once (all not done), then waits with the canceller on a
  * barrier, so that its reads and the cancel start together; it reads in a
  * tight loop until it sees every context done, or for at most RACE_MS (the
  * cancel may not have run yet on a loaded machine, and a reader must not go
- * on taking the time slices the canceller needs); then it blocks until the cancel
- * has returned, and reads READS_AFTER_DONE more times, when every read must
- * say done. */
+ * on taking the time slices the canceller needs); then it blocks until the
+ * cancel has returned, and reads READS_AFTER_DONE more times, when every read
+ * must say done. */
 enum { READERS = 4, RACE_MS = 20, READS_AFTER_DONE = 500 };
 
 typedef struct {
   crew_t crew;
-  uv_barrier_t start;   /* the readers and the canceller */
-  tally_t cancelled;    /* 1 once the cancel has returned */
-  uv_timer_t on_loop;   /* the loop thread's cancel, when it cancels */
+  uv_barrier_t start; /* the readers and the canceller */
+  tally_t cancelled;  /* 1 once the cancel has returned */
+  uv_timer_t on_loop; /* the loop thread's cancel, when it cancels */
   atomic_int violations;
   atomic_int first_read_not_zero;
   atomic_int not_done_after_cancel;
   atomic_int timed_out;
   int cancel_rc;
-  uvctx_t *ctxs[3]; /* cancel, cancel child, value grandchild */
+  uvctx_t *ctxs[3]; /* mk_chain's first 3 */
 } readers_t;
 
 /* One read of the three contexts, err first, then cause: once err is set,
@@ -667,12 +568,9 @@ static void reader_main(void *arg) {
     atomic_fetch_add(&r->first_read_not_zero, 1);
   uv_barrier_wait(&r->start);
   uint64_t give_up = uv_hrtime() + (uint64_t)RACE_MS * 1000000;
-  for (int n = 1;; n++) {
-    if (read_all(r, prev) == 3)
-      break;
+  for (int n = 1; read_all(r, prev) != 3; n++)
     if (n % 256 == 0 && uv_hrtime() >= give_up)
       break;
-  }
   if (!tally_wait(&r->cancelled, 1, HANDOFF_LIMIT_MS))
     atomic_fetch_add(&r->timed_out, 1);
   for (int n = 0; n < READS_AFTER_DONE; n++)
@@ -696,16 +594,13 @@ static void readers_cancel_main(void *arg) {
 /* On the loop thread, inside uv_run: the readers need nothing of the loop,
  * so it may block on the barrier. */
 static void readers_cancel_on_loop(uv_timer_t *t) {
-  readers_t *r = t->data;
-  readers_cancel(r);
+  readers_cancel(t->data);
   uv_close((uv_handle_t *)t, NULL);
 }
 
 static void run_readers(int from_thread) {
-  uv_loop_t loop;
   readers_t *r = calloc(1, sizeof *r);
   ck_assert_ptr_nonnull(r);
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uv_barrier_init(&r->start, READERS + 1), 0);
   tally_init(&r->cancelled);
   atomic_init(&r->violations, 0);
@@ -713,11 +608,9 @@ static void run_readers(int from_thread) {
   atomic_init(&r->not_done_after_cancel, 0);
   atomic_init(&r->timed_out, 0);
   r->cancel_rc = 12345;
-  r->ctxs[0] = mk_cancel(&loop, uvctx_background());
-  r->ctxs[1] = mk_timeout(&loop, r->ctxs[0], 60000);
-  r->ctxs[2] = mk_value(r->ctxs[1], &key_a, NULL);
+  mk_chain(r->ctxs, 3, NULL);
 
-  crew_init(&r->crew, &loop);
+  crew_init(&r->crew);
   if (!from_thread) {
     ck_assert_int_eq(uv_timer_init(&loop, &r->on_loop), 0);
     r->on_loop.data = r;
@@ -728,19 +621,16 @@ static void run_readers(int from_thread) {
     crew_spawn(&r->crew, reader_main, r);
   if (from_thread)
     crew_spawn(&r->crew, readers_cancel_main, r);
-  crew_run(&r->crew, &loop);
+  crew_run(&r->crew);
 
   ck_assert_int_eq(r->cancel_rc, 0);
   ck_assert_int_eq(atomic_load(&r->timed_out), 0);
   ck_assert_int_eq(atomic_load(&r->first_read_not_zero), 0);
   ck_assert_int_eq(atomic_load(&r->violations), 0);
   ck_assert_int_eq(atomic_load(&r->not_done_after_cancel), 0);
-  for (int i = 0; i < 3; i++) {
-    ck_assert_int_eq(uvctx_err(r->ctxs[i]), UV_ECANCELED);
-    ck_assert_int_eq(uvctx_cause(r->ctxs[i]), UV_EPIPE);
-  }
-  for (int i = 2; i >= 0; i--)
-    uvctx_release(r->ctxs[i]);
+  for (int i = 0; i < 3; i++)
+    assert_done(r->ctxs[i], UV_ECANCELED, UV_EPIPE);
+  release_chain(r->ctxs, 3);
   ASSERT_LOOP_CLOSES(&loop);
   tally_destroy(&r->cancelled);
   uv_barrier_destroy(&r->start);
@@ -757,8 +647,7 @@ START_TEST(err_and_cause_read_from_threads_while_another_thread_cancels) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Hand-offs that arrive while the loop is running async callbacks
+/* --- Hand-offs that arrive while the loop is running async callbacks ---
  *
  * The crew recipe (a ref'd handle closed once the worker is done) must work
  * whatever the loop is doing when the worker calls in. Here it is made to
@@ -767,14 +656,13 @@ END_TEST
  * finishes the crew) while the loop thread waits inside the gate's callback,
  * that is in the middle of libuv's pass over the loop's async handles. The
  * gate is made after the loop's first context (so after uvctx's own async)
- * and before the crew.
- * ------------------------------------------------------------------------- */
+ * and before the crew. */
 
 typedef struct {
   uv_async_t gate;
   crew_t crew;
-  tally_t go;   /* the loop thread is inside the gate's callback */
-  tally_t done; /* the worker has finished the crew */
+  tally_t go;      /* the loop thread is inside the gate's callback */
+  tally_t done;    /* the worker has finished the crew */
   int worker_went; /* the worker saw go in time */
   uvctx_t *target;
   int cancel; /* 1: cancel target, 0: release it */
@@ -801,81 +689,62 @@ static void gated_worker(void *arg) {
   tally_add(&g->done, 1); /* the loop thread joins us only after this */
 }
 
-static void gated_start(gated_t *g, uv_loop_t *loop, uvctx_t *target,
-                        int cancel) {
+/* Starts the worker on target and runs the loop until it is joined. */
+static void run_gated(gated_t *g, uvctx_t *target, int cancel) {
   memset(g, 0, sizeof *g);
   tally_init(&g->go);
   tally_init(&g->done);
   g->target = target;
   g->cancel = cancel;
   g->rc = 12345;
-  ck_assert_int_eq(uv_async_init(loop, &g->gate, gate_cb), 0);
+  ck_assert_int_eq(uv_async_init(&loop, &g->gate, gate_cb), 0);
   g->gate.data = g;
-  crew_init(&g->crew, loop);
+  crew_init(&g->crew);
   crew_spawn(&g->crew, gated_worker, g);
-}
-
-/* After crew_run: the worker is joined. */
-static void gated_finish(gated_t *g) {
+  crew_run(&g->crew);
   ck_assert_int_eq(g->worker_went, 1);
   tally_destroy(&g->go);
   tally_destroy(&g->done);
 }
 
 START_TEST(release_on_another_thread_during_async_callbacks_is_not_lost) {
-  uv_loop_t loop;
   gated_t g;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   uvctx_t *c = mk_timeout(&loop, uvctx_background(), 60000);
   ck_assert_ptr_nonnull(uvctx_done_async(c));
-  gated_start(&g, &loop, c, 0);
-  crew_run(&g.crew, &loop);
-  gated_finish(&g);
+  run_gated(&g, c, 0);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
 START_TEST(cancel_on_another_thread_during_async_callbacks_is_delivered) {
-  uv_loop_t loop;
   gated_t g;
-  rec_t p;
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  rec_t w;
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
-  rec_watch(&p, NULL, c);
-  gated_start(&g, &loop, c, 1);
-  crew_run(&g.crew, &loop);
-  gated_finish(&g);
+  rec_watch(&w, NULL, c);
+  run_gated(&g, c, 1);
   ck_assert_int_eq(g.rc, 0);
   /* c is done and its callback is due: uv_run must not have returned yet */
-  ck_assert_int_eq(p.calls, 1);
+  ck_assert_int_eq(w.calls, 1);
   uvctx_release(c);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-/* ------------------------------------------------------------------------- */
-
 Suite *threads_suite(void) {
   return SUITE(
       "threads",
-      {"cancel", TIMEOUT_THREADS_S, NULL, NULL,
+      {"threads", TIMEOUT_THREADS_S, loop_setup, NULL,
        .tests = TESTS(
            cancel_from_another_thread_sets_err_before_it_returns,
            cancel_from_another_thread_is_delivered_on_the_loop_exactly_once,
            cancel_from_another_thread_is_delivered_in_tree_order,
            racing_cancels_exactly_one_wins_and_its_cause_is_everywhere,
-           threads_cancel_nodes_while_the_loop_adds_children_under_them)},
-      {"release", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(
+           threads_cancel_nodes_while_the_loop_adds_children_under_them,
            release_of_the_last_reference_on_another_thread_is_done_by_the_loop,
            last_reference_dropped_by_whichever_thread_releases_last,
-           retain_release_from_threads_while_the_loop_cancels)},
-      {"readers", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(
+           retain_release_from_threads_while_the_loop_cancels,
            err_and_cause_read_from_threads_while_the_loop_cancels,
-           err_and_cause_read_from_threads_while_another_thread_cancels)},
-      {"handoff", TIMEOUT_THREADS_S, NULL, NULL,
-       .tests = TESTS(
+           err_and_cause_read_from_threads_while_another_thread_cancels,
            release_on_another_thread_during_async_callbacks_is_not_lost,
            cancel_on_another_thread_during_async_callbacks_is_delivered)});
 }
