@@ -265,8 +265,7 @@ static int server_scenario(long n) {
     for (int r = 0; r < REQS; r++) {
       if (req[c][r] == NULL)
         continue;
-      ck_assert_int_eq(on_req[c][r].calls, 1);
-      ck_assert_int_eq(on_req[c][r].err, UV_ECANCELED);
+      assert_called_once(&on_req[c][r], UV_ECANCELED);
       ck_assert_int_ne(uvctx_err(req[c][r]), 0);
     }
   }

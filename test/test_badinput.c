@@ -181,8 +181,7 @@ START_TEST(test_call_with_a_bad_argument_fails_and_changes_nothing) {
   assert_done(ctx, UV_ECANCELED, UV_ECANCELED);
   assert_done(timed, UV_ECANCELED, UV_ECANCELED);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(rec.calls, 1);
-  ck_assert_int_eq(rec.err, UV_ECANCELED);
+  assert_called_once(&rec, UV_ECANCELED);
 
   release_all(sig, stopping, sd, v, timed, ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -353,8 +352,7 @@ START_TEST(test_loop_close_with_live_contexts_is_ebusy_and_they_keep_working) {
   ASSERT_CLOSE_IS_EBUSY(&loop);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   ck_assert_int_eq(on_t.calls, 1);
-  ck_assert_int_eq(on_any.calls, 1);
-  ck_assert_int_eq(on_any.err, UV_ETIMEDOUT);
+  assert_called_once(&on_any, UV_ETIMEDOUT);
   ck_assert_int_eq(on_stop.calls, 1);
   ck_assert_int_eq(uvctx_cause(stopping), UV_EPIPE);
   ASSERT_CLOSE_IS_EBUSY(&loop);

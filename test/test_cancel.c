@@ -149,8 +149,7 @@ START_TEST(test_child_of_cancelled_parent_is_born_done_and_told_on_the_loop) {
   ck_assert_int_eq(uvctx_cancel(child), UV_EALREADY);
   ck_assert_int_eq(uvctx_cancel(timed), UV_EALREADY);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(rec.calls, 1);
-  ck_assert_int_eq(rec.err, UV_ECANCELED);
+  assert_called_once(&rec, UV_ECANCELED);
   ck_assert_int_eq(rec.cause, UV_EPIPE);
 
   release_all(grandchild, value, timed, child, parent);
@@ -169,8 +168,7 @@ START_TEST(test_cancel_runs_each_watch_once_on_the_loop_never_in_the_call) {
   ck_assert_int_eq(recs[0].calls + recs[1].calls, 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
   for (int i = 0; i < 2; i++) {
-    ck_assert_int_eq(recs[i].calls, 1);
-    ck_assert_int_eq(recs[i].err, UV_ECANCELED);
+    assert_called_once(&recs[i], UV_ECANCELED);
     ck_assert_int_eq(recs[i].cause, UV_EPIPE);
   }
   ck_assert_int_eq(uvctx_cancel(parent), UV_EALREADY);
@@ -240,8 +238,7 @@ START_TEST(test_release_of_parent_while_child_alive_keeps_child_working) {
   ck_assert_int_eq(uvctx_cancel_cause(child, UV_EPIPE), 0);
   assert_done(child, UV_ECANCELED, UV_EPIPE);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(rec.calls, 1);
-  ck_assert_int_eq(rec.err, UV_ECANCELED);
+  assert_called_once(&rec, UV_ECANCELED);
 
   uvctx_release(child);
   ASSERT_LOOP_CLOSES(&loop);

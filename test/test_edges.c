@@ -64,8 +64,7 @@ START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   /* stopping still counts as a child until the loop has torn it down. */
   rec_drain(&d, NULL, sd);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(d.calls, 1);
-  ck_assert_int_eq(d.err, UV_ECANCELED);
+  assert_called_once(&d, UV_ECANCELED);
   uvctx_release(sd);
   ASSERT_LOOP_CLOSES(&loop);
 }
