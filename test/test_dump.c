@@ -384,9 +384,7 @@ Suite *dump_suite(void) {
            dump_names_the_kind_of_each_context_and_shows_its_deadline,
            dump_shows_the_err_and_cause_of_done_contexts,
            dump_counts_pending_watches_and_references,
-           dump_counts_value_and_without_cancel_children)},
-      {"loop", TIMEOUT_LOOP_S, loop_setup, text_clear,
-       .tests = TESTS(
+           dump_counts_value_and_without_cancel_children,
            dump_loop_counts_and_lists_the_live_cancellable_contexts,
            dump_loop_count_goes_down_as_contexts_are_released_to_0,
            dump_loop_reports_contexts_that_outlive_their_release)});
