@@ -1,6 +1,7 @@
 /* Helpers shared by the test files; see helpers.h. */
 #include "helpers.h"
 
+#include <limits.h>
 #include <signal.h>
 #include <stdio.h>
 #include <string.h>
@@ -532,4 +533,63 @@ static int never(void *arg) {
 void run_until_time(uv_loop_t *loop, uint64_t until_ms) {
   poll_until(loop, never, NULL, until_ms);
   ck_assert_uint_ge(uvctx_now(), until_ms);
+}
+
+/* --- contexts of every kind, live counts --- */
+
+int live_contexts(const uv_loop_t *loop) {
+  FILE *devnull = fopen("/dev/null", "w");
+  ck_assert_ptr_nonnull(devnull);
+  int n = uvctx_dump_loop(loop, devnull);
+  fclose(devnull);
+  ck_assert_int_ge(n, 0);
+  return n;
+}
+
+const char mk_kind_key;
+
+int mk_kind(int kind, uv_loop_t *loop, uvctx_t *parent, int bad,
+            uvctx_t **out, uvctx_t **out2) {
+  static const int signums[] = {SIGUSR1, SIGUSR2, SIGHUP};
+  int cause = bad == 1 ? 1 : bad == 2 ? INT_MAX : UV_EPIPE;
+  uint64_t dl = uvctx_now() + 60000;
+  uvctx_t *parents[3] = {uvctx_todo(), parent, parent};
+  switch (kind) {
+  case MK_CANCEL: return uvctx_with_cancel(loop, parent, out);
+  case MK_DEADLINE: return uvctx_with_deadline(loop, parent, dl, out);
+  case MK_DEADLINE_PAST: return uvctx_with_deadline(loop, parent, 0, out);
+  case MK_DEADLINE_CAUSE:
+    return uvctx_with_deadline_cause(loop, parent, dl, cause, out);
+  case MK_DEADLINE_CAUSE_PAST:
+    return uvctx_with_deadline_cause(loop, parent, 0, cause, out);
+  case MK_TIMEOUT: return uvctx_with_timeout(loop, parent, 60000, out);
+  case MK_TIMEOUT_ZERO: return uvctx_with_timeout(loop, parent, 0, out);
+  case MK_TIMEOUT_CAUSE:
+    return uvctx_with_timeout_cause(loop, parent, 60000, cause, out);
+  case MK_TIMEOUT_CAUSE_ZERO:
+    return uvctx_with_timeout_cause(loop, parent, 0, cause, out);
+  case MK_GRPC_TIMEOUT:
+    return uvctx_with_grpc_timeout(loop, parent, "4999972u", 8, out);
+  case MK_GRPC_TIMEOUT_ZERO:
+    return uvctx_with_grpc_timeout(loop, parent, "0n", 2, out);
+  case MK_SIGNAL: return uvctx_with_signal(loop, parent, signums, 3, out);
+  case MK_ANY: return uvctx_with_any(loop, parents, 3, out);
+  case MK_SHUTDOWN:
+    return uvctx_with_shutdown(loop, parent, signums, 1, 5000, out2, out);
+  case MK_VALUE:
+    return uvctx_with_value(parent, bad ? NULL : &mk_kind_key,
+                            (void *)&mk_kind_key, out);
+  default: return uvctx_without_cancel(parent, out);
+  }
+}
+
+int mk_kind_bad_values(int kind) {
+  switch (kind) {
+  case MK_DEADLINE_CAUSE:
+  case MK_DEADLINE_CAUSE_PAST:
+  case MK_TIMEOUT_CAUSE:
+  case MK_TIMEOUT_CAUSE_ZERO: return 2;
+  case MK_VALUE: return 1;
+  default: return 0;
+  }
 }

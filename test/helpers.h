@@ -343,4 +343,42 @@ uvctx_t *mk_any_n(uv_loop_t *loop, uvctx_t **parents, size_t n);
  * timer of our own, as poll_until). */
 void run_until_time(uv_loop_t *loop, uint64_t until_ms);
 
+/* --- contexts of every kind, live counts --- */
+
+/* How many cancellable contexts are alive on loop: uvctx_dump_loop()'s count,
+ * its text thrown away. */
+int live_contexts(const uv_loop_t *loop);
+
+/* Every constructor through one signature, for tables of tests: mk_kind()
+ * makes a context of the kind under parent (a shutdown makes two: stopping
+ * in *out2), with arguments that allocate all they can (a deadline a minute
+ * away, three signals, three parents) and a value of mk_kind_key. bad = 1 or
+ * 2 makes one of the kind's own arguments bad (a NULL key; a cause of 1, of
+ * INT_MAX), for the kinds of mk_kind_bad_values() > 0. The _PAST and _ZERO
+ * kinds are born done. */
+enum {
+  MK_CANCEL,
+  MK_DEADLINE,
+  MK_DEADLINE_PAST,
+  MK_DEADLINE_CAUSE,
+  MK_DEADLINE_CAUSE_PAST,
+  MK_TIMEOUT,
+  MK_TIMEOUT_ZERO,
+  MK_TIMEOUT_CAUSE,
+  MK_TIMEOUT_CAUSE_ZERO,
+  MK_GRPC_TIMEOUT,
+  MK_GRPC_TIMEOUT_ZERO,
+  MK_SIGNAL,
+  MK_ANY,
+  MK_SHUTDOWN,
+  MK_VALUE,   /* takes no loop */
+  MK_WITHOUT, /* takes no loop */
+  NMK_KINDS
+};
+
+extern const char mk_kind_key;
+int mk_kind(int kind, uv_loop_t *loop, uvctx_t *parent, int bad,
+            uvctx_t **out, uvctx_t **out2);
+int mk_kind_bad_values(int kind);
+
 #endif

@@ -22,142 +22,55 @@
 #include "helpers.h"
 #include "test.h"
 
-static FILE *devnull;
-
-static void setup(void) {
-  counting_install();
-  devnull = fopen("/dev/null", "w");
-  ck_assert_ptr_nonnull(devnull);
-}
-
-static void teardown(void) {
-  counting_uninstall();
-  fclose(devnull);
-}
-
-/* Cancellable contexts alive on loop, by uvctx_dump_loop's count. */
-static int live(uv_loop_t *loop) { return uvctx_dump_loop(loop, devnull); }
-
-/* A constructor under test: makes one context (or two, for a shutdown)
- * under parent; extra is a second, never done, parent for with_any. */
-typedef int (*make_fn)(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                       uvctx_t **out2);
-
-static int make_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                       uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_cancel(loop, parent, out);
-}
-static int make_deadline(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                         uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_deadline(loop, parent, uvctx_now() + 60000, out);
-}
-static int make_deadline_cause(uv_loop_t *loop, uvctx_t *parent,
-                               uvctx_t **out, uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_deadline_cause(loop, parent, uvctx_now() + 60000,
-                                   UV_EPIPE, out);
-}
-static int make_timeout(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                        uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_timeout(loop, parent, 10000, out);
-}
-static int make_timeout_cause(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                              uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_timeout_cause(loop, parent, 10000, UV_EPIPE, out);
-}
-static int make_born_done_timeout(uv_loop_t *loop, uvctx_t *parent,
-                                  uvctx_t **out, uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_timeout(loop, parent, 0, out);
-}
-static int make_grpc_timeout(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                             uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_grpc_timeout(loop, parent, "4999972u", 8, out);
-}
-static int make_born_done_grpc_timeout(uv_loop_t *loop, uvctx_t *parent,
-                                       uvctx_t **out, uvctx_t **out2) {
-  (void)out2;
-  return uvctx_with_grpc_timeout(loop, parent, "0n", 2, out);
-}
-static int make_value(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                      uvctx_t **out2) {
-  static int key;
-  (void)loop;
-  (void)out2;
-  return uvctx_with_value(parent, &key, &key, out);
-}
-static int make_without_cancel(uv_loop_t *loop, uvctx_t *parent,
-                               uvctx_t **out, uvctx_t **out2) {
-  (void)loop;
-  (void)out2;
-  return uvctx_without_cancel(parent, out);
-}
-static int make_signal(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                       uvctx_t **out2) {
-  static const int signums[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  (void)out2;
-  return uvctx_with_signal(loop, parent, signums, 3, out);
-}
-static int make_any(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                    uvctx_t **out2) {
-  uvctx_t *parents[3] = {uvctx_todo(), parent, parent};
-  (void)out2;
-  return uvctx_with_any(loop, parents, 3, out);
-}
-static int make_shutdown(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out,
-                         uvctx_t **out2) {
-  static const int signums[] = {SIGUSR1};
-  return uvctx_with_shutdown(loop, parent, signums, 1, 5000, out2, out);
-}
-
 /* The parents a constructor is swept under. */
 enum { UNDER_ROOT, UNDER_CANCEL, UNDER_VALUE, UNDER_DONE, UNDER_COUNT };
 
-/* Sweeps the n-th allocation of make() over every n, under each kind of
- * parent: the background root (for the loop's first context this also
- * allocates the loop's state), a live cancel context, a value context, a
- * done context. Returns the number of failure points found. */
-static int sweep(make_fn make) {
+/* One constructor (mk_kind() _i), first with every allocation failing, then
+ * with its n-th allocation failing for every n, under each kind of parent:
+ * the background root (for the loop's first context this also allocates the
+ * loop's state), a live cancel context, a value context, a done context. */
+START_TEST(test_constructor_enomem_leaves_nothing) {
   static int key;
-  int points = 0;
+  long points = 0;
+  uv_loop_t loop;
+  uvctx_t *out = SENTINEL, *out2 = SENTINEL;
+
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  counting_fail_all = 1;
+  ck_assert_int_eq(mk_kind(_i, &loop, uvctx_background(), 0, &out, &out2),
+                   UV_ENOMEM);
+  counting_fail_all = 0;
+  ck_assert_ptr_eq(out, SENTINEL);
+  ck_assert_ptr_eq(out2, SENTINEL);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(counting_outstanding, 0);
 
   for (int under = 0; under < UNDER_COUNT; under++) {
-    long n;
-    int failures = 0;
-    for (n = 0;; n++) {
-      uv_loop_t loop;
+    int failures = 0, err;
+    for (long n = 0;; n++) {
       uvctx_t *parent = uvctx_background(), *owner = NULL, *value = NULL;
-      uvctx_t *out = SENTINEL, *out2 = SENTINEL;
-      int err, before, parent_err;
+      int before, parent_err;
 
+      out = out2 = SENTINEL;
       ck_assert_int_eq(uv_loop_init(&loop), 0);
-      if (under != UNDER_ROOT) {
-        ck_assert_int_eq(uvctx_with_cancel(&loop, parent, &owner), 0);
-        parent = owner;
-      }
-      if (under == UNDER_VALUE) {
-        ck_assert_int_eq(uvctx_with_value(owner, &key, &key, &value), 0);
-        parent = value;
-      }
+      if (under != UNDER_ROOT)
+        parent = owner = mk_cancel(&loop, parent);
+      if (under == UNDER_VALUE)
+        parent = value = mk_value(owner, &key, &key);
       if (under == UNDER_DONE)
         ck_assert_int_eq(uvctx_cancel_cause(owner, UV_EPIPE), 0);
-      before = live(&loop);
+      before = live_contexts(&loop);
       parent_err = uvctx_err(parent);
 
       counting_allowed = n;
-      err = make(&loop, parent, &out, &out2);
+      err = mk_kind(_i, &loop, parent, 0, &out, &out2);
       counting_allowed = -1;
       if (err == UV_ENOMEM) {
         failures++;
         ck_assert_ptr_eq(out, SENTINEL);
         ck_assert_ptr_eq(out2, SENTINEL);
         ck_assert_int_eq(uvctx_err(parent), parent_err);
-        ck_assert_int_eq(live(&loop), before);
+        ck_assert_int_eq(live_contexts(&loop), before);
       } else {
         ck_assert_int_eq(err, 0);
         ck_assert_ptr_ne(out, SENTINEL);
@@ -173,66 +86,24 @@ static int sweep(make_fn make) {
       if (err == 0)
         break;
     }
-    /* Each constructor allocates at least once. */
-    ck_assert_int_ge(failures, 1);
+    /* Each constructor allocates at least once; a shutdown makes two
+     * contexts, and a failure of the second gives back the first. */
+    ck_assert_int_ge(failures, _i == MK_SHUTDOWN ? 2 : 1);
     points += failures;
   }
   if (getenv("UVCTX_ALLOC_VERBOSE") != NULL)
-    fprintf(stderr, "alloc: %d failure points under %d parents\n", points,
+    fprintf(stderr, "alloc: %ld failure points under %d parents\n", points,
             UNDER_COUNT);
-  return points;
-}
-
-START_TEST(test_with_cancel_enomem_leaves_nothing) { sweep(make_cancel); }
-END_TEST
-
-START_TEST(test_with_deadline_enomem_leaves_nothing) {
-  sweep(make_deadline);
-  sweep(make_deadline_cause);
-}
-END_TEST
-
-START_TEST(test_with_timeout_enomem_leaves_nothing) {
-  sweep(make_timeout);
-  sweep(make_timeout_cause);
-  sweep(make_born_done_timeout);
-}
-END_TEST
-
-START_TEST(test_with_grpc_timeout_enomem_leaves_nothing) {
-  sweep(make_grpc_timeout);
-  sweep(make_born_done_grpc_timeout);
-}
-END_TEST
-
-START_TEST(test_with_value_enomem_leaves_nothing) { sweep(make_value); }
-END_TEST
-
-START_TEST(test_without_cancel_enomem_leaves_nothing) {
-  sweep(make_without_cancel);
-}
-END_TEST
-
-START_TEST(test_with_signal_enomem_leaves_nothing) { sweep(make_signal); }
-END_TEST
-
-START_TEST(test_with_any_enomem_leaves_nothing) { sweep(make_any); }
-END_TEST
-
-START_TEST(test_with_shutdown_enomem_leaves_nothing) {
-  /* Two contexts: a failure of the second gives back the first. */
-  ck_assert_int_ge(sweep(make_shutdown), 2 * UNDER_COUNT);
 }
 END_TEST
 
 START_TEST(test_done_async_enomem_returns_null_then_recovers) {
   static int key;
   uv_loop_t loop;
-  uvctx_t *ctx, *value;
-
   ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &ctx), 0);
-  ck_assert_int_eq(uvctx_with_value(ctx, &key, &key, &value), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  uvctx_t *value = mk_value(ctx, &key, &key);
+
   counting_allowed = 0;
   ck_assert_ptr_null(uvctx_done_async(ctx));
   counting_allowed = 0; /* through a value context too */
@@ -255,21 +126,17 @@ START_TEST(test_done_async_enomem_returns_null_then_recovers) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * A server under failing allocations
- * ------------------------------------------------------------------------- */
+/* --- A server under failing allocations --- */
 
 enum { CONNS = 3, REQS = 2 };
 
-/* A constructor's result in the scenario: UV_ENOMEM with *out untouched, or
- * success. Counts the failures. */
+/* A constructor's result in the scenario: UV_ENOMEM with *out untouched
+ * (counted), or success. GOT(call) resets *out, makes the call, then reads
+ * *out (argument order is unspecified, hence the commas). */
 static long scenario_failures;
-
 static int scenario_err;
-
-/* GOT(call): the call first, then its *out (argument order is unspecified,
- * hence the comma). */
-#define GOT(call) (scenario_err = (call), got(scenario_err, out))
+#define GOT(call)                                                              \
+  (out = SENTINEL, scenario_err = (call), got(scenario_err, out))
 
 static uvctx_t *got(int err, uvctx_t *out) {
   if (err == UV_ENOMEM) {
@@ -318,7 +185,6 @@ static int server_scenario(long n) {
   scenario_failures = 0;
   counting_allowed = n;
 
-  out = SENTINEL;
   root = GOT(uvctx_with_cancel(&loop, uvctx_background(), &out));
   if (root != NULL) {
     uvctx_t *st = SENTINEL;
@@ -343,21 +209,17 @@ static int server_scenario(long n) {
     ck_assert_int_eq(uvctx_keepalive(server, 0), 0);
   }
   for (int c = 0; c < CONNS && server != NULL; c++) {
-    out = SENTINEL;
     conn[c] = GOT(uvctx_with_timeout(&loop, server, 30000, &out));
     if (conn[c] == NULL)
       continue;
     rec_watch(&on_conn[c], NULL, conn[c]);
-    out = SENTINEL;
     tagged[c] = GOT(uvctx_with_value(conn[c], &conn_id_key, &on_conn[c], &out));
     for (int r = 0; r < REQS && tagged[c] != NULL; r++) {
-      out = SENTINEL;
       req[c][r] = GOT(uvctx_with_deadline_cause(
           &loop, tagged[c], uvctx_now() + 5000, UV_ETIMEDOUT, &out));
       if (req[c][r] == NULL)
         continue;
       uvctx_t *parents[2] = {req[c][r], stopping != NULL ? stopping : root};
-      out = SENTINEL;
       either[c][r] = GOT(uvctx_with_any(&loop, parents, 2, &out));
       rec_watch(&on_req[c][r], NULL,
                 either[c][r] != NULL ? either[c][r] : req[c][r]);
@@ -403,8 +265,7 @@ static int server_scenario(long n) {
     for (int r = 0; r < REQS; r++) {
       if (req[c][r] == NULL)
         continue;
-      ck_assert_int_eq(on_req[c][r].calls, 1);
-      ck_assert_int_eq(on_req[c][r].err, UV_ECANCELED);
+      assert_called_once(&on_req[c][r], UV_ECANCELED);
       ck_assert_int_ne(uvctx_err(req[c][r]), 0);
     }
   }
@@ -455,61 +316,13 @@ START_TEST(test_server_scenario_survives_each_failed_allocation) {
 }
 END_TEST
 
-/* Every allocation fails from the start: nothing can be made, and nothing
- * is left behind. */
-START_TEST(test_everything_fails_when_no_memory_is_left) {
-  static int key;
-  static const int signums[] = {SIGUSR1};
-  uv_loop_t loop;
-  uvctx_t *out = SENTINEL, *out2 = SENTINEL;
-  uvctx_t *parents[1] = {uvctx_background()};
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  counting_fail_all = 1;
-  ck_assert_int_eq(uvctx_with_cancel(&loop, uvctx_background(), &out),
-                   UV_ENOMEM);
-  ck_assert_int_eq(uvctx_with_deadline(&loop, uvctx_background(), 1, &out),
-                   UV_ENOMEM);
-  ck_assert_int_eq(uvctx_with_timeout(&loop, uvctx_background(), 0, &out),
-                   UV_ENOMEM);
-  ck_assert_int_eq(
-      uvctx_with_grpc_timeout(&loop, uvctx_background(), "81m", 3, &out),
-      UV_ENOMEM);
-  ck_assert_int_eq(uvctx_with_value(uvctx_background(), &key, NULL, &out),
-                   UV_ENOMEM);
-  ck_assert_int_eq(uvctx_without_cancel(uvctx_todo(), &out), UV_ENOMEM);
-  ck_assert_int_eq(
-      uvctx_with_signal(&loop, uvctx_background(), signums, 1, &out),
-      UV_ENOMEM);
-  ck_assert_int_eq(uvctx_with_any(&loop, parents, 1, &out), UV_ENOMEM);
-  ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0, 0,
-                                       &out2, &out),
-                   UV_ENOMEM);
-  ck_assert_ptr_eq(out, SENTINEL);
-  ck_assert_ptr_eq(out2, SENTINEL);
-  counting_fail_all = 0;
-  ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(counting_outstanding, 0);
-}
-END_TEST
-
 Suite *alloc_suite(void) {
   return SUITE(
       "alloc",
-      {"enomem", TIMEOUT_LOOP_S, setup, teardown,
-       .tests = TESTS(
-           test_with_cancel_enomem_leaves_nothing,
-           test_with_deadline_enomem_leaves_nothing,
-           test_with_timeout_enomem_leaves_nothing,
-           test_with_grpc_timeout_enomem_leaves_nothing,
-           test_with_value_enomem_leaves_nothing,
-           test_without_cancel_enomem_leaves_nothing,
-           test_with_signal_enomem_leaves_nothing,
-           test_with_any_enomem_leaves_nothing,
-           test_with_shutdown_enomem_leaves_nothing,
-           test_done_async_enomem_returns_null_then_recovers,
-           test_everything_fails_when_no_memory_is_left)},
-      {"scenario", TIMEOUT_BIG_S, setup, teardown,
+      {"enomem", TIMEOUT_LOOP_S, counting_install, counting_uninstall,
+       .tests = TESTS(test_done_async_enomem_returns_null_then_recovers),
+       .loops = LOOPS({test_constructor_enomem_leaves_nothing, 0, NMK_KINDS})},
+      {"scenario", TIMEOUT_BIG_S, counting_install, counting_uninstall,
        .loops = LOOPS(
            {test_server_scenario_survives_each_failed_allocation, 0, 2})});
 }

@@ -1,28 +1,23 @@
 /* Edges the other suites leave: a shutdown beginning while its stopping
- * context is being torn down, uvctx_format() of every kind and of a passed
- * deadline, signal counts too large for a context's block, and a loop's
- * first context and a done signal when the process has no file descriptor
- * left.
+ * context is being torn down, signal counts too large for a context's block,
+ * and a loop's first context and a done signal when the process has no file
+ * descriptor left. (uvctx_format() of every kind is in test_value.c.)
  *
  * uvctx_format() returns UV_E2BIG when a description would be longer than
  * INT_MAX. That takes a chain of some 42 million contexts (the longest
  * segment, a value context's, is about 50 characters): gigabytes of memory
  * and a minute of snprintf, too much for this suite, so it is not tested. */
 #include <fcntl.h>
-#include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
 #include "helpers.h"
 #include "test.h"
 
-/* ---------------------------------------------------------------------------
- * A shutdown begins while its stopping context is being torn down
- * ------------------------------------------------------------------------- */
+/* --- A shutdown begins while its stopping context is being torn down --- */
 
 /* Drops the last reference to a context on a thread that is not its loop's,
  * then wakes the loop through a ref'd uv_async_t of the test's (whose
@@ -48,14 +43,11 @@ static void release_on_thread(void *arg) {
  * once, with the cause it began with; the loop then tears stopping down once
  * and the shutdown context drains. */
 START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
-  uv_loop_t loop;
   uv_thread_t thread;
   releaser_t r;
-  uvctx_t *stopping = NULL;
-  uvctx_t *sd = NULL;
+  uvctx_t *stopping = NULL, *sd = NULL;
   rec_t d;
 
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
                                        60000, &stopping, &sd),
                    0);
@@ -72,144 +64,22 @@ START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   /* stopping still counts as a child until the loop has torn it down. */
   rec_drain(&d, NULL, sd);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(d.calls, 1);
-  ck_assert_int_eq(d.err, UV_ECANCELED);
+  assert_called_once(&d, UV_ECANCELED);
   uvctx_release(sd);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * uvctx_format() of every kind
- * ------------------------------------------------------------------------- */
-
-/* buf must equal want, and the return value its length. */
-static void assert_format(const uvctx_t *ctx, const char *want) {
-  char buf[256];
-  ck_assert_int_eq(uvctx_format(ctx, buf, sizeof(buf)), (int)strlen(want));
-  ck_assert_str_eq(buf, want);
-}
-
-START_TEST(format_names_the_signals_of_a_signal_context) {
-  uv_loop_t loop;
-  const int sigs[] = {SIGUSR1, SIGUSR2, SIGHUP};
-  uvctx_t *ctx = NULL;
-  char want[128];
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 3, &ctx),
-                   0);
-  snprintf(want, sizeof(want), "background.with_signal(%d, %d, %d)", SIGUSR1,
-           SIGUSR2, SIGHUP);
-  assert_format(ctx, want);
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* The segment has a bounded length: six numbers, then "...". */
-START_TEST(format_names_the_first_six_signals_then_an_ellipsis) {
-  uv_loop_t loop;
-  const int sigs[] = {SIGHUP,  SIGUSR1,  SIGUSR2, SIGALRM,
-                      SIGTERM, SIGWINCH, SIGPIPE};
-  uvctx_t *ctx = NULL;
-  char want[128];
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, 7, &ctx),
-                   0);
-  snprintf(want, sizeof(want),
-           "background.with_signal(%d, %d, %d, %d, %d, %d, ...)", sigs[0],
-           sigs[1], sigs[2], sigs[3], sigs[4], sigs[5]);
-  assert_format(ctx, want);
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* An any-context is written after its first parent's ancestry, with how many
- * parents it has. */
-START_TEST(format_writes_an_any_context_after_its_first_parent) {
-  uv_loop_t loop;
-  uvctx_t *any = NULL;
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uvctx_t *first = mk_cancel(&loop, uvctx_todo());
-  uvctx_t *second = mk_cancel(&loop, uvctx_background());
-  uvctx_t *parents[] = {first, second, uvctx_background()};
-  ck_assert_int_eq(uvctx_with_any(&loop, parents, 3, &any), 0);
-  assert_format(any, "todo.with_cancel.with_any(3)");
-  uvctx_release(any);
-  uvctx_release(second);
-  uvctx_release(first);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* A shutdown context shows its grace period; stopping is a cancel child. */
-START_TEST(format_shows_the_grace_period_of_a_shutdown_context) {
-  uv_loop_t loop;
-  uvctx_t *stopping = NULL;
-  uvctx_t *sd = NULL;
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
-                                       2500, &stopping, &sd),
-                   0);
-  assert_format(sd, "background.with_shutdown(2500ms)");
-  assert_format(stopping, "background.with_shutdown(2500ms).with_cancel");
-  uvctx_release(stopping);
-  uvctx_release(sd);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* A deadline in the past is shown with how long ago it passed, "[-Nms]". */
-START_TEST(format_shows_how_long_ago_a_passed_deadline_was) {
-  uv_loop_t loop;
-  char buf[128];
-  char rest[128];
-  uint64_t shown;
-  uint64_t ago;
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  uint64_t before = uvctx_now();
-  ck_assert_uint_gt(before, 1000);
-  uint64_t dl = before - 1000;
-  uvctx_t *ctx = mk_deadline(&loop, uvctx_background(), dl);
-  ck_assert_int_eq(uvctx_err(ctx), UV_ETIMEDOUT); /* born done */
-
-  int n = uvctx_format(ctx, buf, sizeof(buf));
-  uint64_t after = uvctx_now();
-  ck_assert_int_eq(n, (int)strlen(buf));
-  ck_assert_int_eq(sscanf(buf, "background.with_deadline(%" SCNu64
-                               " [-%" SCNu64 "ms%127s",
-                          &shown, &ago, rest),
-                   3);
-  ck_assert_str_eq(rest, "])");
-  ck_assert_uint_eq(shown, dl);
-  ck_assert_uint_ge(ago, 1000);
-  ck_assert_uint_le(ago, after - dl);
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-}
-END_TEST
-
-/* ---------------------------------------------------------------------------
- * Signal counts too large for a context's block
- * ------------------------------------------------------------------------- */
+/* --- Signal counts too large for a context's block --- */
 
 /* The block holds one uv_signal_t per signal, and its size is computed in
  * size_t: a count whose block would pass 4 GiB is refused before signums is
  * read (here it has one element) and before anything is made. */
 START_TEST(signal_and_shutdown_refuse_a_count_too_large_for_their_block) {
-  uv_loop_t loop;
   const int sigs[] = {SIGUSR1};
   size_t huge = (size_t)UINT32_MAX / sizeof(uv_signal_t) + 1;
-  uvctx_t *out = NULL;
-  uvctx_t *stopping = NULL;
+  uvctx_t *out = NULL, *stopping = NULL;
 
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, huge,
                                      &out),
                    UV_EINVAL);
@@ -223,8 +93,7 @@ START_TEST(signal_and_shutdown_refuse_a_count_too_large_for_their_block) {
 }
 END_TEST
 
-/* ---------------------------------------------------------------------------
- * Loops without a file descriptor to spare
+/* --- Loops without a file descriptor to spare ---
  *
  * uvctx's per-loop state and a context's done signal are uv_async_t's. On
  * Linux every uv_async_t of a loop shares one eventfd, which uv_loop_init()
@@ -238,8 +107,7 @@ END_TEST
  * The file-descriptor limit is process-wide: each test restores it right
  * after the calls under test, before asserting anything, so that a failure
  * cannot leave it lowered for the tests that follow (under CK_FORK=no they
- * run in this process).
- * ------------------------------------------------------------------------- */
+ * run in this process). */
 
 /* The lowest free descriptor number: with the soft limit set to it, the next
  * descriptor the process opens fails with EMFILE. */
@@ -264,23 +132,16 @@ static void restore_fd_limit(const struct rlimit *old) {
 /* With no descriptor left in the process, the first context of a fresh loop
  * is made all the same, and opens none. */
 START_TEST(first_context_of_a_loop_needs_no_new_file_descriptor) {
-  uv_loop_t loop;
   struct rlimit old;
   uvctx_t *ctx = NULL;
-  int rc;
-  int fd_before;
-  int fd_after;
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
   ck_assert_int_eq(getrlimit(RLIMIT_NOFILE, &old), 0);
-  fd_before = lowest_free_fd();
+  int fd_before = lowest_free_fd();
   set_fd_limit(&old, (rlim_t)fd_before);
-  rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
+  int rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
   restore_fd_limit(&old);
 
   ck_assert_int_eq(rc, 0);
-  fd_after = lowest_free_fd();
-  ck_assert_int_eq(fd_after, fd_before);
+  ck_assert_int_eq(lowest_free_fd(), fd_before);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
@@ -325,23 +186,18 @@ static void regain_fds(fill_t *f) {
     ck_assert_int_eq(close(f->fd[--f->n]), 0);
 }
 
-/* The first context of a loop whose eventfd is gone fails with UV_EMFILE,
- * with nothing made, registered or kept; once descriptors are available
- * again, uv_loop_fork() restores the loop and uvctx works on it. */
-START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
+/* Without the loop's eventfd, neither the loop's first context (UV_EMFILE)
+ * nor a done signal (NULL: "cannot be made") can be made, with nothing made,
+ * registered or kept and the context unharmed; once descriptors are
+ * available again, uv_loop_fork() restores the loop and both are made, and
+ * the done signal is sent when the context is done. */
+START_TEST(contexts_and_done_signals_fail_cleanly_without_the_loops_wakeup_fd) {
   static fill_t fill;
-  uv_loop_t loop;
   uvctx_t *ctx = NULL;
-  int fork_rc;
-  int rc;
-  long leaked;
 
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  counting_install();
-
-  fork_rc = lose_wakeup_fd(&loop, &fill);
-  rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
-  leaked = counting_outstanding;
+  int fork_rc = lose_wakeup_fd(&loop, &fill);
+  int rc = uvctx_with_cancel(&loop, uvctx_background(), &ctx);
+  long leaked = counting_outstanding;
   regain_fds(&fill);
 
   ck_assert_int_eq(fork_rc, UV_EMFILE);
@@ -349,35 +205,12 @@ START_TEST(first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd) {
   ck_assert_ptr_null(ctx);
   ck_assert_int_eq(leaked, 0);
   ck_assert_int_eq(uvctx_dump_loop(&loop, stderr), 0); /* not registered */
-
   ck_assert_int_eq(uv_loop_fork(&loop), 0);
   ctx = mk_cancel(&loop, uvctx_background());
-  ck_assert_int_eq(uvctx_cancel(ctx), 0);
-  uvctx_release(ctx);
-  ASSERT_LOOP_CLOSES(&loop);
-  ck_assert_int_eq(counting_outstanding, 0);
-  counting_uninstall();
-}
-END_TEST
 
-/* Likewise uvctx_done_async() on a context of such a loop: NULL ("cannot be
- * made"), nothing kept, the context unharmed; once the loop is restored the
- * done signal is made and sent when the context is done. */
-START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
-  static fill_t fill;
-  uv_loop_t loop;
-  uv_async_t *done;
-  int fork_rc;
-  long before;
-  long leaked;
-
-  ck_assert_int_eq(uv_loop_init(&loop), 0);
-  counting_install();
-  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
-
-  before = counting_outstanding;
+  long before = counting_outstanding;
   fork_rc = lose_wakeup_fd(&loop, &fill);
-  done = uvctx_done_async(ctx);
+  uv_async_t *done = uvctx_done_async(ctx);
   leaked = counting_outstanding - before;
   regain_fds(&fill);
 
@@ -385,7 +218,6 @@ START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
   ck_assert_ptr_null(done);
   ck_assert_int_eq(leaked, 0);
   ck_assert_int_eq(uvctx_err(ctx), 0);
-
   ck_assert_int_eq(uv_loop_fork(&loop), 0);
   done = uvctx_done_async(ctx);
   ck_assert_ptr_nonnull(done);
@@ -399,30 +231,25 @@ START_TEST(done_async_fails_cleanly_without_the_loops_wakeup_fd) {
   uvctx_release(ctx);
   ASSERT_LOOP_CLOSES(&loop);
   ck_assert_int_eq(counting_outstanding, 0);
-  counting_uninstall();
 }
 END_TEST
+
+static void counting_setup(void) {
+  loop_setup();
+  counting_install();
+}
 
 Suite *edges_suite(void) {
   return SUITE(
       "edges",
       /* One loop, one helper thread joined at once: milliseconds. */
-      {"shutdown", TIMEOUT_THREADS_S, NULL, NULL,
+      {"shutdown", TIMEOUT_THREADS_S, loop_setup, NULL,
        .tests = TESTS(
            shutdown_passes_over_a_stopping_context_being_torn_down)},
-      /* Formatting and argument checks: no waiting at all. */
-      {"format", TIMEOUT_LOOP_S, NULL, NULL,
+      /* Argument checks and a few descriptors opened and closed. */
+      {"limits", TIMEOUT_LOOP_S, counting_setup, counting_uninstall,
        .tests = TESTS(
-           format_names_the_signals_of_a_signal_context,
-           format_names_the_first_six_signals_then_an_ellipsis,
-           format_writes_an_any_context_after_its_first_parent,
-           format_shows_the_grace_period_of_a_shutdown_context,
-           format_shows_how_long_ago_a_passed_deadline_was,
-           signal_and_shutdown_refuse_a_count_too_large_for_their_block)},
-      /* A few descriptors opened and closed. */
-      {"descriptors", TIMEOUT_LOOP_S, NULL, NULL,
-       .tests = TESTS(
+           signal_and_shutdown_refuse_a_count_too_large_for_their_block,
            first_context_of_a_loop_needs_no_new_file_descriptor,
-           first_context_of_a_loop_fails_cleanly_without_its_wakeup_fd,
-           done_async_fails_cleanly_without_the_loops_wakeup_fd)});
+           contexts_and_done_signals_fail_cleanly_without_the_loops_wakeup_fd)});
 }
