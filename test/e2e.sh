@@ -12,8 +12,8 @@ builddir=${1:-${abs_top_builddir:-$PWD}}
 SERVER=$builddir/samples/http-server/server
 CLIENT=$builddir/samples/client/client
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-e2e.XXXXXX")
-pass=0
-fail=0
+# shellcheck source=test/e2e-lib.sh
+. "$(dirname "$0")/e2e-lib.sh"
 servers=()
 
 cleanup() {
@@ -25,14 +25,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok   - $*"; }
-nok() { fail=$((fail + 1)); echo "FAIL - $*"; }
-check() { # check NAME COMMAND...: ok if the command succeeds
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; else nok "$name"; fi
-}
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 
 # ---- what the tests need ----------------------------------------------------
 need=()

@@ -43,8 +43,8 @@ SERVER=$builddir/samples/grpc/server
 CLIENT=$builddir/samples/grpc/client
 HTTP=$builddir/samples/http-server/server
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-grpc-e2e.XXXXXX")
-pass=0
-fail=0
+# shellcheck source=test/e2e-lib.sh
+. "$srcdir/test/e2e-lib.sh"
 pids=()
 declare -A be_pid be_port be_log be_cancel be_start
 
@@ -66,19 +66,11 @@ cleanup() {
 }
 trap cleanup EXIT
 
-ok() { pass=$((pass + 1)); echo "ok   - $*"; }
-nok() { fail=$((fail + 1)); echo "FAIL - $*"; }
-check() { # check NAME COMMAND...: ok if the command succeeds
-  local name=$1
-  shift
-  if "$@"; then ok "$name"; else nok "$name"; fi
-}
 giveup() {
   echo "grpc-e2e: $*"
   echo "$pass passed, $((fail + 1)) failed"
   exit 1
 }
-now_ms() { local t=${EPOCHREALTIME/[.,]/}; echo $((t / 1000)); }
 # within A B BOUND: |A - B| <= BOUND (decimal ms)
 within() { awk -v a="$1" -v b="$2" -v m="$3" 'BEGIN { d = a - b; if (d < 0) d = -d; exit !(a != "" && b != "" && d <= m) }'; }
 # below A B BOUND: 0 <= A - B <= BOUND

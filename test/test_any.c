@@ -36,17 +36,6 @@ static int dump_lines(const uvctx_t *ctx) {
   return lines;
 }
 
-/* uvctx_dump_loop(): how many cancellable contexts are alive on loop. */
-static int alive_on(const uv_loop_t *loop) {
-  FILE *f = tmpfile();
-  int n;
-  ck_assert_ptr_nonnull(f);
-  n = uvctx_dump_loop(loop, f);
-  fclose(f);
-  ck_assert_int_ge(n, 0);
-  return n;
-}
-
 /* --- Done as soon as any parent is --- */
 
 START_TEST(any_watch_runs_once_when_several_parents_are_cancelled) {
@@ -375,7 +364,7 @@ START_TEST(many_short_lived_anys_of_long_lived_parents_leave_nothing_behind) {
   }
   ck_assert_int_eq(nkept, ANY_KEPT);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(alive_on(&loop), 2 + ANY_KEPT);
+  ck_assert_int_eq(live_contexts(&loop), 2 + ANY_KEPT);
   ck_assert_int_eq(dump_lines(a), 1 + ANY_KEPT);
   ck_assert_int_eq(dump_lines(b), 1 + ANY_KEPT);
 
@@ -391,12 +380,12 @@ START_TEST(many_short_lived_anys_of_long_lived_parents_leave_nothing_behind) {
     uvctx_release(kept[i]);
   }
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(alive_on(&loop), 2);
+  ck_assert_int_eq(live_contexts(&loop), 2);
   ck_assert_int_eq(dump_lines(a), 1);
 
   release_all(b, a);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  ck_assert_int_eq(alive_on(&loop), 0);
+  ck_assert_int_eq(live_contexts(&loop), 0);
   ck_assert_int_eq(uv_loop_close(&loop), 0);
 }
 END_TEST
@@ -459,7 +448,7 @@ START_TEST(any_rejects_bad_arguments_and_changes_nothing) {
 
   assert_parent_untouched(&loop, a);
   assert_parent_untouched(&loop, b);
-  ck_assert_int_eq(alive_on(&loop), 2);
+  ck_assert_int_eq(live_contexts(&loop), 2);
   release_all(b, a);
   ASSERT_LOOP_CLOSES(&loop);
 }
