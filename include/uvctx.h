@@ -293,7 +293,12 @@ UVCTX_EXTERN uv_async_t *uvctx_done_async(uvctx_t *ctx);
  * ------------------------------------------------------------------------- */
 
 /* Adds a reference to ctx and returns ctx. NULL gives NULL; roots are not
- * counted. Any thread, as long as the caller already holds a reference. */
+ * counted. Any thread, as long as the caller already holds a reference.
+ *
+ * Cost: a cancellable context's loop thread counts its references without
+ * atomic read-modify-writes (most references are taken and dropped there:
+ * the user's, each child's, each pending watch's); other threads count
+ * theirs atomically. Value contexts are counted atomically. */
 UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
 
 /* Drops a reference. When the last one goes, the context leaves its parent,
@@ -306,7 +311,8 @@ UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
  * reference to a cancellable context is dropped on another thread than its
  * loop's, the teardown is handed to the loop and done the next time the loop
  * polls for events, which needs something alive on the loop (uv_run() with
- * nothing alive returns at once). To close a loop cleanly, drop the last
+ * nothing alive returns at once); so is a reference that the loop thread took
+ * and another thread drops while the other threads hold none. To close a loop cleanly, drop the last
  * references on the loop thread, or keep a handle of your own alive until
  * the releasing thread is done.
  *
