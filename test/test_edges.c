@@ -19,42 +19,46 @@
 
 /* --- A shutdown begins while its stopping context is being torn down --- */
 
-/* Drops the last reference to a context on a thread that is not its loop's,
- * then wakes the loop through a ref'd uv_async_t of the test's (whose
- * callback closes it), so that the loop runs until it has seen the release. */
+/* Runs one retain or release of a context on a thread that is not its loop's
+ * and joins it. */
 typedef struct {
   uvctx_t *ctx;
-  uv_async_t kick;
-} releaser_t;
+  int retain;
+} off_loop_t;
 
-static void kick_cb(uv_async_t *a) { uv_close((uv_handle_t *)a, NULL); }
-
-static void release_on_thread(void *arg) {
-  releaser_t *r = arg;
-  uvctx_release(r->ctx);
-  uv_async_send(&r->kick);
+static void off_loop_main(void *arg) {
+  off_loop_t *o = arg;
+  if (o->retain)
+    uvctx_retain(o->ctx);
+  else
+    uvctx_release(o->ctx);
 }
 
-/* stopping's last reference is dropped on another thread, so its teardown
- * waits in the loop's mailbox and it is still the shutdown's stopping child,
- * with no reference left, when uvctx_shutdown() begins phase 1. Phase 1 must
- * not take a reference to cancel it (that would bring it back to life and
- * tear it down twice). With nothing else below it, the shutdown is over at
- * once, with the cause it began with; the loop then tears stopping down once
- * and the shutdown context drains. */
-START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
+static void off_loop(uvctx_t *ctx, int retain) {
+  off_loop_t o = {ctx, retain};
   uv_thread_t thread;
-  releaser_t r;
+  ck_assert_int_eq(uv_thread_create(&thread, off_loop_main, &o), 0);
+  ck_assert_int_eq(uv_thread_join(&thread), 0);
+}
+
+/* stopping's last reference is dropped on another thread after its loop
+ * thread dropped its own (so the count is shared: src/refs.c), so its
+ * teardown waits in the loop's mailbox and it is still the shutdown's
+ * stopping child, with no reference left, when uvctx_shutdown() begins phase
+ * 1. Phase 1 must not take a reference to cancel it (that would bring it back
+ * to life and tear it down twice). With nothing else below it, the shutdown
+ * is over at once, with the cause it began with; the loop then tears stopping
+ * down once and the shutdown context drains. */
+START_TEST(shutdown_passes_over_a_stopping_context_being_torn_down) {
   uvctx_t *stopping = NULL, *sd = NULL;
   rec_t d;
 
   ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
                                        60000, &stopping, &sd),
                    0);
-  ck_assert_int_eq(uv_async_init(&loop, &r.kick, kick_cb), 0);
-  r.ctx = stopping;
-  ck_assert_int_eq(uv_thread_create(&thread, release_on_thread, &r), 0);
-  ck_assert_int_eq(uv_thread_join(&thread), 0);
+  off_loop(stopping, 1);
+  uvctx_release(stopping); /* the loop thread's last: the count is shared */
+  off_loop(stopping, 0);   /* the last of all: its teardown is posted */
 
   ck_assert_int_eq(uvctx_shutdown(sd, UV_EPIPE), 0);
   ck_assert_int_eq(uvctx_err(sd), UV_ECANCELED);

@@ -100,14 +100,15 @@ static void peer_finish(peer_t *p, uv_loop_t *a) {
   uv_sem_destroy(&p->go);
 }
 
-/* kid[1]'s last reference is dropped on the test's thread, so its teardown
- * waits in B's mailbox while it stays, unreferenced, in parent's list of
- * children. The cancel of parent finds it there: it must finish it without
- * taking a reference to hand it to B, which would bring a context being torn
- * down back to life and tear it down twice (a use after free under ASan or
- * valgrind). kid[0], still referenced by grandkid, is handed to B as usual,
- * which carries the cancel down to grandkid. B then tears kid[1] down once,
- * parent is left with no child (its drain runs), and both loops close. */
+/* kid[1]'s last reference, one B's thread took, is dropped on the test's
+ * thread: it goes back to B in B's mailbox (src/refs.c), and kid[1] stays in
+ * parent's list of children until B has dropped it. The cancel of parent
+ * finds it there and hands it to B, with a reference of its own. kid[0],
+ * still referenced by grandkid, is handed to B as usual, which carries the
+ * cancel down to grandkid. B then tears kid[1] down once, when both
+ * references are gone; parent is left with no child (its drain runs), and
+ * both loops close. (A child whose teardown has begun is passed over instead:
+ * edges' shutdown test forces that window.) */
 START_TEST(cancel_passes_over_a_child_on_another_loop_being_torn_down) {
   uv_loop_t a;
   peer_t p = {0};
