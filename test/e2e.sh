@@ -73,20 +73,6 @@ start_server() {
   return 1
 }
 
-# wait_exit PID TIMEOUT_MS: sets $rc (the exit status, or "timeout")
-wait_exit() {
-  local p=$1 deadline=$(($(now_ms) + $2))
-  while kill -0 "$p" 2>/dev/null; do
-    if (($(now_ms) > deadline)); then
-      rc=timeout
-      return 1
-    fi
-    sleep 0.02
-  done
-  wait "$p"
-  rc=$?
-}
-
 # stop_server NAME: SIGTERM, then the server must exit 0 with its loop closed
 stop_server() {
   local name=$1

@@ -147,20 +147,6 @@ start() {
   giveup "server $name did not start"
 }
 
-# wait_exit PID TIMEOUT_MS: sets $rc (the exit status, or "timeout")
-wait_exit() {
-  local p=$1 deadline=$(($(now_ms) + $2))
-  while kill -0 "$p" 2>/dev/null; do
-    if (($(now_ms) > deadline)); then
-      rc=timeout
-      return 1
-    fi
-    sleep 0.02
-  done
-  wait "$p"
-  rc=$?
-}
-
 # wait_log FILE PATTERN: waits (up to 5 s) for a line of FILE
 wait_log() {
   local i
