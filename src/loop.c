@@ -204,6 +204,13 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   int added;
 
   uv_mutex_lock(&lp->mailbox_lock);
+  /* Counted under the lock: the loop drops the handed references it reads
+   * under the lock, so never one whose poster is still here. */
+  if (what & UVCTX__MB_UNREF)
+    atomic_store_explicit(
+        &c->handed_refs,
+        atomic_load_explicit(&c->handed_refs, memory_order_relaxed) + 1,
+        memory_order_relaxed);
   added = (c->ctx.mb_flags & what) == 0;
   if (c->ctx.mb_flags == 0) {
     c->mb_next = NULL;
@@ -220,7 +227,7 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   return added;
 }
 
-static void act(uvctx__cancel_t *c, unsigned int what) {
+static void act(uvctx__cancel_t *c, unsigned int what, unsigned int unref) {
   if (what & UVCTX__MB_RELEASE) {
     unsigned int left;
     uvctx_t *parent = uvctx__destroy(c, &left);
@@ -241,8 +248,8 @@ static void act(uvctx__cancel_t *c, unsigned int what) {
     uvctx_release(&c->ctx);
   }
   /* Last: the last reference handed over may end c. */
-  if (what & UVCTX__MB_UNREF)
-    uvctx__unref_handed(c);
+  while (unref-- > 0)
+    uvctx_release(&c->ctx);
 }
 
 /* Loop thread: acts on everything other threads have posted, in order.
@@ -251,7 +258,7 @@ static void act(uvctx__cancel_t *c, unsigned int what) {
 void uvctx__drain_mailbox(uvctx__loop_t *lp) {
   uvctx__cancel_t *c;
   uvctx__cancel_t *next;
-  unsigned int what;
+  unsigned int what, unref;
 
   if (lp->draining)
     return;
@@ -271,8 +278,13 @@ void uvctx__drain_mailbox(uvctx__loop_t *lp) {
       next = c->mb_next;
       what = c->ctx.mb_flags;
       c->ctx.mb_flags = 0;
+      unref = 0;
+      if (what & UVCTX__MB_UNREF) {
+        unref = atomic_load_explicit(&c->handed_refs, memory_order_relaxed);
+        atomic_store_explicit(&c->handed_refs, 0, memory_order_relaxed);
+      }
       uv_mutex_unlock(&lp->mailbox_lock);
-      act(c, what);
+      act(c, what, unref);
     }
   }
   lp->draining = 0;

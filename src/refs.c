@@ -17,7 +17,10 @@
  *   the reference being dropped is one of local_refs' (the loop thread took
  *   it and handed it over), so the thread gives it back to the loop thread to
  *   drop (handed_refs and UVCTX__MB_UNREF in the mailbox). That reference
- *   keeps the context alive until the loop thread has dropped it.
+ *   keeps the context alive until the loop thread has dropped it; it is
+ *   counted in handed_refs under the mailbox lock, and the loop takes the
+ *   count under it, so the loop never drops a reference (perhaps the last)
+ *   while the thread that handed it is still posting.
  * - uvctx__try_retain fails only on a shared count of 0: an unshared context
  *   is alive, held by local_refs.
  *
@@ -100,7 +103,6 @@ static int drop(uvctx_t *ctx) {
     if (refs == 0) {
       uvctx__cancel_t *c = uvctx__as_cancel(ctx);
 
-      atomic_fetch_add_explicit(&c->handed_refs, 1, memory_order_relaxed);
       uvctx__mailbox_post(c->lp, c, UVCTX__MB_UNREF);
       return 0;
     }
@@ -142,16 +144,6 @@ void uvctx_release(uvctx_t *ctx) {
     }
     ctx = parent;
   }
-}
-
-/* Loop thread: drops the references other threads handed over. The last of
- * them may end c. */
-void uvctx__unref_handed(uvctx__cancel_t *c) {
-  unsigned int n =
-      atomic_exchange_explicit(&c->handed_refs, 0, memory_order_acquire);
-
-  while (n-- > 0)
-    uvctx_release(&c->ctx);
 }
 
 /* For uvctx_dump: the references alive, as last seen (the handed ones are

@@ -143,7 +143,8 @@ struct uvctx__cancel_s {
    * it without a locked instruction. */
   atomic_uint local_refs;
   /* References other threads dropped and gave the loop thread to drop for
-   * them (UVCTX__MB_UNREF): the count was 0 while local_refs held them. */
+   * them (UVCTX__MB_UNREF): the count was 0 while local_refs held them.
+   * Changed under the loop's mailbox_lock; atomic for uvctx_dump. */
   atomic_uint handed_refs;
   /* Watches waiting for this context to be done, and drains waiting for it
    * to be done and childless (loop thread). */
@@ -420,7 +421,6 @@ void uvctx__handle_closed(uv_handle_t *handle);
 void uvctx__refs_init(uvctx_t *ctx); /* after its kind is set */
 int uvctx__try_retain(uvctx_t *ctx);
 unsigned int uvctx__refs_of(const uvctx_t *ctx);
-void uvctx__unref_handed(uvctx__cancel_t *c);
 
 /* cancel.c */
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);
