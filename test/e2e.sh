@@ -27,25 +27,7 @@ trap cleanup EXIT
 
 
 # ---- what the tests need ----------------------------------------------------
-need=()
-command -v curl >/dev/null || need+=(curl)
-command -v socat >/dev/null || need+=(socat)
-command -v wrk >/dev/null || need+=(wrk)
-if ((${#need[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "e2e: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      "${need[@]}"; } >"$work/apt.log" 2>&1 || cat "$work/apt.log"
-  fi
-fi
-for tool in curl socat wrk; do
-  if ! command -v "$tool" >/dev/null; then
-    echo "e2e: $tool is missing (run scripts/install-deps as root)"
-    echo "0 passed, 1 failed"
-    exit 1
-  fi
-done
+need e2e curl:curl socat:socat wrk:wrk
 if [[ ! -x $SERVER || ! -x $CLIENT ]]; then
   echo "e2e: $SERVER or $CLIENT not built"
   echo "0 passed, 1 failed"

@@ -92,25 +92,8 @@ none_early() { local x; for x; do awk -v x="$x" 'BEGIN { exit !(x != "?" && x >=
 field() { sed -n "s/.*$1=\([0-9.]*\).*/\1/p" "$2" | tail -n 1; }
 
 # ---- what the tests need ------------------------------------------------------
-need=()
-command -v h2load >/dev/null || need+=(nghttp2-client)
-command -v curl >/dev/null || need+=(curl)
-command -v go >/dev/null || need+=(golang-go)
-[[ -d /usr/share/gocode/src/google.golang.org/grpc ]] || need+=(golang-google-grpc-dev)
-command -v node >/dev/null || need+=(nodejs)
-command -v npm >/dev/null || need+=(npm)
-if ((${#need[@]})); then
-  if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-    echo "grpc-e2e: installing ${need[*]}"
-    export DEBIAN_FRONTEND=noninteractive
-    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
-      "${need[@]}"; } >"$work/apt.log" 2>&1 || cat "$work/apt.log"
-  fi
-fi
-for tool in h2load curl go node npm; do
-  command -v "$tool" >/dev/null ||
-    giveup "$tool is missing (run scripts/install-deps as root)"
-done
+need grpc-e2e h2load:nghttp2-client curl:curl go:golang-go node:nodejs npm:npm \
+  /usr/share/gocode/src/google.golang.org/grpc:golang-google-grpc-dev
 [[ -x $SERVER && -x $CLIENT && -x $HTTP ]] || giveup "$SERVER, $CLIENT or $HTTP not built"
 
 # ---- the peers ------------------------------------------------------------------
