@@ -78,7 +78,8 @@ typedef void (*uvctx_watch_cb)(uvctx_watch_t *w, int err);
 
 /* A registration for a callback when a context is done: Go's AfterFunc. It is
  * owned by you, like a libuv request: zero it before its first use
- * (`uvctx_watch_t w = {0};`, calloc), then keep it alive from uvctx_watch()
+ * (`uvctx_watch_t w = {0};`, calloc; in C++ `uvctx_watch_t w{};`, as -Wextra
+ * warns about `= {0}` there), then keep it alive from uvctx_watch()
  * until its callback has started or uvctx_unwatch() has returned. Once its
  * callback has started or it is unwatched it may be watched again or freed.
  * Only `data` is yours to touch; every other field belongs to uvctx. */
@@ -113,6 +114,9 @@ struct uvctx_watch_s {
  * built against an earlier release could notice. A program that calls a
  * function newer than the library it runs with is refused when it is loaded,
  * not when it calls. docs/RELEASING.md has the rules.
+ *
+ * C++ programs include this header as it is (C++11 and later); its
+ * declarations have C linkage.
  * ------------------------------------------------------------------------- */
 
 #define UVCTX_VERSION_MAJOR 0
