@@ -496,7 +496,7 @@ UVCTX_EXTERN int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len);
  * with the deadline uvctx_now() + value, rounded up to the millisecond
  * (ceil((uv_hrtime() + value in ns) / 1e6)); uvctx_reset_timeout(),
  * uvctx_keepalive() and uvctx_cancel() work on it as on any deadline context.
- * Every unit is accepted, see the table above; 0 gives a context born done
+ * Every unit is accepted (see the section's table); 0 gives a context born done
  * with UV_ETIMEDOUT. The largest values are kept exactly: "99999999H", about
  * 11,400 years, is counted in milliseconds and overflows nothing. Its
  * deadline as uvctx_deadline() reports it is never later than parent's: a
