@@ -119,6 +119,8 @@ struct uvctx_watch_s {
  * declarations have C linkage.
  * ------------------------------------------------------------------------- */
 
+/* The version of this header, MAJOR.MINOR.PATCH, and its suffix: "" for a
+ * release, "dev" for example for a build between releases. */
 #define UVCTX_VERSION_MAJOR 0
 #define UVCTX_VERSION_MINOR 1
 #define UVCTX_VERSION_PATCH 0
