@@ -355,20 +355,23 @@ check "grace over: server exits 0, ${dt} ms after SIGTERM with a 300 ms grace pe
 check "grace over: uv_loop_close() = 0" grep -q 'uv_loop_close() = 0' "$log"
 
 # ---- 4. h2load while SIGTERM arrives -----------------------------------------------
-printf '\0\0\0\0\003200' >"$work/sleep200.msg" # a gRPC message: "200"
+printf '\0\0\0\0\0041000' >"$work/sleep1000.msg" # a gRPC message: "1000"
 start load "$SERVER" -a 127.0.0.1 -p 0 -g 5000
-timeout 30 h2load -D 3 -c 8 -m 16 -d "$work/sleep200.msg" \
+timeout 30 h2load -D 8 -c 8 -m 16 -d "$work/sleep1000.msg" \
   -H 'content-type: application/grpc' -H 'te: trailers' \
   "http://127.0.0.1:$port/uvctx.Test/Sleep" >"$work/h2load.out" 2>&1 &
 hpid=$!
 wait_log "$log" 'end /uvctx.Test/Sleep: OK'
 # The 128 streams run in lockstep: all end, all start again. A signal right
-# after a batch has started finds calls in flight (200 ms of work each).
+# after a batch has started finds calls in flight (a second of work each:
+# long enough that a starved test script still sends it in time).
 mark=$(wc -l <"$log")
-for ((i = 0; i < 250; i++)); do
-  since "$log" "$mark" | grep -q 'start /uvctx.Test/Sleep' && break
+started=
+for ((i = 0; i < 500; i++)); do
+  since "$log" "$mark" | grep -q 'start /uvctx.Test/Sleep' && { started=1; break; }
   sleep 0.01
 done
+check "load: a batch of calls started before SIGTERM" [ -n "$started" ]
 t0=$(now_ms)
 kill -TERM "$pid"
 wait_exit "$pid" 7000
