@@ -23,7 +23,8 @@
  * Usage: server [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] [-g GRACE_MS]
  *               [-t THREADS] [-q] [-b HOST:PORT [-b HOST:PORT]]
  * (defaults 127.0.0.1, 8080, 5000, 1000, 5000, one worker per core; -p 0
- * picks a free port; -q logs nothing but errors; -b the gRPC backends,
+ * picks a free port; -q logs only the first line (where it listens), the
+ * last (how it ended) and errors; -b the gRPC backends,
  * numeric addresses). One line per event goes to stderr, saying which loop
  * (server[main], server[w1], ...), with wall-clock times (ms since the epoch)
  * where tests compare them with a backend's. Exits 0 once everything is
@@ -65,19 +66,36 @@ static struct {
   int said_closed, wake_closed;
 } srv;
 
-void say(const worker_t *w, const char *fmt, ...) {
+static void vsay(const worker_t *w, const char *fmt, va_list ap) {
   char line[512];
+
+  vsnprintf(line, sizeof(line), fmt, ap);
+  /* One call per line: stdio's lock keeps the threads' lines whole. */
+  fprintf(stderr, "[%6llu ms] server[%s]: %s\n",
+          (unsigned long long)(uvctx_now() - start_ms),
+          w != NULL ? w->name : "main", line);
+}
+
+void say(const worker_t *w, const char *fmt, ...) {
   va_list ap;
 
   if (opt.quiet)
     return;
   va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
+  vsay(w, fmt, ap);
   va_end(ap);
-  /* One call per line: stdio's lock keeps the threads' lines whole. */
-  fprintf(stderr, "[%6llu ms] server[%s]: %s\n",
-          (unsigned long long)(uvctx_now() - start_ms),
-          w != NULL ? w->name : "main", line);
+}
+
+/* Main's first and last lines, -q or not: where to connect, and how it
+ * ended. */
+static void say_always(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static void say_always(const char *fmt, ...) {
+  va_list ap;
+
+  va_start(ap, fmt);
+  vsay(NULL, fmt, ap);
+  va_end(ap);
 }
 
 /* ---- the workers' news --------------------------------------------------------- */
@@ -248,7 +266,7 @@ static int usage(const char *argv0) {
           "  -r  deadline of a request (default 1000 ms)\n"
           "  -g  grace period at shutdown (default 5000 ms)\n"
           "  -t  worker loops, one thread each (default: one per core, %u)\n"
-          "  -q  quiet: no log line per event\n"
+          "  -q  quiet: no log line per event, only the first and the last\n"
           "  -b  a gRPC backend of /grpc (the first) and /hedge (both)\n",
           argv0, uv_available_parallelism());
   return 2;
@@ -340,7 +358,7 @@ int main(int argc, char **argv) {
   if ((port = rc = open_listeners(&addr)) < 0)
     goto fail;
   uv_async_init(&srv.loop, &srv.wake, on_wake);
-  say(NULL, "listening on http://%s:%d/ (%u loops, idle timeout %llu ms, "
+  say_always("listening on http://%s:%d/ (%u loops, idle timeout %llu ms, "
             "request deadline %llu ms, grace period %llu ms, pid %d)",
       opt.addr, port, opt.threads, (unsigned long long)opt.idle_ms,
       (unsigned long long)opt.request_ms, (unsigned long long)opt.grace_ms,
@@ -390,7 +408,7 @@ int main(int argc, char **argv) {
     total.cancelled += w->stats.cancelled;
   }
   rc = uv_loop_close(&srv.loop);
-  say(NULL, "loop closed: uv_loop_close() = %d, %s; %lu connections, "
+  say_always("loop closed: uv_loop_close() = %d, %s; %lu connections, "
             "%lu requests, %lu responses (%lu during shutdown, %lu timed "
             "out), %lu cancelled",
       rc, clean ? "every worker's too" : "a worker failed", total.conns,
