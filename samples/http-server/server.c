@@ -100,8 +100,7 @@ static void say_always(const char *fmt, ...) {
 
 /* ---- the workers' news --------------------------------------------------------- */
 
-void server_tell(worker_t *w, int news) {
-  (void)w;
+void server_tell(int news) {
   uv_mutex_lock(&srv.lock);
   if (news == NEWS_LISTENER_CLOSED)
     srv.listeners_closed++;
@@ -231,7 +230,8 @@ static int open_listener(const struct sockaddr *addr, int reuseport,
 /* Every worker's socket, on one port: with -p 0 the first one's, which the
  * kernel picks. Returns the port, or an error with nothing left open. */
 static int open_listeners(struct sockaddr_storage *addr) {
-  int len = sizeof(*addr), rc;
+  socklen_t len = sizeof(*addr);
+  int rc;
   unsigned i;
 
   for (i = 0; i < opt.threads; i++) {
@@ -243,8 +243,7 @@ static int open_listeners(struct sockaddr_storage *addr) {
       return rc;
     }
     if (i == 0 &&
-        getsockname(srv.workers[0].fd, (struct sockaddr *)addr,
-                    (socklen_t *)&len) != 0) {
+        getsockname(srv.workers[0].fd, (struct sockaddr *)addr, &len) != 0) {
       rc = -errno;
       close(srv.workers[0].fd);
       return rc;
@@ -386,8 +385,8 @@ int main(int argc, char **argv) {
       uvctx_release(w->main_closing);
       w->status = rc;
       w->index = 0; /* not started: not joined */
-      server_tell(w, NEWS_LISTENER_CLOSED);
-      server_tell(w, NEWS_EXITED);
+      server_tell(NEWS_LISTENER_CLOSED);
+      server_tell(NEWS_EXITED);
       uvctx_shutdown(srv.root, rc);
     }
   }

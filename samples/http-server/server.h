@@ -90,6 +90,6 @@ enum {
   NEWS_FINISHED, /* shutdown: its last connection closed, it left its root */
   NEWS_EXITED    /* its loop is closed; it touches nothing of main's now */
 };
-void server_tell(worker_t *w, int news);
+void server_tell(int news);
 
 #endif /* SAMPLES_HTTP_SERVER_H */

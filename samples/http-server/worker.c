@@ -661,7 +661,7 @@ static void on_listener_closed(uv_handle_t *h) {
   worker_t *w = h->data;
 
   say(w, "stopped listening");
-  server_tell(w, NEWS_LISTENER_CLOSED);
+  server_tell(NEWS_LISTENER_CLOSED);
 }
 
 static void on_stopping(uvctx_watch_t *watch, int err) {
@@ -705,7 +705,7 @@ static void leave_if_finished(worker_t *w) {
       (unsigned long long)(uvctx_now() - w->stop_ms));
   uvctx_release(w->root);
   w->root = NULL;
-  server_tell(w, NEWS_FINISHED);
+  server_tell(NEWS_FINISHED);
 }
 
 /* ---- shutdown, phase 2: cancel what is left, drain --------------------------- */
@@ -859,8 +859,8 @@ void worker_run(void *arg) {
     uvctx_release(w->main_stopping);
     uvctx_release(w->main_closing);
     uvctx_release(w->main_root);
-    server_tell(w, NEWS_LISTENER_CLOSED);
-    server_tell(w, NEWS_EXITED);
+    server_tell(NEWS_LISTENER_CLOSED);
+    server_tell(NEWS_EXITED);
     return;
   }
   if ((w->status = worker_start(w)) != 0) {
@@ -883,5 +883,5 @@ void worker_run(void *arg) {
          "%lu responses (%lu during shutdown, %lu timed out), %lu cancelled",
       rc, w->stats.conns, w->stats.requests, w->stats.responses,
       w->stats.during_shutdown, w->stats.timeouts, w->stats.cancelled);
-  server_tell(w, NEWS_EXITED);
+  server_tell(NEWS_EXITED);
 }
