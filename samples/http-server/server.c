@@ -13,12 +13,12 @@
  * Shutdown. The first signal finishes stopping: every worker closes its
  * listener and lets its requests finish; once every listener is closed, main
  * finishes closing, and the workers close each connection after its next
- * response (or a short linger, if it is idle). A worker whose last connection has
- * closed lets go of its root; once every worker has, uvctx ends main's root
- * early: nothing is left to wait for. Otherwise the grace period or a second
- * signal finishes main's root, and the cancel reaches every worker's
- * connections and requests, on their own loops. Main waits until every
- * worker's loop is closed, then closes its own and exits 0.
+ * response (or a short linger, if it is idle). A worker whose last
+ * connection has closed lets go of its root; once every worker has, uvctx
+ * ends main's root early: nothing is left to wait for. Otherwise the grace
+ * period or a second signal finishes main's root, and the cancel reaches
+ * every worker's connections and requests, on their own loops. Main waits
+ * until every worker's loop is closed, then closes its own and exits 0.
  *
  * Usage: server [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] [-g GRACE_MS]
  *               [-t THREADS] [-q] [-b HOST:PORT [-b HOST:PORT]]

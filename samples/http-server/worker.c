@@ -59,7 +59,7 @@ typedef struct {
   uv_tcp_t tcp;
   worker_t *w; /* the loop it lives on */
   unsigned id;
-  uvctx_t *ctx;              /* child of w->root; its deadline is the idle timeout */
+  uvctx_t *ctx;              /* child of w->root; deadline: idle timeout */
   uvctx_watch_t close_watch; /* uvctx_close_on_done(ctx, tcp) */
   uvctx_watch_t stop_watch;  /* on w->closing: time to close */
   int stop_watching;
@@ -268,8 +268,8 @@ static void respond(request_t *req, int status, const char *body) {
   wr->buf.len = (size_t)n;
   wr->conn = conn;
   conn->refs++;
-  say(conn->w, "conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id, status,
-      status_text(status),
+  say(conn->w, "conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id,
+      status, status_text(status),
       (unsigned long long)(uvctx_now() - req->start_ms),
       conn->w->is_stopping ? " [during shutdown]" : "");
   conn->w->stats.responses++;
@@ -311,8 +311,8 @@ static void on_work_done(uv_timer_t *t) {
 static void on_leg_log(const char *line, void *arg) {
   leg_t *leg = arg;
 
-  say(leg->req->conn->w, "conn %u req %u: grpc %s: %s", leg->req->conn->id, leg->req->id,
-      opt.backend[leg->n].authority, line);
+  say(leg->req->conn->w, "conn %u req %u: grpc %s: %s", leg->req->conn->id,
+      leg->req->id, opt.backend[leg->n].authority, line);
 }
 
 /* A call is over. The first OK answers the request (and cancels the other
@@ -338,8 +338,9 @@ static void on_leg_done(const grpc_result_t *r, void *arg) {
   if (!req->answered && r->status == GRPC_OK && conn_alive(conn)) {
     for (i = 0; i < req->nlegs; i++) /* the hedge is won: stop the other */
       if (!req->legs[i].over) {
-        say(conn->w, "conn %u req %u: cancelling the call to %s wall=%.3f", conn->id,
-            req->id, opt.backend[req->legs[i].n].authority, grpc_wall_ms());
+        say(conn->w, "conn %u req %u: cancelling the call to %s wall=%.3f",
+            conn->id, req->id, opt.backend[req->legs[i].n].authority,
+            grpc_wall_ms());
         uvctx_cancel(req->legs[i].ctx);
       }
     if (req->route == ROUTE_HEDGE)
@@ -351,8 +352,8 @@ static void on_leg_done(const grpc_result_t *r, void *arg) {
     respond(req, 200, body);
   } else if (!req->answered && left == 0) {
     if (!conn_alive(conn)) {
-      say(conn->w, "conn %u req %u: cancelled (%s), no response", conn->id, req->id,
-          uv_err_name(uvctx_cause(req->ctx)));
+      say(conn->w, "conn %u req %u: cancelled (%s), no response", conn->id,
+          req->id, uv_err_name(uvctx_cause(req->ctx)));
       conn->w->stats.cancelled++;
       end_request(req);
     } else {
@@ -391,7 +392,8 @@ static void start_calls(request_t *req) {
       rc = 0, leg->ctx = req->ctx;
     if (rc == 0) {
       snprintf(msg, sizeof(msg), "%llu", (unsigned long long)leg->ms);
-      say(conn->w, "conn %u req %u: grpc %s: calling /uvctx.Test/Sleep %s, %.1f ms "
+      say(conn->w,
+          "conn %u req %u: grpc %s: calling /uvctx.Test/Sleep %s, %.1f ms "
           "after the request's start wall=%.3f",
           conn->id, req->id, opt.backend[leg->n].authority, msg,
           grpc_wall_ms() - req->start_wall, grpc_wall_ms());
@@ -420,14 +422,15 @@ static void on_request_done(uvctx_watch_t *w, int err) {
   req->watching = 0;
   uv_timer_stop(&req->work); /* the work is cancelled through the context */
   if (conn_alive(conn)) {
-    say(conn->w, "conn %u req %u: deadline of %llu ms passed (%s), work cancelled",
+    say(conn->w,
+        "conn %u req %u: deadline of %llu ms passed (%s), work cancelled",
         conn->id, req->id, (unsigned long long)opt.request_ms,
         uv_err_name(err));
     conn->w->stats.timeouts++;
     respond(req, 504, "gateway timeout: the request deadline passed\n");
   } else {
-    say(conn->w, "conn %u req %u: cancelled (%s), no response", conn->id, req->id,
-        uv_err_name(uvctx_cause(req->ctx)));
+    say(conn->w, "conn %u req %u: cancelled (%s), no response", conn->id,
+        req->id, uv_err_name(uvctx_cause(req->ctx)));
     conn->w->stats.cancelled++;
     end_request(req);
   }
@@ -478,12 +481,12 @@ static void start_request(conn_t *conn) {
   if (!http_should_keep_alive(&conn->parser))
     conn->close_after = 1;
 
-  /* The request's deadline is a grandchild of the root; while it runs the
-   * connection is not idle: its own timer waits for the request's. */
+  /* The request's deadline is a grandchild of the loop's root; while it
+   * runs the connection is not idle: its own timer waits for the request's. */
   rc = uvctx_with_timeout(&conn->w->loop, conn->ctx, opt.request_ms, &req->ctx);
   req->start_wall = grpc_wall_ms(); /* the budget's start, for the logs */
-  say(conn->w, "conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f", conn->id,
-      req->id, http_method_str((enum http_method)conn->parser.method),
+  say(conn->w, "conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f",
+      conn->id, req->id, http_method_str((enum http_method)conn->parser.method),
       (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms,
       req->start_wall);
   if (rc != 0) {
@@ -625,8 +628,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     return; /* closing */
   if (nread < 0) {
     if (conn->req != NULL)
-      say(conn->w, "conn %u: client went away during request %u wall=%.3f", conn->id,
-          conn->req->id, grpc_wall_ms());
+      say(conn->w, "conn %u: client went away during request %u wall=%.3f",
+          conn->id, conn->req->id, grpc_wall_ms());
     close_conn(conn, (int)nread,
                nread == UV_EOF ? "client closed the connection"
                                : uv_strerror((int)nread));
@@ -638,7 +641,8 @@ static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
     keep_pending(conn, buf->base, (size_t)nread);
     return;
   }
-  uvctx_reset_timeout(conn->ctx, idle_timeout(conn->w)); /* the idle timeout restarts */
+  /* The idle timeout restarts. */
+  uvctx_reset_timeout(conn->ctx, idle_timeout(conn->w));
   feed(conn, buf->base, (size_t)nread);
 }
 
