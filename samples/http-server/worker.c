@@ -34,8 +34,6 @@
  *             before=B     (/grpc, /hedge) B ms of simulated work before the
  *                          call, taken from the request's budget */
 #include <http_parser.h>
-#include <pthread.h>
-#include <signal.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -843,17 +841,7 @@ fail:
 
 void worker_run(void *arg) {
   worker_t *w = arg;
-  sigset_t stop_signals;
   int rc;
-
-  /* The main loop owns the signals, so they go to its thread (the kernel
-   * gives a signal to a thread that does not block it), not to a worker's
-   * busy serving: libuv would pass them on from any thread, at the cost of
-   * interrupting that thread. */
-  sigemptyset(&stop_signals);
-  sigaddset(&stop_signals, SIGINT);
-  sigaddset(&stop_signals, SIGTERM);
-  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
 
   if ((rc = uv_loop_init(&w->loop)) != 0) {
     say(w, "uv_loop_init: %s; shutting the server down", uv_strerror(rc));
