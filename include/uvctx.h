@@ -78,7 +78,8 @@ typedef void (*uvctx_watch_cb)(uvctx_watch_t *w, int err);
 
 /* A registration for a callback when a context is done: Go's AfterFunc. It is
  * owned by you, like a libuv request: zero it before its first use
- * (`uvctx_watch_t w = {0};`, calloc), then keep it alive from uvctx_watch()
+ * (`uvctx_watch_t w = {0};`, calloc; in C++ `uvctx_watch_t w{};`, as -Wextra
+ * warns about `= {0}` there), then keep it alive from uvctx_watch()
  * until its callback has started or uvctx_unwatch() has returned. Once its
  * callback has started or it is unwatched it may be watched again or freed.
  * Only `data` is yours to touch; every other field belongs to uvctx. */
@@ -97,6 +98,47 @@ struct uvctx_watch_s {
   } target;
   uv_close_cb close_cb;
 };
+
+/* ---------------------------------------------------------------------------
+ * Version and compatibility
+ *
+ * The version of this header, as libuv's UV_VERSION_*: the one place where
+ * uvctx's version is written (configure reads it from here). A release has
+ * UVCTX_VERSION_SUFFIX "", a build between releases "dev" for example.
+ *
+ * The shared library keeps its ABI for as long as its soname stays the same
+ * (libuvctx.so.0): a program built against one release runs with any later
+ * release of that soname. Releases of one soname only add functions, each
+ * exported under the symbol version of the release that added it (UVCTX_0.1
+ * for the first), and change no type of this header in a way that a program
+ * built against an earlier release could notice. A program that calls a
+ * function newer than the library it runs with is refused when it is loaded,
+ * not when it calls. docs/RELEASING.md has the rules.
+ *
+ * C++ programs include this header as it is (C++11 and later); its
+ * declarations have C linkage.
+ * ------------------------------------------------------------------------- */
+
+/* The version of this header, MAJOR.MINOR.PATCH, and its suffix: "" for a
+ * release, "dev" for example for a build between releases. */
+#define UVCTX_VERSION_MAJOR 0
+#define UVCTX_VERSION_MINOR 1
+#define UVCTX_VERSION_PATCH 0
+#define UVCTX_VERSION_SUFFIX ""
+
+/* MAJOR, MINOR and PATCH in one number that compares in version order:
+ * 0x000100 is 0.1.0. */
+#define UVCTX_VERSION_HEX                                                      \
+  ((UVCTX_VERSION_MAJOR << 16) | (UVCTX_VERSION_MINOR << 8) |                  \
+   (UVCTX_VERSION_PATCH))
+
+/* The version of the library the program runs with, which may be later than
+ * the header it was built against: its UVCTX_VERSION_HEX, and its version as
+ * a string, "MAJOR.MINOR.PATCH" followed by "-" and UVCTX_VERSION_SUFFIX when
+ * the suffix is not empty ("0.1.0", "0.2.0-dev"). The string is static.
+ * Any thread. */
+UVCTX_EXTERN unsigned int uvctx_version(void);
+UVCTX_EXTERN const char *uvctx_version_string(void);
 
 /* ---------------------------------------------------------------------------
  * Clock
@@ -456,7 +498,7 @@ UVCTX_EXTERN int uvctx_grpc_timeout(const uvctx_t *ctx, char *buf, size_t len);
  * with the deadline uvctx_now() + value, rounded up to the millisecond
  * (ceil((uv_hrtime() + value in ns) / 1e6)); uvctx_reset_timeout(),
  * uvctx_keepalive() and uvctx_cancel() work on it as on any deadline context.
- * Every unit is accepted, see the table above; 0 gives a context born done
+ * Every unit is accepted (see the section's table); 0 gives a context born done
  * with UV_ETIMEDOUT. The largest values are kept exactly: "99999999H", about
  * 11,400 years, is counted in milliseconds and overflows nothing. Its
  * deadline as uvctx_deadline() reports it is never later than parent's: a

@@ -2,8 +2,8 @@
 # A scripted tour of samples/http-server: start it, send it requests with curl,
 # let one outlive its deadline (504), shut it down with SIGTERM while a request
 # is in flight, and watch it finish that request and exit cleanly. The
-# server's own log (its stderr, "[  ms] server: ...", copied to stdout) is interleaved with what the
-# script does ("$ curl ...") and what curl gets back ("-> ...").
+# server's own log (its stderr, "[  ms] server[w1]: ...", each line saying which
+# of its loops, copied to stdout) is interleaved with what the script does ("$ curl ...") and what curl gets back ("-> ...").
 #
 # Usage: samples/http-demo.sh [BUILDDIR]   (scripts/demo builds and runs it)
 set -euo pipefail

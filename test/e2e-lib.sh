@@ -28,3 +28,29 @@ wait_exit() {
   wait "$p"
   rc=$?
 }
+# need NAME TOOL:PACKAGE...: installs (as root, with apt) the packages of the
+# tools that are missing, then gives up with one failed check, naming the
+# first tool still missing. A TOOL starting with / is a path that must exist.
+# Its output goes to $work/apt.log, shown if the install fails.
+need() {
+  local name=$1 spec tool pkgs=()
+  shift
+  for spec; do
+    tool=${spec%%:*}
+    if [[ $tool == /* ]]; then [[ -e $tool ]]; else command -v "$tool" >/dev/null; fi ||
+      pkgs+=("${spec#*:}")
+  done
+  if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+    echo "$name: installing ${pkgs[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    { apt-get update -qq && apt-get install -y -qq --no-install-recommends \
+      "${pkgs[@]}"; } >"$work/apt.log" 2>&1 || cat "$work/apt.log"
+  fi
+  for spec; do
+    tool=${spec%%:*}
+    if [[ $tool == /* ]]; then [[ -e $tool ]]; else command -v "$tool" >/dev/null; fi && continue
+    echo "$name: $tool is missing (run scripts/install-deps as root)"
+    echo "0 passed, 1 failed"
+    exit 1
+  done
+}

@@ -269,9 +269,9 @@ static int server_scenario(long n) {
       ck_assert_int_ne(uvctx_err(req[c][r]), 0);
     }
   }
-  if (root != NULL && server == NULL) {
+  /* The server is done, but its children are still held: no drain yet. */
+  if (server != NULL)
     ck_assert_int_eq(on_drain.calls, 0);
-  }
 
   /* Release everything; the drain of the server runs once all is gone. */
   for (int c = 0; c < CONNS; c++) {

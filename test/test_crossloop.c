@@ -37,6 +37,7 @@ struct xl_s {
   int b_run_rc;
   int b_close_rc;
   int b_fail_line; /* first failed check on B; read after an answer */
+  atomic_int wake_failed; /* a uv_async_send to A failed (wake_a) */
   journal_t jb;    /* the recs of loop B */
 
   /* Watch callbacks run, on both loops: A reads a rec only once this count
@@ -79,7 +80,13 @@ struct xl_s {
       (x)->b_fail_line = __LINE__;                                             \
   } while (0)
 
-static void wake_a(xl_t *x) { ck_assert_int_eq(uv_async_send(&x->wake), 0); }
+/* Runs on either loop's thread, where a Check assertion must not fail (with
+ * CK_FORK=no it would longjmp into the test's thread): a failure is recorded
+ * for a_wait, on the test's thread, to report. */
+static void wake_a(xl_t *x) {
+  if (uv_async_send(&x->wake) != 0)
+    atomic_store(&x->wake_failed, 1);
+}
 
 static void wake_cb(uv_async_t *a) { (void)a; /* a_wait looks */ }
 
@@ -152,7 +159,10 @@ static int ctr_reached(void *arg) {
  * whether it was met. */
 static int a_wait(xl_t *x, atomic_int *ctr, int target) {
   wait_t w = {ctr, target};
-  return poll_until(&x->a, ctr_reached, &w, uvctx_now() + EVENTUALLY_MS);
+  int met = poll_until(&x->a, ctr_reached, &w, uvctx_now() + EVENTUALLY_MS);
+
+  ck_assert_msg(!atomic_load(&x->wake_failed), "uv_async_send to loop A failed");
+  return met;
 }
 
 /* Posts fn to B; returns the count of answers that says B ran it. */

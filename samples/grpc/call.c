@@ -302,8 +302,9 @@ static int on_stream_close(nghttp2_session *session, int32_t stream_id,
 
 /* ---- connecting and sending -------------------------------------------------- */
 
-/* One buffer for every call: a read is parsed before the next one. */
-static char read_buf[65536];
+/* One buffer for every call of a thread (the HTTP server runs a loop per
+ * thread): a read is parsed before the next one. */
+static _Thread_local char read_buf[65536];
 
 static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
   (void)h;

@@ -1,791 +1,255 @@
-/* An HTTP/1.1 server on libuv whose timeouts and shutdown are uvctx contexts.
+/* An HTTP/1.1 server on libuv whose timeouts and shutdown are uvctx contexts,
+ * with a loop per core: main (this file) owns the options, the listening
+ * sockets, the signals and the two-phase shutdown, on the main loop; each
+ * worker (worker.c) runs a loop on its own thread with its own listener, and
+ * its contexts are cross-loop children of main's (the tree is in server.h).
  *
  *   root        uvctx_with_shutdown: SIGINT/SIGTERM begin a two-phase shutdown
- *   +- stopping done at the first signal: close the listener, finish what runs
- *   +- conn     one per connection, uvctx_with_timeout: the idle timeout,
- *      |        reset on every read; the socket is closed when it is done
- *      +- req   one per request, uvctx_with_timeout: the request deadline;
- *               when it passes before the work is done the answer is 504
+ *   +- stopping done at the first signal: every worker closes its listener
+ *   +- closing  done once every listener is closed (by main, or in phase 2
+ *   |           with the rest): connections close after their response
+ *   +- (each worker's root, its connections and their requests)
  *
- * Closing a connection, for whatever reason, is cancelling its context (with
- * a cause that says why): uvctx_close_on_done then closes the socket, and the
- * request under it, if any, is cancelled through the tree.
- *
- * Endpoints:  /            200, a short greeting
- *             /slow?ms=N   200 after N ms of simulated work (a uv_timer_t),
- *                          or 504 when the request deadline passes first
- *             /grpc?ms=N   calls /uvctx.Test/Sleep N on the gRPC backend (-b)
- *                          under the request's context (samples/grpc/call.c):
- *                          what is left of the request's budget goes out as
- *                          grpc-timeout, and when the client goes away the
- *                          call is cancelled with RST_STREAM(CANCEL). OK is
- *                          200, DEADLINE_EXCEEDED 504, anything else 502.
- *             /hedge?ms=N  the same call to both backends at once (a hedged
- *                          request), each under its own child context of the
- *                          request's: the first OK answers, the other call is
- *                          cancelled. ms2=M gives the second backend M instead
- *                          (so that a test can make one of them slower).
- *             before=B     (/grpc, /hedge) B ms of simulated work before the
- *                          call, taken from the request's budget
+ * Shutdown. The first signal finishes stopping: every worker closes its
+ * listener and lets its requests finish; once every listener is closed, main
+ * finishes closing, and the workers close each connection after its next
+ * response (or a short linger, if it is idle). A worker whose last
+ * connection has closed lets go of its root; once every worker has, uvctx
+ * ends main's root early: nothing is left to wait for. Otherwise the grace
+ * period or a second signal finishes main's root, and the cancel reaches
+ * every worker's connections and requests, on their own loops. Main waits
+ * until every worker's loop is closed, then closes its own and exits 0.
  *
  * Usage: server [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] [-g GRACE_MS]
- *               [-b HOST:PORT [-b HOST:PORT]]
- * (defaults 127.0.0.1, 8080, 5000, 1000, 5000; -p 0 picks a free port; -b
- * the gRPC backends, numeric addresses). One line per event goes to stderr,
- * with wall-clock times (ms since the epoch) where tests compare them with a
- * backend's. Exits 0 once everything is released and uv_loop_close()
- * returns 0. */
-#include <http_parser.h>
+ *               [-t THREADS] [-q] [-b HOST:PORT [-b HOST:PORT]]
+ * (defaults 127.0.0.1, 8080, 5000, 1000, 5000, one worker per core; -p 0
+ * picks a free port; -q logs only the first line (where it listens), the
+ * last (how it ended) and errors; -b the gRPC backends,
+ * numeric addresses). One line per event goes to stderr, saying which loop
+ * (server[main], server[w1], ...), with wall-clock times (ms since the epoch)
+ * where tests compare them with a backend's. Exits 0 once everything is
+ * released and every uv_loop_close() returns 0. */
+/* SO_REUSEPORT is not POSIX: glibc declares it with its default features. */
+#define _DEFAULT_SOURCE
+#include <errno.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
-#include "call.h"
-#include "uvctx.h"
+#include "server.h"
 
-/* ---- options and state --------------------------------------------------- */
+options_t opt = {.addr = "127.0.0.1",
+                 .port = 8080,
+                 .idle_ms = 5000,
+                 .request_ms = 1000,
+                 .grace_ms = 5000};
 
-static struct {
-  const char *addr;
-  int port;
-  uint64_t idle_ms;    /* a connection with nothing to do closes after this */
-  uint64_t request_ms; /* a request not answered by then gets a 504 */
-  uint64_t grace_ms;   /* how long in-flight requests get at shutdown */
-  struct {
-    struct sockaddr_storage addr;
-    char authority[80];
-  } backend[2]; /* the gRPC backends of /grpc and /hedge (-b) */
-  int nbackends;
-} opt = {"127.0.0.1", 8080, 5000, 1000, 5000, {{{0}, ""}, {{0}, ""}}, 0};
-
-/* At shutdown an idle keep-alive connection gets this long (or its idle
- * timeout, if shorter) for a request that is already on its way, then it is
- * closed. Closing it at once would reset a client whose request crossed our
- * decision on the wire. */
-#define STOP_LINGER_MS 100
+static uint64_t start_ms;
 
 static struct {
   uv_loop_t loop;
-  uv_tcp_t listener;
   uvctx_t *root;     /* done at the end of the grace period: cancel all */
   uvctx_t *stopping; /* done at the first signal: stop accepting */
-  uvctx_watch_t listener_watch, stopping_watch, root_watch, drain_watch;
-  int is_stopping;
-  uint64_t start_ms, stop_ms;
-  unsigned next_conn_id, conns_open, in_flight;
-  unsigned long requests, responses, during_shutdown, timeouts, cancelled;
+  uvctx_t *closing;  /* done once no loop listens: close the connections */
+  uvctx_watch_t stopping_watch, root_watch, drain_watch;
+  uint64_t stop_ms;
+  worker_t *workers;
+  /* The workers' news (server_tell): counted under lock, and wake sent
+   * under it too, so that main closes wake only after the last send. */
+  uv_async_t wake;
+  uv_mutex_t lock;
+  unsigned listeners_closed, finished, exited;
+  int said_closed, wake_closed;
 } srv;
 
-static void say(const char *fmt, ...) {
+static void vsay(const worker_t *w, const char *fmt, va_list ap) {
   char line[512];
+
+  vsnprintf(line, sizeof(line), fmt, ap);
+  /* One call per line: stdio's lock keeps the threads' lines whole. */
+  fprintf(stderr, "[%6llu ms] server[%s]: %s\n",
+          (unsigned long long)(uvctx_now() - start_ms),
+          w != NULL ? w->name : "main", line);
+}
+
+void say(const worker_t *w, const char *fmt, ...) {
+  va_list ap;
+
+  if (opt.quiet)
+    return;
+  va_start(ap, fmt);
+  vsay(w, fmt, ap);
+  va_end(ap);
+}
+
+/* Main's first and last lines, -q or not: where to connect, and how it
+ * ended. */
+static void say_always(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+static void say_always(const char *fmt, ...) {
   va_list ap;
 
   va_start(ap, fmt);
-  vsnprintf(line, sizeof(line), fmt, ap);
+  vsay(NULL, fmt, ap);
   va_end(ap);
-  fprintf(stderr, "[%6llu ms] server: %s\n",
-          (unsigned long long)(uvctx_now() - srv.start_ms), line);
 }
 
-typedef struct request_s request_t;
+/* ---- the workers' news --------------------------------------------------------- */
 
-typedef struct {
-  uv_tcp_t tcp;
-  unsigned id;
-  uvctx_t *ctx;              /* child of root; its deadline is the idle timeout */
-  uvctx_watch_t close_watch; /* uvctx_close_on_done(ctx, tcp) */
-  uvctx_watch_t stop_watch;  /* on srv.stopping: shutdown has begun */
-  int stop_watching;
-  http_parser parser;
-  char url[2048];
-  size_t url_len;
-  request_t *req;  /* the request being worked on, if any */
-  int busy;        /* from a request's end of headers to its response written */
-  int close_after; /* the client asked for Connection: close */
-  char *pending;   /* bytes read while busy (pipelined requests) */
-  size_t pending_len;
-  const char *reason; /* why we closed it, for the log */
-  unsigned nreq;
-  int refs; /* the socket, a request, writes in flight */
-} conn_t;
-
-enum { ROUTE_SLOW, ROUTE_GRPC, ROUTE_HEDGE };
-
-/* One gRPC call of a request (/grpc makes one, /hedge two). */
-typedef struct {
-  request_t *req;
-  int n;        /* which backend: 0 or 1 */
-  uvctx_t *ctx; /* the call's context: the request's, or a child (/hedge) */
-  int own_ctx;  /* ctx is the child, ours to release */
-  uint64_t ms;  /* the Sleep asked for */
-  int status;   /* its gRPC status, once it is over */
-  int over;
-} leg_t;
-
-struct request_s {
-  conn_t *conn;
-  unsigned id;
-  uvctx_t *ctx;        /* child of conn->ctx; its deadline is the request's */
-  uvctx_watch_t watch; /* the deadline passed, or the connection went away */
-  int watching;
-  uv_timer_t work; /* the simulated work of /slow, or before a gRPC call */
-  uint64_t start_ms, work_ms;
-  double start_wall;
-  int head;
-  int route;
-  leg_t legs[2];
-  int nlegs;
-  int answered; /* a response is on its way, or the request was abandoned */
-  int refs;     /* the work timer, and each call until its callback */
-};
-
-typedef struct {
-  uv_write_t req;
-  conn_t *conn;
-  uv_buf_t buf;
-  int said_close; /* the response said "Connection: close" */
-} write_t;
-
-/* How long a connection may wait for its next request. */
-static uint64_t idle_timeout(void) {
-  if (srv.is_stopping && opt.idle_ms > STOP_LINGER_MS)
-    return STOP_LINGER_MS;
-  return opt.idle_ms;
+void server_tell(int news) {
+  uv_mutex_lock(&srv.lock);
+  if (news == NEWS_LISTENER_CLOSED)
+    srv.listeners_closed++;
+  else if (news == NEWS_FINISHED)
+    srv.finished++;
+  else
+    srv.exited++;
+  uv_async_send(&srv.wake);
+  uv_mutex_unlock(&srv.lock);
 }
 
-/* A connection whose context is not done yet: it may still be answered. */
-static int conn_alive(const conn_t *conn) {
-  return conn->ctx != NULL && uvctx_err(conn->ctx) == 0;
-}
+/* Main's loop runs until every worker has exited and main's root is
+ * released: wake is what keeps it alive (uvctx's handles never do). */
+static void end_if_done(void) {
+  unsigned exited;
 
-/* ---- connections ---------------------------------------------------------- */
-
-static void conn_unref(conn_t *conn) {
-  if (--conn->refs == 0) {
-    free(conn->pending);
-    free(conn);
+  uv_mutex_lock(&srv.lock);
+  exited = srv.exited;
+  uv_mutex_unlock(&srv.lock);
+  if (exited == opt.threads && srv.root == NULL && !srv.wake_closed) {
+    srv.wake_closed = 1;
+    uv_close((uv_handle_t *)&srv.wake, NULL);
   }
 }
 
-/* Closing a connection is cancelling its context: uvctx_close_on_done closes
- * the socket, and the request under it, if any, is cancelled with it. */
-static void close_conn(conn_t *conn, int cause, const char *reason) {
-  if (!conn_alive(conn))
-    return;
-  conn->reason = reason;
-  uvctx_cancel_cause(conn->ctx, cause);
-}
+static void on_wake(uv_async_t *a) {
+  unsigned closed;
 
-/* The socket's close callback (given to uvctx_close_on_done). */
-static void on_conn_closed(uv_handle_t *handle) {
-  conn_t *conn = handle->data;
-  const char *why = conn->reason;
-  char buf[96];
-
-  if (why == NULL) {
-    if (uvctx_err(srv.root) != 0)
-      why = "cancelled by shutdown phase 2";
-    else if (uvctx_err(conn->ctx) == UV_ETIMEDOUT && srv.is_stopping)
-      why = "idle at shutdown";
-    else if (uvctx_err(conn->ctx) == UV_ETIMEDOUT) {
-      snprintf(buf, sizeof(buf), "idle timeout (%llu ms without a request)",
-               (unsigned long long)opt.idle_ms);
-      why = buf;
-    } else
-      why = uv_err_name(uvctx_cause(conn->ctx));
+  (void)a;
+  uv_mutex_lock(&srv.lock);
+  closed = srv.listeners_closed;
+  uv_mutex_unlock(&srv.lock);
+  if (closed == opt.threads && !srv.said_closed) {
+    srv.said_closed = 1;
+    say(NULL, "listener closed on every loop: no new connections");
+    uvctx_cancel(srv.closing);
+    uvctx_release(srv.closing);
+    srv.closing = NULL;
   }
-  say("conn %u: closed: %s (%u requests)", conn->id, why, conn->nreq);
-  if (conn->stop_watching)
-    uvctx_unwatch(&conn->stop_watch);
-  uvctx_release(conn->ctx);
-  conn->ctx = NULL;
-  srv.conns_open--;
-  conn_unref(conn);
+  end_if_done();
 }
 
-/* ---- responses -------------------------------------------------------------- */
-
-static void request_unref(request_t *req) {
-  conn_t *conn = req->conn;
-
-  if (--req->refs == 0) {
-    free(req);
-    conn_unref(conn);
-  }
-}
-
-static void on_work_closed(uv_handle_t *handle) { request_unref(handle->data); }
-
-/* The request is over (answered or abandoned): its context goes. */
-static void end_request(request_t *req) {
-  conn_t *conn = req->conn;
-
-  if (req->watching)
-    uvctx_unwatch(&req->watch);
-  req->watching = 0;
-  req->answered = 1;
-  uv_timer_stop(&req->work);
-  uvctx_release(req->ctx);
-  req->ctx = NULL;
-  conn->req = NULL;
-  srv.in_flight--;
-  uv_close((uv_handle_t *)&req->work, on_work_closed);
-}
-
-static void resume(conn_t *conn);
-
-static void on_written(uv_write_t *w, int status) {
-  write_t *wr = (write_t *)w;
-  conn_t *conn = wr->conn;
-
-  int said_close = wr->said_close;
-
-  free(wr->buf.base);
-  free(wr);
-  if (status < 0) {
-    close_conn(conn, status, "write failed");
-  } else if (conn_alive(conn)) {
-    conn->busy = 0;
-    if (said_close) {
-      close_conn(conn, UV_EOF, srv.is_stopping
-                                   ? "response sent, server stopping"
-                                   : "response sent, Connection: close");
-    } else {
-      /* The idle clock restarts now that the response is out (and is short
-       * if shutdown began after the response promised keep-alive). */
-      uvctx_reset_timeout(conn->ctx, idle_timeout());
-      resume(conn);
-    }
-  }
-  conn_unref(conn);
-}
-
-static const char *status_text(int status) {
-  switch (status) {
-  case 200: return "OK";
-  case 400: return "Bad Request";
-  case 404: return "Not Found";
-  case 502: return "Bad Gateway";
-  case 503: return "Service Unavailable";
-  case 504: return "Gateway Timeout";
-  default: return "Unknown";
-  }
-}
-
-/* Sends the whole response at once: until then nothing has been sent, so a
- * request whose deadline passes can always still be answered 504. */
-static void respond(request_t *req, int status, const char *body) {
-  conn_t *conn = req->conn;
-  write_t *wr;
-  size_t body_len = strlen(body), cap = 256 + body_len;
-  int n;
-
-  wr = malloc(sizeof(*wr));
-  if (wr == NULL || (wr->buf.base = malloc(cap)) == NULL)
-    abort();
-  /* Keep-alive ends with this response if the client asked so or the server
-   * is stopping. */
-  wr->said_close = conn->close_after || srv.is_stopping;
-  n = snprintf(wr->buf.base, cap,
-               "HTTP/1.1 %d %s\r\n"
-               "Server: uvctx-sample\r\n"
-               "Content-Type: text/plain\r\n"
-               "Content-Length: %zu\r\n"
-               "Connection: %s\r\n"
-               "\r\n"
-               "%s",
-               status, status_text(status), body_len,
-               wr->said_close ? "close" : "keep-alive",
-               req->head ? "" : body);
-  wr->buf.len = (size_t)n;
-  wr->conn = conn;
-  conn->refs++;
-  say("conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id, status,
-      status_text(status),
-      (unsigned long long)(uvctx_now() - req->start_ms),
-      srv.is_stopping ? " [during shutdown]" : "");
-  srv.responses++;
-  if (srv.is_stopping)
-    srv.during_shutdown++;
-  if (uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &wr->buf, 1,
-               on_written) != 0) {
-    free(wr->buf.base);
-    free(wr);
-    close_conn(conn, UV_EPIPE, "write failed");
-    conn_unref(conn);
-  }
-  end_request(req);
-}
-
-/* ---- requests -------------------------------------------------------------- */
-
-static void start_calls(request_t *req);
-
-/* The work of /slow (or the work before a gRPC call) finished before the
- * request's context was done. */
-static void on_work_done(uv_timer_t *t) {
-  request_t *req = t->data;
-  char body[64];
-
-  if (uvctx_err(req->ctx) != 0)
-    return; /* done at the same time: on_request_done answers */
-  if (req->route != ROUTE_SLOW) {
-    start_calls(req);
-    return;
-  }
-  snprintf(body, sizeof(body), "slept %llu ms\n",
-           (unsigned long long)req->work_ms);
-  respond(req, 200, body);
-}
-
-/* ---- gRPC calls (/grpc, /hedge) ---------------------------------------------- */
-
-static void on_leg_log(const char *line, void *arg) {
-  leg_t *leg = arg;
-
-  say("conn %u req %u: grpc %s: %s", leg->req->conn->id, leg->req->id,
-      opt.backend[leg->n].authority, line);
-}
-
-/* A call is over. The first OK answers the request (and cancels the other
- * call of a hedge); a failure answers only once no call is left. */
-static void on_leg_done(const grpc_result_t *r, void *arg) {
-  leg_t *leg = arg;
-  request_t *req = leg->req;
-  conn_t *conn = req->conn;
-  int i, left = 0, deadline = 0;
-  char body[320];
-
-  leg->over = 1;
-  leg->status = r->status;
-  say("conn %u req %u: grpc %s: %s%s%s%s wall=%.3f", conn->id, req->id,
-      opt.backend[leg->n].authority, grpc_status_name(r->status),
-      r->local ? " (local)" : "", r->status != GRPC_OK ? ": " : "",
-      r->status != GRPC_OK ? r->message : "", grpc_wall_ms());
-  for (i = 0; i < req->nlegs; i++) {
-    left += !req->legs[i].over;
-    deadline |= req->legs[i].over &&
-                req->legs[i].status == GRPC_DEADLINE_EXCEEDED;
-  }
-  if (!req->answered && r->status == GRPC_OK && conn_alive(conn)) {
-    for (i = 0; i < req->nlegs; i++) /* the hedge is won: stop the other */
-      if (!req->legs[i].over) {
-        say("conn %u req %u: cancelling the call to %s wall=%.3f", conn->id,
-            req->id, opt.backend[req->legs[i].n].authority, grpc_wall_ms());
-        uvctx_cancel(req->legs[i].ctx);
-      }
-    if (req->route == ROUTE_HEDGE)
-      snprintf(body, sizeof(body), "%s: %.*s\n", opt.backend[leg->n].authority,
-               (int)r->body_len, (const char *)r->body);
-    else
-      snprintf(body, sizeof(body), "%.*s\n", (int)r->body_len,
-               (const char *)r->body);
-    respond(req, 200, body);
-  } else if (!req->answered && left == 0) {
-    if (!conn_alive(conn)) {
-      say("conn %u req %u: cancelled (%s), no response", conn->id, req->id,
-          uv_err_name(uvctx_cause(req->ctx)));
-      srv.cancelled++;
-      end_request(req);
-    } else {
-      snprintf(body, sizeof(body), "grpc: %s: %s\n",
-               grpc_status_name(r->status), r->message);
-      if (deadline)
-        srv.timeouts++;
-      respond(req, deadline ? 504 : 502, body);
-    }
-  }
-  if (leg->own_ctx)
-    uvctx_release(leg->ctx);
-  leg->ctx = NULL;
-  leg->own_ctx = 0;
-  request_unref(req);
-}
-
-/* The work before the call is done: call the backend(s). */
-static void start_calls(request_t *req) {
-  conn_t *conn = req->conn;
-  char msg[24];
-  int i, rc;
-
-  /* From here the calls' contexts carry the request's deadline and its
-   * cancel to the backends; their callbacks answer. */
-  if (req->watching)
-    uvctx_unwatch(&req->watch);
-  req->watching = 0;
-  for (i = 0; i < req->nlegs; i++) {
-    leg_t *leg = &req->legs[i];
-
-    if (req->route == ROUTE_HEDGE)
-      leg->own_ctx = (rc = uvctx_with_cancel(&srv.loop, req->ctx,
-                                             &leg->ctx)) == 0;
-    else
-      rc = 0, leg->ctx = req->ctx;
-    if (rc == 0) {
-      snprintf(msg, sizeof(msg), "%llu", (unsigned long long)leg->ms);
-      say("conn %u req %u: grpc %s: calling /uvctx.Test/Sleep %s, %.1f ms "
-          "after the request's start wall=%.3f",
-          conn->id, req->id, opt.backend[leg->n].authority, msg,
-          grpc_wall_ms() - req->start_wall, grpc_wall_ms());
-      rc = grpc_call_start(&srv.loop, leg->ctx,
-                           (struct sockaddr *)&opt.backend[leg->n].addr,
-                           opt.backend[leg->n].authority, "/uvctx.Test/Sleep",
-                           msg, strlen(msg), on_leg_done, on_leg_log, leg);
-    }
-    if (rc != 0) { /* reported like a failed call, from here */
-      grpc_result_t r = {.status = GRPC_UNAVAILABLE, .message = uv_strerror(rc)};
-
-      req->refs++;
-      on_leg_done(&r, leg);
-    } else {
-      req->refs++;
-    }
-  }
-}
-
-/* The request's context is done before its work: stop the work. If the
- * connection is still there, it was the request's own deadline: 504. */
-static void on_request_done(uvctx_watch_t *w, int err) {
-  request_t *req = w->data;
-  conn_t *conn = req->conn;
-
-  req->watching = 0;
-  uv_timer_stop(&req->work); /* the work is cancelled through the context */
-  if (conn_alive(conn)) {
-    say("conn %u req %u: deadline of %llu ms passed (%s), work cancelled",
-        conn->id, req->id, (unsigned long long)opt.request_ms,
-        uv_err_name(err));
-    srv.timeouts++;
-    respond(req, 504, "gateway timeout: the request deadline passed\n");
-  } else {
-    say("conn %u req %u: cancelled (%s), no response", conn->id, req->id,
-        uv_err_name(uvctx_cause(req->ctx)));
-    srv.cancelled++;
-    end_request(req);
-  }
-}
-
-/* The value of NAME=N in the query q (N ms, at most 10 minutes), or def. */
-static uint64_t query_ms(const char *q, const char *name, uint64_t def) {
-  size_t n = strlen(name);
-  const char *p = q;
-  uint64_t v;
-
-  while (p != NULL && *p != '\0') {
-    if (strncmp(p, name, n) == 0 && p[n] == '=') {
-      v = strtoull(p + n + 1, NULL, 10);
-      return v > 600000 ? 600000 : v;
-    }
-    p = strchr(p, '&');
-    if (p != NULL)
-      p++;
-  }
-  return def;
-}
-
-/* Called with a whole request parsed: makes its context and routes it. */
-static void start_request(conn_t *conn) {
-  struct http_parser_url u;
-  request_t *req = calloc(1, sizeof(*req));
-  const char *path = "", *query = "";
-  size_t path_len = 0, query_len = 0;
-  char q[128] = "";
-  int rc;
-
-  if (req == NULL)
-    abort();
-  conn->busy = 1;
-  conn->req = req;
-  conn->refs++;
-  req->conn = conn;
-  req->id = ++conn->nreq;
-  req->start_ms = uvctx_now();
-  req->refs = 1; /* the work timer */
-  req->head = conn->parser.method == HTTP_HEAD;
-  req->work.data = req;
-  req->watch.data = req;
-  uv_timer_init(&srv.loop, &req->work);
-  srv.requests++;
-  srv.in_flight++;
-  if (!http_should_keep_alive(&conn->parser))
-    conn->close_after = 1;
-
-  /* The request's deadline is a grandchild of the root; while it runs the
-   * connection is not idle: its own timer waits for the request's. */
-  rc = uvctx_with_timeout(&srv.loop, conn->ctx, opt.request_ms, &req->ctx);
-  req->start_wall = grpc_wall_ms(); /* the budget's start, for the logs */
-  say("conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f", conn->id,
-      req->id, http_method_str((enum http_method)conn->parser.method),
-      (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms,
-      req->start_wall);
-  if (rc != 0) {
-    respond(req, 503, "out of memory\n");
-    return;
-  }
-  uvctx_reset_timeout(conn->ctx, opt.request_ms + opt.idle_ms);
-
-  http_parser_url_init(&u);
-  if (http_parser_parse_url(conn->url, conn->url_len, 0, &u) == 0) {
-    if (u.field_set & (1 << UF_PATH)) {
-      path = conn->url + u.field_data[UF_PATH].off;
-      path_len = u.field_data[UF_PATH].len;
-    }
-    if (u.field_set & (1 << UF_QUERY)) {
-      query = conn->url + u.field_data[UF_QUERY].off;
-      query_len = u.field_data[UF_QUERY].len;
-    }
-  }
-
-  if (query_len < sizeof(q))
-    memcpy(q, query, query_len), q[query_len] = '\0';
-  if (path_len == 1 && path[0] == '/') {
-    respond(req, 200, "hello from uvctx\n");
-  } else if (path_len == 5 && memcmp(path, "/slow", 5) == 0) {
-    req->route = ROUTE_SLOW;
-    req->work_ms = query_ms(q, "ms", 1000);
-    req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
-    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
-  } else if ((path_len == 5 && memcmp(path, "/grpc", 5) == 0) ||
-             (path_len == 6 && memcmp(path, "/hedge", 6) == 0)) {
-    int hedge = path_len == 6;
-
-    if (opt.nbackends < (hedge ? 2 : 1)) {
-      respond(req, 503, hedge ? "no backends: give two -b HOST:PORT\n"
-                              : "no backend: give -b HOST:PORT\n");
-      return;
-    }
-    req->route = hedge ? ROUTE_HEDGE : ROUTE_GRPC;
-    req->nlegs = hedge ? 2 : 1;
-    req->legs[0].ms = query_ms(q, "ms", 1000);
-    req->legs[1].ms = query_ms(q, "ms2", req->legs[0].ms);
-    req->legs[0].req = req->legs[1].req = req;
-    req->legs[1].n = 1;
-    /* The work before the call (before=B) runs under the request's deadline
-     * like /slow's; then the calls take over (start_calls). */
-    req->work_ms = query_ms(q, "before", 0);
-    req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
-    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
-  } else {
-    respond(req, 404, "not found\n");
-  }
-}
-
-/* ---- parsing ---------------------------------------------------------------- */
-
-static int on_message_begin(http_parser *p) {
-  conn_t *conn = p->data;
-  conn->url_len = 0;
-  return 0;
-}
-
-static int on_url(http_parser *p, const char *at, size_t len) {
-  conn_t *conn = p->data;
-  if (len > sizeof(conn->url) - conn->url_len)
-    return 1; /* too long: a parse error, the connection is closed */
-  memcpy(conn->url + conn->url_len, at, len);
-  conn->url_len += len;
-  return 0;
-}
-
-static int on_message_complete(http_parser *p) {
-  conn_t *conn = p->data;
-  start_request(conn);
-  http_parser_pause(p, 1); /* the next request waits for this response */
-  return 0;
-}
-
-static const http_parser_settings settings = {
-    .on_message_begin = on_message_begin,
-    .on_url = on_url,
-    .on_message_complete = on_message_complete,
-};
-
-static void keep_pending(conn_t *conn, const char *data, size_t len) {
-  char *p;
-
-  if (len == 0)
-    return;
-  if (conn->pending_len + len > 65536) {
-    close_conn(conn, UV_ENOBUFS, "too much pipelined input");
-    return;
-  }
-  p = realloc(conn->pending, conn->pending_len + len);
-  if (p == NULL)
-    abort();
-  memcpy(p + conn->pending_len, data, len);
-  conn->pending = p;
-  conn->pending_len += len;
-}
-
-static void feed(conn_t *conn, const char *data, size_t len) {
-  size_t n = http_parser_execute(&conn->parser, &settings, data, len);
-  enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
-
-  if (e == HPE_PAUSED) {
-    keep_pending(conn, data + n, len - n);
-  } else if (e != HPE_OK) {
-    say("conn %u: bad request (%s)", conn->id, http_errno_name(e));
-    close_conn(conn, UV_EPROTO, "bad request");
-  }
-}
-
-/* The response is out: parse what came in meanwhile. */
-static void resume(conn_t *conn) {
-  char *data = conn->pending;
-  size_t len = conn->pending_len;
-
-  http_parser_pause(&conn->parser, 0);
-  if (data == NULL)
-    return;
-  conn->pending = NULL;
-  conn->pending_len = 0;
-  feed(conn, data, len);
-  free(data);
-}
-
-static char read_buf[65536];
-
-static void on_alloc(uv_handle_t *h, size_t hint, uv_buf_t *buf) {
-  (void)h;
-  (void)hint;
-  *buf = uv_buf_init(read_buf, sizeof(read_buf));
-}
-
-static void on_read(uv_stream_t *s, ssize_t nread, const uv_buf_t *buf) {
-  conn_t *conn = s->data;
-
-  if (!conn_alive(conn))
-    return; /* closing */
-  if (nread < 0) {
-    if (conn->req != NULL)
-      say("conn %u: client went away during request %u wall=%.3f", conn->id,
-          conn->req->id, grpc_wall_ms());
-    close_conn(conn, (int)nread,
-               nread == UV_EOF ? "client closed the connection"
-                               : uv_strerror((int)nread));
-    return;
-  }
-  if (nread == 0)
-    return;
-  if (conn->busy) {
-    keep_pending(conn, buf->base, (size_t)nread);
-    return;
-  }
-  uvctx_reset_timeout(conn->ctx, idle_timeout()); /* the idle timeout restarts */
-  feed(conn, buf->base, (size_t)nread);
-}
-
-/* ---- shutdown, phase 1: stop accepting, finish what runs --------------------- */
-
-/* Every connection watches srv.stopping. */
-static void on_conn_stopping(uvctx_watch_t *w, int err) {
-  conn_t *conn = w->data;
-
-  (void)err;
-  conn->stop_watching = 0;
-  if (conn->busy)
-    say("conn %u: request %u in flight, closing after its response",
-        conn->id, conn->nreq);
-  else /* idle: a short last idle timeout for a request on its way */
-    uvctx_reset_timeout(conn->ctx, idle_timeout());
-}
-
-static void on_listener_closed(uv_handle_t *h) {
-  (void)h;
-  say("listener closed: no new connections");
-}
+/* ---- shutdown ------------------------------------------------------------------ */
 
 static void on_stopping(uvctx_watch_t *w, int err) {
   int sig = uvctx_signal_received(srv.root);
 
   (void)w;
   (void)err;
-  srv.is_stopping = 1;
   srv.stop_ms = uvctx_now();
-  say("shutdown phase 1 (%s): stop accepting; %u connections open, %u "
-      "requests in flight; grace period %llu ms",
+  say(NULL, "shutdown phase 1 (%s): stop accepting on %u loops; grace period "
+            "%llu ms",
       sig == SIGINT ? "SIGINT" : sig == SIGTERM ? "SIGTERM" : "uvctx_shutdown",
-      srv.conns_open, srv.in_flight, (unsigned long long)opt.grace_ms);
+      opt.threads, (unsigned long long)opt.grace_ms);
   uvctx_release(srv.stopping); /* the pending watches on it keep it alive */
   srv.stopping = NULL;
 }
 
-/* ---- shutdown, phase 2: cancel everything, drain, exit ----------------------- */
-
 static void on_drained(uvctx_watch_t *w, int err) {
   (void)w;
   (void)err;
-  say("drained: every context under the root is released");
+  say(NULL, "drained: every context under the root is released, on every "
+            "loop");
   uvctx_release(srv.root);
   srv.root = NULL;
+  end_if_done();
 }
 
 /* root is done: the grace period is over (UV_ETIMEDOUT), a second signal
- * came, or, during the grace period, every context below root was released:
- * everything finished in time and uvctx ends the shutdown early. */
+ * came, or, during the grace period, every worker let go of its root: every
+ * connection finished in time and uvctx ends the shutdown early. */
 static void on_root_done(uvctx_watch_t *w, int err) {
+  unsigned finished;
+
   (void)w;
-  if (srv.conns_open == 0)
-    say("shutdown phase 2: every connection finished %llu ms into the grace "
-        "period, nothing to cancel",
+  uv_mutex_lock(&srv.lock);
+  finished = srv.finished;
+  uv_mutex_unlock(&srv.lock);
+  if (finished == opt.threads)
+    say(NULL, "shutdown phase 2: every connection finished %llu ms into the "
+              "grace period, nothing to cancel",
         (unsigned long long)(uvctx_now() - srv.stop_ms));
   else
-    say("shutdown phase 2 (%s): cancelling %u connections, %u requests in "
-        "flight",
+    say(NULL, "shutdown phase 2 (%s): cancelling what is left on %u of %u "
+              "loops",
         err == UV_ETIMEDOUT ? "grace period over" : "second signal",
-        srv.conns_open, srv.in_flight);
+        opt.threads - finished, opt.threads);
   uvctx_drain(srv.root, &srv.drain_watch, on_drained);
 }
 
-/* ---- accepting -------------------------------------------------------------- */
+/* ---- the listening sockets ----------------------------------------------------- */
 
-static void free_handle(uv_handle_t *h) { free(h->data); }
+/* A listening socket for one worker. With several workers each has its own,
+ * all bound to the same address with SO_REUSEPORT: the kernel spreads new
+ * connections over them (by a hash of the client's address and port) and
+ * each worker accepts from its own only, so no two loops wake for one
+ * connection. libuv 1.44 has no flag for it (UV_TCP_REUSEPORT came in 1.49),
+ * so the socket is made here and handed to the worker's loop (uv_tcp_open).
+ * It listens before any worker runs: a client that connects as soon as the
+ * server says "listening" waits in the backlog, it is not refused.
+ * (SO_REUSEPORT lets any process of the same user bind the same port too; a
+ * fixed port is then shared with it without an error, as with every server
+ * that uses it.) */
+static int open_listener(const struct sockaddr *addr, int reuseport,
+                         uv_os_sock_t *out) {
+  socklen_t len = addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                               : sizeof(struct sockaddr_in);
+  int on = 1, rc;
+  int fd = socket(addr->sa_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 
-static void on_connection(uv_stream_t *listener, int status) {
-  struct sockaddr_storage peer;
-  int peer_len = sizeof(peer);
-  char host[64] = "?";
-  conn_t *conn;
-
-  if (status < 0) {
-    say("accept failed: %s", uv_strerror(status));
-    return;
+  if (fd < 0)
+    return -errno;
+  /* SO_REUSEADDR as uv_tcp_bind sets it: a restarted server binds its port
+   * while connections of the last one are in TIME_WAIT. */
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on)) != 0 ||
+      (reuseport &&
+       setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) != 0) ||
+      bind(fd, addr, len) != 0 || listen(fd, 511) != 0) {
+    rc = -errno;
+    close(fd);
+    return rc;
   }
-  conn = calloc(1, sizeof(*conn));
-  if (conn == NULL)
-    abort();
-  uv_tcp_init(&srv.loop, &conn->tcp);
-  conn->tcp.data = conn;
-  conn->refs = 1;
-  if (uv_accept(listener, (uv_stream_t *)&conn->tcp) != 0 ||
-      uvctx_with_timeout(&srv.loop, srv.root, opt.idle_ms, &conn->ctx) != 0) {
-    uv_close((uv_handle_t *)&conn->tcp, free_handle);
-    return;
-  }
-  conn->id = ++srv.next_conn_id;
-  srv.conns_open++;
-  /* When the connection's context is done, for whatever reason, its socket
-   * is closed. */
-  uvctx_close_on_done(conn->ctx, (uv_handle_t *)&conn->tcp, &conn->close_watch,
-                      on_conn_closed);
-  conn->stop_watch.data = conn;
-  conn->stop_watching =
-      uvctx_watch(srv.stopping, &conn->stop_watch, on_conn_stopping) == 0;
-  http_parser_init(&conn->parser, HTTP_REQUEST);
-  conn->parser.data = conn;
+  *out = fd;
+  return 0;
+}
 
-  uv_tcp_getpeername(&conn->tcp, (struct sockaddr *)&peer, &peer_len);
-  if (peer.ss_family == AF_INET)
-    uv_ip4_name((struct sockaddr_in *)&peer, host, sizeof(host));
-  else if (peer.ss_family == AF_INET6)
-    uv_ip6_name((struct sockaddr_in6 *)&peer, host, sizeof(host));
-  say("conn %u: accepted from %s:%d (idle timeout %llu ms)", conn->id, host,
-      ntohs(((struct sockaddr_in *)&peer)->sin_port),
-      (unsigned long long)opt.idle_ms);
-  uv_read_start((uv_stream_t *)&conn->tcp, on_alloc, on_read);
+/* Every worker's socket, on one port: with -p 0 the first one's, which the
+ * kernel picks. Returns the port, or an error with nothing left open. */
+static int open_listeners(struct sockaddr_storage *addr) {
+  socklen_t len = sizeof(*addr);
+  int rc;
+  unsigned i;
+
+  for (i = 0; i < opt.threads; i++) {
+    rc = open_listener((struct sockaddr *)addr, opt.threads > 1,
+                       &srv.workers[i].fd);
+    if (rc != 0) {
+      while (i-- > 0)
+        close(srv.workers[i].fd);
+      return rc;
+    }
+    if (i == 0 &&
+        getsockname(srv.workers[0].fd, (struct sockaddr *)addr, &len) != 0) {
+      rc = -errno;
+      close(srv.workers[0].fd);
+      return rc;
+    }
+  }
+  return ntohs(((struct sockaddr_in *)addr)->sin_port);
 }
 
 /* ---- main ------------------------------------------------------------------- */
@@ -794,14 +258,16 @@ static int usage(const char *argv0) {
   fprintf(stderr,
           "usage: %s [-a ADDR] [-p PORT] [-i IDLE_MS] [-r REQUEST_MS] "
           "[-g GRACE_MS]\n"
-          "       [-b HOST:PORT [-b HOST:PORT]]\n"
+          "       [-t THREADS] [-q] [-b HOST:PORT [-b HOST:PORT]]\n"
           "  -a  address to listen on (default 127.0.0.1)\n"
           "  -p  port (default 8080; 0 picks a free one)\n"
           "  -i  idle timeout of a connection (default 5000 ms)\n"
           "  -r  deadline of a request (default 1000 ms)\n"
           "  -g  grace period at shutdown (default 5000 ms)\n"
+          "  -t  worker loops, one thread each (default: one per core, %u)\n"
+          "  -q  quiet: no log line per event, only the first and the last\n"
           "  -b  a gRPC backend of /grpc (the first) and /hedge (both)\n",
-          argv0);
+          argv0, uv_available_parallelism());
   return 2;
 }
 
@@ -840,15 +306,20 @@ static int add_backend(const char *arg) {
 int main(int argc, char **argv) {
   static const int stop_signals[] = {SIGINT, SIGTERM};
   struct sockaddr_storage addr;
-  int len = sizeof(addr), c, rc, port;
+  stats_t total = {0};
+  int c, rc, port, clean = 1;
+  unsigned i;
 
-  while ((c = getopt(argc, argv, "a:p:i:r:g:b:h")) != -1) {
+  opt.threads = uv_available_parallelism();
+  while ((c = getopt(argc, argv, "a:p:i:r:g:t:qb:h")) != -1) {
     switch (c) {
     case 'a': opt.addr = optarg; break;
     case 'p': opt.port = atoi(optarg); break;
     case 'i': opt.idle_ms = strtoull(optarg, NULL, 10); break;
     case 'r': opt.request_ms = strtoull(optarg, NULL, 10); break;
     case 'g': opt.grace_ms = strtoull(optarg, NULL, 10); break;
+    case 't': opt.threads = (unsigned)atoi(optarg); break;
+    case 'q': opt.quiet = 1; break;
     case 'b':
       if (opt.nbackends == 2 || add_backend(optarg) != 0)
         return usage(argv[0]);
@@ -856,60 +327,104 @@ int main(int argc, char **argv) {
     default: return usage(argv[0]);
     }
   }
-  if (optind != argc || opt.port < 0 || opt.port > 65535)
+  if (optind != argc || opt.port < 0 || opt.port > 65535 ||
+      opt.threads < 1 || opt.threads > 1024)
     return usage(argv[0]);
 
   signal(SIGPIPE, SIG_IGN);
-  srv.start_ms = uvctx_now();
+  start_ms = uvctx_now();
   uv_loop_init(&srv.loop);
+  srv.workers = calloc(opt.threads, sizeof(*srv.workers));
+  if (srv.workers == NULL || uv_mutex_init(&srv.lock) != 0)
+    abort();
 
   /* The root: the first SIGINT/SIGTERM finishes `stopping`, the grace period
-   * or a second signal finishes `root` and so every connection and request. */
+   * or a second signal finishes `root` and so, through every worker's own
+   * root, every connection and request. */
   rc = uvctx_with_shutdown(&srv.loop, uvctx_background(), stop_signals, 2,
                            opt.grace_ms, &srv.stopping, &srv.root);
+  if (rc == 0)
+    rc = uvctx_with_cancel(&srv.loop, srv.root, &srv.closing);
   if (rc != 0) {
     fprintf(stderr, "uvctx_with_shutdown: %s\n", uv_strerror(rc));
     return 1;
   }
 
-  uv_tcp_init(&srv.loop, &srv.listener);
   if ((rc = uv_ip4_addr(opt.addr, opt.port, (struct sockaddr_in *)&addr)) !=
           0 &&
       (rc = uv_ip6_addr(opt.addr, opt.port, (struct sockaddr_in6 *)&addr)) != 0)
     goto fail;
-  if ((rc = uv_tcp_bind(&srv.listener, (struct sockaddr *)&addr, 0)) != 0 ||
-      (rc = uv_listen((uv_stream_t *)&srv.listener, 511, on_connection)) != 0)
+  if ((port = rc = open_listeners(&addr)) < 0)
     goto fail;
-  uv_tcp_getsockname(&srv.listener, (struct sockaddr *)&addr, &len);
-  port = ntohs(((struct sockaddr_in *)&addr)->sin_port);
-  say("listening on http://%s:%d/ (idle timeout %llu ms, request deadline "
-      "%llu ms, grace period %llu ms, pid %d)",
-      opt.addr, port, (unsigned long long)opt.idle_ms,
+  uv_async_init(&srv.loop, &srv.wake, on_wake);
+  say_always("listening on http://%s:%d/ (%u loops, idle timeout %llu ms, "
+            "request deadline %llu ms, grace period %llu ms, pid %d)",
+      opt.addr, port, opt.threads, (unsigned long long)opt.idle_ms,
       (unsigned long long)opt.request_ms, (unsigned long long)opt.grace_ms,
       (int)getpid());
 
-  /* Phase 1 closes the listener; the watches run in this order. */
-  uvctx_close_on_done(srv.stopping, (uv_handle_t *)&srv.listener,
-                      &srv.listener_watch, on_listener_closed);
   uvctx_watch(srv.stopping, &srv.stopping_watch, on_stopping);
   uvctx_watch(srv.root, &srv.root_watch, on_root_done);
 
+  /* Each worker gets a reference to main's two contexts, so that they are
+   * there for its children however soon a signal comes. */
+  for (i = 0; i < opt.threads; i++) {
+    worker_t *w = &srv.workers[i];
+
+    w->index = i + 1;
+    snprintf(w->name, sizeof(w->name), "w%u", w->index);
+    w->main_root = uvctx_retain(srv.root);
+    w->main_stopping = uvctx_retain(srv.stopping);
+    w->main_closing = uvctx_retain(srv.closing);
+    if ((rc = uv_thread_create(&w->thread, worker_run, w)) != 0) {
+      say(NULL, "cannot start %s: %s; shutting down", w->name,
+          uv_strerror(rc));
+      close(w->fd);
+      uvctx_release(w->main_root);
+      uvctx_release(w->main_stopping);
+      uvctx_release(w->main_closing);
+      w->status = rc;
+      w->index = 0; /* not started: not joined */
+      server_tell(NEWS_LISTENER_CLOSED);
+      server_tell(NEWS_EXITED);
+      uvctx_shutdown(srv.root, rc);
+    }
+  }
+
   uv_run(&srv.loop, UV_RUN_DEFAULT);
 
+  for (i = 0; i < opt.threads; i++) {
+    worker_t *w = &srv.workers[i];
+
+    if (w->index != 0)
+      uv_thread_join(&w->thread);
+    clean = clean && w->status == 0;
+    total.conns += w->stats.conns;
+    total.requests += w->stats.requests;
+    total.responses += w->stats.responses;
+    total.during_shutdown += w->stats.during_shutdown;
+    total.timeouts += w->stats.timeouts;
+    total.cancelled += w->stats.cancelled;
+  }
   rc = uv_loop_close(&srv.loop);
-  say("loop closed: uv_loop_close() = %d; %lu requests, %lu responses (%lu "
-      "during shutdown, %lu timed out), %lu cancelled",
-      rc, srv.requests, srv.responses, srv.during_shutdown, srv.timeouts,
-      srv.cancelled);
-  return rc == 0 ? 0 : 1;
+  say_always("loop closed: uv_loop_close() = %d, %s; %lu connections, "
+            "%lu requests, %lu responses (%lu during shutdown, %lu timed "
+            "out), %lu cancelled",
+      rc, clean ? "every worker's too" : "a worker failed", total.conns,
+      total.requests, total.responses, total.during_shutdown, total.timeouts,
+      total.cancelled);
+  uv_mutex_destroy(&srv.lock);
+  free(srv.workers);
+  return rc == 0 && clean ? 0 : 1;
 
 fail:
   fprintf(stderr, "server: cannot listen on %s:%d: %s\n", opt.addr, opt.port,
           uv_strerror(rc));
-  uv_close((uv_handle_t *)&srv.listener, NULL);
+  uvctx_release(srv.closing);
   uvctx_release(srv.stopping);
   uvctx_release(srv.root);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   uv_loop_close(&srv.loop);
+  free(srv.workers);
   return 1;
 }
