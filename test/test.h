@@ -109,5 +109,6 @@ Suite *ancestors_suite(void);
 Suite *remote_suite(void);
 Suite *edges_suite(void);
 Suite *refs_suite(void);
+Suite *provenance_suite(void);
 
 #endif

@@ -29,6 +29,7 @@ int main(void) {
   srunner_add_suite(sr, remote_suite());
   srunner_add_suite(sr, edges_suite());
   srunner_add_suite(sr, refs_suite());
+  srunner_add_suite(sr, provenance_suite());
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);
