@@ -27,7 +27,8 @@
  * context (or the loop passed as an argument); a context is bound to the
  * thread that created it, which must be the thread that runs its loop.
  * Callbacks always run on the loop thread, never inside a uvctx call, and
- * uvctx never holds a lock while a callback of yours runs.
+ * uvctx never holds a lock while a callback of yours runs (but for an
+ * observer's DONE event: see uvctx_observe).
  *
  * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
