@@ -28,21 +28,13 @@ static int waits_for_other_parent(const uvctx__cancel_t *child,
   return 0;
 }
 
-/* How a cancel coming from parent's loop lp reaches child. */
-static int via_of_child(const uvctx__loop_t *lp,
-                        const uvctx__cancel_t *child) {
-  if (child->ctx.kind == UVCTX__ANY)
-    return UVCTX_VIA_ANY;
-  return child->lp != lp ? UVCTX_VIA_LOOP : UVCTX_VIA_PARENT;
-}
-
 /* Gives child its parent's state if it has none yet, and says whether the
  * walk must visit it: when this made it done, or when the loop still has to
  * act on it. A child on another loop is handed to that loop instead. */
 static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
                         uint64_t state, uvctx__cancel_t *child, int deliver) {
   uint64_t none = 0;
-  int via = via_of_child(lp, child);
+  int via = uvctx__via_to(lp, child);
   int finished = atomic_compare_exchange_strong_explicit(
       &child->ctx.state, &none, uvctx__with_via(state, via),
       memory_order_acq_rel, memory_order_acquire);

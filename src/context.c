@@ -36,12 +36,12 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uvctx__lock(&cp->lp->tree_lock);
   if (is_kid)
     kids_add(cp, 1, +1);
+  /* Set before the child may be done: the way up to its origin. */
+  l->parent = cp;
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0) {
     uvctx__cancel_t *c = l->child;
-    int via = c->ctx.kind == UVCTX__ANY ? UVCTX_VIA_ANY
-              : c->lp != cp->lp         ? UVCTX_VIA_LOOP
-                                        : UVCTX_VIA_PARENT;
+    int via = uvctx__via_to(cp->lp, c);
     if (atomic_compare_exchange_strong_explicit(
             &c->ctx.state, &none, uvctx__with_via(state, via),
             memory_order_acq_rel, memory_order_relaxed) &&
@@ -49,7 +49,6 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
       atomic_store_explicit(&uvctx__as_any(&c->ctx)->via, cp,
                             memory_order_release);
   }
-  l->parent = cp;
   l->prev = NULL;
   l->next = cp->first_child;
   if (cp->first_child != NULL)

@@ -335,6 +335,14 @@ static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
   return (uvctx__link_t *)&c->link;
 }
 
+/* How a cancel from a parent on loop lp reaches child (uvctx_via_t). */
+static inline int uvctx__via_to(const uvctx__loop_t *lp,
+                                const uvctx__cancel_t *child) {
+  if (child->ctx.kind == UVCTX__ANY)
+    return UVCTX_VIA_ANY;
+  return child->lp != lp ? UVCTX_VIA_LOOP : UVCTX_VIA_PARENT;
+}
+
 /* The signals of a signal or shutdown context, NULL for other kinds. */
 static inline uvctx__signals_t *uvctx__signals_of(const uvctx_t *ctx) {
   if (ctx->kind == UVCTX__SIGNAL)
