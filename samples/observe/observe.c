@@ -4,9 +4,10 @@
  *
  * The program makes a server root and one "request" per reason a context can
  * be done: a cancel call, its own deadline, its parent's deadline, another
- * thread's cancel, an any-context's parent, a signal, and the three ways a
- * shutdown ends (asked again, grace period over, nothing left). Each request
- * has a watch, standing in for the work it would stop. */
+ * thread's cancel, an any-context's parent, a signal, the three ways a
+ * shutdown ends (asked again, grace period over, nothing left), and a parent
+ * on another loop. Each request has a watch, standing in for the work it
+ * would stop. Lines of the second loop start with "B". */
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,10 +34,9 @@ static const char *event_name(uvctx_event_t event) {
  * observer may make (it only reads). */
 static void print_event(uvctx_event_t event, const uvctx_t *ctx, void *data) {
   char line[512];
-  (void)data;
   uvctx_format(ctx, line, sizeof line);
-  printf("[%4llu ms] %s %s\n", (unsigned long long)(uvctx_now() - start_ms),
-         event_name(event), line);
+  printf("[%4llu ms] %s%s %s\n", (unsigned long long)(uvctx_now() - start_ms),
+         data != NULL ? (const char *)data : "", event_name(event), line);
 }
 
 /* A request's context and the watch that stands for its work. */
@@ -60,6 +60,35 @@ static void watch_request(request_t *r) {
 }
 
 static void cancel_from_thread(void *arg) { uvctx_cancel(arg); }
+
+/* Loop B, on a thread of its own: a request under a parent of loop A. It is
+ * made while A waits, and A cancels the parent while B waits. */
+typedef struct {
+  uvctx_t *parent;
+  uv_sem_t made, cancelled;
+} cross_t;
+
+static void run_until_done(uv_loop_t *loop, request_t *r);
+
+static void loop_b(void *arg) {
+  cross_t *x = arg;
+  uv_loop_t b;
+  request_t r;
+  uv_loop_init(&b);
+  uvctx_observe(&b, print_event, "B ");
+  if (uvctx_with_cancel(&b, x->parent, &r.ctx) != 0)
+    abort();
+  uv_sem_post(&x->made);
+  uv_sem_wait(&x->cancelled);
+  watch_request(&r);
+  run_until_done(&b, &r);
+  uvctx_release(r.ctx);
+  uv_run(&b, UV_RUN_DEFAULT);
+  uvctx_observe(&b, NULL, NULL);
+  uv_run(&b, UV_RUN_DEFAULT);
+  if (uv_loop_close(&b) != 0)
+    abort();
+}
 
 static void check(int err, const char *what) {
   if (err != 0) {
@@ -178,6 +207,22 @@ int main(void) {
   run_until_done(&loop, &r[8]);
   uvctx_release(stopping);
   uvctx_release(sd);
+
+  puts("-- a parent on another loop");
+  {
+    cross_t x;
+    check(uvctx_with_cancel(&loop, server, &x.parent), "parent");
+    uv_sem_init(&x.made, 0);
+    uv_sem_init(&x.cancelled, 0);
+    uv_thread_create(&tid, loop_b, &x);
+    uv_sem_wait(&x.made);
+    uvctx_cancel(x.parent);
+    uv_sem_post(&x.cancelled);
+    uv_thread_join(&tid);
+    uv_sem_destroy(&x.made);
+    uv_sem_destroy(&x.cancelled);
+    uvctx_release(x.parent);
+  }
 
   puts("-- the rest released");
   for (int i = 0; i < 9; i++)
