@@ -435,32 +435,67 @@ END_TEST
 
 /* --- uvctx_format --- */
 
+/* uvctx_format(ctx) is the chain (which starts with prefix), " #id",
+ * " done Nms ago: ", tail, where N is how long ago ctx was done by the clock
+ * read around the call. */
+static void assert_done_format(const uvctx_t *ctx, const char *prefix,
+                               const char *tail) {
+  char buf[1024], id[32];
+  uint64_t when = info_of(ctx).when_ms, ago = 0;
+  int used = 0;
+  uint64_t lo = uvctx_now() - when;
+  format_ok(ctx, buf, sizeof buf);
+  uint64_t hi = uvctx_now() - when;
+  ck_assert_msg(has_prefix(buf, prefix), "\"%s\" does not start with \"%s\"",
+                buf, prefix);
+  snprintf(id, sizeof id, " #%" PRIu64 " done ", uvctx_id(ctx));
+  char *at = strstr(buf, id);
+  ck_assert_msg(at != NULL, "no \"%s\" in \"%s\"", id, buf);
+  size_t hn = (size_t)(at - buf) + strlen(id) - strlen(" done ");
+  ck_assert_int_eq(sscanf(buf + hn, " done %" SCNu64 "ms ago: %n", &ago, &used),
+                   1);
+  ck_assert_int_gt(used, 0);
+  ck_assert_uint_ge(ago, lo);
+  ck_assert_uint_le(ago, hi);
+  ck_assert_str_eq(buf + hn + used, tail);
+}
+
+/* Truncated to cap bytes: what fits of the whole, and the whole length.
+ * The "Nms ago" of two calls may differ: the pair is taken again then. */
+static void assert_truncates(const uvctx_t *ctx, size_t cut_from_end) {
+  char full[1024], buf[1024];
+  for (int tries = 0; tries < 100; tries++) {
+    int n = uvctx_format(ctx, full, sizeof full);
+    size_t cap = (size_t)n - cut_from_end;
+    int rc = uvctx_format(ctx, buf, cap);
+    if (rc != n)
+      continue;
+    ck_assert_uint_eq(strlen(buf), cap - 1);
+    ck_assert(strncmp(buf, full, cap - 1) == 0);
+    return;
+  }
+  ck_abort_msg("the length of the format never held still");
+}
+
 START_TEST(format_tells_how_and_when_a_context_ended) {
-  char buf[512], want[512];
+  char head[64], tail[512];
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, c);
   uvctx_t *d = mk_deadline(&loop, uvctx_background(), uvctx_now() - 1);
-  uv_update_time(&loop);
   int line = __LINE__ + 1;
   ck_assert_int_eq(uvctx_cancel(c), 0);
-  uint64_t ago = uvctx_now() - uv_now(&loop);
-  snprintf(want, sizeof want,
-           "background.with_cancel #%" PRIu64 " done %" PRIu64
-           "ms ago: cancel at %s",
-           uvctx_id(c), ago, site_at(line));
-  ck_assert_str_eq(format_ok(c, buf, sizeof buf), want);
-  snprintf(want, sizeof want,
-           "background.with_cancel.with_cancel #%" PRIu64 " done %" PRIu64
-           "ms ago: cancel at %s of #%" PRIu64 " (via parent)",
-           uvctx_id(child), ago, site_at(line), uvctx_id(c));
-  ck_assert_str_eq(format_ok(child, buf, sizeof buf), want);
-  ck_assert_ptr_nonnull(strstr(format_ok(d, buf, sizeof buf),
-                               "ms ago: deadline"));
-  /* Truncated inside the tail: what fits, and the whole length. */
-  int n = uvctx_format(child, NULL, 0);
-  ck_assert_int_eq(uvctx_format(child, buf, (size_t)n - 3), n);
-  ck_assert_uint_eq(strlen(buf), (size_t)n - 4);
-  ck_assert(strncmp(buf, want, (size_t)n - 4) == 0);
+  snprintf(head, sizeof head, "background.with_cancel #");
+  snprintf(tail, sizeof tail, "cancel at %s", site_at(line));
+  assert_done_format(c, head, tail);
+  snprintf(head, sizeof head, "background.with_cancel.with_cancel #");
+  snprintf(tail, sizeof tail, "cancel at %s of #%" PRIu64 " (via parent)",
+           site_at(line), uvctx_id(c));
+  assert_done_format(child, head, tail);
+  snprintf(head, sizeof head, "background.with_deadline(");
+  assert_done_format(d, head, "deadline");
+  /* Truncated inside the tail: in "(via parent)", and before it. */
+  assert_truncates(child, 3);
+  assert_truncates(child, strlen(tail));
   release_all(d, child, c);
   ASSERT_LOOP_CLOSES(&loop);
 }
