@@ -720,10 +720,10 @@ UVCTX_EXTERN int uvctx_done_info(const uvctx_t *ctx, uvctx_done_info_t *info);
  * call site if this call is the one that finishes ctx. Any thread. */
 UVCTX_EXTERN int uvctx_cancel_at(uvctx_t *ctx, int cause, const char *site);
 
-#define UVCTX_STRINGIFY_(x) #x
-#define UVCTX_STRINGIFY(x) UVCTX_STRINGIFY_(x)
+#define UVCTX__STRINGIFY_(x) #x
+#define UVCTX__STRINGIFY(x) UVCTX__STRINGIFY_(x)
 /* "file.c:123" of where the macro is expanded. */
-#define UVCTX_SITE __FILE__ ":" UVCTX_STRINGIFY(__LINE__)
+#define UVCTX_SITE __FILE__ ":" UVCTX__STRINGIFY(__LINE__)
 #ifndef UVCTX_NO_SITE
 #define uvctx_cancel(ctx) uvctx_cancel_at((ctx), 0, UVCTX_SITE)
 #define uvctx_cancel_cause(ctx, cause)                                       \
@@ -759,7 +759,7 @@ typedef enum {
  * which fields a older library left alone (they are zeroed). */
 typedef struct {
   size_t size;
-  uint64_t live[UVCTX_KIND_COUNT]; /* made, not yet released */
+  uint64_t live[UVCTX_KIND_COUNT]; /* by uvctx_kind_t: made, not released */
   uint64_t created;                /* made, in all */
   uint64_t released;               /* torn down (last reference dropped) */
   /* Became done, in all, born done included; then by the reason of their
