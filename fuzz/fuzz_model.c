@@ -144,6 +144,9 @@ static struct {
   int nh;
   slot_t slots[M_MAX_WATCHES];
   uv_async_t *async_of[M_MAX_NODES];
+  uint64_t id_of[M_MAX_NODES]; /* uvctx_id() of a node that had a handle */
+  int origin_of[M_MAX_NODES];  /* 1 + the origin node of a done node; 0: not
+                                  looked up yet (it is fixed once done) */
   int in_api;
   const uint8_t *p;
   size_t left;
@@ -329,6 +332,7 @@ static int node_of(int h) { return h < 0 ? 0 : H.node[h]; }
 static uvctx_t *ctx_of(int h) { return h < 0 ? uvctx_background() : H.ctx[h]; }
 
 static void add_handle(int node, uvctx_t *ctx) {
+  H.id_of[node] = uvctx_id(ctx);
   H.node[H.nh] = node;
   H.ctx[H.nh] = ctx;
   H.nh++;
@@ -348,6 +352,39 @@ static int room(int handles) {
  * Comparing with the model
  * ------------------------------------------------------------------------- */
 
+/* uvctx_done_info() against the model: the origin is the node the event
+ * that finished n started from, and "via" is UVCTX_VIA_SELF exactly when
+ * that is n's owner (the context whose state n reports). The origin's id is
+ * known when it had a handle (a chain's inner levels had none). */
+static void check_done_info(int n, uvctx_t *ctx, const m_node *x) {
+  uvctx_done_info_t info;
+  int rc = uvctx_done_info(ctx, &info);
+  int o;
+
+  if (x->err == 0) {
+    EXPECT(rc == UV_EAGAIN, "node %d: done_info %d while not done", n, rc);
+    return;
+  }
+  EXPECT(rc == 0, "node %d: done_info %d", n, rc);
+  EXPECT(info.err == x->err && info.cause == x->cause,
+         "node %d: done_info err %d cause %d", n, info.err, info.cause);
+  if (H.origin_of[n] == 0) {
+    for (o = 0; o < M.nnodes; o++)
+      if (M.nodes[o].event == x->event && M.nodes[o].root_of_event)
+        break;
+    EXPECT(o < M.nnodes, "node %d: the model has no origin", n);
+    H.origin_of[n] = o + 1;
+  }
+  o = H.origin_of[n] - 1;
+  EXPECT((info.via == UVCTX_VIA_SELF) == (o == m_owner(n)),
+         "node %d: via %d, origin node %d, owner %d", n, (int)info.via, o,
+         m_owner(n));
+  if (H.id_of[o] != 0)
+    EXPECT(info.origin_id == H.id_of[o],
+           "node %d: origin #%" PRIu64 ", model node %d is #%" PRIu64, n,
+           info.origin_id, o, H.id_of[o]);
+}
+
 static void check_handle(int h, int walks) {
   int n = H.node[h];
   uvctx_t *ctx = H.ctx[h];
@@ -360,6 +397,7 @@ static void check_handle(int h, int walks) {
          uvctx_err(ctx), x->err);
   EXPECT(uvctx_cause(ctx) == x->cause, "node %d: cause %d, model %d", n,
          uvctx_cause(ctx), x->cause);
+  check_done_info(n, ctx, x);
   EXPECT(uvctx_loop(ctx) == (m_can_be_done(n) ? &loop : NULL),
          "node %d: uvctx_loop", n);
   if (!walks)
@@ -766,6 +804,13 @@ static void op_format(void) {
   int len, rc;
 
   m_format_template(n, tmpl, sizeof tmpl);
+  /* Then the id, but for a root; and for a done context how it ended, which
+   * check_done_info() compares with the model. */
+  if (uvctx_id(ctx_of(h)) > 2) {
+    size_t used = strlen(tmpl);
+    snprintf(tmpl + used, sizeof tmpl - used, " #%" PRIu64 "%s",
+             uvctx_id(ctx_of(h)), M.nodes[n].err != 0 ? " done *" : "");
+  }
   len = CALL(uvctx_format(ctx_of(h), buf, sizeof buf));
   EXPECT(len >= 0 && (size_t)len < sizeof buf, "format of node %d: %d", n,
          len);

@@ -624,6 +624,8 @@ void m_format_template(int n, char *buf, size_t len) {
 
 int m_format_match(const char *t, const char *s) {
   for (; *t != '\0'; t++) {
+    if (*t == '*' && t[1] == '\0') /* a last "*" stands for the rest */
+      return 1;
     if (*t == '*') {
       while (*s != '\0' && *s != ')')
         s++;

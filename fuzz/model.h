@@ -162,7 +162,8 @@ void m_callback_end(void);
 void m_run_end(int nowait);
 
 /* The format template of n: uvctx_format() must match it, '*' standing for
- * any text up to the next ')'. */
+ * any text up to the next ')', and a '*' that ends the template for the
+ * rest of the text. */
 void m_format_template(int n, char *buf, size_t len);
 int m_format_match(const char *tmpl, const char *s);
 

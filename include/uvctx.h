@@ -27,7 +27,8 @@
  * context (or the loop passed as an argument); a context is bound to the
  * thread that created it, which must be the thread that runs its loop.
  * Callbacks always run on the loop thread, never inside a uvctx call, and
- * uvctx never holds a lock while a callback of yours runs.
+ * uvctx never holds a lock while a callback of yours runs (but for an
+ * observer's DONE event: see uvctx_observe).
  *
  * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
@@ -615,6 +616,214 @@ UVCTX_EXTERN int uvctx_dump_loop(const uv_loop_t *loop, FILE *out);
  * cannot close: uv_loop_close() returns UV_EBUSY until they are released and
  * the loop has run once more.
  * ------------------------------------------------------------------------- */
+
+
+/* ---------------------------------------------------------------------------
+ * Observability: ids, provenance, statistics and a trace hook
+ *
+ * Every context has an id, small and unique in the process, for logs. A done
+ * context knows how it was finished: which context's event did it (the
+ * origin), what the event was (the reason), how it travelled to this context
+ * (via), when, and for a cancel call, where in the source the call was made.
+ * Each loop counts its contexts and events (uvctx_loop_stats), and an
+ * observer may be told of each event as it happens (uvctx_observe).
+ *
+ * Cost: ids are handed to each thread in blocks, so a constructor takes one
+ * without a locked instruction; the provenance of a context finished from
+ * above costs nothing but a few bits of its state word, and the origin
+ * records its event in two fields. The counters are plain increments on the
+ * loop thread, and with no observer set each event costs one branch.
+ * ------------------------------------------------------------------------- */
+
+/* The id of ctx: never 0, never reused in the process, the same for the
+ * context's whole life. uvctx_background() is 1 and uvctx_todo() is 2; others
+ * are given out in blocks per thread, so they grow with time on one thread,
+ * but the ids of contexts made on different threads interleave. Every kind of
+ * context has one. 0 for NULL. Any thread. */
+UVCTX_EXTERN uint64_t uvctx_id(const uvctx_t *ctx);
+
+/* The event that finished the origin: the context at which it happened. */
+typedef enum {
+  /* A cancel call: uvctx_cancel() or uvctx_cancel_cause() on the origin
+   * (site says where, when the call went through the macros below). */
+  UVCTX_DONE_CANCEL = 1,
+  /* The origin's own deadline came: uvctx_with_deadline/_timeout/
+   * _grpc_timeout (born past it, or fired), or uvctx_reset_timeout(ctx, 0). */
+  UVCTX_DONE_DEADLINE,
+  /* One of the origin's signals arrived: uvctx_with_signal(). */
+  UVCTX_DONE_SIGNAL,
+  /* Shutdown, phase 1: the origin is the *stopping context of
+   * uvctx_with_shutdown(), finished as the shutdown began (uvctx_shutdown()
+   * or a signal). */
+  UVCTX_DONE_SHUTDOWN_BEGAN,
+  /* Shutdown, phase 2, the origin being the shutdown context (*out): its
+   * grace period ended, ... */
+  UVCTX_DONE_SHUTDOWN_GRACE,
+  /* ... shutdown was asked for a second time (call or signal), ... */
+  UVCTX_DONE_SHUTDOWN_AGAIN,
+  /* ... or nothing was left below it but the stopping context: everything
+   * finished within the grace period. */
+  UVCTX_DONE_SHUTDOWN_IDLE,
+  UVCTX_DONE_REASON_COUNT /* 1 + the last reason: the size of stats' array */
+} uvctx_done_reason_t;
+
+/* How the event reached the context asked about. */
+typedef enum {
+  UVCTX_VIA_SELF,   /* it happened to this very context: it is the origin */
+  /* From its parent on the same loop: a cancel coming down the tree, or a
+   * parent already done when the context was made (born done). */
+  UVCTX_VIA_PARENT,
+  /* From one of the parents of this any-context (uvctx_with_any). */
+  UVCTX_VIA_ANY,
+  /* From its parent on another loop (a cross-loop tree): handed over to this
+   * context's loop. */
+  UVCTX_VIA_LOOP,
+  UVCTX_VIA_COUNT
+} uvctx_via_t;
+
+typedef struct {
+  int err;                    /* uvctx_err() */
+  int cause;                  /* uvctx_cause() */
+  uvctx_done_reason_t reason; /* the event at the origin */
+  uvctx_via_t via;            /* how it came to this context */
+  uint64_t origin_id;         /* uvctx_id() of the origin */
+  /* When the event happened, on the uvctx clock (ms). A deadline's is the
+   * time its timer acted (at or after the deadline); a cancel call's on
+   * another thread than the origin's loop's is read from the clock; an
+   * event on the loop thread takes the loop's time (uv_now(), the same
+   * clock, cached at the start of the loop iteration: earlier by as much as
+   * the iteration has run), as reading the clock on every cancel would be a
+   * large part of a short-lived context's cost. */
+  uint64_t when_ms;
+  /* For UVCTX_DONE_CANCEL through the macros below: "file.c:123", the
+   * source file and line of the call, as a string literal of the caller's
+   * program (valid while that is loaded); NULL for every other event, and
+   * for a call through the function itself, (uvctx_cancel)(ctx). */
+  const char *site;
+} uvctx_done_info_t;
+
+/* Stores in *info how ctx was finished. A value context reports the one of
+ * its nearest cancellable ancestor (the context whose state it shares), and
+ * via is that ancestor's. Returns UV_EAGAIN while ctx is not done, and
+ * forever for a context that can never be done (a root, a without-cancel
+ * context). The information is fixed once ctx is done: every thread reads
+ * the same. Errors: UV_EINVAL if ctx or info is NULL. Any thread. */
+UVCTX_EXTERN int uvctx_done_info(const uvctx_t *ctx, uvctx_done_info_t *info);
+
+/* uvctx_cancel() and uvctx_cancel_cause() record the call site of a cancel:
+ * they are macros over uvctx_cancel_at(), which takes it as a third
+ * argument. The functions uvctx_cancel and uvctx_cancel_cause exist as well
+ * (call them as (uvctx_cancel)(ctx), or through a pointer): they record no
+ * site. Define UVCTX_NO_SITE before including this header to keep the
+ * macros out. uvctx_cancel_at(ctx, cause, site) is uvctx_cancel_cause(ctx,
+ * cause) with site (a string that outlives ctx, or NULL) recorded as the
+ * call site if this call is the one that finishes ctx. Any thread. */
+UVCTX_EXTERN int uvctx_cancel_at(uvctx_t *ctx, int cause, const char *site);
+
+#define UVCTX__STRINGIFY_(x) #x
+#define UVCTX__STRINGIFY(x) UVCTX__STRINGIFY_(x)
+/* "file.c:123" of where the macro is expanded. */
+#define UVCTX_SITE __FILE__ ":" UVCTX__STRINGIFY(__LINE__)
+#ifndef UVCTX_NO_SITE
+#define uvctx_cancel(ctx) uvctx_cancel_at((ctx), 0, UVCTX_SITE)
+#define uvctx_cancel_cause(ctx, cause)                                       \
+  uvctx_cancel_at((ctx), (cause), UVCTX_SITE)
+#endif
+
+/* The kinds of cancellable context, the ones a loop counts. */
+typedef enum {
+  UVCTX_KIND_CANCEL,   /* uvctx_with_cancel (and a shutdown's *stopping) */
+  UVCTX_KIND_DEADLINE, /* uvctx_with_deadline/_timeout/_grpc_timeout */
+  UVCTX_KIND_SIGNAL,   /* uvctx_with_signal */
+  UVCTX_KIND_ANY,      /* uvctx_with_any */
+  UVCTX_KIND_SHUTDOWN, /* uvctx_with_shutdown's *out */
+  UVCTX_KIND_COUNT
+} uvctx_kind_t;
+
+/* The delivery lag histograms' buckets: a lag falls in the first bucket
+ * whose upper bound (in microseconds, inclusive) is at least the lag; the
+ * last bucket has no bound (+Inf). Counts are per bucket, not cumulative. */
+#define UVCTX_LAG_BUCKETS 8
+#define UVCTX_LAG_BOUNDS_US {100, 500, 1000, 5000, 10000, 50000, 100000}
+
+/* What a loop has counted, since uvctx's state for it was made (with its
+ * first cancellable context, or uvctx_observe): that state goes when the last
+ * context of the loop is freed and no observer is set, and the counts start
+ * from 0 with the next one. Only cancellable contexts are counted (value and
+ * without-cancel contexts belong to no loop).
+ *
+ * Extensible: set size to sizeof(uvctx_stats_t) before the call. A later
+ * version only appends fields; it fills no more than size bytes and sets
+ * size to how many it filled, so a program built against an older header
+ * keeps working, and one built against a newer header reads size to know
+ * which fields a older library left alone (they are zeroed). */
+typedef struct {
+  size_t size;
+  uint64_t live[UVCTX_KIND_COUNT]; /* by uvctx_kind_t: made, not released */
+  uint64_t created;                /* made, in all */
+  uint64_t released;               /* torn down (last reference dropped) */
+  /* Became done, in all, born done included; then by the reason of their
+   * origin's event (indexed by uvctx_done_reason_t, [0] unused) and by how
+   * it came to them (uvctx_via_t: VIA_SELF counts the origins). */
+  uint64_t finished;
+  uint64_t finished_by_reason[UVCTX_DONE_REASON_COUNT];
+  uint64_t finished_via[UVCTX_VIA_COUNT];
+  uint64_t watches_run; /* callbacks of watches, drains, close/cancel_on_done */
+  /* Hand-offs from other threads (and loops) the loop has taken from its
+   * mailbox: cancels to deliver, releases, drains, shutdowns; and the
+   * cancels among them. */
+  uint64_t handoffs;
+  uint64_t handoff_cancels;
+  /* Delivery lag: from a deadline (the time it was due) to when the loop
+   * acted on it, queueing its callbacks, which run later in the same loop
+   * iteration ... */
+  uint64_t deadline_lag[UVCTX_LAG_BUCKETS];
+  uint64_t deadline_lag_sum_ns;
+  /* ... and from a cancel call on another thread (which reads the clock) to
+   * when the loop acted on it. */
+  uint64_t cancel_lag[UVCTX_LAG_BUCKETS];
+  uint64_t cancel_lag_sum_ns;
+} uvctx_stats_t;
+
+/* Copies loop's counters into *st (see uvctx_stats_t for size).
+ * Errors: UV_EINVAL if loop or st is NULL or st->size is less than
+ * offsetof(uvctx_stats_t, live) + sizeof(st->live), the fields every version
+ * has; UV_ENOENT if uvctx has no state for loop (no context made on it yet,
+ * or all freed). Loop thread. */
+UVCTX_EXTERN int uvctx_loop_stats(const uv_loop_t *loop, uvctx_stats_t *st);
+
+typedef enum {
+  /* A cancellable context was made (after it is complete). */
+  UVCTX_EVENT_MADE,
+  /* It became done: uvctx_done_info() tells how. Born done contexts have it
+   * right after their MADE. */
+  UVCTX_EVENT_DONE,
+  /* Its last reference is gone: it is being torn down (still readable). */
+  UVCTX_EVENT_RELEASED,
+  /* A watch's callback is about to run (a watch, a drain, close_on_done or
+   * cancel_on_done); ctx is the context it watched, which may be a value
+   * context. */
+  UVCTX_EVENT_WATCH
+} uvctx_event_t;
+
+/* An observer: called on the loop thread, once per event, in the order
+ * events happen; ctx is valid during the call only. A DONE event comes while
+ * uvctx holds the loop's tree lock (it is a step of a cancel), so the
+ * observer may only read: uvctx_id, uvctx_err, uvctx_cause, uvctx_done_info,
+ * uvctx_deadline, uvctx_value, uvctx_loop, uvctx_signal_received and
+ * uvctx_format, on ctx and its ancestors. Making, cancelling, watching,
+ * retaining or releasing contexts, uvctx_dump and uvctx_observe from an
+ * observer is undefined (a deadlock, at best). */
+typedef void (*uvctx_observe_cb)(uvctx_event_t event, const uvctx_t *ctx,
+                                 void *data);
+
+/* Sets loop's observer to cb with data (replacing the one before), or
+ * removes it when cb is NULL. While one is set, uvctx keeps its state for
+ * the loop (three unref'd handles, which keep uv_loop_close() from
+ * succeeding) even when no context is left: remove it before closing the
+ * loop. Errors: UV_EINVAL if loop is NULL; UV_ENOMEM. Loop thread. */
+UVCTX_EXTERN int uvctx_observe(uv_loop_t *loop, uvctx_observe_cb cb,
+                               void *data);
 
 #ifdef __cplusplus
 }

@@ -20,6 +20,7 @@ int uvctx_with_any(uv_loop_t *loop, uvctx_t *const *parents, size_t count,
   if (err != 0)
     return err;
   c->lp->nany++;
+  uvctx__made(c);
   *out = &c->ctx;
   return 0;
 }

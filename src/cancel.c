@@ -31,13 +31,17 @@ static int waits_for_other_parent(const uvctx__cancel_t *child,
 /* Gives child its parent's state if it has none yet, and says whether the
  * walk must visit it: when this made it done, or when the loop still has to
  * act on it. A child on another loop is handed to that loop instead. */
-static int should_visit(uvctx__loop_t *lp, const uvctx__cancel_t *parent,
+static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
                         uint64_t state, uvctx__cancel_t *child, int deliver) {
   uint64_t none = 0;
+  int via = uvctx__via_to(lp, child);
   int finished = atomic_compare_exchange_strong_explicit(
-      &child->ctx.state, &none, state, memory_order_acq_rel,
-      memory_order_acquire);
+      &child->ctx.state, &none, uvctx__with_via(state, via),
+      memory_order_acq_rel, memory_order_acquire);
 
+  if (finished && via == UVCTX_VIA_ANY)
+    atomic_store_explicit(&uvctx__as_any(&child->ctx)->via, parent,
+                          memory_order_release);
   /* Finished once, so posted once: the entry's reference is this one. */
   if (child->lp != lp) {
     if (finished && uvctx__try_retain(&child->ctx))
@@ -101,7 +105,8 @@ static void finish_subtree(uvctx__cancel_t *root, int on_loop) {
   walk(root, on_loop);
 }
 
-int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
+int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
+                  const char *site, uint64_t when_ns) {
   uvctx__loop_t *lp = c->lp;
   uint64_t none = 0;
   int on_loop;
@@ -111,12 +116,19 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause) {
   on_loop = uvctx__on_loop_thread(lp);
   uvctx__lock(&lp->tree_lock);
   if (!atomic_compare_exchange_strong_explicit(&c->ctx.state, &none,
-                                               uvctx__pack(err, cause),
+                                               uvctx__pack(err, cause, reason),
                                                memory_order_acq_rel,
                                                memory_order_acquire)) {
     uvctx__unlock(&lp->tree_lock);
     return UV_EALREADY;
   }
+  /* The loop's cached time on its thread: reading the clock would be a
+   * large part of a short-lived context's cost (see uvctx_done_info_t). */
+  if (when_ns == 0)
+    when_ns = on_loop ? uv_now(lp->loop) * 1000000 : uv_hrtime();
+  c->site = site;
+  atomic_store_explicit(&c->done_ns, when_ns + (when_ns == 0),
+                        memory_order_release);
   finish_subtree(c, on_loop);
   uvctx__unlock(&lp->tree_lock);
   if (!on_loop) /* finished once, so posted once, with this reference */
@@ -132,10 +144,17 @@ void uvctx__deliver_subtree(uvctx__cancel_t *c) {
   uvctx__unlock(&c->lp->tree_lock);
 }
 
-int uvctx_cancel(uvctx_t *ctx) { return uvctx_cancel_cause(ctx, 0); }
-
-int uvctx_cancel_cause(uvctx_t *ctx, int cause) {
+int uvctx_cancel_at(uvctx_t *ctx, int cause, const char *site) {
   if (ctx == NULL || cause > 0 || !uvctx__is_cancellable(ctx))
     return UV_EINVAL;
-  return uvctx__cancel(uvctx__as_cancel(ctx), UV_ECANCELED, cause);
+  return uvctx__cancel(uvctx__as_cancel(ctx), UV_ECANCELED, cause,
+                       UVCTX_DONE_CANCEL, site, 0);
+}
+
+/* The functions behind the header's macros, for callers that name them
+ * (uvctx_cancel)(ctx): no call site. */
+int(uvctx_cancel)(uvctx_t *ctx) { return uvctx_cancel_at(ctx, 0, NULL); }
+
+int(uvctx_cancel_cause)(uvctx_t *ctx, int cause) {
+  return uvctx_cancel_at(ctx, cause, NULL);
 }

@@ -6,8 +6,8 @@
 
 #include "uvctx-int.h"
 
-static uvctx_t background = {.kind = UVCTX__BACKGROUND};
-static uvctx_t todo = {.kind = UVCTX__TODO};
+static uvctx_t background = {.kind = UVCTX__BACKGROUND, .id = 1};
+static uvctx_t todo = {.kind = UVCTX__TODO, .id = 2};
 
 uvctx_t *uvctx_background(void) { return &background; }
 uvctx_t *uvctx_todo(void) { return &todo; }
@@ -36,12 +36,19 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uvctx__lock(&cp->lp->tree_lock);
   if (is_kid)
     kids_add(cp, 1, +1);
-  state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
-  if (state != 0)
-    atomic_compare_exchange_strong_explicit(&l->child->ctx.state, &none,
-                                            state, memory_order_acq_rel,
-                                            memory_order_relaxed);
+  /* Set before the child may be done: the way up to its origin. */
   l->parent = cp;
+  state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
+  if (state != 0) {
+    uvctx__cancel_t *c = l->child;
+    int via = uvctx__via_to(cp->lp, c);
+    if (atomic_compare_exchange_strong_explicit(
+            &c->ctx.state, &none, uvctx__with_via(state, via),
+            memory_order_acq_rel, memory_order_relaxed) &&
+        via == UVCTX_VIA_ANY)
+      atomic_store_explicit(&uvctx__as_any(&c->ctx)->via, cp,
+                            memory_order_release);
+  }
   l->prev = NULL;
   l->next = cp->first_child;
   if (cp->first_child != NULL)
@@ -168,6 +175,8 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   }
   atomic_init(&c->ctx.state, 0);
   atomic_init(&c->kids, 0);
+  atomic_init(&c->done_ns, 0);
+  c->ctx.id = uvctx__next_id();
   c->ctx.kind = (uint8_t)kind;
   c->ctx.flags = UVCTX__OWN_REFS;
   c->ctx.owner = c;
@@ -220,9 +229,11 @@ int uvctx_with_cancel(uv_loop_t *loop, uvctx_t *parent, uvctx_t **out) {
     return UV_EINVAL;
   err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__CANCEL,
                                sizeof(uvctx__cancel_t), &c);
-  if (err == 0)
-    *out = &c->ctx;
-  return err;
+  if (err != 0)
+    return err;
+  uvctx__made(c);
+  *out = &c->ctx;
+  return 0;
 }
 
 /* The memory of c goes back to its loop. Only plain cancel and deadline
@@ -261,6 +272,8 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   uvctx__link_t *links = uvctx__links_of(c, &count);
   size_t i;
 
+  /* First, while its way up is whole: the observer may ask how it ended. */
+  uvctx__note_released(c);
   *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);

@@ -27,6 +27,13 @@ static const char *kind_name(const uvctx_t *ctx) {
   }
 }
 
+static const char *reason_name(uvctx_done_reason_t reason) {
+  static const char *const names[UVCTX_DONE_REASON_COUNT] = {
+      "?", "cancel", "deadline", "signal", "shutdown-began",
+      "shutdown-grace", "shutdown-again", "shutdown-idle"};
+  return names[reason];
+}
+
 /* The parent through which link l's child hangs in the list. */
 static const uvctx_t *parent_of(const uvctx__link_t *l) {
   const uvctx_t *child = &l->child->ctx;
@@ -54,14 +61,19 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
                        : 0;
   uint64_t deadline;
 
-  fprintf(out, "%*s%s %p", depth * 2, "", kind_name(ctx), (const void *)ctx);
+  fprintf(out, "%*s%s #%" PRIu64 " %p", depth * 2, "", kind_name(ctx),
+          ctx->id, (const void *)ctx);
   if (ctx->owner != NULL)
     fprintf(out, " loop=%p", (void *)ctx->owner->lp->loop);
-  if (state == 0)
+  if (state == 0) {
     fprintf(out, " err=0");
-  else
-    fprintf(out, " err=%s cause=%s", uv_err_name(uvctx__err_of(state)),
-            uv_err_name(uvctx_cause(ctx)));
+  } else {
+    uvctx_done_info_t info = {0};
+    uvctx_done_info(ctx, &info); /* cannot fail: ctx is done */
+    fprintf(out, " err=%s cause=%s by=%s#%" PRIu64,
+            uv_err_name(uvctx__err_of(state)), uv_err_name(uvctx_cause(ctx)),
+            reason_name(info.reason), info.origin_id);
+  }
   if (uvctx_deadline(ctx, &deadline) == 1) {
     uint64_t now = uvctx_now();
     if (deadline >= now)
@@ -118,8 +130,8 @@ static int enter(const uvctx__link_t *l, const struct dump *d, int depth) {
     return uvctx__unmark(child, d->bit);
   if (uvctx__mark(child, d->bit))
     return 1;
-  fprintf(d->out, "%*swith_any %p (shown above)\n", depth * 2, "",
-          (const void *)child);
+  fprintf(d->out, "%*swith_any #%" PRIu64 " %p (shown above)\n", depth * 2,
+          "", child->id, (const void *)child);
   return 0;
 }
 

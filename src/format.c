@@ -62,10 +62,40 @@ static int format_segment(const uvctx_t *ctx, uint64_t now,
   }
 }
 
+static const char *const event_names[UVCTX_DONE_REASON_COUNT] = {
+    "?", "cancel", "deadline", "signal", "shutdown began",
+    "grace period over", "shutdown asked again", "shutdown over early"};
+
+static const char *const via_names[UVCTX_VIA_COUNT] = {"self", "parent",
+                                                       "any", "loop"};
+
+/* What follows the chain of a context but a root: " #17", and once done
+ * " done 53ms ago: cancel at server.c:210 of #3 (via parent)". Written as
+ * snprintf does, at most len bytes. */
+static int format_tail(const uvctx_t *ctx, uint64_t now, char *buf,
+                       size_t len) {
+  uvctx_done_info_t info;
+  int n;
+
+  if (uvctx_done_info(ctx, &info) != 0)
+    return snprintf(buf, len, " #%" PRIu64, ctx->id);
+  n = snprintf(buf, len, " #%" PRIu64 " done %" PRIu64 "ms ago: %s%s%s",
+               ctx->id, now > info.when_ms ? now - info.when_ms : 0,
+               event_names[info.reason], info.site != NULL ? " at " : "",
+               info.site != NULL ? info.site : "");
+  if (info.via != UVCTX_VIA_SELF)
+    n += snprintf((size_t)n < len ? buf + n : NULL,
+                  (size_t)n < len ? len - (size_t)n : 0,
+                  " of #%" PRIu64 " (via %s)", info.origin_id,
+                  via_names[info.via]);
+  return n;
+}
+
 int uvctx_format(const uvctx_t *ctx, char *buf, size_t len) {
   char seg[SEGMENT_MAX];
   uint64_t now = uvctx_now();
   size_t total = 0;
+  size_t chain;
   size_t end;
   const uvctx_t *c;
 
@@ -73,6 +103,10 @@ int uvctx_format(const uvctx_t *ctx, char *buf, size_t len) {
     return UV_EINVAL;
   for (c = ctx; c != NULL; c = c->parent)
     total += (size_t)format_segment(c, now, seg);
+  chain = total;
+  /* A root is its name alone: its id is fixed. */
+  if (!uvctx__is_root(ctx))
+    total += (size_t)format_tail(ctx, now, NULL, 0);
   /* Only a chain of tens of millions of contexts gets here (some 43 million
    * value contexts, 2.7 GB and over a minute): checked once by hand, not in
    * the test suite. */
@@ -81,7 +115,7 @@ int uvctx_format(const uvctx_t *ctx, char *buf, size_t len) {
   if (len == 0)
     return (int)total;
 
-  end = total;
+  end = chain;
   for (c = ctx; c != NULL; c = c->parent) {
     size_t n = (size_t)format_segment(c, now, seg);
     size_t start = end - n;
@@ -90,6 +124,8 @@ int uvctx_format(const uvctx_t *ctx, char *buf, size_t len) {
       memcpy(buf + start, seg, (n < len - 1 - start ? n : len - 1 - start));
     end = start;
   }
+  if (chain < len && !uvctx__is_root(ctx))
+    format_tail(ctx, now, buf + chain, len - chain);
   buf[total < len - 1 ? total : len - 1] = '\0';
   return (int)total;
 }

@@ -151,8 +151,7 @@ void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size) {
   } else {
     block = uvctx__malloc(size);
     if (block == NULL) {
-      if (lp->blocks == 0)
-        loop_close(lp);
+      uvctx__loop_close_if_idle(lp);
       return NULL;
     }
   }
@@ -171,7 +170,14 @@ void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size) {
   } else {
     uvctx__free(block);
   }
-  if (--lp->blocks == 0)
+  --lp->blocks;
+  uvctx__loop_close_if_idle(lp);
+}
+
+/* Loop thread: the state goes once no context's memory and no observer is
+ * left. */
+void uvctx__loop_close_if_idle(uvctx__loop_t *lp) {
+  if (lp->blocks == 0 && lp->observer == NULL)
     loop_close(lp);
 }
 
@@ -227,7 +233,20 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   return added;
 }
 
+/* A cancel made on another thread, at c itself (it read the clock), is
+ * measured from then to now, when the loop acts on it. */
+static void note_cancel(uvctx__cancel_t *c) {
+  uvctx_stats_t *st = &c->lp->stats;
+  uint64_t state = atomic_load_explicit(&c->ctx.state, memory_order_acquire);
+
+  st->handoff_cancels++;
+  if (uvctx__via_of(state) == UVCTX_VIA_SELF)
+    uvctx__note_lag(st->cancel_lag, &st->cancel_lag_sum_ns,
+                    uv_hrtime() - uvctx__done_ns(c));
+}
+
 static void act(uvctx__cancel_t *c, unsigned int what, unsigned int unref) {
+  c->lp->stats.handoffs++;
   if (what & UVCTX__MB_RELEASE) {
     unsigned int left;
     uvctx_t *parent = uvctx__destroy(c, &left);
@@ -236,6 +255,7 @@ static void act(uvctx__cancel_t *c, unsigned int what, unsigned int unref) {
     return;
   }
   if (what & UVCTX__MB_CANCEL) {
+    note_cancel(c);
     uvctx__deliver_subtree(c);
     uvctx_release(&c->ctx);
   }

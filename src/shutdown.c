@@ -24,19 +24,21 @@ int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
                                &c);
   if (err != 0)
     return err;
+  sd = uvctx__as_shutdown(&c->ctx);
+  sd->grace_ms = grace_ms;
+  atomic_init(&sd->phase, UVCTX__SHUTDOWN_RUNNING);
+  uvctx__signals_start(c, &sd->signals, (uv_signal_t *)(sd + 1), signums,
+                       count);
+  /* Made before its stopping child, for an observer. */
+  uvctx__made(c);
   err = uvctx_with_cancel(loop, &c->ctx, &st);
   if (err != 0) {
     uvctx_release(&c->ctx);
     return err;
   }
-  sd = uvctx__as_shutdown(&c->ctx);
-  sd->grace_ms = grace_ms;
-  atomic_init(&sd->phase, UVCTX__SHUTDOWN_RUNNING);
   sd->stopping = uvctx__as_cancel(st);
   /* uvctx_shutdown() takes references to it from any thread. */
   st->flags &= (uint8_t)~UVCTX__OWN_REFS;
-  uvctx__signals_start(c, &sd->signals, (uv_signal_t *)(sd + 1), signums,
-                       count);
   *stopping = st;
   *out = &c->ctx;
   return 0;
@@ -71,7 +73,8 @@ void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd) {
       !atomic_compare_exchange_strong(&sd->phase, &phase,
                                       UVCTX__SHUTDOWN_STOPPED))
     return;
-  uvctx__cancel(c, UV_ECANCELED, sd->deadline.cause);
+  uvctx__cancel(c, UV_ECANCELED, sd->deadline.cause,
+                UVCTX_DONE_SHUTDOWN_IDLE, NULL, 0);
 }
 
 static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
@@ -84,7 +87,8 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
   alive = st != NULL && uvctx__try_retain(&st->ctx);
   uvctx__unlock(&c->lp->tree_lock);
   if (alive) {
-    uvctx__cancel(st, UV_ECANCELED, cause);
+    uvctx__cancel(st, UV_ECANCELED, cause, UVCTX_DONE_SHUTDOWN_BEGAN, NULL,
+                  0);
     uvctx_release(&st->ctx);
   }
 }
@@ -130,7 +134,8 @@ static int advance(uvctx__shutdown_t *sd, int cause) {
     case UVCTX__SHUTDOWN_STOPPING:
       if (atomic_compare_exchange_strong(&sd->phase, &phase,
                                          UVCTX__SHUTDOWN_STOPPED))
-        return uvctx__cancel(c, UV_ECANCELED, cause);
+        return uvctx__cancel(c, UV_ECANCELED, cause,
+                             UVCTX_DONE_SHUTDOWN_AGAIN, NULL, 0);
       break;
     default: /* beginning, or being finished by another call */
       sched_yield();

@@ -30,7 +30,7 @@ static void on_signal(uv_signal_t *handle, int signum) {
   if (c->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_on_signal(uvctx__as_shutdown(&c->ctx), signum);
   else
-    uvctx__cancel(c, UV_ECANCELED, 0);
+    uvctx__cancel(c, UV_ECANCELED, 0, UVCTX_DONE_SIGNAL, NULL, 0);
 }
 
 /* Loop thread, c not yet handed out. Starts listening unless c is born done;
@@ -73,6 +73,7 @@ int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   sc = (uvctx__signal_t *)c;
   uvctx__signals_start(c, &sc->signals, (uv_signal_t *)(sc + 1), signums,
                        count);
+  uvctx__made(c);
   *out = &c->ctx;
   return 0;
 }

@@ -7,16 +7,28 @@
  * timer callback checks the real clock and re-arms for what is left. */
 #include "uvctx-int.h"
 
+/* The reason a timer gives: a shutdown context's timer is its grace period. */
+static int timer_reason(const uvctx__deadline_t *d) {
+  return d->cancel.ctx.kind == UVCTX__SHUTDOWN ? UVCTX_DONE_SHUTDOWN_GRACE
+                                               : UVCTX_DONE_DEADLINE;
+}
+
 static void on_deadline(uv_timer_t *timer) {
   uvctx__deadline_t *d = uvctx__container_of(timer, uvctx__deadline_t, timer);
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
-  uint64_t now = uvctx_now();
+  uint64_t ns = uv_hrtime();
+  uint64_t now = ns / 1000000;
+  uvctx_stats_t *st = &d->cancel.lp->stats;
 
   if (now < deadline) {
     uv_timer_start(timer, on_deadline, deadline - now, 0);
     return;
   }
-  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
+  /* The clock is read here anyway: the lag from the deadline to now. */
+  uvctx__note_lag(st->deadline_lag, &st->deadline_lag_sum_ns,
+                  ns - deadline * 1000000);
+  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause, timer_reason(d), NULL,
+                ns);
 }
 
 /* Loop thread: (re)starts the timer for d's deadline, or finishes d now if
@@ -25,7 +37,8 @@ static void arm_at(uvctx__deadline_t *d, uint64_t now) {
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
 
   if (deadline <= now)
-    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause);
+    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cause, timer_reason(d), NULL,
+                  now * 1000000);
   else
     uv_timer_start(&d->timer, on_deadline, deadline - now, 0);
 }
@@ -61,6 +74,7 @@ int uvctx__new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
   d = uvctx__as_deadline(&c->ctx);
   d->cause = cause;
   uvctx__timer_set(d, deadline_ms);
+  uvctx__made(c);
   /* A child of a done parent is born done and needs no timer. */
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) == 0)
     arm_at(d, now);

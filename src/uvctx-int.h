@@ -113,6 +113,7 @@ struct uvctx_s {
    * cancellable, its nearest cancellable ancestor for a value context, NULL
    * when it can never be done. */
   uvctx__cancel_t *owner;
+  uint64_t id; /* uvctx_id(): set at birth, never changes (provenance.c) */
 };
 
 typedef struct {
@@ -158,6 +159,14 @@ struct uvctx__cancel_s {
   uvctx__cancel_t *live_next;
   uvctx__cancel_t *live_prev;
   uvctx__link_t link; /* its place under its parent; see uvctx__links_of */
+  /* Provenance, written once by the thread whose event finished this
+   * context itself (its state says UVCTX_VIA_SELF), right after the
+   * compare-and-swap that did it: the call site of a cancel call, then the
+   * time, published by the release store of done_ns (never 0 once set).
+   * A context finished from above records nothing here: its origin is found
+   * by going up the way the cancel came (provenance.c). */
+  const char *site;
+  _Atomic uint64_t done_ns;
 };
 
 /* A context that also has a uv_timer_t of its own: deadline and shutdown. */
@@ -201,6 +210,9 @@ typedef struct {
 
 typedef struct {
   uvctx__cancel_t cancel; /* its link is unused: links has one per parent */
+  /* The parent (its owner) whose cancel finished it, stored by whoever
+   * finished it through a parent, right after doing so (provenance.c). */
+  _Atomic(uvctx__cancel_t *) via;
   size_t count;
   uvctx_t **parents;      /* count of them, in the context's block */
   uvctx__link_t *links;   /* count of them, in the context's block */
@@ -235,16 +247,44 @@ struct uvctx__loop_s {
   size_t ncache[2];
   int closing_handles;
   uvctx__loop_t *next;       /* registry link */
+  /* uvctx_loop_stats() and uvctx_observe() (observe.c), loop thread: plain
+   * counters, as only the loop thread changes them (other threads'
+   * hand-offs are counted as the loop takes them from its mailbox); size is
+   * unused. While an observer is set the state stays, even with no context
+   * left. */
+  uvctx_stats_t stats;
+  uvctx_observe_cb observer;
+  void *observer_data;
 };
 
-/* The state word: err in the low half, cause in the high half, so that one
- * atomic load gives both and they are always seen together. */
-static inline uint64_t uvctx__pack(int err, int cause) {
-  return (uint64_t)(uint32_t)err | ((uint64_t)(uint32_t)cause << 32);
+/* The state word, so that one atomic load gives all of it and its parts are
+ * always seen together: err (UV_ECANCELED or UV_ETIMEDOUT, which fit 16 bits
+ * with their sign) in bits 0-15, the reason of the event that finished the
+ * origin (uvctx_done_reason_t) in bits 16-23, how it came to this context
+ * (uvctx_via_t) in bits 24-31, and the cause in the high half. A cancel
+ * copies its context's state down the tree with only the "via" changed. */
+#define UVCTX__VIA_SHIFT 24
+#define UVCTX__VIA_MASK ((uint64_t)0xff << UVCTX__VIA_SHIFT)
+
+static inline uint64_t uvctx__pack(int err, int cause, int reason) {
+  return (uint64_t)(uint16_t)err | ((uint64_t)(uint8_t)reason << 16) |
+         ((uint64_t)(uint32_t)cause << 32);
 }
 
 static inline int uvctx__err_of(uint64_t state) {
-  return (int)(uint32_t)(state & 0xffffffffu);
+  return (int)(int16_t)(uint16_t)(state & 0xffffu);
+}
+
+static inline int uvctx__reason_of(uint64_t state) {
+  return (int)((state >> 16) & 0xffu);
+}
+
+static inline int uvctx__via_of(uint64_t state) {
+  return (int)((state & UVCTX__VIA_MASK) >> UVCTX__VIA_SHIFT);
+}
+
+static inline uint64_t uvctx__with_via(uint64_t state, int via) {
+  return (state & ~UVCTX__VIA_MASK) | ((uint64_t)(uint8_t)via << UVCTX__VIA_SHIFT);
 }
 
 static inline int uvctx__cause_of(uint64_t state) {
@@ -293,6 +333,14 @@ static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
   }
   *count = 1;
   return (uvctx__link_t *)&c->link;
+}
+
+/* How a cancel from a parent on loop lp reaches child (uvctx_via_t). */
+static inline int uvctx__via_to(const uvctx__loop_t *lp,
+                                const uvctx__cancel_t *child) {
+  if (child->ctx.kind == UVCTX__ANY)
+    return UVCTX_VIA_ANY;
+  return child->lp != lp ? UVCTX_VIA_LOOP : UVCTX_VIA_PARENT;
 }
 
 /* The signals of a signal or shutdown context, NULL for other kinds. */
@@ -373,6 +421,7 @@ void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
 void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
 void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
+void uvctx__loop_close_if_idle(uvctx__loop_t *lp);
 /* Each thread's own address of this variable identifies it. Initial-exec,
  * where the compiler knows it, makes reading it one instruction in a shared
  * library too, instead of a call to __tls_get_addr; and it is read inline, on
@@ -422,8 +471,11 @@ void uvctx__refs_init(uvctx_t *ctx); /* after its kind is set */
 int uvctx__try_retain(uvctx_t *ctx);
 unsigned int uvctx__refs_of(const uvctx_t *ctx);
 
-/* cancel.c */
-int uvctx__cancel(uvctx__cancel_t *c, int err, int cause);
+/* cancel.c. reason is a uvctx_done_reason_t; site the call site of a
+ * cancel call or NULL; when_ns the uv_hrtime() of the event if the caller
+ * has read it, else 0. */
+int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
+                  const char *site, uint64_t when_ns);
 void uvctx__deliver_subtree(uvctx__cancel_t *c);
 
 /* timer.c */
@@ -444,6 +496,25 @@ void uvctx__shutdown_on_signal(uvctx__shutdown_t *sd, int signum);
 void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd);
 void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child);
 void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd);
+
+/* provenance.c */
+uint64_t uvctx__next_id(void);
+const uvctx__cancel_t *uvctx__origin_of(const uvctx__cancel_t *c,
+                                        uint64_t state);
+uint64_t uvctx__done_ns(const uvctx__cancel_t *origin);
+
+/* observe.c: the counters and the observer's events. Loop thread. */
+void uvctx__made(uvctx__cancel_t *c);
+void uvctx__note_done(uvctx__cancel_t *c);
+void uvctx__note_released(uvctx__cancel_t *c);
+void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns);
+int uvctx__public_kind(const uvctx_t *ctx);
+
+static inline void uvctx__emit(uvctx__loop_t *lp, int event,
+                               const uvctx_t *ctx) {
+  if (lp->observer != NULL)
+    lp->observer(event, ctx, lp->observer_data);
+}
 
 /* watch.c */
 void uvctx__deliver(uvctx__cancel_t *c);

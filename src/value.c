@@ -9,6 +9,7 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
     return UV_ENOMEM;
   atomic_init(&ctx->state, 0);
   ctx->kind = (uint8_t)kind;
+  ctx->id = uvctx__next_id();
   uvctx__refs_init(ctx);
   ctx->flags = 0;
   atomic_init(&ctx->seen, 0);

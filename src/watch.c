@@ -99,6 +99,7 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   if (c->ctx.flags & UVCTX__DELIVERED)
     return;
   c->ctx.flags |= UVCTX__DELIVERED;
+  uvctx__note_done(c);
   if (uvctx__has_timer(&c->ctx))
     uv_timer_stop(&uvctx__as_deadline(&c->ctx)->timer);
   /* A done context stops listening, so the signals get their default
@@ -135,6 +136,8 @@ void uvctx__run_due_watches(uv_idle_t *idle) {
     /* Finished before the call: the callback may unwatch, free or reuse w,
      * so w is not touched after it. */
     w->state = UVCTX__WATCH_FINISHED;
+    lp->stats.watches_run++;
+    uvctx__emit(lp, UVCTX_EVENT_WATCH, ctx);
     w->cb(w, uvctx_err(ctx));
     uvctx_release(ctx);
   }

@@ -110,5 +110,8 @@ Suite *remote_suite(void);
 Suite *edges_suite(void);
 Suite *refs_suite(void);
 Suite *version_suite(void);
+Suite *provenance_suite(void);
+Suite *stats_suite(void);
+Suite *observe_suite(void);
 
 #endif

@@ -230,15 +230,35 @@ START_TEST(dump_shows_the_err_and_cause_of_done_contexts) {
   int lines_done[] = {line_of_deadline(t, d + 90), line_of_deadline(t, d + 80)};
   int lines_live[] = {line_of_deadline(t, d + 100),
                       line_of_deadline(t, d + 70)};
+  /* Each done line names the event and its origin's id: the cancel of C. */
+  char by_cancel[48], by_deadline[48], id[32];
+  snprintf(by_cancel, sizeof by_cancel, " by=cancel#%" PRIu64 " ",
+           uvctx_id(n[C]));
+  snprintf(by_deadline, sizeof by_deadline, " by=deadline#%" PRIu64 " ",
+           uvctx_id(expiring));
   for (int i = 0; i < 2; i++) {
     ck_assert_ptr_nonnull(strstr(t->line[lines_done[i]], "ECANCELED"));
     ck_assert_ptr_nonnull(strstr(t->line[lines_done[i]], "EPIPE"));
+    ck_assert_ptr_nonnull(strstr(t->line[lines_done[i]], by_cancel));
     ck_assert_ptr_null(strstr(t->line[lines_live[i]], "ECANCELED"));
     ck_assert_ptr_null(strstr(t->line[lines_live[i]], "EPIPE"));
+    ck_assert_ptr_null(strstr(t->line[lines_live[i]], " by="));
   }
   const char *timed_out = t->line[line_of_deadline(t, deadline_of(expiring))];
   ck_assert_ptr_nonnull(strstr(timed_out, "ETIMEDOUT"));
   ck_assert_ptr_null(strstr(timed_out, "ECANCELED"));
+  ck_assert_ptr_nonnull(strstr(timed_out, by_deadline));
+  /* Every line starts with its context's kind and id. */
+  const struct {
+    uvctx_t *ctx;
+    uint64_t deadline;
+  } ids[] = {{n[R], d + 100}, {n[C], d + 90}, {n[S], d + 70},
+             {expiring, deadline_of(expiring)}};
+  for (size_t i = 0; i < sizeof ids / sizeof ids[0]; i++) {
+    snprintf(id, sizeof id, "with_deadline #%" PRIu64 " ", uvctx_id(ids[i].ctx));
+    ck_assert_ptr_nonnull(
+        strstr(t->line[line_of_deadline(t, ids[i].deadline)], id));
+  }
 
   release_all(expiring, n[S], n[G], n[C], n[R]);
   ASSERT_LOOP_CLOSES(&loop);

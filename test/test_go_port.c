@@ -18,6 +18,7 @@
  * a side that polls what the other does polls for at most RACE_MS, then
  * blocks until the other has acted (a tally), so that on a loaded machine
  * neither spins through the time slices the other needs. */
+#include <inttypes.h>
 #include <stdatomic.h>
 #include <stdint.h>
 #include <string.h>
@@ -194,7 +195,10 @@ START_TEST(test_with_cancel) {
   journal_t j = {0};
   rec_t r[3];
   uvctx_t *c1 = mk_cancel(&loop, uvctx_background());
-  ck_assert_str_eq(format_ok(c1, buf, sizeof(buf)), "background.with_cancel");
+  char want[64];
+  snprintf(want, sizeof want, "background.with_cancel #%" PRIu64,
+           uvctx_id(c1));
+  ck_assert_str_eq(format_ok(c1, buf, sizeof(buf)), want);
   uvctx_t *o = mk_value(c1, &key, NULL); /* stands in for otherContext{c1} */
   uvctx_t *c2 = mk_cancel(&loop, o);
   uvctx_t *ctxs[3] = {c1, o, c2};
@@ -429,7 +433,11 @@ static void check_value_format(const uvctx_t *c, int n) {
   ck_assert_msg(has_prefix(buf, "background.with_value("), "format = %s", buf);
   ck_assert_msg(count_of(buf, "with_value(") == n, "format = %s, want %d",
                 buf, n);
-  ck_assert_msg(buf[strlen(buf) - 1] == ')', "format = %s", buf);
+  char tail[32];
+  snprintf(tail, sizeof tail, ") #%" PRIu64, uvctx_id(c));
+  ck_assert_msg(strlen(buf) > strlen(tail) &&
+                    strcmp(buf + strlen(buf) - strlen(tail), tail) == 0,
+                "format = %s, want it to end with %s", buf, tail);
 }
 
 /* Go: TestValues. Go's otherContext wrappers become a cancel context (o1)

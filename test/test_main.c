@@ -30,6 +30,9 @@ int main(void) {
   srunner_add_suite(sr, edges_suite());
   srunner_add_suite(sr, refs_suite());
   srunner_add_suite(sr, version_suite());
+  srunner_add_suite(sr, provenance_suite());
+  srunner_add_suite(sr, stats_suite());
+  srunner_add_suite(sr, observe_suite());
   srunner_run_all(sr, CK_NORMAL);
   int failed = srunner_ntests_failed(sr);
   srunner_free(sr);

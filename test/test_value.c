@@ -168,11 +168,16 @@ END_TEST
 /* --- uvctx_format() --- */
 
 /* uvctx_format() of ctx matches pattern (fnmatch(): "*" stands for what
- * varies), and returns its length. */
+ * varies) followed by the context's id, " #17" (but for a root: its name
+ * alone), and returns its length. For contexts that are not done. */
 static void assert_format(const uvctx_t *ctx, const char *pattern) {
-  char buf[256];
-  ck_assert_msg(fnmatch(pattern, format_ok(ctx, buf, sizeof buf), 0) == 0,
-                "\"%s\" is not \"%s\"", buf, pattern);
+  char buf[256], want[256];
+  if (ctx == uvctx_background() || ctx == uvctx_todo())
+    snprintf(want, sizeof want, "%s", pattern);
+  else
+    snprintf(want, sizeof want, "%s #%" PRIu64, pattern, uvctx_id(ctx));
+  ck_assert_msg(fnmatch(want, format_ok(ctx, buf, sizeof buf), 0) == 0,
+                "\"%s\" is not \"%s\"", buf, want);
 }
 
 START_TEST(test_format_of_each_kind_of_context) {
@@ -231,22 +236,27 @@ START_TEST(test_format_of_each_kind_of_context) {
   assert_format(stopping, "background.with_shutdown(2500ms).with_cancel");
 
   /* A deadline in the past is shown with how long ago it passed, "[-Nms]". */
-  char buf[128], rest[128];
-  uint64_t shown, ago, before = uvctx_now();
+  char buf[128], rest[128], tail[128];
+  uint64_t shown, ago, id, done_ago, before = uvctx_now();
   ck_assert_uint_gt(before, 1000);
   uvctx_t *passed = mk_deadline(&loop, uvctx_background(), before - 1000);
   ck_assert_int_eq(uvctx_err(passed), UV_ETIMEDOUT); /* born done */
   int n = uvctx_format(passed, buf, sizeof(buf));
   uint64_t after = uvctx_now();
   ck_assert_int_eq(n, (int)strlen(buf));
+  /* Then its id, and how it ended: its own deadline, at once. */
   ck_assert_int_eq(sscanf(buf, "background.with_deadline(%" SCNu64
-                               " [-%" SCNu64 "ms%127s",
-                          &shown, &ago, rest),
-                   3);
+                               " [-%" SCNu64 "ms%127s #%" SCNu64
+                               " done %" SCNu64 "ms ago: %127[^\n]",
+                          &shown, &ago, rest, &id, &done_ago, tail),
+                   6);
   ck_assert_str_eq(rest, "])");
   ck_assert_uint_eq(shown, before - 1000);
   ck_assert_uint_ge(ago, 1000);
   ck_assert_uint_le(ago, after - (before - 1000));
+  ck_assert_uint_eq(id, uvctx_id(passed));
+  ck_assert_uint_le(done_ago, after - before);
+  ck_assert_str_eq(tail, "deadline");
 
   release_all(passed, stopping, sd, any, sig7, sig3, leaf, cancel_detached,
               todo_detached, detached, root_value, value, timed, nested,
@@ -261,8 +271,9 @@ END_TEST
 START_TEST(test_format_returns_the_full_length_and_truncates_to_len) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(ctx, &key_user, value_alice);
-  const char *full = "background.with_cancel";
-  int full_len = (int)strlen(full);
+  char full[64], cut[64];
+  int full_len = snprintf(full, sizeof full, "background.with_cancel #%" PRIu64,
+                          uvctx_id(ctx));
   char buf[256];
 
   ck_assert_int_eq(uvctx_format(uvctx_background(), NULL, 0),
@@ -279,8 +290,10 @@ START_TEST(test_format_returns_the_full_length_and_truncates_to_len) {
   } rows[] = {{0, NULL},
               {1, ""},
               {8, "backgro"},
-              {(size_t)full_len, "background.with_cance"},
-              {(size_t)full_len + 1, "background.with_cancel"}};
+              {24, "background.with_cancel "},
+              {(size_t)full_len, cut},
+              {(size_t)full_len + 1, full}};
+  snprintf(cut, sizeof cut, "%.*s", full_len - 1, full);
   for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++) {
     memset(buf, 'X', sizeof(buf));
     ck_assert_int_eq(uvctx_format(ctx, buf, rows[i].len), full_len);

@@ -337,6 +337,7 @@ int main(int argc, char **argv) {
   srv.workers = calloc(opt.threads, sizeof(*srv.workers));
   if (srv.workers == NULL || uv_mutex_init(&srv.lock) != 0)
     abort();
+  metrics_init(srv.workers, opt.threads);
 
   /* The root: the first SIGINT/SIGTERM finishes `stopping`, the grace period
    * or a second signal finishes `root` and so, through every worker's own
@@ -414,6 +415,7 @@ int main(int argc, char **argv) {
       total.requests, total.responses, total.during_shutdown, total.timeouts,
       total.cancelled);
   uv_mutex_destroy(&srv.lock);
+  metrics_destroy();
   free(srv.workers);
   return rc == 0 && clean ? 0 : 1;
 
@@ -425,6 +427,7 @@ fail:
   uvctx_release(srv.root);
   uv_run(&srv.loop, UV_RUN_DEFAULT);
   uv_loop_close(&srv.loop);
+  metrics_destroy();
   free(srv.workers);
   return 1;
 }

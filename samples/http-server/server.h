@@ -39,16 +39,28 @@ typedef struct {
 
 extern options_t opt;
 
+/* The response codes the server sends, counted one by one (metrics.c);
+ * http_code_slot() gives a code's index in stats_t.by_code. */
+#define HTTP_CODES {200, 400, 404, 502, 503, 504}
+#define HTTP_NCODES 6
+int http_code_slot(int code);
+
 /* A loop's counters. Only the worker's own thread writes them; main reads
- * them after joining the thread. (A live view, such as a GET /metrics that
- * also wants uvctx_loop_stats(), which only the loop's thread may call, has
- * to ask each worker's loop for a snapshot: a uv_async_t per worker whose
- * callback copies these and the loop's uvctx statistics under a lock of the
- * worker's and tells the asking loop.) */
+ * them after joining the thread, and GET /metrics reads the copy each
+ * worker publishes (metrics.c). */
 typedef struct {
   unsigned long conns, requests, responses, during_shutdown, timeouts,
       cancelled;
+  unsigned long by_code[HTTP_NCODES]; /* responses, by http_code_slot() */
 } stats_t;
+
+/* What a worker publishes for GET /metrics (metrics.c): a copy of its loop's
+ * uvctx statistics and of its own counters, taken on its own thread. */
+typedef struct {
+  uvctx_stats_t ctx; /* uvctx_loop_stats(); zero before the first copy */
+  stats_t http;
+  unsigned conns_open, in_flight;
+} snapshot_t;
 
 typedef struct worker_s {
   unsigned index; /* 1..opt.threads */
@@ -72,6 +84,11 @@ typedef struct worker_s {
   uint64_t stop_ms;
   unsigned conns_open, in_flight;
   stats_t stats;
+  /* GET /metrics: every publish_ms the worker copies its counters into
+   * published, under published_lock, where any worker reads them. */
+  uv_timer_t publish_timer;
+  uv_mutex_t published_lock;
+  snapshot_t published;
   int status; /* 0, or what stopped it: an error, or uv_loop_close()'s */
   char read_buf[65536]; /* a read is parsed before the next one */
 } worker_t;
@@ -91,5 +108,25 @@ enum {
   NEWS_EXITED    /* its loop is closed; it touches nothing of main's now */
 };
 void server_tell(int news);
+
+/* GET /metrics (metrics.c). Every worker publishes a snapshot of its
+ * counters into its own slot on a short timer; a scrape, on whichever worker
+ * got it, takes a fresh one of its own loop and adds the others' last ones
+ * (at most METRICS_PUBLISH_MS old), each copied under its worker's lock. */
+#define METRICS_PUBLISH_MS 100
+/* Main, before any worker runs: every worker's lock. */
+void metrics_init(worker_t *workers, unsigned n);
+/* Main, after every worker is joined. */
+void metrics_destroy(void);
+/* The worker's thread, its loop initialised: starts publishing (an unref'd
+ * timer, so it does not keep the loop alive). */
+void metrics_start(worker_t *w);
+/* The worker's thread, once its loop has stopped: closes the timer (the
+ * loop has to run once more for its close callback). */
+void metrics_stop(worker_t *w);
+/* The worker's thread: the exposition of every worker's counters summed, in
+ * Prometheus' text format 0.0.4, as a string to free(); NULL if out of
+ * memory. */
+char *metrics_render(worker_t *w);
 
 #endif /* SAMPLES_HTTP_SERVER_H */

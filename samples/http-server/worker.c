@@ -32,7 +32,9 @@
  *                          cancelled. ms2=M gives the second backend M instead
  *                          (so that a test can make one of them slower).
  *             before=B     (/grpc, /hedge) B ms of simulated work before the
- *                          call, taken from the request's budget */
+ *                          call, taken from the request's budget
+ *             /metrics     every loop's counters, in Prometheus' text format
+ *                          (metrics.c) */
 #include <http_parser.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -240,7 +242,8 @@ static const char *status_text(int status) {
 
 /* Sends the whole response at once: until then nothing has been sent, so a
  * request whose deadline passes can always still be answered 504. */
-static void respond(request_t *req, int status, const char *body) {
+static void respond_as(request_t *req, int status, const char *type,
+                       const char *body) {
   conn_t *conn = req->conn;
   write_t *wr;
   size_t body_len = strlen(body), cap = 256 + body_len;
@@ -255,12 +258,12 @@ static void respond(request_t *req, int status, const char *body) {
   n = snprintf(wr->buf.base, cap,
                "HTTP/1.1 %d %s\r\n"
                "Server: uvctx-sample\r\n"
-               "Content-Type: text/plain\r\n"
+               "Content-Type: %s\r\n"
                "Content-Length: %zu\r\n"
                "Connection: %s\r\n"
                "\r\n"
                "%s",
-               status, status_text(status), body_len,
+               status, status_text(status), type, body_len,
                wr->said_close ? "close" : "keep-alive",
                req->head ? "" : body);
   wr->buf.len = (size_t)n;
@@ -271,6 +274,7 @@ static void respond(request_t *req, int status, const char *body) {
       (unsigned long long)(uvctx_now() - req->start_ms),
       conn->w->is_stopping ? " [during shutdown]" : "");
   conn->w->stats.responses++;
+  conn->w->stats.by_code[http_code_slot(status)]++;
   if (conn->w->is_stopping)
     conn->w->stats.during_shutdown++;
   if (uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &wr->buf, 1,
@@ -281,6 +285,10 @@ static void respond(request_t *req, int status, const char *body) {
     conn_unref(conn);
   }
   end_request(req);
+}
+
+static void respond(request_t *req, int status, const char *body) {
+  respond_as(req, status, "text/plain", body);
 }
 
 /* ---- requests -------------------------------------------------------------- */
@@ -509,6 +517,14 @@ static void start_request(conn_t *conn) {
     memcpy(q, query, query_len), q[query_len] = '\0';
   if (path_len == 1 && path[0] == '/') {
     respond(req, 200, "hello from uvctx\n");
+  } else if (path_len == 8 && memcmp(path, "/metrics", 8) == 0) {
+    char *body = metrics_render(conn->w);
+
+    if (body == NULL)
+      respond(req, 503, "out of memory\n");
+    else
+      respond_as(req, 200, "text/plain; version=0.0.4", body);
+    free(body);
   } else if (path_len == 5 && memcmp(path, "/slow", 5) == 0) {
     req->route = ROUTE_SLOW;
     req->work_ms = query_ms(q, "ms", 1000);
@@ -855,6 +871,7 @@ void worker_run(void *arg) {
     server_tell(NEWS_EXITED);
     return;
   }
+  metrics_start(w);
   if ((w->status = worker_start(w)) != 0) {
     say(w, "cannot serve: %s; shutting the server down",
         uv_strerror(w->status));
@@ -867,6 +884,8 @@ void worker_run(void *arg) {
   w->main_stopping = w->main_closing = w->main_root = NULL;
 
   uv_run(&w->loop, UV_RUN_DEFAULT);
+  metrics_stop(w);
+  uv_run(&w->loop, UV_RUN_DEFAULT); /* its close callback */
 
   rc = uv_loop_close(&w->loop);
   if (w->status == 0)
