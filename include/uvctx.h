@@ -785,7 +785,10 @@ typedef struct {
   uint64_t cancel_lag_sum_ns;
 } uvctx_stats_t;
 
-/* Copies loop's counters into *st (see uvctx_stats_t for size).
+/* Copies loop's counters into *st (see uvctx_stats_t for size). The live
+ * counts are taken from the loop's list of its contexts, which costs time
+ * linear in their number (the constructors and releases count nothing for
+ * them).
  * Errors: UV_EINVAL if loop or st is NULL or st->size is less than
  * offsetof(uvctx_stats_t, live) + sizeof(st->live), the fields every version
  * has; UV_ENOENT if uvctx has no state for loop (no context made on it yet,

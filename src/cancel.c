@@ -127,8 +127,8 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
   if (when_ns == 0)
     when_ns = on_loop ? uv_now(lp->loop) * 1000000 : uv_hrtime();
   c->site = site;
-  atomic_store_explicit(&c->done_ns, when_ns + (when_ns == 0),
-                        memory_order_release);
+  /* Odd, so never 0 ("not yet"): a nanosecond does not matter. */
+  atomic_store_explicit(&c->done_ns, when_ns | 1, memory_order_release);
   finish_subtree(c, on_loop);
   uvctx__unlock(&lp->tree_lock);
   if (!on_loop) /* finished once, so posted once, with this reference */

@@ -273,7 +273,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   size_t i;
 
   /* First, while its way up is whole: the observer may ask how it ended. */
-  uvctx__note_released(c);
+  uvctx__emit(c->lp, UVCTX_EVENT_RELEASED, &c->ctx);
   *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);

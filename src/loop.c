@@ -170,8 +170,8 @@ void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size) {
   } else {
     uvctx__free(block);
   }
-  --lp->blocks;
-  uvctx__loop_close_if_idle(lp);
+  if (--lp->blocks == 0 && lp->observer == NULL)
+    loop_close(lp);
 }
 
 /* Loop thread: the state goes once no context's memory and no observer is
@@ -236,7 +236,7 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
 /* A cancel made on another thread, at c itself (it read the clock), is
  * measured from then to now, when the loop acts on it. */
 static void note_cancel(uvctx__cancel_t *c) {
-  uvctx_stats_t *st = &c->lp->stats;
+  uvctx__counts_t *st = &c->lp->stats;
   uint64_t state = atomic_load_explicit(&c->ctx.state, memory_order_acquire);
 
   st->handoff_cancels++;

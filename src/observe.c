@@ -1,16 +1,17 @@
-/* Observability on the loop: the counters of uvctx_loop_stats() and the
- * events of uvctx_observe(). Everything here runs on the loop thread and
- * touches only its loop's state, so the counters are plain integers. */
+/* Observability on the loop: the counts of uvctx_loop_stats() and the
+ * events of uvctx_observe(). The counting itself is inline in the paths it
+ * counts (uvctx-int.h); here is what the loop works out when asked. Loop
+ * thread, its own loop's state only, so the counts are plain integers. */
 #include <string.h>
 
 #include "uvctx-int.h"
 
+/* finished[] of a loop is indexed by reason + 8 * via. */
+_Static_assert(UVCTX_DONE_REASON_COUNT == 8 && UVCTX_VIA_COUNT == 4,
+               "uvctx_loop_stats() splits finished[] by 8 reasons, 4 vias");
+
 static const uint64_t lag_bounds_us[UVCTX_LAG_BUCKETS - 1] =
     UVCTX_LAG_BOUNDS_US;
-
-int uvctx__public_kind(const uvctx_t *ctx) {
-  return ctx->kind - UVCTX__CANCEL; /* the same order */
-}
 
 void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns) {
   int i = 0;
@@ -21,39 +22,13 @@ void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns) {
   *sum += lag_ns;
 }
 
-void uvctx__note_done(uvctx__cancel_t *c) {
-  uvctx_stats_t *st = &c->lp->stats;
-  uint64_t state = atomic_load_explicit(&c->ctx.state, memory_order_relaxed);
-
-  st->finished++;
-  st->finished_by_reason[uvctx__reason_of(state)]++;
-  st->finished_via[uvctx__via_of(state)]++;
-  uvctx__emit(c->lp, UVCTX_EVENT_DONE, &c->ctx);
-}
-
-/* A constructor's last step. A context born done was delivered at birth. */
-void uvctx__made(uvctx__cancel_t *c) {
-  uvctx_stats_t *st = &c->lp->stats;
-
-  st->live[uvctx__public_kind(&c->ctx)]++;
-  st->created++;
-  uvctx__emit(c->lp, UVCTX_EVENT_MADE, &c->ctx);
-  if (c->ctx.flags & UVCTX__DELIVERED)
-    uvctx__note_done(c);
-}
-
-void uvctx__note_released(uvctx__cancel_t *c) {
-  uvctx_stats_t *st = &c->lp->stats;
-
-  st->live[uvctx__public_kind(&c->ctx)]--;
-  st->released++;
-  uvctx__emit(c->lp, UVCTX_EVENT_RELEASED, &c->ctx);
-}
-
 int uvctx_loop_stats(const uv_loop_t *loop, uvctx_stats_t *st) {
-  uvctx_stats_t copy;
+  const uvctx__counts_t *n;
+  const uvctx__cancel_t *c;
+  uvctx_stats_t s;
   uvctx__loop_t *lp;
-  size_t n;
+  uint64_t live = 0;
+  unsigned int how;
 
   if (loop == NULL || st == NULL ||
       st->size < offsetof(uvctx_stats_t, live) + sizeof(st->live))
@@ -61,10 +36,27 @@ int uvctx_loop_stats(const uv_loop_t *loop, uvctx_stats_t *st) {
   lp = uvctx__loop_find(loop);
   if (lp == NULL)
     return UV_ENOENT;
-  n = st->size < sizeof(copy) ? st->size : sizeof(copy);
-  copy = lp->stats;
-  copy.size = n;
-  memcpy(st, &copy, n);
+  n = &lp->stats;
+  memset(&s, 0, sizeof s);
+  /* The same order: the cancellable kinds from UVCTX__CANCEL on. */
+  for (c = lp->live; c != NULL; c = c->live_next, live++)
+    s.live[c->ctx.kind - UVCTX__CANCEL]++;
+  s.created = n->created;
+  s.released = n->created - live;
+  for (how = 0; how < UVCTX__HOW_COUNT; how++) {
+    s.finished += n->finished[how];
+    s.finished_by_reason[how % 8] += n->finished[how];
+    s.finished_via[how / 8] += n->finished[how];
+  }
+  s.watches_run = n->watches_run;
+  s.handoffs = n->handoffs;
+  s.handoff_cancels = n->handoff_cancels;
+  memcpy(s.deadline_lag, n->deadline_lag, sizeof s.deadline_lag);
+  s.deadline_lag_sum_ns = n->deadline_lag_sum_ns;
+  memcpy(s.cancel_lag, n->cancel_lag, sizeof s.cancel_lag);
+  s.cancel_lag_sum_ns = n->cancel_lag_sum_ns;
+  s.size = st->size < sizeof s ? st->size : sizeof s;
+  memcpy(st, &s, s.size);
   return 0;
 }
 

@@ -22,16 +22,14 @@
 /* Ids 1 and 2 are the roots'; blocks start after them. */
 #define ID_BLOCK 1024
 static _Atomic uint64_t id_counter = 3;
-static UVCTX__THREAD_LOCAL uint64_t id_next;
-static UVCTX__THREAD_LOCAL uint64_t id_end;
+UVCTX__THREAD_LOCAL uint64_t uvctx__id_next;
+UVCTX__THREAD_LOCAL uint64_t uvctx__id_end;
 
-uint64_t uvctx__next_id(void) {
-  if (id_next == id_end) {
-    id_next = atomic_fetch_add_explicit(&id_counter, ID_BLOCK,
-                                        memory_order_relaxed);
-    id_end = id_next + ID_BLOCK;
-  }
-  return id_next++;
+uint64_t uvctx__next_id_block(void) {
+  uvctx__id_next = atomic_fetch_add_explicit(&id_counter, ID_BLOCK,
+                                             memory_order_relaxed);
+  uvctx__id_end = uvctx__id_next + ID_BLOCK;
+  return uvctx__id_next++;
 }
 
 uint64_t uvctx_id(const uvctx_t *ctx) { return ctx != NULL ? ctx->id : 0; }

@@ -18,7 +18,7 @@ static void on_deadline(uv_timer_t *timer) {
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
   uint64_t ns = uv_hrtime();
   uint64_t now = ns / 1000000;
-  uvctx_stats_t *st = &d->cancel.lp->stats;
+  uvctx__counts_t *st = &d->cancel.lp->stats;
 
   if (now < deadline) {
     uv_timer_start(timer, on_deadline, deadline - now, 0);

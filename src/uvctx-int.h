@@ -218,6 +218,26 @@ typedef struct {
   uvctx__link_t *links;   /* count of them, in the context's block */
 } uvctx__any_t;
 
+/* The ways a context can be finished, reason and via (see uvctx__pack). */
+#define UVCTX__HOW_COUNT 32
+
+/* A loop's counts (observe.c), plain: only its thread changes them (other
+ * threads' hand-offs are counted as the loop takes them from its mailbox).
+ * What uvctx_loop_stats() can work out when asked (live contexts by kind,
+ * from the loop's list of them; released; finished by reason and by via) is
+ * not counted, to keep the hot paths short. */
+typedef struct {
+  uint64_t created;
+  uint64_t finished[UVCTX__HOW_COUNT]; /* by uvctx__how_of() */
+  uint64_t watches_run;
+  uint64_t handoffs;
+  uint64_t handoff_cancels;
+  uint64_t deadline_lag[UVCTX_LAG_BUCKETS];
+  uint64_t deadline_lag_sum_ns;
+  uint64_t cancel_lag[UVCTX_LAG_BUCKETS];
+  uint64_t cancel_lag_sum_ns;
+} uvctx__counts_t;
+
 /* Per-loop state, made with the first cancellable context of a loop and
  * closed with the last one. */
 struct uvctx__loop_s {
@@ -247,12 +267,9 @@ struct uvctx__loop_s {
   size_t ncache[2];
   int closing_handles;
   uvctx__loop_t *next;       /* registry link */
-  /* uvctx_loop_stats() and uvctx_observe() (observe.c), loop thread: plain
-   * counters, as only the loop thread changes them (other threads'
-   * hand-offs are counted as the loop takes them from its mailbox); size is
-   * unused. While an observer is set the state stays, even with no context
-   * left. */
-  uvctx_stats_t stats;
+  /* uvctx_loop_stats() and uvctx_observe() (observe.c), loop thread. While
+   * an observer is set the state stays, even with no context left. */
+  uvctx__counts_t stats;
   uvctx_observe_cb observer;
   void *observer_data;
 };
@@ -260,14 +277,18 @@ struct uvctx__loop_s {
 /* The state word, so that one atomic load gives all of it and its parts are
  * always seen together: err (UV_ECANCELED or UV_ETIMEDOUT, which fit 16 bits
  * with their sign) in bits 0-15, the reason of the event that finished the
- * origin (uvctx_done_reason_t) in bits 16-23, how it came to this context
- * (uvctx_via_t) in bits 24-31, and the cause in the high half. A cancel
- * copies its context's state down the tree with only the "via" changed. */
-#define UVCTX__VIA_SHIFT 24
-#define UVCTX__VIA_MASK ((uint64_t)0xff << UVCTX__VIA_SHIFT)
+ * origin (uvctx_done_reason_t) in bits 16-18, how it came to this context
+ * (uvctx_via_t) in bits 19-20, and the cause in the high half. A cancel
+ * copies its context's state down the tree with only the "via" changed.
+ * Reason and via side by side are the index of the loop's finished count
+ * (UVCTX__HOW_COUNT of them): one increment per context finished. */
+#define UVCTX__VIA_SHIFT 19
+#define UVCTX__VIA_MASK ((uint64_t)3 << UVCTX__VIA_SHIFT)
+_Static_assert(UVCTX_DONE_REASON_COUNT <= 8 && UVCTX_VIA_COUNT <= 4,
+               "reason and via fit their bits of the state word");
 
 static inline uint64_t uvctx__pack(int err, int cause, int reason) {
-  return (uint64_t)(uint16_t)err | ((uint64_t)(uint8_t)reason << 16) |
+  return (uint64_t)(uint16_t)err | ((uint64_t)(unsigned)reason << 16) |
          ((uint64_t)(uint32_t)cause << 32);
 }
 
@@ -276,15 +297,20 @@ static inline int uvctx__err_of(uint64_t state) {
 }
 
 static inline int uvctx__reason_of(uint64_t state) {
-  return (int)((state >> 16) & 0xffu);
+  return (int)((state >> 16) & 7u);
 }
 
 static inline int uvctx__via_of(uint64_t state) {
   return (int)((state & UVCTX__VIA_MASK) >> UVCTX__VIA_SHIFT);
 }
 
+/* The index of finished[]: reason + 8 * via. */
+static inline unsigned int uvctx__how_of(uint64_t state) {
+  return (unsigned int)(state >> 16) & (UVCTX__HOW_COUNT - 1);
+}
+
 static inline uint64_t uvctx__with_via(uint64_t state, int via) {
-  return (state & ~UVCTX__VIA_MASK) | ((uint64_t)(uint8_t)via << UVCTX__VIA_SHIFT);
+  return (state & ~UVCTX__VIA_MASK) | ((uint64_t)(unsigned)via << UVCTX__VIA_SHIFT);
 }
 
 static inline int uvctx__cause_of(uint64_t state) {
@@ -497,23 +523,45 @@ void uvctx__shutdown_start_grace(uvctx__shutdown_t *sd);
 void uvctx__shutdown_forget(uvctx__shutdown_t *sd, uvctx__cancel_t *child);
 void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd);
 
-/* provenance.c */
-uint64_t uvctx__next_id(void);
+/* provenance.c. Ids come from the calling thread's block (inline: on every
+ * constructor's way), and a new block when it is used up. */
+extern UVCTX__THREAD_LOCAL uint64_t uvctx__id_next;
+extern UVCTX__THREAD_LOCAL uint64_t uvctx__id_end;
+uint64_t uvctx__next_id_block(void);
+
+static inline uint64_t uvctx__next_id(void) {
+  if (uvctx__id_next != uvctx__id_end)
+    return uvctx__id_next++;
+  return uvctx__next_id_block();
+}
 const uvctx__cancel_t *uvctx__origin_of(const uvctx__cancel_t *c,
                                         uint64_t state);
 uint64_t uvctx__done_ns(const uvctx__cancel_t *origin);
 
-/* observe.c: the counters and the observer's events. Loop thread. */
-void uvctx__made(uvctx__cancel_t *c);
-void uvctx__note_done(uvctx__cancel_t *c);
-void uvctx__note_released(uvctx__cancel_t *c);
+/* observe.c: the counts and the observer's events, loop thread; inline, as
+ * they are on every context's way. With no observer, an event is one
+ * branch. */
 void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns);
-int uvctx__public_kind(const uvctx_t *ctx);
 
 static inline void uvctx__emit(uvctx__loop_t *lp, int event,
                                const uvctx_t *ctx) {
   if (lp->observer != NULL)
-    lp->observer(event, ctx, lp->observer_data);
+    lp->observer((uvctx_event_t)event, ctx, lp->observer_data);
+}
+
+static inline void uvctx__note_done(uvctx__cancel_t *c) {
+  uint64_t state = atomic_load_explicit(&c->ctx.state, memory_order_relaxed);
+
+  c->lp->stats.finished[uvctx__how_of(state)]++;
+  uvctx__emit(c->lp, UVCTX_EVENT_DONE, &c->ctx);
+}
+
+/* A constructor's last step. A context born done was delivered at birth. */
+static inline void uvctx__made(uvctx__cancel_t *c) {
+  c->lp->stats.created++;
+  uvctx__emit(c->lp, UVCTX_EVENT_MADE, &c->ctx);
+  if (c->ctx.flags & UVCTX__DELIVERED)
+    uvctx__note_done(c);
 }
 
 /* watch.c */

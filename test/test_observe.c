@@ -34,13 +34,15 @@ static void observer(uvctx_event_t event, const uvctx_t *ctx, void *data) {
   log->n++;
 }
 
+/* Event i of the log is event on the context whose id is id (ids are taken
+ * while the contexts are alive). */
 static void assert_event(const log_t *log, int i, uvctx_event_t event,
-                         const uvctx_t *ctx) {
+                         uint64_t id) {
   ck_assert_int_lt(i, log->n);
-  ck_assert_msg(log->e[i].event == event && log->e[i].id == uvctx_id(ctx),
+  ck_assert_msg(log->e[i].event == event && log->e[i].id == id,
                 "event %d: %d on #%llu, want %d on #%llu", i,
                 (int)log->e[i].event, (unsigned long long)log->e[i].id,
-                (int)event, (unsigned long long)uvctx_id(ctx));
+                (int)event, (unsigned long long)id);
 }
 
 /* A request's life: made under its parent, done when the parent is
@@ -53,6 +55,7 @@ START_TEST(observer_sees_a_life_in_order) {
   uvctx_t *p = mk_cancel(&loop, uvctx_background());
   uvctx_t *c = mk_timeout(&loop, p, 60000);
   uvctx_t *v = mk_value(c, &log, NULL); /* no loop: no event */
+  uint64_t id_p = uvctx_id(p), id_c = uvctx_id(c), id_v = uvctx_id(v);
   rec_watch(&r, NULL, v);
   ck_assert_int_eq(uvctx_cancel(p), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
@@ -60,17 +63,17 @@ START_TEST(observer_sees_a_life_in_order) {
   release_all(v, c, p);
 
   ck_assert_int_eq(log.n, 7);
-  assert_event(&log, 0, UVCTX_EVENT_MADE, p);
-  assert_event(&log, 1, UVCTX_EVENT_MADE, c);
-  assert_event(&log, 2, UVCTX_EVENT_DONE, p);
+  assert_event(&log, 0, UVCTX_EVENT_MADE, id_p);
+  assert_event(&log, 1, UVCTX_EVENT_MADE, id_c);
+  assert_event(&log, 2, UVCTX_EVENT_DONE, id_p);
   ck_assert_int_eq(log.e[2].reason, UVCTX_DONE_CANCEL);
   ck_assert_int_eq(log.e[2].via, UVCTX_VIA_SELF);
-  assert_event(&log, 3, UVCTX_EVENT_DONE, c);
+  assert_event(&log, 3, UVCTX_EVENT_DONE, id_c);
   ck_assert_int_eq(log.e[3].reason, UVCTX_DONE_CANCEL);
   ck_assert_int_eq(log.e[3].via, UVCTX_VIA_PARENT);
-  assert_event(&log, 4, UVCTX_EVENT_WATCH, v);
-  assert_event(&log, 5, UVCTX_EVENT_RELEASED, c);
-  assert_event(&log, 6, UVCTX_EVENT_RELEASED, p);
+  assert_event(&log, 4, UVCTX_EVENT_WATCH, id_v);
+  assert_event(&log, 5, UVCTX_EVENT_RELEASED, id_c);
+  assert_event(&log, 6, UVCTX_EVENT_RELEASED, id_p);
   for (int i = 0; i < log.n; i++)
     ck_assert(uv_thread_equal(&log.e[i].thread, &self));
   ck_assert_int_eq(uvctx_observe(&loop, NULL, NULL), 0);
@@ -89,15 +92,17 @@ START_TEST(observer_sees_born_done_and_shutdown_pairs) {
   ck_assert_int_eq(uvctx_with_shutdown(&loop, uvctx_background(), NULL, 0,
                                        10, &stopping, &sd),
                    0);
+  uint64_t id_d = uvctx_id(d), id_c = uvctx_id(c), id_sd = uvctx_id(sd),
+           id_stopping = uvctx_id(stopping);
   ck_assert_int_eq(log.n, 6);
-  assert_event(&log, 0, UVCTX_EVENT_MADE, d);
-  assert_event(&log, 1, UVCTX_EVENT_DONE, d);
+  assert_event(&log, 0, UVCTX_EVENT_MADE, id_d);
+  assert_event(&log, 1, UVCTX_EVENT_DONE, id_d);
   ck_assert_int_eq(log.e[1].reason, UVCTX_DONE_DEADLINE);
-  assert_event(&log, 2, UVCTX_EVENT_MADE, c);
-  assert_event(&log, 3, UVCTX_EVENT_DONE, c);
+  assert_event(&log, 2, UVCTX_EVENT_MADE, id_c);
+  assert_event(&log, 3, UVCTX_EVENT_DONE, id_c);
   ck_assert_int_eq(log.e[3].via, UVCTX_VIA_PARENT);
-  assert_event(&log, 4, UVCTX_EVENT_MADE, sd);
-  assert_event(&log, 5, UVCTX_EVENT_MADE, stopping);
+  assert_event(&log, 4, UVCTX_EVENT_MADE, id_sd);
+  assert_event(&log, 5, UVCTX_EVENT_MADE, id_stopping);
   release_all(stopping, sd, c, d);
   ck_assert_int_eq(uvctx_observe(&loop, NULL, NULL), 0);
   ASSERT_LOOP_CLOSES(&loop);
@@ -115,11 +120,12 @@ START_TEST(observer_removed_or_replaced_hears_nothing_more) {
   uvctx_t *b = mk_cancel(&loop, uvctx_background());
   ck_assert_int_eq(uvctx_observe(&loop, NULL, NULL), 0);
   uvctx_t *c = mk_cancel(&loop, uvctx_background());
+  uint64_t id_a = uvctx_id(a), id_b = uvctx_id(b);
   release_all(c, b, a);
   ck_assert_int_eq(first.n, 1);
-  assert_event(&first, 0, UVCTX_EVENT_MADE, a);
+  assert_event(&first, 0, UVCTX_EVENT_MADE, id_a);
   ck_assert_int_eq(second.n, 1);
-  assert_event(&second, 0, UVCTX_EVENT_MADE, b);
+  assert_event(&second, 0, UVCTX_EVENT_MADE, id_b);
   ASSERT_LOOP_CLOSES(&loop);
 }
 END_TEST
