@@ -54,3 +54,18 @@ need() {
     exit 1
   done
 }
+# cleanup_at_exit NAME: when the script exits, however it exits, kills every
+# process whose pid it added to the array pids and removes $work, or with
+# E2E_KEEP=1 keeps it and says where.
+pids=()
+cleanup_at_exit() {
+  e2e_name=$1
+  trap e2e_cleanup EXIT
+}
+e2e_cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do
+    kill -KILL "$pid" 2>/dev/null
+  done
+  if [[ -n ${E2E_KEEP:-} ]]; then echo "$e2e_name: logs kept in $work"; else rm -rf "$work"; fi
+}

@@ -16,16 +16,7 @@ CLIENT=$builddir/samples/client/client
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-e2e.XXXXXX")
 # shellcheck source=test/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
-servers=()
-
-cleanup() {
-  local pid
-  for pid in "${servers[@]}"; do
-    kill -KILL "$pid" 2>/dev/null
-  done
-  [[ -n ${E2E_KEEP:-} ]] || rm -rf "$work"
-}
-trap cleanup EXIT
+cleanup_at_exit e2e
 
 
 # ---- what the tests need ----------------------------------------------------
@@ -45,7 +36,7 @@ start_server() {
   : >"$log"
   "$SERVER" -a 127.0.0.1 -p 0 "$@" 2>"$log" &
   pid=$!
-  servers+=("$pid")
+  pids+=("$pid")
   port=
   for ((i = 0; i < 100; i++)); do
     port=$(sed -n 's|.*listening on http://127.0.0.1:\([0-9]*\)/.*|\1|p' "$log")
@@ -262,6 +253,5 @@ load_test() {
 load_test load-t1 1
 load_test load-t2 2
 
-[[ -n ${E2E_KEEP:-} ]] && echo "e2e: logs kept in $work"
 echo "$pass passed, $fail failed"
 [[ $fail -eq 0 ]]

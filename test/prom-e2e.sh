@@ -26,16 +26,7 @@ SERVER=$builddir/samples/http-server/server
 work=$(mktemp -d "${TMPDIR:-/tmp}/uvctx-prom-e2e.XXXXXX")
 # shellcheck source=test/e2e-lib.sh
 . "$(dirname "$0")/e2e-lib.sh"
-pids=()
-
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do
-    kill -KILL "$pid" 2>/dev/null
-  done
-  if [[ -n ${E2E_KEEP:-} ]]; then echo "prom-e2e: logs in $work"; else rm -rf "$work"; fi
-}
-trap cleanup EXIT
+cleanup_at_exit prom-e2e
 
 need prom-e2e curl:curl prometheus:prometheus promtool:prometheus
 if [[ ! -x $SERVER ]]; then
