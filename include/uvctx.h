@@ -547,7 +547,9 @@ UVCTX_EXTERN int uvctx_cancel_on_done(uvctx_t *ctx, uv_req_t *req,
  * server calls it on its root after cancelling it, and closes its listener in
  * cb. Same delivery rules as uvctx_watch(); cb's err is uvctx_err(ctx).
  * uvctx_unwatch() cancels it. Errors: UV_EINVAL if ctx, w or cb is NULL or
- * ctx is not cancellable; UV_EBUSY if w is pending. Loop thread. */
+ * ctx is not cancellable; UV_EBUSY if w is pending; UV_ENOMEM the first time
+ * a context is drained or given a done signal (uvctx_done_async), which
+ * takes a small block that few contexts need. Loop thread. */
 UVCTX_EXTERN int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w,
                              uvctx_watch_cb cb);
 

@@ -43,10 +43,14 @@ static const uvctx_t *parent_of(const uvctx__link_t *l) {
   return child->parent;
 }
 
-static size_t count_watches(const uvctx_watch_t *w) {
+/* The length of a ring of watches given by its last one. */
+static size_t count_watches(const uvctx_watch_t *last) {
+  const uvctx_watch_t *w;
   size_t n = 0;
 
-  for (; w != NULL; w = w->next)
+  if (last == NULL)
+    return 0;
+  for (w = last->next, n = 1; w != last; w = w->next)
     n++;
   return n;
 }
@@ -95,8 +99,8 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
       if (parent_of(l) == ctx)
         listed++;
     if (c->lp == lp)
-      fprintf(out, " watches=%zu drains=%zu", count_watches(c->watch_head),
-              count_watches(c->drain_head));
+      fprintf(out, " watches=%zu drains=%zu", count_watches(c->watches),
+              count_watches(c->extra != NULL ? c->extra->drains : NULL));
     else
       fprintf(out, " (another loop)");
     fprintf(out, " refs=%u others=%zu",

@@ -130,6 +130,16 @@ struct uvctx__link_s {
   uvctx__link_t *prev;
 };
 
+/* What few cancellable contexts use, in a block of its own made on first use
+ * (loop thread), so that the many that never do are smaller: the drains
+ * waiting for the context to be done and childless (a ring, as watches), and
+ * the done signal. */
+typedef struct {
+  uvctx_watch_t *drains;
+  int has_done_async;
+  uv_async_t done_async; /* uvctx_done_async(), once has_done_async */
+} uvctx__extra_t;
+
 struct uvctx__cancel_s {
   uvctx_t ctx;
   uvctx__loop_t *lp;
@@ -147,13 +157,11 @@ struct uvctx__cancel_s {
    * them (UVCTX__MB_UNREF): the count was 0 while local_refs held them.
    * Changed under the loop's mailbox_lock; atomic for uvctx_dump. */
   atomic_uint handed_refs;
-  /* Watches waiting for this context to be done, and drains waiting for it
-   * to be done and childless (loop thread). */
-  uvctx_watch_t *watch_head;
-  uvctx_watch_t *watch_tail;
-  uvctx_watch_t *drain_head;
-  uvctx_watch_t *drain_tail;
-  uv_async_t *done_async; /* made by uvctx_done_async() */
+  /* Watches waiting for this context to be done (loop thread): a ring, and
+   * this is its last watch (NULL when there is none), so that one pointer
+   * gives both ends. */
+  uvctx_watch_t *watches;
+  uvctx__extra_t *extra; /* made on first use; NULL until then */
   uvctx__cancel_t *mb_next; /* mailbox link, guarded by lp->mailbox_lock */
   /* The loop's list of live cancellable contexts (loop thread). */
   uvctx__cancel_t *live_next;
@@ -567,7 +575,7 @@ static inline void uvctx__made(uvctx__cancel_t *c) {
 /* watch.c */
 void uvctx__deliver(uvctx__cancel_t *c);
 void uvctx__drain_check(uvctx__cancel_t *c);
-void uvctx__done_async_close(uvctx__cancel_t *c);
+void uvctx__extra_free(uvctx__cancel_t *c);
 void uvctx__run_due_watches(uv_idle_t *idle);
 
 #endif /* UVCTX_INT_H */

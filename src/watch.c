@@ -1,8 +1,8 @@
 /* Being told: watches (Go's AfterFunc) and drains, the per-loop ready queue
  * that delivers them, and the lazily made done signal (uvctx_done_async).
  *
- * A watch waits in its context's list. When the loop acts on the done context
- * the list moves, in order, to the end of the loop's ready queue, and the
+ * A watch waits in its context's ring. When the loop acts on the done context
+ * the ring moves, in order, to the end of the loop's ready queue, and the
  * loop's idle handle runs the callbacks. The idle handle is active (and so
  * keeps the loop alive) only while callbacks are due. Each idle callback runs
  * the batch that was due when it started; what becomes due meanwhile runs on
@@ -45,18 +45,24 @@ static void ready_remove(uvctx__loop_t *lp, uvctx_watch_t *w) {
   list_remove(&lp->ready_head, &lp->ready_tail, w);
 }
 
-/* Moves a whole list, in order, to the end of the loop's ready queue. */
-static void make_due(uvctx__loop_t *lp, uvctx_watch_t **head,
-                     uvctx_watch_t **tail) {
+/* A context's watches and drains wait in rings: *last is the last one
+ * (NULL for an empty ring) and its next the first, so one pointer gives
+ * both ends. Moves a whole ring, in order, to the end of the loop's ready
+ * queue. */
+static void make_due(uvctx__loop_t *lp, uvctx_watch_t **last) {
+  uvctx_watch_t *end = *last;
   uvctx_watch_t *w;
   uvctx_watch_t *next;
 
-  for (w = *head; w != NULL; w = next) {
+  if (end == NULL)
+    return;
+  *last = NULL;
+  for (w = end->next;; w = next) {
     next = w->next;
     ready_append(lp, w);
+    if (w == end)
+      break;
   }
-  *head = NULL;
-  *tail = NULL;
 }
 
 /* How many value contexts stand between ctx and the cancellable context
@@ -69,26 +75,47 @@ static unsigned int value_depth(const uvctx_t *ctx) {
   return depth;
 }
 
-/* A watch on a value context waits in its cancellable ancestor's list, yet an
- * ancestor's callbacks run before its descendants': the list is kept sorted
- * by depth, in registration order within a depth. Usually an append. */
-static void list_insert(uvctx__cancel_t *c, uvctx_watch_t *w,
+/* A watch on a value context waits in its cancellable ancestor's ring, yet
+ * an ancestor's callbacks run before its descendants': the ring is kept
+ * sorted by depth, in registration order within a depth. Usually an append
+ * (drains all have depth 0). */
+static void ring_insert(uvctx_watch_t **last, uvctx_watch_t *w,
                         unsigned int depth) {
-  uvctx_watch_t *after = c->watch_tail;
+  uvctx_watch_t *first;
+  uvctx_watch_t *after;
 
-  while (after != NULL && after->depth > depth)
-    after = after->prev;
   w->depth = depth;
+  if (*last == NULL) {
+    w->next = w;
+    w->prev = w;
+    *last = w;
+    return;
+  }
+  /* w goes after the last watch no deeper than it; when every watch is
+   * deeper, w goes first, which in a ring is after the last one too, with
+   * the last unchanged. */
+  first = (*last)->next;
+  for (after = *last; after->depth > depth && after != first;)
+    after = after->prev;
+  if (after->depth > depth)
+    after = *last;
+  else if (after == *last)
+    *last = w;
   w->prev = after;
-  w->next = after != NULL ? after->next : c->watch_head;
-  if (w->next != NULL)
-    w->next->prev = w;
-  else
-    c->watch_tail = w;
-  if (after != NULL)
-    after->next = w;
-  else
-    c->watch_head = w;
+  w->next = after->next;
+  after->next->prev = w;
+  after->next = w;
+}
+
+static void ring_remove(uvctx_watch_t **last, uvctx_watch_t *w) {
+  if (w->next == w) {
+    *last = NULL;
+    return;
+  }
+  w->prev->next = w->next;
+  w->next->prev = w->prev;
+  if (*last == w)
+    *last = w->prev;
 }
 
 /* Loop thread, c done: the loop acts on it once. */
@@ -107,9 +134,9 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   if (signals != NULL)
     for (i = 0; i < signals->count; i++)
       uv_signal_stop(&signals->handles[i]);
-  if (c->done_async != NULL)
-    uv_async_send(c->done_async);
-  make_due(c->lp, &c->watch_head, &c->watch_tail);
+  if (c->extra != NULL && c->extra->has_done_async)
+    uv_async_send(&c->extra->done_async);
+  make_due(c->lp, &c->watches);
   uvctx__drain_check(c);
 }
 
@@ -119,9 +146,10 @@ void uvctx__drain_check(uvctx__cancel_t *c) {
   if (c->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_check_idle(uvctx__as_shutdown(&c->ctx));
   if (!(c->ctx.flags & UVCTX__DELIVERED) ||
-      atomic_load_explicit(&c->kids, memory_order_acquire) != 0)
+      atomic_load_explicit(&c->kids, memory_order_acquire) != 0 ||
+      c->extra == NULL)
     return;
-  make_due(c->lp, &c->drain_head, &c->drain_tail);
+  make_due(c->lp, &c->extra->drains);
 }
 
 void uvctx__run_due_watches(uv_idle_t *idle) {
@@ -170,8 +198,20 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
     return 0;
   }
   w->state = UVCTX__WATCH_PENDING;
-  list_insert(owner, w, value_depth(ctx));
+  ring_insert(&owner->watches, w, value_depth(ctx));
   return 0;
+}
+
+/* Loop thread: c's extra block, made if it has none. */
+static uvctx__extra_t *extra_of(uvctx__cancel_t *c) {
+  if (c->extra == NULL) {
+    c->extra = uvctx__malloc(sizeof(*c->extra));
+    if (c->extra != NULL) {
+      c->extra->drains = NULL;
+      c->extra->has_done_async = 0;
+    }
+  }
+  return c->extra;
 }
 
 int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
@@ -182,12 +222,13 @@ int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   if (uvctx__watch_pending(w))
     return UV_EBUSY;
   c = uvctx__as_cancel(ctx);
+  if (extra_of(c) == NULL)
+    return UV_ENOMEM;
   w->ctx = uvctx_retain(ctx);
   w->cb = cb;
-  w->depth = 0;
   uvctx__catch_up(c->lp);
   w->state = UVCTX__WATCH_DRAINING;
-  list_append(&c->drain_head, &c->drain_tail, w);
+  ring_insert(&c->extra->drains, w, 0);
   uvctx__drain_check(c);
   return 0;
 }
@@ -207,9 +248,9 @@ int uvctx_unwatch(uvctx_watch_t *w) {
   case UVCTX__WATCH_DUE:
     owner = w->ctx->owner;
     if (w->state == UVCTX__WATCH_PENDING)
-      list_remove(&owner->watch_head, &owner->watch_tail, w);
+      ring_remove(&owner->watches, w);
     else if (w->state == UVCTX__WATCH_DRAINING)
-      list_remove(&owner->drain_head, &owner->drain_tail, w);
+      ring_remove(&owner->extra->drains, w);
     else
       ready_remove(owner->lp, w);
     w->state = UVCTX__WATCH_FINISHED;
@@ -228,31 +269,44 @@ static void on_done_signal(uv_async_t *async) {
 
 uv_async_t *uvctx_done_async(uvctx_t *ctx) {
   uvctx__cancel_t *owner;
-  uv_async_t *async;
+  uvctx__extra_t *extra;
 
   if (ctx == NULL || ctx->owner == NULL)
     return NULL;
   owner = ctx->owner;
-  if (owner->done_async != NULL)
-    return owner->done_async;
-  async = uvctx__malloc(sizeof(*async));
-  if (async == NULL)
+  extra = extra_of(owner);
+  if (extra == NULL)
     return NULL;
-  if (uv_async_init(owner->lp->loop, async, on_done_signal) != 0) {
-    uvctx__free(async);
+  if (extra->has_done_async)
+    return &extra->done_async;
+  if (uv_async_init(owner->lp->loop, &extra->done_async, on_done_signal) !=
+      0) {
+    if (extra->drains == NULL) { /* nothing kept for a call that failed */
+      uvctx__free(extra);
+      owner->extra = NULL;
+    }
     return NULL;
   }
-  async->data = owner;
-  uv_unref((uv_handle_t *)async);
-  owner->done_async = async;
+  extra->has_done_async = 1;
+  extra->done_async.data = owner;
+  uv_unref((uv_handle_t *)&extra->done_async);
   if (owner->ctx.flags & UVCTX__DELIVERED)
-    uv_async_send(async);
-  return async;
+    uv_async_send(&extra->done_async);
+  return &extra->done_async;
 }
 
-static void on_done_async_closed(uv_handle_t *handle) { uvctx__free(handle); }
+static void on_done_async_closed(uv_handle_t *handle) {
+  uvctx__free(uvctx__container_of(handle, uvctx__extra_t, done_async));
+}
 
-void uvctx__done_async_close(uvctx__cancel_t *c) {
-  if (c->done_async != NULL)
-    uv_close((uv_handle_t *)c->done_async, on_done_async_closed);
+/* Loop thread, c going: no drain is left (each holds a reference). The
+ * block goes with the done signal's close callback, if it has one. */
+void uvctx__extra_free(uvctx__cancel_t *c) {
+  if (c->extra == NULL)
+    return;
+  if (c->extra->has_done_async)
+    uv_close((uv_handle_t *)&c->extra->done_async, on_done_async_closed);
+  else
+    uvctx__free(c->extra);
+  c->extra = NULL;
 }

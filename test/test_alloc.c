@@ -8,9 +8,10 @@
  * The functions that allocate: uvctx_with_cancel, uvctx_with_deadline(_cause),
  * uvctx_with_timeout(_cause), uvctx_with_grpc_timeout, uvctx_with_value,
  * uvctx_without_cancel, uvctx_with_signal, uvctx_with_any,
- * uvctx_with_shutdown (two contexts) and uvctx_done_async; the first
+ * uvctx_with_shutdown (two contexts), and uvctx_done_async and uvctx_drain
+ * the first time either is called on a context (their block); the first
  * cancellable context of a loop also allocates the loop's state. No other
- * function allocates: the scenario below runs the others (watch, drain,
+ * function allocates: the scenario below runs the others (watch,
  * unwatch, cancel, reset_timeout, shutdown, keepalive, close_on_done,
  * release) with the allocator failing every call, and they all work
  * (test_grpc.c shows that uvctx_grpc_timeout allocates nothing). */
@@ -126,6 +127,38 @@ START_TEST(test_done_async_enomem_returns_null_then_recovers) {
 }
 END_TEST
 
+/* uvctx_drain's first call on a context makes the block it shares with the
+ * done signal: failing, it says UV_ENOMEM with w untouched and unregistered
+ * and nothing kept; the next call works, and a done signal made later takes
+ * no more memory. */
+START_TEST(test_drain_enomem_leaves_w_unregistered_then_recovers) {
+  uv_loop_t loop;
+  ck_assert_int_eq(uv_loop_init(&loop), 0);
+  uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
+  rec_t r = {0};
+
+  rec_init(&r, NULL, ctx);
+  long before = counting_outstanding;
+  counting_allowed = 0;
+  ck_assert_int_eq(uvctx_drain(ctx, &r.w, rec_cb), UV_ENOMEM);
+  counting_allowed = -1;
+  ck_assert_int_eq(counting_outstanding, before);
+  ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* not registered */
+
+  rec_drain(&r, NULL, ctx);
+  counting_fail_all = 1;
+  uv_async_t *a = uvctx_done_async(ctx);
+  counting_fail_all = 0;
+  ck_assert_ptr_nonnull(a);
+  ck_assert_int_eq(uvctx_cancel(ctx), 0);
+  ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
+  assert_called_once(&r, UV_ECANCELED);
+  uvctx_release(ctx);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(counting_outstanding, 0);
+}
+END_TEST
+
 /* --- A server under failing allocations --- */
 
 enum { CONNS = 3, REQS = 2 };
@@ -173,6 +206,7 @@ static int server_scenario(long n) {
   uvctx_t *conn[CONNS] = {0}, *tagged[CONNS] = {0};
   uvctx_t *req[CONNS][REQS] = {{0}}, *either[CONNS][REQS] = {{0}};
   rec_t on_stop = {0}, on_drain = {0}, on_req[CONNS][REQS], on_conn[CONNS];
+  int drained = 0;
   uvctx_t *out;
 
   memset(on_req, 0, sizeof on_req);
@@ -204,7 +238,14 @@ static int server_scenario(long n) {
         0);
   }
   if (server != NULL) {
-    rec_drain(&on_drain, NULL, server);
+    rec_init(&on_drain, NULL, server);
+    int err = uvctx_drain(server, &on_drain.w, rec_cb);
+    if (err == UV_ENOMEM) {
+      scenario_failures++;
+    } else {
+      ck_assert_int_eq(err, 0);
+      drained = 1;
+    }
     ck_assert_int_eq(uvctx_keepalive(server, 1), 0);
     ck_assert_int_eq(uvctx_keepalive(server, 0), 0);
   }
@@ -270,7 +311,7 @@ static int server_scenario(long n) {
     }
   }
   /* The server is done, but its children are still held: no drain yet. */
-  if (server != NULL)
+  if (drained)
     ck_assert_int_eq(on_drain.calls, 0);
 
   /* Release everything; the drain of the server runs once all is gone. */
@@ -282,7 +323,7 @@ static int server_scenario(long n) {
   }
   uvctx_release(stopping);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
-  if (server != NULL)
+  if (drained)
     ck_assert_int_eq(on_drain.calls, 1);
   release_all(server, root);
   counting_fail_all = 0;
@@ -305,9 +346,10 @@ START_TEST(test_server_scenario_survives_each_failed_allocation) {
     if (complete)
       break;
   }
-  /* root, shutdown (2), per connection: timeout, value, per request:
-   * deadline, any, done signal -- and the loop's state. */
-  ck_assert_int_ge(n, 1 + 2 + CONNS * (2 + REQS * 3) + 1);
+  /* root, shutdown (2), the server's drain, per connection: timeout,
+   * value, per request: deadline, any, done signal -- and the loop's
+   * state. */
+  ck_assert_int_ge(n, 1 + 2 + 1 + CONNS * (2 + REQS * 3) + 1);
   if (getenv("UVCTX_ALLOC_VERBOSE") != NULL)
     fprintf(stderr,
             "alloc: server scenario swept %ld allocation points (%ld calls "
@@ -320,7 +362,8 @@ Suite *alloc_suite(void) {
   return SUITE(
       "alloc",
       {"enomem", TIMEOUT_LOOP_S, counting_install, counting_uninstall,
-       .tests = TESTS(test_done_async_enomem_returns_null_then_recovers),
+       .tests = TESTS(test_done_async_enomem_returns_null_then_recovers,
+                      test_drain_enomem_leaves_w_unregistered_then_recovers),
        .loops = LOOPS({test_constructor_enomem_leaves_nothing, 0, NMK_KINDS})},
       {"scenario", TIMEOUT_BIG_S, counting_install, counting_uninstall,
        .loops = LOOPS(
