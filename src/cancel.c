@@ -84,14 +84,14 @@ static void walk(uvctx__cancel_t *root, int deliver) {
       uvctx__deliver(node);
     next = first_to_visit(lp, node->first_child, deliver);
     while (next == NULL && node != root) {
-      uvctx__link_t *in = node->walk_link;
+      uvctx__link_t *in = uvctx__walk_in(node);
       next = first_to_visit(lp, in->next, deliver);
       node = in->parent;
     }
     if (next == NULL)
       return;
     node = next->child;
-    node->walk_link = next;
+    uvctx__walk_enter(next);
   }
 }
 

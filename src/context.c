@@ -133,7 +133,7 @@ void uvctx__leave(uvctx_t *parent) {
 int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
                            size_t count, int kind, size_t size,
                            uvctx__cancel_t **out) {
-  uvctx__cancel_t *owner = parents[0]->owner;
+  uvctx__cancel_t *owner = uvctx__owner(parents[0]);
   uvctx__link_t *links;
   size_t block = size;
   uvctx__loop_t *lp;
@@ -179,8 +179,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   c->ctx.id = uvctx__next_id();
   c->ctx.kind = (uint8_t)kind;
   c->ctx.flags = UVCTX__OWN_REFS;
-  c->ctx.owner = c;
-  c->lp = lp;
+    c->lp = lp;
   uvctx__refs_init(&c->ctx);
   if (kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
@@ -205,12 +204,12 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
 
   for (i = 0; i < count; i++) {
     links[i].child = c;
-    if (parents[i]->owner != NULL) {
-      link_one(&links[i], parents[i]->owner,
+    if (uvctx__owner(parents[i]) != NULL) {
+      link_one(&links[i], uvctx__owner(parents[i]),
                uvctx__is_cancellable(parents[i]));
       /* A cancel of a parent on another loop takes a reference to c on
        * that loop's thread (uvctx__try_retain). */
-      if (parents[i]->owner->lp != lp)
+      if (uvctx__owner(parents[i])->lp != lp)
         c->ctx.flags &= (uint8_t)~UVCTX__OWN_REFS;
     }
   }
@@ -300,18 +299,18 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
 }
 
 int uvctx_err(const uvctx_t *ctx) {
-  if (ctx == NULL || ctx->owner == NULL)
+  if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return 0;
   return uvctx__err_of(
-      atomic_load_explicit(&ctx->owner->ctx.state, memory_order_acquire));
+      atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire));
 }
 
 int uvctx_cause(const uvctx_t *ctx) {
   uint64_t state;
 
-  if (ctx == NULL || ctx->owner == NULL)
+  if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return 0;
-  state = atomic_load_explicit(&ctx->owner->ctx.state, memory_order_acquire);
+  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire);
   return uvctx__cause_of(state) != 0 ? uvctx__cause_of(state)
                                      : uvctx__err_of(state);
 }
@@ -357,7 +356,7 @@ int uvctx_deadline(const uvctx_t *ctx, uint64_t *deadline_ms) {
 }
 
 uv_loop_t *uvctx_loop(const uvctx_t *ctx) {
-  if (ctx == NULL || ctx->owner == NULL)
+  if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return NULL;
-  return ctx->owner->lp->loop;
+  return uvctx__owner(ctx)->lp->loop;
 }

@@ -59,16 +59,16 @@ static size_t count_watches(const uvctx_watch_t *last) {
  * calling thread's loop (lp); others belong to another thread. */
 static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
                       FILE *out) {
-  uint64_t state = ctx->owner != NULL
-                       ? atomic_load_explicit(&ctx->owner->ctx.state,
+  uint64_t state = uvctx__owner(ctx) != NULL
+                       ? atomic_load_explicit(&uvctx__owner(ctx)->ctx.state,
                                               memory_order_acquire)
                        : 0;
   uint64_t deadline;
 
   fprintf(out, "%*s%s #%" PRIu64 " %p", depth * 2, "", kind_name(ctx),
           ctx->id, (const void *)ctx);
-  if (ctx->owner != NULL)
-    fprintf(out, " loop=%p", (void *)ctx->owner->lp->loop);
+  if (uvctx__owner(ctx) != NULL)
+    fprintf(out, " loop=%p", (void *)uvctx__owner(ctx)->lp->loop);
   if (state == 0) {
     fprintf(out, " err=0");
   } else {
@@ -156,7 +156,7 @@ static const uvctx__link_t *next_entered(const uvctx__link_t *l,
 
 /* The same pre-order walk as a cancel's (cancel.c), over every child. The
  * caller holds the tree lock, which keeps the lists still between the two
- * walks; walk_link is the walks' scratch. */
+ * walks (uvctx__walk_enter notes the way back up). */
 static void walk(uvctx__cancel_t *root, const struct dump *d) {
   uvctx__cancel_t *node = root;
   const uvctx__link_t *next;
@@ -170,9 +170,9 @@ static void walk(uvctx__cancel_t *root, const struct dump *d) {
       depth++;
     } else {
       while (next == NULL && node != root) {
-        next = next_entered(node->walk_link->next, d, depth);
+        next = next_entered(uvctx__walk_in(node)->next, d, depth);
         if (next == NULL) {
-          node = node->walk_link->parent;
+          node = uvctx__walk_in(node)->parent;
           depth--;
         }
       }
@@ -180,7 +180,7 @@ static void walk(uvctx__cancel_t *root, const struct dump *d) {
         break;
     }
     node = next->child;
-    node->walk_link = (uvctx__link_t *)next;
+    uvctx__walk_enter(next);
     if (d->out != NULL)
       dump_line(&node->ctx, depth, d->lp, d->out);
   }

@@ -13,7 +13,7 @@ int uvctx_close_on_done(uvctx_t *ctx, uv_handle_t *handle, uvctx_watch_t *w,
                         uv_close_cb close_cb) {
   if (ctx == NULL || handle == NULL || w == NULL || uv_is_closing(handle))
     return UV_EINVAL;
-  if (ctx->owner != NULL && handle->loop != ctx->owner->lp->loop)
+  if (uvctx__owner(ctx) != NULL && handle->loop != uvctx__owner(ctx)->lp->loop)
     return UV_EINVAL;
   if (uvctx__watch_pending(w))
     return UV_EBUSY;

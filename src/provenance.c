@@ -74,12 +74,12 @@ int uvctx_done_info(const uvctx_t *ctx, uvctx_done_info_t *info) {
 
   if (ctx == NULL || info == NULL)
     return UV_EINVAL;
-  if (ctx->owner == NULL)
+  if (uvctx__owner(ctx) == NULL)
     return UV_EAGAIN;
-  state = atomic_load_explicit(&ctx->owner->ctx.state, memory_order_acquire);
+  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire);
   if (state == 0)
     return UV_EAGAIN;
-  origin = uvctx__origin_of(ctx->owner, state);
+  origin = uvctx__origin_of(uvctx__owner(ctx), state);
   info->err = uvctx__err_of(state);
   info->cause = uvctx__cause_of(state) != 0 ? uvctx__cause_of(state)
                                             : info->err;

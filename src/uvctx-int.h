@@ -4,9 +4,9 @@
  *
  * - A context's state word (err and cause) is atomic and written once, by the
  *   compare-and-swap that finishes the context. Anyone may read it.
- * - The tree (children lists of cancellable contexts, and the walk_link
- *   scratch of a walk) of one loop is guarded by that loop's tree_lock, so
- *   that any thread may cancel a subtree. A child on another loop sits in its
+ * - The tree (children lists of cancellable contexts, and an any-context's
+ *   walk_link, a walk's scratch) of one loop is guarded by that loop's
+ *   tree_lock, so that any thread may cancel a subtree. A child on another loop sits in its
  *   parent's children list under the parent's loop's lock. Tree locks are
  *   never nested.
  * - Everything else that is not immutable (watch lists, the ready queue,
@@ -109,10 +109,6 @@ struct uvctx_s {
   /* Holds a reference; NULL for roots. An any-context holds its other
    * parents in uvctx__any_t. */
   uvctx_t *parent;
-  /* The cancellable context whose state this one reports: itself when it is
-   * cancellable, its nearest cancellable ancestor for a value context, NULL
-   * when it can never be done. */
-  uvctx__cancel_t *owner;
   uint64_t id; /* uvctx_id(): set at birth, never changes (provenance.c) */
 };
 
@@ -120,6 +116,7 @@ typedef struct {
   uvctx_t ctx;
   const void *key;
   void *value;
+  uvctx__cancel_t *owner; /* see uvctx__owner() */
 } uvctx__value_t;
 
 /* A context's place in one parent's list of children. */
@@ -144,7 +141,6 @@ struct uvctx__cancel_s {
   uvctx_t ctx;
   uvctx__loop_t *lp;
   uvctx__link_t *first_child; /* guarded by lp->tree_lock */
-  uvctx__link_t *walk_link;   /* the link a walk came in by (tree_lock) */
   /* Contexts whose parent this is, of every kind: uvctx_drain() waits for
    * them to go. */
   atomic_uint kids;
@@ -221,6 +217,10 @@ typedef struct {
   /* The parent (its owner) whose cancel finished it, stored by whoever
    * finished it through a parent, right after doing so (provenance.c). */
   _Atomic(uvctx__cancel_t *) via;
+  /* The link a walk of the tree came in by (walk scratch, tree_lock): an
+   * any-context has one per parent. Other contexts have one link, their
+   * own, and keep no such field (uvctx__walk_in). */
+  uvctx__link_t *walk_link;
   size_t count;
   uvctx_t **parents;      /* count of them, in the context's block */
   uvctx__link_t *links;   /* count of them, in the context's block */
@@ -337,6 +337,18 @@ static inline int uvctx__is_root(const uvctx_t *ctx) {
   return ctx->kind == UVCTX__BACKGROUND || ctx->kind == UVCTX__TODO;
 }
 
+/* The cancellable context whose state ctx reports: itself when it is
+ * cancellable, its nearest cancellable ancestor for a value context (which
+ * keeps it), NULL when it can never be done. Not a field of every context:
+ * most are cancellable, and for them it would only point to themselves. */
+static inline uvctx__cancel_t *uvctx__owner(const uvctx_t *ctx) {
+  if (ctx->kind >= UVCTX__CANCEL)
+    return (uvctx__cancel_t *)ctx;
+  if (ctx->kind == UVCTX__VALUE)
+    return ((const uvctx__value_t *)ctx)->owner;
+  return NULL;
+}
+
 static inline uvctx__cancel_t *uvctx__as_cancel(const uvctx_t *ctx) {
   return (uvctx__cancel_t *)ctx;
 }
@@ -366,6 +378,20 @@ static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
     return ((const uvctx__any_t *)c)->links;
   }
   *count = 1;
+  return (uvctx__link_t *)&c->link;
+}
+
+/* Walks down the tree (cancel.c, dump.c) go back up the way they came in,
+ * without a stack: uvctx__walk_enter notes the link they entered a child by,
+ * uvctx__walk_in gives it back. Tree lock held. */
+static inline void uvctx__walk_enter(const uvctx__link_t *in) {
+  if (in->child->ctx.kind == UVCTX__ANY)
+    ((uvctx__any_t *)in->child)->walk_link = (uvctx__link_t *)in;
+}
+
+static inline uvctx__link_t *uvctx__walk_in(const uvctx__cancel_t *c) {
+  if (c->ctx.kind == UVCTX__ANY)
+    return ((const uvctx__any_t *)c)->walk_link;
   return (uvctx__link_t *)&c->link;
 }
 

@@ -17,7 +17,8 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
   uvctx__adopt(parent);
   /* A value context reports its parent's state; a without-cancel context,
    * and everything below it that is not cancellable, is never done. */
-  ctx->owner = kind == UVCTX__VALUE ? parent->owner : NULL;
+  if (kind == UVCTX__VALUE)
+    ((uvctx__value_t *)ctx)->owner = uvctx__owner(parent);
   *out = ctx;
   return 0;
 }

@@ -70,7 +70,7 @@ static void make_due(uvctx__loop_t *lp, uvctx_watch_t **last) {
 static unsigned int value_depth(const uvctx_t *ctx) {
   unsigned int depth = 0;
 
-  for (; ctx != &ctx->owner->ctx; ctx = ctx->parent)
+  for (; ctx != &uvctx__owner(ctx)->ctx; ctx = ctx->parent)
     depth++;
   return depth;
 }
@@ -184,7 +184,7 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   w->cb = cb;
   w->next = NULL;
   w->prev = NULL;
-  owner = ctx->owner;
+  owner = uvctx__owner(ctx);
   if (owner == NULL) {
     /* Never runs, but holds its reference like any pending watch. */
     w->state = UVCTX__WATCH_NEVER;
@@ -246,7 +246,7 @@ int uvctx_unwatch(uvctx_watch_t *w) {
   case UVCTX__WATCH_PENDING:
   case UVCTX__WATCH_DRAINING:
   case UVCTX__WATCH_DUE:
-    owner = w->ctx->owner;
+    owner = uvctx__owner(w->ctx);
     if (w->state == UVCTX__WATCH_PENDING)
       ring_remove(&owner->watches, w);
     else if (w->state == UVCTX__WATCH_DRAINING)
@@ -271,9 +271,9 @@ uv_async_t *uvctx_done_async(uvctx_t *ctx) {
   uvctx__cancel_t *owner;
   uvctx__extra_t *extra;
 
-  if (ctx == NULL || ctx->owner == NULL)
+  if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return NULL;
-  owner = ctx->owner;
+  owner = uvctx__owner(ctx);
   extra = extra_of(owner);
   if (extra == NULL)
     return NULL;
