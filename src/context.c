@@ -284,7 +284,8 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
     for (i = 1; i < count; i++)
       uvctx_release(any->parents[i]);
   }
-  uvctx__extra_free(c);
+  if (c->extra != NULL)
+    uvctx__extra_free(c);
   uvctx__loop_remove(c->lp, c);
 
   c->closing = 1; /* held until every close below is under way */

@@ -299,11 +299,10 @@ static void on_done_async_closed(uv_handle_t *handle) {
   uvctx__free(uvctx__container_of(handle, uvctx__extra_t, done_async));
 }
 
-/* Loop thread, c going: no drain is left (each holds a reference). The
- * block goes with the done signal's close callback, if it has one. */
+/* Loop thread, c going, with an extra block: no drain is left (each holds a
+ * reference). The block goes with the done signal's close callback, if it
+ * has one. */
 void uvctx__extra_free(uvctx__cancel_t *c) {
-  if (c->extra == NULL)
-    return;
   if (c->extra->has_done_async)
     uv_close((uv_handle_t *)&c->extra->done_async, on_done_async_closed);
   else
