@@ -826,7 +826,13 @@ typedef void (*uvctx_observe_cb)(uvctx_event_t event, const uvctx_t *ctx,
  * removes it when cb is NULL. While one is set, uvctx keeps its state for
  * the loop (three unref'd handles, which keep uv_loop_close() from
  * succeeding) even when no context is left: remove it before closing the
- * loop. Errors: UV_EINVAL if loop is NULL; UV_ENOMEM. Loop thread. */
+ * loop. Errors: UV_EINVAL if loop is NULL; UV_ENOMEM. Loop thread.
+ *
+ * The same events, at the same points, are also USDT probes for perf,
+ * bpftrace or SystemTap, observer or not, when the library was built with
+ * sys/sdt.h (configure --enable-usdt; the Debian package is): provider uvctx, made(id, uvctx_kind_t, loop),
+ * done(id, err, uvctx_done_reason_t, uvctx_via_t), released(id) and
+ * watch(id, uvctx_watch_t *). */
 UVCTX_EXTERN int uvctx_observe(uv_loop_t *loop, uvctx_observe_cb cb,
                                void *data);
 

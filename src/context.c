@@ -272,6 +272,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   size_t i;
 
   /* First, while its way up is whole: the observer may ask how it ended. */
+  UVCTX__PROBE_RELEASED(c);
   uvctx__emit(c->lp, UVCTX_EVENT_RELEASED, &c->ctx);
   *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
   if (c->ctx.kind == UVCTX__ANY) {

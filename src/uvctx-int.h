@@ -577,6 +577,28 @@ uint64_t uvctx__done_ns(const uvctx__cancel_t *origin);
  * branch. */
 void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns);
 
+/* USDT probes at the observer's events, when configure found sys/sdt.h
+ * (Debian systemtap-sdt-dev; a header, nothing at run time): each is a nop
+ * in the code and a note in the ELF file (readelf -n), for perf, bpftrace or
+ * SystemTap to attach to while the process runs. Their arguments are values
+ * the code has at hand. docs/OBSERVABILITY.md lists them. */
+#ifdef UVCTX_HAVE_SDT
+#include <sys/sdt.h>
+#define UVCTX__PROBE_MADE(c)                                                   \
+  STAP_PROBE3(uvctx, made, (c)->ctx.id, (c)->ctx.kind - UVCTX__CANCEL,       \
+              (c)->lp->loop)
+#define UVCTX__PROBE_DONE(c, state)                                            \
+  STAP_PROBE4(uvctx, done, (c)->ctx.id, uvctx__err_of(state),                  \
+              uvctx__reason_of(state), uvctx__via_of(state))
+#define UVCTX__PROBE_RELEASED(c) STAP_PROBE1(uvctx, released, (c)->ctx.id)
+#define UVCTX__PROBE_WATCH(ctx, w) STAP_PROBE2(uvctx, watch, (ctx)->id, (w))
+#else
+#define UVCTX__PROBE_MADE(c) ((void)0)
+#define UVCTX__PROBE_DONE(c, state) ((void)0)
+#define UVCTX__PROBE_RELEASED(c) ((void)0)
+#define UVCTX__PROBE_WATCH(ctx, w) ((void)0)
+#endif
+
 static inline void uvctx__emit(uvctx__loop_t *lp, int event,
                                const uvctx_t *ctx) {
   if (lp->observer != NULL)
@@ -587,12 +609,14 @@ static inline void uvctx__note_done(uvctx__cancel_t *c) {
   uint64_t state = atomic_load_explicit(&c->ctx.state, memory_order_relaxed);
 
   c->lp->stats.finished[uvctx__how_of(state)]++;
+  UVCTX__PROBE_DONE(c, state);
   uvctx__emit(c->lp, UVCTX_EVENT_DONE, &c->ctx);
 }
 
 /* A constructor's last step. A context born done was delivered at birth. */
 static inline void uvctx__made(uvctx__cancel_t *c) {
   c->lp->stats.created++;
+  UVCTX__PROBE_MADE(c);
   uvctx__emit(c->lp, UVCTX_EVENT_MADE, &c->ctx);
   if (c->ctx.flags & UVCTX__DELIVERED)
     uvctx__note_done(c);

@@ -165,6 +165,7 @@ void uvctx__run_due_watches(uv_idle_t *idle) {
      * so w is not touched after it. */
     w->state = UVCTX__WATCH_FINISHED;
     lp->stats.watches_run++;
+    UVCTX__PROBE_WATCH(ctx, w);
     uvctx__emit(lp, UVCTX_EVENT_WATCH, ctx);
     w->cb(w, uvctx_err(ctx));
     uvctx_release(ctx);
