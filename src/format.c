@@ -20,7 +20,7 @@ static int format_signals(const uvctx__signals_t *s, char seg[SEGMENT_MAX]) {
 
   for (i = 0; i < s->count && i < 6; i++)
     n += snprintf(seg + n, (size_t)(SEGMENT_MAX - n), "%s%d", i ? ", " : "",
-                  s->handles[i].signum);
+                  s->signums[i]);
   n += snprintf(seg + n, (size_t)(SEGMENT_MAX - n), "%s)",
                 s->count > 6 ? ", ..." : "");
   return n;

@@ -13,14 +13,14 @@ int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   int err;
 
   if (loop == NULL || parent == NULL || stopping == NULL || out == NULL ||
-      count > UINT32_MAX / sizeof(uv_signal_t))
+      count > UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)))
     return UV_EINVAL;
   err = uvctx__signals_check(signums, count);
   if (err != 0)
     return err;
   err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__SHUTDOWN,
                                sizeof(uvctx__shutdown_t) +
-                                   count * sizeof(uv_signal_t),
+                                   uvctx__signals_size(count),
                                &c);
   if (err != 0)
     return err;

@@ -38,12 +38,15 @@ static void on_signal(uv_signal_t *handle, int signum) {
 void uvctx__signals_start(uvctx__cancel_t *c, uvctx__signals_t *s,
                           uv_signal_t *handles, const int *signums,
                           size_t count) {
+  int *numbers = (int *)(handles + count);
   size_t i;
 
   atomic_init(&s->received, 0);
   s->count = (unsigned int)count;
   s->handles = handles;
+  s->signums = numbers;
   for (i = 0; i < count; i++) {
+    numbers[i] = signums[i];
     uv_signal_init(c->lp->loop, &handles[i]);
     uv_unref((uv_handle_t *)&handles[i]);
     handles[i].data = c;
@@ -59,14 +62,14 @@ int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   int err;
 
   if (loop == NULL || parent == NULL || signums == NULL || out == NULL ||
-      count == 0 || count > UINT32_MAX / sizeof(uv_signal_t))
+      count == 0 || count > UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)))
     return UV_EINVAL;
   err = uvctx__signals_check(signums, count);
   if (err != 0)
     return err;
   err = uvctx__new_cancellable(loop, &parent, 1, UVCTX__SIGNAL,
                                sizeof(uvctx__signal_t) +
-                                   count * sizeof(uv_signal_t),
+                                   uvctx__signals_size(count),
                                &c);
   if (err != 0)
     return err;

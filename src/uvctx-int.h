@@ -187,7 +187,16 @@ typedef struct {
   atomic_int received; /* the first signal that arrived */
   unsigned int count;
   uv_signal_t *handles; /* count of them, in the context's block */
+  /* Their numbers, after the handles: a stopped uv_signal_t forgets its
+   * number (libuv zeroes signum), and a context born done never starts
+   * its handles. Immutable: uvctx_format reads them from any thread. */
+  const int *signums;
 } uvctx__signals_t;
+
+/* The bytes a signal or shutdown context's block adds for count signals. */
+static inline size_t uvctx__signals_size(size_t count) {
+  return count * (sizeof(uv_signal_t) + sizeof(int));
+}
 
 typedef struct {
   uvctx__cancel_t cancel;

@@ -76,12 +76,13 @@ END_TEST
 
 /* --- Signal counts too large for a context's block --- */
 
-/* The block holds one uv_signal_t per signal, and its size is computed in
+/* The block holds a uv_signal_t and an int per signal, its size computed in
  * size_t: a count whose block would pass 4 GiB is refused before signums is
  * read (here it has one element) and before anything is made. */
 START_TEST(signal_and_shutdown_refuse_a_count_too_large_for_their_block) {
   const int sigs[] = {SIGUSR1};
-  size_t huge = (size_t)UINT32_MAX / sizeof(uv_signal_t) + 1;
+  /* Each signal takes a handle and its number in the block. */
+  size_t huge = (size_t)UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)) + 1;
   uvctx_t *out = NULL, *stopping = NULL;
 
   ck_assert_int_eq(uvctx_with_signal(&loop, uvctx_background(), sigs, huge,

@@ -308,6 +308,38 @@ START_TEST(test_format_returns_the_full_length_and_truncates_to_len) {
 }
 END_TEST
 
+/* A signal context's numbers stay in its description once it is done: libuv
+ * forgets a stopped handle's number, and a context born done never starts
+ * its handles. */
+START_TEST(test_format_of_a_done_signal_context_keeps_its_signals) {
+  const int sigs[] = {SIGUSR1, SIGUSR2};
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+  uvctx_t *sig, *born_done;
+  char want[128], buf[256];
+
+  ck_assert_int_eq(uvctx_with_signal(&loop, parent, sigs, 2, &sig), 0);
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  ck_assert_int_eq(uvctx_with_signal(&loop, parent, sigs + 1, 1, &born_done),
+                   0);
+  uv_run(&loop, UV_RUN_NOWAIT); /* delivered: the handles are stopped */
+  ck_assert_int_eq(uvctx_err(sig), UV_ECANCELED);
+
+  snprintf(want, sizeof want,
+           "background.with_cancel.with_signal(%d, %d) #%" PRIu64 " done *",
+           SIGUSR1, SIGUSR2, uvctx_id(sig));
+  ck_assert_msg(fnmatch(want, format_ok(sig, buf, sizeof buf), 0) == 0,
+                "\"%s\" is not \"%s\"", buf, want);
+  snprintf(want, sizeof want,
+           "background.with_cancel.with_signal(%d) #%" PRIu64 " done *",
+           SIGUSR2, uvctx_id(born_done));
+  ck_assert_msg(fnmatch(want, format_ok(born_done, buf, sizeof buf), 0) == 0,
+                "\"%s\" is not \"%s\"", buf, want);
+
+  release_all(born_done, sig, parent);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
 Suite *value_suite(void) {
   return SUITE(
       "value",
@@ -316,6 +348,7 @@ Suite *value_suite(void) {
            test_value_and_loop_of_each_kind_of_context,
            test_without_cancel_context_is_not_done_with_its_parent,
            test_format_of_each_kind_of_context,
+           test_format_of_a_done_signal_context_keeps_its_signals,
            test_format_returns_the_full_length_and_truncates_to_len)},
       {"roots", TIMEOUT_LOOP_S, NULL, NULL,
        .tests = TESTS(test_roots_are_two_distinct_static_contexts_never_done)});
