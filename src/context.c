@@ -274,17 +274,22 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   /* First, while its way up is whole: the observer may ask how it ended. */
   UVCTX__PROBE_RELEASED(c);
   uvctx__emit(c->lp, UVCTX_EVENT_RELEASED, &c->ctx);
-  *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
+  /* An any-context leaves its other parents first, in order, each left and
+   * then released, and its first parent last (by the caller), as
+   * fuzz/model.c says: a parent listed twice loses its last child at its
+   * last listing, and a drain that becomes due on the way is due before the
+   * next parent is left. */
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     c->lp->nany--;
-    for (i = 1; i < count; i++)
+    for (i = 1; i < count; i++) {
       uvctx__left(any->parents[i],
                   unlink_one(&links[i],
                              uvctx__is_cancellable(any->parents[i])));
-    for (i = 1; i < count; i++)
       uvctx_release(any->parents[i]);
+    }
   }
+  *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
   if (c->extra != NULL)
     uvctx__extra_free(c);
   uvctx__loop_remove(c->lp, c);
