@@ -497,6 +497,22 @@ void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
   ck_assert_int_eq(uv_thread_create(&t->tid, loop_thread_main, t), 0);
 }
 
+static void remote_cancel_main(void *arg) {
+  remote_cancel_t *r = arg;
+  snprintf(r->site, sizeof r->site, "%s:%d", __FILE__, __LINE__ + 2);
+  r->before = uvctx_now();
+  r->rc = uvctx_cancel(r->ctx);
+  r->after = uvctx_now();
+}
+
+void remote_cancel(uv_loop_t *loop, remote_cancel_t *r, rec_t *rec) {
+  loop_thread_t t;
+
+  loop_thread_start(&t, loop, remote_cancel_main, r);
+  ck_assert(run_until(loop, &t.joined, 1));
+  ck_assert(run_until(loop, &rec->calls, 1));
+}
+
 /* --- formats, counts --- */
 
 const char *format_ok(const uvctx_t *ctx, char *buf, size_t len) {

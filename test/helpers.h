@@ -301,6 +301,21 @@ typedef struct {
 void loop_thread_start(loop_thread_t *t, uv_loop_t *loop, void (*fn)(void *),
                        void *arg);
 
+/* A cancel of ctx from another thread, and what that thread saw: the call's
+ * return value, its site as uvctx_cancel records it ("file:line" in
+ * helpers.c) and uvctx_now() just before and after it. */
+typedef struct {
+  uvctx_t *ctx;
+  int rc;
+  char site[64];
+  uint64_t before, after;
+} remote_cancel_t;
+
+/* Cancels r->ctx from a loop_thread_t and runs loop until the thread has
+ * joined and rec (a watch the caller set on something r->ctx finishes) has
+ * been called. */
+void remote_cancel(uv_loop_t *loop, remote_cancel_t *r, rec_t *rec);
+
 /* Signal numbers that uvctx_with_signal and uvctx_with_shutdown refuse
  * (UV_EINVAL): out of range, and the two that cannot be caught. Each is
  * tried in NBAD_LISTS lists: alone, and after or between good ones (where

@@ -189,39 +189,21 @@ START_TEST(cancel_functions_record_no_site) {
 }
 END_TEST
 
-typedef struct {
-  uvctx_t *ctx;
-  int rc;
-  int line;
-  uint64_t before, after;
-} remote_t;
-
-static void cancel_remotely(void *arg) {
-  remote_t *r = arg;
-  r->before = uvctx_now();
-  r->line = __LINE__ + 1;
-  r->rc = uvctx_cancel(r->ctx);
-  r->after = uvctx_now();
-}
-
 /* From another thread: the site of that thread's call, and the clock read
  * then; seen the same on the loop thread once its watch has run. */
 START_TEST(cancel_from_another_thread_records_its_site_and_the_clock) {
-  remote_t r = {0};
+  remote_cancel_t r = {0};
   rec_t rec;
-  loop_thread_t t;
   r.ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, r.ctx);
   rec_watch(&rec, NULL, child);
-  loop_thread_start(&t, &loop, cancel_remotely, &r);
-  ck_assert(run_until(&loop, &t.joined, 1));
-  ck_assert(run_until(&loop, &rec.calls, 1));
+  remote_cancel(&loop, &r, &rec);
   ck_assert_int_eq(r.rc, 0);
   uvctx_done_info_t info = info_of(child);
   ck_assert_int_eq(info.reason, UVCTX_DONE_CANCEL);
   ck_assert_int_eq(info.via, UVCTX_VIA_PARENT);
   ck_assert_uint_eq(info.origin_id, uvctx_id(r.ctx));
-  ck_assert_str_eq(info.site, site_at(r.line));
+  ck_assert_str_eq(info.site, r.site);
   ck_assert_uint_ge(info.when_ms, r.before);
   ck_assert_uint_le(info.when_ms, r.after);
   assert_info(r.ctx, UVCTX_DONE_CANCEL, UVCTX_VIA_SELF, r.ctx);

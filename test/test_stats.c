@@ -162,30 +162,18 @@ START_TEST(stats_deadline_lag) {
 }
 END_TEST
 
-typedef struct {
-  uvctx_t *ctx;
-  int rc;
-} remote_t;
-
-static void cancel_remotely(void *arg) {
-  remote_t *r = arg;
-  r->rc = uvctx_cancel(r->ctx);
-}
-
 static void release_remotely(void *arg) { uvctx_release(arg); }
 
 /* A cancel from another thread is a hand-off, with its lag; so is a last
  * release there. */
 START_TEST(stats_cross_thread_handoffs_and_cancel_lag) {
-  remote_t r = {0};
+  remote_cancel_t r = {0};
   rec_t rec;
   loop_thread_t t;
   r.ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *child = mk_cancel(&loop, r.ctx);
   rec_watch(&rec, NULL, child);
-  loop_thread_start(&t, &loop, cancel_remotely, &r);
-  ck_assert(run_until(&loop, &rec.calls, 1));
-  ck_assert(run_until(&loop, &t.joined, 1));
+  remote_cancel(&loop, &r, &rec);
   ck_assert_int_eq(r.rc, 0);
   uvctx_stats_t st = stats_of(&loop);
   ck_assert_uint_eq(st.handoffs, 1);
