@@ -12,8 +12,7 @@ int uvctx_with_shutdown(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   uvctx_t *st;
   int err;
 
-  if (loop == NULL || parent == NULL || stopping == NULL || out == NULL ||
-      count > UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)))
+  if (loop == NULL || parent == NULL || stopping == NULL || out == NULL)
     return UV_EINVAL;
   err = uvctx__signals_check(signums, count);
   if (err != 0)

@@ -8,10 +8,14 @@
 #define NSIG 65
 #endif
 
-/* Rejects what uv_signal_start would fail on, before anything is built. */
+/* Rejects what uv_signal_start would fail on, and a count whose block
+ * (uvctx__signals_size) would pass 4 GiB, before anything is built or
+ * signums is read. */
 int uvctx__signals_check(const int *signums, size_t count) {
   size_t i;
 
+  if (count > UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)))
+    return UV_EINVAL;
   if (count > 0 && signums == NULL)
     return UV_EINVAL;
   for (i = 0; i < count; i++)
@@ -62,7 +66,7 @@ int uvctx_with_signal(uv_loop_t *loop, uvctx_t *parent, const int *signums,
   int err;
 
   if (loop == NULL || parent == NULL || signums == NULL || out == NULL ||
-      count == 0 || count > UINT32_MAX / (sizeof(uv_signal_t) + sizeof(int)))
+      count == 0)
     return UV_EINVAL;
   err = uvctx__signals_check(signums, count);
   if (err != 0)
