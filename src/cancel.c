@@ -114,12 +114,12 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
     return UV_EALREADY;
   on_loop = uvctx__on_loop_thread(lp);
-  uvctx__lock(&lp->tree_lock);
+  uvctx__tree_lock(lp);
   if (!atomic_compare_exchange_strong_explicit(&c->ctx.state, &none,
                                                uvctx__pack(err, cause, reason),
                                                memory_order_acq_rel,
                                                memory_order_acquire)) {
-    uvctx__unlock(&lp->tree_lock);
+    uvctx__tree_unlock(lp);
     return UV_EALREADY;
   }
   /* The loop's cached time on its thread: reading the clock would be a
@@ -130,7 +130,7 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
   /* Odd, so never 0 ("not yet"): a nanosecond does not matter. */
   atomic_store_explicit(&c->done_ns, when_ns | 1, memory_order_release);
   finish_subtree(c, on_loop);
-  uvctx__unlock(&lp->tree_lock);
+  uvctx__tree_unlock(lp);
   if (!on_loop) /* finished once, so posted once, with this reference */
     uvctx__mailbox_post(lp, uvctx__as_cancel(uvctx_retain(&c->ctx)),
                         UVCTX__MB_CANCEL);
@@ -139,9 +139,9 @@ int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
 
 /* Loop thread: acts on the part of c's subtree the loop has not acted on. */
 void uvctx__deliver_subtree(uvctx__cancel_t *c) {
-  uvctx__lock(&c->lp->tree_lock);
+  uvctx__tree_lock(c->lp);
   finish_subtree(c, 1);
-  uvctx__unlock(&c->lp->tree_lock);
+  uvctx__tree_unlock(c->lp);
 }
 
 int uvctx_cancel_at(uvctx_t *ctx, int cause, const char *site) {

@@ -33,7 +33,7 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uint64_t state;
   uint64_t none = 0;
 
-  uvctx__lock(&cp->lp->tree_lock);
+  uvctx__tree_lock(cp->lp);
   if (is_kid)
     kids_add(cp, 1, +1);
   /* Set before the child may be done: the way up to its origin. */
@@ -54,7 +54,7 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   if (cp->first_child != NULL)
     cp->first_child->prev = l;
   cp->first_child = l;
-  uvctx__unlock(&cp->lp->tree_lock);
+  uvctx__tree_unlock(cp->lp);
 }
 
 /* Takes l out of its list and, if it was counted there, out of the kids:
@@ -65,7 +65,7 @@ static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
 
   if (cp == NULL)
     return left;
-  uvctx__lock(&cp->lp->tree_lock);
+  uvctx__tree_lock(cp->lp);
   if (l->prev != NULL)
     l->prev->next = l->next;
   else
@@ -76,7 +76,7 @@ static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
     uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), l->child);
   if (is_kid)
     left = kids_add(cp, 1, -1);
-  uvctx__unlock(&cp->lp->tree_lock);
+  uvctx__tree_unlock(cp->lp);
   l->parent = NULL;
   return left;
 }
@@ -89,9 +89,9 @@ void uvctx__adopt(uvctx_t *parent) {
   if (!uvctx__is_cancellable(parent))
     return;
   c = uvctx__as_cancel(parent);
-  uvctx__lock(&c->lp->tree_lock);
+  uvctx__tree_lock(c->lp);
   kids_add(c, 1, +1);
-  uvctx__unlock(&c->lp->tree_lock);
+  uvctx__tree_unlock(c->lp);
 }
 
 /* A context of parent is gone, and left of parent's children are alive.
@@ -124,9 +124,9 @@ void uvctx__leave(uvctx_t *parent) {
   if (parent == NULL || !uvctx__is_cancellable(parent))
     return;
   c = uvctx__as_cancel(parent);
-  uvctx__lock(&c->lp->tree_lock);
+  uvctx__tree_lock(c->lp);
   left = kids_add(c, 1, -1);
-  uvctx__unlock(&c->lp->tree_lock);
+  uvctx__tree_unlock(c->lp);
   uvctx__left(parent, left);
 }
 

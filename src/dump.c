@@ -201,11 +201,11 @@ int uvctx_dump(const uvctx_t *ctx, FILE *out) {
   d.out = out;
   /* The mark first: no walk waits for a tree lock while it owns one. */
   d.bit = uvctx__mark_acquire();
-  uvctx__lock(&root->lp->tree_lock);
+  uvctx__tree_lock(root->lp);
   walk(root, &d);
   d.out = NULL;
   walk(root, &d);
-  uvctx__unlock(&root->lp->tree_lock);
+  uvctx__tree_unlock(root->lp);
   uvctx__mark_release(d.bit);
   return 0;
 }

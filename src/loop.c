@@ -64,7 +64,7 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
   if (lp == NULL)
     return UV_ENOMEM;
   *lp = (uvctx__loop_t){.loop = loop, .thread = uvctx__thread_id()};
-  atomic_flag_clear(&lp->tree_lock);
+  uvctx__tree_lock_init(&lp->tree_lock);
   /* Never fails on glibc (a default mutex needs no resource), so no test
    * gets here; libuv's contract allows it. */
   err = uv_mutex_init(&lp->mailbox_lock);

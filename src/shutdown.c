@@ -81,10 +81,10 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
   uvctx__cancel_t *st;
   int alive;
 
-  uvctx__lock(&c->lp->tree_lock);
+  uvctx__tree_lock(c->lp);
   st = sd->stopping;
   alive = st != NULL && uvctx__try_retain(&st->ctx);
-  uvctx__unlock(&c->lp->tree_lock);
+  uvctx__tree_unlock(c->lp);
   if (alive) {
     uvctx__cancel(st, UV_ECANCELED, cause, UVCTX_DONE_SHUTDOWN_BEGAN, NULL,
                   0);

@@ -6,9 +6,10 @@
  *   compare-and-swap that finishes the context. Anyone may read it.
  * - The tree (children lists of cancellable contexts, and an any-context's
  *   walk_link, a walk's scratch) of one loop is guarded by that loop's
- *   tree_lock, so that any thread may cancel a subtree. A child on another loop sits in its
- *   parent's children list under the parent's loop's lock. Tree locks are
- *   never nested.
+ *   tree_lock, so that any thread may cancel a subtree. A child on another
+ *   loop sits in its parent's children list under the parent's loop's lock.
+ *   Tree locks are never nested. The loop thread takes its own loop's without
+ *   a locked instruction (treelock.c).
  * - Everything else that is not immutable (watch lists, the ready queue,
  *   timers, handles, the `flags` byte, the live list) belongs to the loop
  *   thread alone. Other threads reach it only through the per-loop mailbox,
@@ -71,11 +72,7 @@ enum {
   UVCTX__WATCH_DRAINING = 0x75637705 /* in its context's drain list */
 };
 
-/* The tree lock: a spin lock that yields. It is taken on every create,
- * cancel and release on the loop thread and almost never contended (only a
- * cancel from another thread competes), so its cost is what matters: a
- * pthread mutex's three atomic read-modify-writes per pair were a quarter of
- * a short-lived context's cost. No one blocks while holding it. */
+/* A spin lock that yields. No one blocks while holding it. */
 typedef atomic_flag uvctx__lock_t;
 
 static inline void uvctx__lock(uvctx__lock_t *lock) {
@@ -86,6 +83,20 @@ static inline void uvctx__lock(uvctx__lock_t *lock) {
 static inline void uvctx__unlock(uvctx__lock_t *lock) {
   atomic_flag_clear_explicit(lock, memory_order_release);
 }
+
+/* A loop's tree lock (treelock.c): taken on every create, cancel and
+ * release, by the loop thread almost always, and by another thread only for a
+ * cancel, a release or a child across loops. So it is asymmetric: the loop
+ * thread enters with plain stores and loads, and the rare other thread pays
+ * for both, with a process-wide memory barrier (membarrier(2)). Locked
+ * instructions were a third of a short-lived context's cost. Where the kernel
+ * has no such barrier, every thread takes the spin lock. */
+typedef struct {
+  uvctx__lock_t remote; /* other threads, and the loop thread's slow path */
+  atomic_int loop_in;   /* the loop thread is inside without `remote` */
+  atomic_int remote_in; /* a holder of `remote` is inside, or waits to be */
+  int asymmetric;       /* the barrier is there: the loop thread's way is open */
+} uvctx__tree_lock_t;
 
 typedef struct uvctx__loop_s uvctx__loop_t;
 typedef struct uvctx__cancel_s uvctx__cancel_t;
@@ -260,7 +271,7 @@ typedef struct {
 struct uvctx__loop_s {
   uv_loop_t *loop;
   const void *thread; /* uvctx__thread_id() of the thread that runs it */
-  uvctx__lock_t tree_lock;
+  uvctx__tree_lock_t tree_lock;
   uv_mutex_t mailbox_lock;
   uvctx__cancel_t *mailbox_head; /* guarded by mailbox_lock */
   uvctx__cancel_t *mailbox_tail;
@@ -512,6 +523,45 @@ static inline const void *uvctx__thread_id(void) {
 static inline int uvctx__on_loop_thread(const uvctx__loop_t *lp) {
   return lp->thread == uvctx__thread_id();
 }
+/* treelock.c */
+void uvctx__tree_lock_init(uvctx__tree_lock_t *t);
+void uvctx__tree_lock_remote(uvctx__tree_lock_t *t);
+
+/* The loop thread's way in says it is inside, then looks whether another
+ * thread is: neither thread's CPU orders that store before that load, so
+ * the other side's barrier (which runs a full fence on every CPU of the
+ * process) does it for both. The compiler is kept from reordering here. */
+static inline void uvctx__tree_lock(uvctx__loop_t *lp) {
+  uvctx__tree_lock_t *t = &lp->tree_lock;
+
+  if (!uvctx__on_loop_thread(lp)) {
+    uvctx__tree_lock_remote(t);
+    return;
+  }
+  if (t->asymmetric) {
+    atomic_store_explicit(&t->loop_in, 1, memory_order_relaxed);
+    atomic_signal_fence(memory_order_seq_cst);
+    if (atomic_load_explicit(&t->remote_in, memory_order_acquire) == 0)
+      return;
+    atomic_store_explicit(&t->loop_in, 0, memory_order_release);
+  }
+  uvctx__lock(&t->remote);
+}
+
+static inline void uvctx__tree_unlock(uvctx__loop_t *lp) {
+  uvctx__tree_lock_t *t = &lp->tree_lock;
+
+  if (uvctx__on_loop_thread(lp)) {
+    if (atomic_load_explicit(&t->loop_in, memory_order_relaxed)) {
+      atomic_store_explicit(&t->loop_in, 0, memory_order_release);
+      return;
+    }
+  } else {
+    atomic_store_explicit(&t->remote_in, 0, memory_order_release);
+  }
+  uvctx__unlock(&t->remote);
+}
+
 int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                         unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
