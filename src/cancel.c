@@ -28,16 +28,32 @@ static int waits_for_other_parent(const uvctx__cancel_t *child,
   return 0;
 }
 
+/* Finishes c with state if it is not done yet: 1 if this call did. Called
+ * with the tree lock of lp, the loop the caller walks. A context on lp with
+ * all its parents there (UVCTX__ONE_LOOP, which only lp's thread may read)
+ * has no writer without that lock, so there a load and a store do, without
+ * the compare-and-swap's locked instruction. */
+static int finish(uvctx__loop_t *lp, uvctx__cancel_t *c, uint64_t state) {
+  uint64_t none = 0;
+
+  if (c->lp == lp && uvctx__on_loop_thread(lp) &&
+      (c->ctx.flags & UVCTX__ONE_LOOP)) {
+    if (atomic_load_explicit(&c->ctx.state, memory_order_relaxed) != 0)
+      return 0;
+    atomic_store_explicit(&c->ctx.state, state, memory_order_release);
+    return 1;
+  }
+  return atomic_compare_exchange_strong_explicit(
+      &c->ctx.state, &none, state, memory_order_acq_rel, memory_order_acquire);
+}
+
 /* Gives child its parent's state if it has none yet, and says whether the
  * walk must visit it: when this made it done, or when the loop still has to
  * act on it. A child on another loop is handed to that loop instead. */
 static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
                         uint64_t state, uvctx__cancel_t *child, int deliver) {
-  uint64_t none = 0;
   int via = uvctx__via_to(lp, child);
-  int finished = atomic_compare_exchange_strong_explicit(
-      &child->ctx.state, &none, uvctx__with_via(state, via),
-      memory_order_acq_rel, memory_order_acquire);
+  int finished = finish(lp, child, uvctx__with_via(state, via));
 
   if (finished && via == UVCTX_VIA_ANY)
     atomic_store_explicit(&uvctx__as_any(&child->ctx)->via, parent,
@@ -108,17 +124,13 @@ static void finish_subtree(uvctx__cancel_t *root, int on_loop) {
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
                   const char *site, uint64_t when_ns) {
   uvctx__loop_t *lp = c->lp;
-  uint64_t none = 0;
   int on_loop;
 
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
     return UV_EALREADY;
   on_loop = uvctx__on_loop_thread(lp);
   uvctx__tree_lock(lp);
-  if (!atomic_compare_exchange_strong_explicit(&c->ctx.state, &none,
-                                               uvctx__pack(err, cause, reason),
-                                               memory_order_acq_rel,
-                                               memory_order_acquire)) {
+  if (!finish(lp, c, uvctx__pack(err, cause, reason))) {
     uvctx__tree_unlock(lp);
     return UV_EALREADY;
   }

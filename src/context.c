@@ -178,8 +178,8 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   atomic_init(&c->done_ns, 0);
   c->ctx.id = uvctx__next_id();
   c->ctx.kind = (uint8_t)kind;
-  c->ctx.flags = UVCTX__OWN_REFS;
-    c->lp = lp;
+  c->ctx.flags = UVCTX__OWN_REFS | UVCTX__ONE_LOOP;
+  c->lp = lp;
   uvctx__refs_init(&c->ctx);
   if (kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
@@ -210,7 +210,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
       /* A cancel of a parent on another loop takes a reference to c on
        * that loop's thread (uvctx__try_retain). */
       if (uvctx__owner(parents[i])->lp != lp)
-        c->ctx.flags &= (uint8_t)~UVCTX__OWN_REFS;
+        c->ctx.flags &= (uint8_t)~(UVCTX__OWN_REFS | UVCTX__ONE_LOOP);
     }
   }
   /* Born done: there is nothing to deliver yet. */

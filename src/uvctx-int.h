@@ -49,7 +49,10 @@ enum {
   UVCTX__DELIVERED = 1,
   /* A cancellable context that no other thread takes a reference to without
    * holding one (uvctx__try_retain never sees it): see refs.c. */
-  UVCTX__OWN_REFS = 2
+  UVCTX__OWN_REFS = 2,
+  /* Every parent of the context with a cancellable owner is on its loop, so
+   * whoever writes its state holds that loop's tree lock (cancel.c). */
+  UVCTX__ONE_LOOP = 4
 };
 
 /* What a mailbox entry asks the loop to do (uvctx_t.mb_flags). Every
