@@ -191,8 +191,8 @@ struct uvctx__cancel_s {
 typedef struct {
   uvctx__cancel_t cancel;
   int cause;                 /* recorded when the timer finishes it */
+  atomic_int has_deadline;   /* side by side: two ints, no padding */
   _Atomic uint64_t deadline; /* UINT64_MAX and unset: see has_deadline */
-  atomic_int has_deadline;
   uv_timer_t timer;
 } uvctx__deadline_t;
 
