@@ -98,6 +98,15 @@ check "server logged the deadline and the cancelled work" \
 out=$(curl -s -o /dev/null -o /dev/null -w '%{http_code} %{num_connects}\n' \
   --max-time 5 "$(url /)" "$(url '/slow?ms=10')" | tr '\n' ' ')
 check "keep-alive: two requests on one connection ($out)" [ "$out" = "200 1 200 0 " ]
+# Pipelined: four requests in one write. The first is answered at once, in
+# the parse that read it, which then goes on; the second after its work
+# timer, and the parse resumes from what was kept; the last asks to close
+# (socat does not half-close: the server takes a read EOF for the end).
+out=$(printf 'GET / HTTP/1.1\r\nHost: e2e\r\n\r\nGET /slow?ms=20 HTTP/1.1\r\nHost: e2e\r\n\r\nGET /nope HTTP/1.1\r\nHost: e2e\r\n\r\nGET / HTTP/1.1\r\nHost: e2e\r\nConnection: close\r\n\r\n' |
+  timeout 5 socat -t 5 - "TCP:127.0.0.1:$port,shut-none" | tr -d '\r' |
+  sed -n 's/^HTTP\/1.1 \([0-9]*\).*/\1/p; s/^\(hello from uvctx\|slept 20 ms\|not found\)$/\1/p' | tr '\n' ' ')
+check "pipelined: four requests in one write, answered in order, then closed ($out)" \
+  [ "$out" = "200 hello from uvctx 200 slept 20 ms 404 not found 200 hello from uvctx " ]
 
 # ---- 2. an idle connection is closed by the server ---------------------------
 t0=$(now_ms)

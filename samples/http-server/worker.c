@@ -68,6 +68,7 @@ typedef struct {
   size_t url_len;
   request_t *req;  /* the request being worked on, if any */
   int busy;        /* from a request's end of headers to its response written */
+  int parsing;     /* feed() is parsing: it goes on once a response is out */
   int close_after; /* the client asked for Connection: close */
   char *pending;   /* bytes read while busy (pipelined requests) */
   size_t pending_len;
@@ -96,6 +97,7 @@ struct request_s {
   uvctx_watch_t watch; /* the deadline passed, or the connection went away */
   int watching;
   uv_timer_t work; /* the simulated work of /slow, or before a gRPC call */
+  int has_work;    /* work was initialized (not for GET /, answered at once) */
   uint64_t start_ms, work_ms;
   double start_wall;
   int head;
@@ -103,7 +105,8 @@ struct request_s {
   leg_t legs[2];
   int nlegs;
   int answered; /* a response is on its way, or the request was abandoned */
-  int refs;     /* the work timer, and each call until its callback */
+  int refs;     /* itself until it ends (or its work timer's close), and
+                 * each call until its callback */
 };
 
 typedef struct {
@@ -192,39 +195,48 @@ static void end_request(request_t *req) {
     uvctx_unwatch(&req->watch);
   req->watching = 0;
   req->answered = 1;
-  uv_timer_stop(&req->work);
   uvctx_release(req->ctx);
   req->ctx = NULL;
   conn->req = NULL;
   conn->w->in_flight--;
-  uv_close((uv_handle_t *)&req->work, on_work_closed);
+  if (req->has_work)
+    uv_close((uv_handle_t *)&req->work, on_work_closed);
+  else
+    request_unref(req);
 }
 
 static void resume(conn_t *conn);
 
+/* The response is out: the connection closes if it said so, or waits for
+ * its next request, which may be in what came in meanwhile. */
+static void response_sent(conn_t *conn, int said_close) {
+  if (!conn_alive(conn))
+    return;
+  conn->busy = 0;
+  if (said_close) {
+    close_conn(conn, UV_EOF, conn->w->is_closing
+                                 ? "response sent, server stopping"
+                                 : "response sent, Connection: close");
+    return;
+  }
+  /* The idle clock restarts now that the response is out (and is short if
+   * shutdown began after the response promised keep-alive). */
+  uvctx_reset_timeout(conn->ctx, idle_timeout(conn->w));
+  /* feed() parses on by itself when the response went out from its parse. */
+  if (!conn->parsing)
+    resume(conn);
+}
+
 static void on_written(uv_write_t *w, int status) {
   write_t *wr = (write_t *)w;
   conn_t *conn = wr->conn;
-
   int said_close = wr->said_close;
 
-  free(wr->buf.base);
   free(wr);
-  if (status < 0) {
+  if (status < 0)
     close_conn(conn, status, "write failed");
-  } else if (conn_alive(conn)) {
-    conn->busy = 0;
-    if (said_close) {
-      close_conn(conn, UV_EOF, conn->w->is_closing
-                                   ? "response sent, server stopping"
-                                   : "response sent, Connection: close");
-    } else {
-      /* The idle clock restarts now that the response is out (and is short
-       * if shutdown began after the response promised keep-alive). */
-      uvctx_reset_timeout(conn->ctx, idle_timeout(conn->w));
-      resume(conn);
-    }
-  }
+  else
+    response_sent(conn, said_close);
   conn_unref(conn);
 }
 
@@ -241,21 +253,28 @@ static const char *status_text(int status) {
 }
 
 /* Sends the whole response at once: until then nothing has been sent, so a
- * request whose deadline passes can always still be answered 504. */
+ * request whose deadline passes can always still be answered 504.
+ *
+ * uv_try_write first: a response almost always fits the socket's buffer, and
+ * then it needs no write request, no callback on a later turn of the loop
+ * and no epoll_ctl (libuv stops watching for POLLOUT when a uv_write queue
+ * empties, one system call per response). What the socket does not take
+ * goes with uv_write, from a copy. */
 static void respond_as(request_t *req, int status, const char *type,
                        const char *body) {
   conn_t *conn = req->conn;
-  write_t *wr;
+  char small[512];
   size_t body_len = strlen(body), cap = 256 + body_len;
-  int n;
+  char *text = cap <= sizeof(small) ? small : malloc(cap);
+  int said_close, n, sent;
+  uv_buf_t buf;
 
-  wr = malloc(sizeof(*wr));
-  if (wr == NULL || (wr->buf.base = malloc(cap)) == NULL)
+  if (text == NULL)
     abort();
   /* Keep-alive ends with this response if the client asked so or the server
    * is stopping. */
-  wr->said_close = conn->close_after || conn->w->is_closing;
-  n = snprintf(wr->buf.base, cap,
+  said_close = conn->close_after || conn->w->is_closing;
+  n = snprintf(text, cap,
                "HTTP/1.1 %d %s\r\n"
                "Server: uvctx-sample\r\n"
                "Content-Type: %s\r\n"
@@ -264,27 +283,44 @@ static void respond_as(request_t *req, int status, const char *type,
                "\r\n"
                "%s",
                status, status_text(status), type, body_len,
-               wr->said_close ? "close" : "keep-alive",
-               req->head ? "" : body);
-  wr->buf.len = (size_t)n;
-  wr->conn = conn;
-  conn->refs++;
-  say(conn->w, "conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id,
-      status, status_text(status),
-      (unsigned long long)(uvctx_now() - req->start_ms),
-      conn->w->is_stopping ? " [during shutdown]" : "");
+               said_close ? "close" : "keep-alive", req->head ? "" : body);
+  if (!opt.quiet)
+    say(conn->w, "conn %u req %u: end %d %s (%llu ms)%s", conn->id, req->id,
+        status, status_text(status),
+        (unsigned long long)(uvctx_now() - req->start_ms),
+        conn->w->is_stopping ? " [during shutdown]" : "");
   conn->w->stats.responses++;
   conn->w->stats.by_code[http_code_slot(status)]++;
   if (conn->w->is_stopping)
     conn->w->stats.during_shutdown++;
-  if (uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &wr->buf, 1,
-               on_written) != 0) {
-    free(wr->buf.base);
-    free(wr);
-    close_conn(conn, UV_EPIPE, "write failed");
-    conn_unref(conn);
-  }
   end_request(req);
+
+  buf = uv_buf_init(text, (unsigned int)n);
+  sent = uv_try_write((uv_stream_t *)&conn->tcp, &buf, 1);
+  if (sent == n) {
+    response_sent(conn, said_close);
+  } else if (sent < 0 && sent != UV_EAGAIN) {
+    close_conn(conn, sent, "write failed");
+  } else {
+    size_t rest = (size_t)n - (size_t)(sent > 0 ? sent : 0);
+    write_t *wr = malloc(sizeof(*wr) + rest);
+
+    if (wr == NULL)
+      abort();
+    memcpy(wr + 1, text + (n - (int)rest), rest);
+    wr->buf = uv_buf_init((char *)(wr + 1), (unsigned int)rest);
+    wr->conn = conn;
+    wr->said_close = said_close;
+    conn->refs++;
+    if (uv_write(&wr->req, (uv_stream_t *)&conn->tcp, &wr->buf, 1,
+                 on_written) != 0) {
+      free(wr);
+      close_conn(conn, UV_EPIPE, "write failed");
+      conn_unref(conn);
+    }
+  }
+  if (text != small)
+    free(text);
 }
 
 static void respond(request_t *req, int status, const char *body) {
@@ -426,7 +462,8 @@ static void on_request_done(uvctx_watch_t *w, int err) {
   conn_t *conn = req->conn;
 
   req->watching = 0;
-  uv_timer_stop(&req->work); /* the work is cancelled through the context */
+  if (req->has_work) /* the work is cancelled through the context */
+    uv_timer_stop(&req->work);
   if (conn_alive(conn)) {
     say(conn->w,
         "conn %u req %u: deadline of %llu ms passed (%s), work cancelled",
@@ -460,6 +497,14 @@ static uint64_t query_ms(const char *q, const char *name, uint64_t def) {
   return def;
 }
 
+/* The simulated work of a request: work_ms on its timer. */
+static void start_work(request_t *req) {
+  req->has_work = 1;
+  req->work.data = req;
+  uv_timer_init(&req->conn->w->loop, &req->work);
+  uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
+}
+
 /* Called with a whole request parsed: makes its context and routes it. */
 static void start_request(conn_t *conn) {
   struct http_parser_url u;
@@ -476,12 +521,9 @@ static void start_request(conn_t *conn) {
   conn->refs++;
   req->conn = conn;
   req->id = ++conn->nreq;
-  req->start_ms = uvctx_now();
-  req->refs = 1; /* the work timer */
+  req->refs = 1; /* itself, until end_request() */
   req->head = conn->parser.method == HTTP_HEAD;
-  req->work.data = req;
   req->watch.data = req;
-  uv_timer_init(&conn->w->loop, &req->work);
   conn->w->stats.requests++;
   conn->w->in_flight++;
   if (!http_should_keep_alive(&conn->parser))
@@ -490,11 +532,16 @@ static void start_request(conn_t *conn) {
   /* The request's deadline is a grandchild of the loop's root; while it
    * runs the connection is not idle: its own timer waits for the request's. */
   rc = uvctx_with_timeout(&conn->w->loop, conn->ctx, opt.request_ms, &req->ctx);
-  req->start_wall = grpc_wall_ms(); /* the budget's start, for the logs */
-  say(conn->w, "conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f",
-      conn->id, req->id, http_method_str((enum http_method)conn->parser.method),
-      (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms,
-      req->start_wall);
+  /* For the log lines only: clock reads a quiet server does without. */
+  if (!opt.quiet) {
+    req->start_ms = uvctx_now();
+    req->start_wall = grpc_wall_ms(); /* the budget's start */
+    say(conn->w, "conn %u req %u: start %s %.*s (deadline %llu ms) wall=%.3f",
+        conn->id, req->id,
+        http_method_str((enum http_method)conn->parser.method),
+        (int)conn->url_len, conn->url, (unsigned long long)opt.request_ms,
+        req->start_wall);
+  }
   if (rc != 0) {
     respond(req, 503, "out of memory\n");
     return;
@@ -529,7 +576,7 @@ static void start_request(conn_t *conn) {
     req->route = ROUTE_SLOW;
     req->work_ms = query_ms(q, "ms", 1000);
     req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
-    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
+    start_work(req);
   } else if ((path_len == 5 && memcmp(path, "/grpc", 5) == 0) ||
              (path_len == 6 && memcmp(path, "/hedge", 6) == 0)) {
     int hedge = path_len == 6;
@@ -549,7 +596,7 @@ static void start_request(conn_t *conn) {
      * like /slow's; then the calls take over (start_calls). */
     req->work_ms = query_ms(q, "before", 0);
     req->watching = uvctx_watch(req->ctx, &req->watch, on_request_done) == 0;
-    uv_timer_start(&req->work, on_work_done, req->work_ms, 0);
+    start_work(req);
   } else {
     respond(req, 404, "not found\n");
   }
@@ -602,15 +649,35 @@ static void keep_pending(conn_t *conn, const char *data, size_t len) {
   conn->pending_len += len;
 }
 
+/* Parses data. Each request pauses the parser; one answered at once (its
+ * response went out from here) lets it go on with the rest, and one still
+ * on its way keeps the rest for resume(). */
 static void feed(conn_t *conn, const char *data, size_t len) {
-  size_t n = http_parser_execute(&conn->parser, &settings, data, len);
-  enum http_errno e = HTTP_PARSER_ERRNO(&conn->parser);
+  for (;;) {
+    size_t n;
+    enum http_errno e;
 
-  if (e == HPE_PAUSED) {
-    keep_pending(conn, data + n, len - n);
-  } else if (e != HPE_OK) {
-    say(conn->w, "conn %u: bad request (%s)", conn->id, http_errno_name(e));
-    close_conn(conn, UV_EPROTO, "bad request");
+    conn->parsing = 1;
+    n = http_parser_execute(&conn->parser, &settings, data, len);
+    conn->parsing = 0;
+    e = HTTP_PARSER_ERRNO(&conn->parser);
+    if (e == HPE_OK)
+      return;
+    if (e != HPE_PAUSED) {
+      say(conn->w, "conn %u: bad request (%s)", conn->id, http_errno_name(e));
+      close_conn(conn, UV_EPROTO, "bad request");
+      return;
+    }
+    data += n;
+    len -= n;
+    if (conn->busy || !conn_alive(conn)) {
+      if (conn_alive(conn))
+        keep_pending(conn, data, len);
+      return;
+    }
+    http_parser_pause(&conn->parser, 0);
+    if (len == 0)
+      return;
   }
 }
 
