@@ -30,6 +30,13 @@
  * uvctx never holds a lock while a callback of yours runs (but for an
  * observer's DONE event: see uvctx_observe).
  *
+ * Cost across threads. The loop thread's own calls take no locked
+ * instruction. A call on another thread that changes a loop's tree (a cancel,
+ * the release of a cancellable context's last reference, a child made under a
+ * parent on another loop) pays for both sides instead: on Linux 4.14 and
+ * later, one membarrier(2) system call, a few microseconds. Where the kernel
+ * does not offer it, every thread takes a spin lock, as before.
+ *
  * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
  *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent is;
