@@ -686,7 +686,15 @@ static inline void uvctx__made(uvctx__cancel_t *c) {
 
 /* watch.c */
 void uvctx__deliver(uvctx__cancel_t *c);
-void uvctx__drain_check(uvctx__cancel_t *c);
+void uvctx__drain_check_slow(uvctx__cancel_t *c);
+
+/* Loop thread: the drains of c are due once it is done and childless. Inline
+ * for the many contexts without drains: it is on every cancel and on every
+ * release of a last child. */
+static inline void uvctx__drain_check(uvctx__cancel_t *c) {
+  if (c->extra != NULL || c->ctx.kind == UVCTX__SHUTDOWN)
+    uvctx__drain_check_slow(c);
+}
 void uvctx__extra_free(uvctx__cancel_t *c);
 void uvctx__run_due_watches(uv_idle_t *idle);
 

@@ -140,9 +140,10 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx__drain_check(c);
 }
 
-/* Loop thread: the drains of c are due once it is done and childless. (A
- * shutdown context may finish itself on the way: see shutdown.c.) */
-void uvctx__drain_check(uvctx__cancel_t *c) {
+/* The part of uvctx__drain_check() for a context that has drains or is a
+ * shutdown context. (A shutdown context may finish itself on the way: see
+ * shutdown.c.) */
+void uvctx__drain_check_slow(uvctx__cancel_t *c) {
   if (c->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_check_idle(uvctx__as_shutdown(&c->ctx));
   if (!(c->ctx.flags & UVCTX__DELIVERED) ||
