@@ -14,12 +14,11 @@
  * so that every parent's callbacks run before the any-context's. */
 static int waits_for_other_parent(const uvctx__cancel_t *child,
                                   const uvctx__cancel_t *parent) {
-  size_t count;
-  const uvctx__link_t *links = uvctx__links_of(child, &count);
+  size_t count = uvctx__link_count(child);
   size_t i;
 
   for (i = 0; i < count; i++) {
-    const uvctx__cancel_t *other = links[i].parent;
+    const uvctx__cancel_t *other = uvctx__link_parent(uvctx__link_at(child, i));
     if (other != NULL && other != parent && other->lp == child->lp &&
         !(other->ctx.flags & UVCTX__DELIVERED) &&
         atomic_load_explicit(&other->ctx.state, memory_order_acquire) != 0)
@@ -74,13 +73,15 @@ static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
 
 static uvctx__link_t *first_to_visit(uvctx__loop_t *lp, uvctx__link_t *l,
                                      int deliver) {
+  uvctx__cancel_t *parent;
   uint64_t state;
 
   if (l == NULL)
     return NULL;
-  state = atomic_load_explicit(&l->parent->ctx.state, memory_order_acquire);
+  parent = uvctx__link_parent(l);
+  state = atomic_load_explicit(&parent->ctx.state, memory_order_acquire);
   for (; l != NULL; l = l->next)
-    if (should_visit(lp, l->parent, state, l->child, deliver))
+    if (should_visit(lp, parent, state, uvctx__link_child(l), deliver))
       return l;
   return NULL;
 }
@@ -102,11 +103,11 @@ static void walk(uvctx__cancel_t *root, int deliver) {
     while (next == NULL && node != root) {
       uvctx__link_t *in = uvctx__walk_in(node);
       next = first_to_visit(lp, in->next, deliver);
-      node = in->parent;
+      node = uvctx__link_parent(in);
     }
     if (next == NULL)
       return;
-    node = next->child;
+    node = uvctx__link_child(next);
     uvctx__walk_enter(next);
   }
 }

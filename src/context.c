@@ -37,10 +37,10 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   if (is_kid)
     kids_add(cp, 1, +1);
   /* Set before the child may be done: the way up to its origin. */
-  l->parent = cp;
+  uvctx__link_set_parent(l, cp);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0) {
-    uvctx__cancel_t *c = l->child;
+    uvctx__cancel_t *c = uvctx__link_child(l);
     int via = uvctx__via_to(cp->lp, c);
     if (atomic_compare_exchange_strong_explicit(
             &c->ctx.state, &none, uvctx__with_via(state, via),
@@ -60,7 +60,7 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
 /* Takes l out of its list and, if it was counted there, out of the kids:
  * returns the kids left then (UINT_MAX if it was not counted). */
 static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
-  uvctx__cancel_t *cp = l->parent;
+  uvctx__cancel_t *cp = uvctx__link_parent(l);
   unsigned int left = UINT_MAX;
 
   if (cp == NULL)
@@ -73,11 +73,11 @@ static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
   if (l->next != NULL)
     l->next->prev = l->prev;
   if (cp->ctx.kind == UVCTX__SHUTDOWN)
-    uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), l->child);
+    uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), uvctx__link_child(l));
   if (is_kid)
     left = kids_add(cp, 1, -1);
   uvctx__tree_unlock(cp->lp);
-  l->parent = NULL;
+  uvctx__link_set_parent(l, NULL);
   return left;
 }
 
@@ -134,7 +134,6 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
                            size_t count, int kind, size_t size,
                            uvctx__cancel_t **out) {
   uvctx__cancel_t *owner = uvctx__owner(parents[0]);
-  uvctx__link_t *links;
   size_t block = size;
   uvctx__loop_t *lp;
   uvctx__cancel_t *c;
@@ -147,9 +146,9 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
      * count parents would not fit in the address space), so no test gets
      * here; it can where they are 32 bits. */
     if (count > (SIZE_MAX - size) /
-                    (sizeof(uvctx_t *) + sizeof(uvctx__link_t)))
+                    (sizeof(uvctx_t *) + sizeof(uvctx__any_link_t)))
       return UV_ENOMEM;
-    block += count * (sizeof(uvctx_t *) + sizeof(uvctx__link_t));
+    block += count * (sizeof(uvctx_t *) + sizeof(uvctx__any_link_t));
   }
   /* A child on its parent's loop, the common case, skips the registry. */
   if (owner != NULL && owner->lp->loop == loop) {
@@ -185,14 +184,16 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     any->count = count;
     any->parents = (uvctx_t **)((char *)c + size);
-    any->links = (uvctx__link_t *)(any->parents + count);
-    for (i = 0; i < count; i++)
+    any->links = (uvctx__any_link_t *)(any->parents + count);
+    for (i = 0; i < count; i++) {
       any->parents[i] = uvctx_retain(parents[i]);
+      any->links[i].link.parent_bits = UVCTX__ANY_LINK;
+      any->links[i].child = c;
+    }
     c->ctx.parent = any->parents[0]; /* one reference for both */
   } else {
     c->ctx.parent = uvctx_retain(parents[0]);
   }
-  links = uvctx__links_of(c, &count);
   uvctx__loop_add(lp, c);
   if (uvctx__has_timer(&c->ctx)) {
     uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
@@ -203,9 +204,8 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   }
 
   for (i = 0; i < count; i++) {
-    links[i].child = c;
     if (uvctx__owner(parents[i]) != NULL) {
-      link_one(&links[i], uvctx__owner(parents[i]),
+      link_one(uvctx__link_at(c, i), uvctx__owner(parents[i]),
                uvctx__is_cancellable(parents[i]));
       /* A cancel of a parent on another loop takes a reference to c on
        * that loop's thread (uvctx__try_retain). */
@@ -267,8 +267,7 @@ static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
 uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   uvctx_t *parent = c->ctx.parent;
-  size_t count;
-  uvctx__link_t *links = uvctx__links_of(c, &count);
+  size_t count = uvctx__link_count(c);
   size_t i;
 
   /* First, while its way up is whole: the observer may ask how it ended. */
@@ -284,12 +283,12 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
     c->lp->nany--;
     for (i = 1; i < count; i++) {
       uvctx__left(any->parents[i],
-                  unlink_one(&links[i],
+                  unlink_one(uvctx__link_at(c, i),
                              uvctx__is_cancellable(any->parents[i])));
       uvctx_release(any->parents[i]);
     }
   }
-  *left = unlink_one(&links[0], uvctx__is_cancellable(parent));
+  *left = unlink_one(uvctx__link_at(c, 0), uvctx__is_cancellable(parent));
   if (c->extra != NULL)
     uvctx__extra_free(c);
   uvctx__loop_remove(c->lp, c);

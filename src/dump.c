@@ -36,10 +36,12 @@ static const char *reason_name(uvctx_done_reason_t reason) {
 
 /* The parent through which link l's child hangs in the list. */
 static const uvctx_t *parent_of(const uvctx__link_t *l) {
-  const uvctx_t *child = &l->child->ctx;
+  const uvctx_t *child = &uvctx__link_child(l)->ctx;
 
-  if (child->kind == UVCTX__ANY)
-    return uvctx__as_any(child)->parents[l - uvctx__as_any(child)->links];
+  if (child->kind == UVCTX__ANY) {
+    const uvctx__any_t *any = uvctx__as_any(child);
+    return any->parents[(const uvctx__any_link_t *)l - any->links];
+  }
   return child->parent;
 }
 
@@ -126,7 +128,7 @@ struct dump {
  * reference the other times. Without the marks, diamonds of any-contexts
  * stacked n deep would print 2^n lines. */
 static int enter(const uvctx__link_t *l, const struct dump *d, int depth) {
-  const uvctx_t *child = &l->child->ctx;
+  const uvctx_t *child = &uvctx__link_child(l)->ctx;
 
   if (child->kind != UVCTX__ANY)
     return 1;
@@ -144,9 +146,9 @@ static int enter(const uvctx__link_t *l, const struct dump *d, int depth) {
 static const uvctx__link_t *next_entered(const uvctx__link_t *l,
                                          const struct dump *d, int depth) {
   for (; l != NULL; l = l->next) {
-    if (l->child->lp != d->lp) {
+    if (uvctx__link_child(l)->lp != d->lp) {
       if (d->out != NULL)
-        dump_line(&l->child->ctx, depth, d->lp, d->out);
+        dump_line(&uvctx__link_child(l)->ctx, depth, d->lp, d->out);
     } else if (enter(l, d, depth)) {
       return l;
     }
@@ -172,14 +174,14 @@ static void walk(uvctx__cancel_t *root, const struct dump *d) {
       while (next == NULL && node != root) {
         next = next_entered(uvctx__walk_in(node)->next, d, depth);
         if (next == NULL) {
-          node = uvctx__walk_in(node)->parent;
+          node = uvctx__link_parent(uvctx__walk_in(node));
           depth--;
         }
       }
       if (next == NULL)
         break;
     }
-    node = next->child;
+    node = uvctx__link_child(next);
     uvctx__walk_enter(next);
     if (d->out != NULL)
       dump_line(&node->ctx, depth, d->lp, d->out);

@@ -60,7 +60,7 @@ const uvctx__cancel_t *uvctx__origin_of(const uvctx__cancel_t *c,
         sched_yield();
       break;
     default:
-      up = c->link.parent;
+      up = uvctx__link_parent(&c->link);
       break;
     }
     c = up;

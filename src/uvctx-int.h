@@ -133,13 +133,19 @@ typedef struct {
   uvctx__cancel_t *owner; /* see uvctx__owner() */
 } uvctx__value_t;
 
-/* A context's place in one parent's list of children. */
+/* A context's place in one parent's list of children. Whose place it is
+ * (uvctx__link_child) is not stored for the one link of most contexts: it is
+ * the context the link is part of. An any-context's links, one per parent,
+ * are uvctx__any_link_t, and say so in bit 0 of parent_bits. */
 struct uvctx__link_s {
-  uvctx__cancel_t *child;
-  uvctx__cancel_t *parent; /* NULL while not in a list */
+  /* The parent's address (NULL while not in a list), and UVCTX__ANY_LINK:
+   * see uvctx__link_parent. */
+  uintptr_t parent_bits;
   uvctx__link_t *next;
   uvctx__link_t *prev;
 };
+
+#define UVCTX__ANY_LINK ((uintptr_t)1)
 
 /* What few cancellable contexts use, in a block of its own made on first use
  * (loop thread), so that the many that never do are smaller: the drains
@@ -176,7 +182,7 @@ struct uvctx__cancel_s {
   /* The loop's list of live cancellable contexts (loop thread). */
   uvctx__cancel_t *live_next;
   uvctx__cancel_t *live_prev;
-  uvctx__link_t link; /* its place under its parent; see uvctx__links_of */
+  uvctx__link_t link; /* its place under its parent; see uvctx__link_at */
   /* Provenance, written once by the thread whose event finished this
    * context itself (its state says UVCTX_VIA_SELF), right after the
    * compare-and-swap that did it: the call site of a cancel call, then the
@@ -235,6 +241,12 @@ typedef struct {
   uvctx__cancel_t *stopping;  /* its child; cleared when that goes */
 } uvctx__shutdown_t;
 
+/* One of an any-context's links: a link that names its child. */
+typedef struct {
+  uvctx__link_t link;
+  uvctx__cancel_t *child;
+} uvctx__any_link_t;
+
 typedef struct {
   uvctx__cancel_t cancel; /* its link is unused: links has one per parent */
   /* The parent (its owner) whose cancel finished it, stored by whoever
@@ -245,9 +257,24 @@ typedef struct {
    * own, and keep no such field (uvctx__walk_in). */
   uvctx__link_t *walk_link;
   size_t count;
-  uvctx_t **parents;      /* count of them, in the context's block */
-  uvctx__link_t *links;   /* count of them, in the context's block */
+  uvctx_t **parents;        /* count of them, in the context's block */
+  uvctx__any_link_t *links; /* count of them, in the context's block */
 } uvctx__any_t;
+
+static inline uvctx__cancel_t *uvctx__link_parent(const uvctx__link_t *l) {
+  return (uvctx__cancel_t *)(l->parent_bits & ~UVCTX__ANY_LINK);
+}
+
+static inline void uvctx__link_set_parent(uvctx__link_t *l,
+                                          uvctx__cancel_t *parent) {
+  l->parent_bits = (uintptr_t)parent | (l->parent_bits & UVCTX__ANY_LINK);
+}
+
+static inline uvctx__cancel_t *uvctx__link_child(const uvctx__link_t *l) {
+  if (l->parent_bits & UVCTX__ANY_LINK)
+    return ((const uvctx__any_link_t *)l)->child;
+  return uvctx__container_of(l, uvctx__cancel_t, link);
+}
 
 /* The ways a context can be finished, reason and via (see uvctx__pack). */
 #define UVCTX__HOW_COUNT 32
@@ -394,13 +421,14 @@ static inline uvctx__shutdown_t *uvctx__as_shutdown(const uvctx_t *ctx) {
 
 /* The places of c in its parents' lists of children: one, or one per
  * parent of an any-context. */
-static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
-                                             size_t *count) {
-  if (c->ctx.kind == UVCTX__ANY) {
-    *count = ((const uvctx__any_t *)c)->count;
-    return ((const uvctx__any_t *)c)->links;
-  }
-  *count = 1;
+static inline size_t uvctx__link_count(const uvctx__cancel_t *c) {
+  return c->ctx.kind == UVCTX__ANY ? ((const uvctx__any_t *)c)->count : 1;
+}
+
+static inline uvctx__link_t *uvctx__link_at(const uvctx__cancel_t *c,
+                                            size_t i) {
+  if (c->ctx.kind == UVCTX__ANY)
+    return &((const uvctx__any_t *)c)->links[i].link;
   return (uvctx__link_t *)&c->link;
 }
 
@@ -408,8 +436,8 @@ static inline uvctx__link_t *uvctx__links_of(const uvctx__cancel_t *c,
  * without a stack: uvctx__walk_enter notes the link they entered a child by,
  * uvctx__walk_in gives it back. Tree lock held. */
 static inline void uvctx__walk_enter(const uvctx__link_t *in) {
-  if (in->child->ctx.kind == UVCTX__ANY)
-    ((uvctx__any_t *)in->child)->walk_link = (uvctx__link_t *)in;
+  if (in->parent_bits & UVCTX__ANY_LINK)
+    ((uvctx__any_t *)uvctx__link_child(in))->walk_link = (uvctx__link_t *)in;
 }
 
 static inline uvctx__link_t *uvctx__walk_in(const uvctx__cancel_t *c) {
