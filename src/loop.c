@@ -181,24 +181,6 @@ void uvctx__loop_close_if_idle(uvctx__loop_t *lp) {
     loop_close(lp);
 }
 
-/* Loop thread: the loop's list of live contexts, for uvctx_dump_loop(). */
-void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
-  c->live_prev = NULL;
-  c->live_next = lp->live;
-  if (lp->live != NULL)
-    lp->live->live_prev = c;
-  lp->live = c;
-}
-
-void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
-  if (c->live_prev != NULL)
-    c->live_prev->live_next = c->live_next;
-  else
-    lp->live = c->live_next;
-  if (c->live_next != NULL)
-    c->live_next->live_prev = c->live_prev;
-}
-
 /* Any thread. The caller guarantees that c stays alive until the loop has
  * taken the entry: every flag but UVCTX__MB_RELEASE comes with a reference
  * the loop drops, and a RELEASE entry is for a context nobody references.

@@ -78,9 +78,13 @@ int uvctx__try_retain(uvctx_t *ctx) {
   return 0;
 }
 
-/* Drops one reference to ctx; returns 1 if it was the last. */
-static int drop(uvctx_t *ctx) {
-  unsigned int local = local_of(ctx);
+/* Drops one reference to ctx; returns 1 if it was the last. on_loop: ctx is
+ * cancellable and this is its loop thread. */
+static int drop(uvctx_t *ctx, int on_loop) {
+  unsigned int local =
+      on_loop ? atomic_load_explicit(&uvctx__as_cancel(ctx)->local_refs,
+                                     memory_order_relaxed)
+              : 0;
   unsigned int refs;
 
   if (local != 0) {
@@ -128,7 +132,7 @@ void uvctx_release(uvctx_t *ctx) {
      * not outlive the last release just because the loop has not polled. */
     if (on_loop)
       uvctx__catch_up(c->lp);
-    if (!drop(ctx))
+    if (!drop(ctx, on_loop))
       return;
     if (c == NULL) {
       parent = ctx->parent;

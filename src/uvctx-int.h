@@ -530,8 +530,25 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
 uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop);
 void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
-void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c);
-void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c);
+
+/* Loop thread: the loop's list of live contexts, for uvctx_dump_loop() and
+ * uvctx_loop_stats(). Inline: on every constructor's and release's way. */
+static inline void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  c->live_prev = NULL;
+  c->live_next = lp->live;
+  if (lp->live != NULL)
+    lp->live->live_prev = c;
+  lp->live = c;
+}
+
+static inline void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  if (c->live_prev != NULL)
+    c->live_prev->live_next = c->live_next;
+  else
+    lp->live = c->live_next;
+  if (c->live_next != NULL)
+    c->live_next->live_prev = c->live_prev;
+}
 void uvctx__loop_close_if_idle(uvctx__loop_t *lp);
 /* Each thread's own address of this variable identifies it. Initial-exec,
  * where the compiler knows it, makes reading it one instruction in a shared
