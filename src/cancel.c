@@ -46,17 +46,24 @@ static int finish(uvctx__loop_t *lp, uvctx__cancel_t *c, uint64_t state) {
       &c->ctx.state, &none, state, memory_order_acq_rel, memory_order_acquire);
 }
 
-/* Gives child its parent's state if it has none yet, and says whether the
- * walk must visit it: when this made it done, or when the loop still has to
- * act on it. A child on another loop is handed to that loop instead. */
-static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
-                        uint64_t state, uvctx__cancel_t *child, int deliver) {
+int uvctx__finish_child(uvctx__loop_t *lp, uvctx__cancel_t *parent,
+                        uint64_t state, uvctx__cancel_t *child) {
   int via = uvctx__via_to(lp, child);
   int finished = finish(lp, child, uvctx__with_via(state, via));
 
   if (finished && via == UVCTX_VIA_ANY)
     atomic_store_explicit(&uvctx__as_any(&child->ctx)->via, parent,
                           memory_order_release);
+  return finished;
+}
+
+/* Gives child its parent's state if it has none yet, and says whether the
+ * walk must visit it: when this made it done, or when the loop still has to
+ * act on it. A child on another loop is handed to that loop instead. */
+static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
+                        uint64_t state, uvctx__cancel_t *child, int deliver) {
+  int finished = uvctx__finish_child(lp, parent, state, child);
+
   /* Finished once, so posted once: the entry's reference is this one. */
   if (child->lp != lp) {
     if (finished && uvctx__try_retain(&child->ctx))

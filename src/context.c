@@ -31,7 +31,6 @@ static unsigned int kids_add(uvctx__cancel_t *c, unsigned int n, int sign) {
  * walks pass it by, as it is done and has nothing to deliver.) */
 static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uint64_t state;
-  uint64_t none = 0;
 
   uvctx__tree_lock(cp->lp);
   if (is_kid)
@@ -39,16 +38,8 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   /* Set before the child may be done: the way up to its origin. */
   uvctx__link_set_parent(l, cp);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
-  if (state != 0) {
-    uvctx__cancel_t *c = uvctx__link_child(l);
-    int via = uvctx__via_to(cp->lp, c);
-    if (atomic_compare_exchange_strong_explicit(
-            &c->ctx.state, &none, uvctx__with_via(state, via),
-            memory_order_acq_rel, memory_order_relaxed) &&
-        via == UVCTX_VIA_ANY)
-      atomic_store_explicit(&uvctx__as_any(&c->ctx)->via, cp,
-                            memory_order_release);
-  }
+  if (state != 0)
+    uvctx__finish_child(cp->lp, cp, state, uvctx__link_child(l));
   l->prev = NULL;
   l->next = cp->first_child;
   if (cp->first_child != NULL)

@@ -146,9 +146,11 @@ static int enter(const uvctx__link_t *l, const struct dump *d, int depth) {
 static const uvctx__link_t *next_entered(const uvctx__link_t *l,
                                          const struct dump *d, int depth) {
   for (; l != NULL; l = l->next) {
-    if (uvctx__link_child(l)->lp != d->lp) {
+    const uvctx__cancel_t *child = uvctx__link_child(l);
+
+    if (child->lp != d->lp) {
       if (d->out != NULL)
-        dump_line(&uvctx__link_child(l)->ctx, depth, d->lp, d->out);
+        dump_line(&child->ctx, depth, d->lp, d->out);
     } else if (enter(l, d, depth)) {
       return l;
     }

@@ -644,6 +644,12 @@ unsigned int uvctx__refs_of(const uvctx_t *ctx);
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
                   const char *site, uint64_t when_ns);
 void uvctx__deliver_subtree(uvctx__cancel_t *c);
+/* Under lp's tree lock, parent on lp done with state: gives child that
+ * state, with how it came (uvctx__via_to), if child has none yet, and for an
+ * any-context records parent as the way (provenance.c). 1 if this finished
+ * child. */
+int uvctx__finish_child(uvctx__loop_t *lp, uvctx__cancel_t *parent,
+                        uint64_t state, uvctx__cancel_t *child);
 
 /* timer.c */
 void uvctx__timer_set(uvctx__deadline_t *d, uint64_t deadline_ms);
