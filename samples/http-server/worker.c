@@ -302,12 +302,12 @@ static void respond_as(request_t *req, int status, const char *type,
   } else if (sent < 0 && sent != UV_EAGAIN) {
     close_conn(conn, sent, "write failed");
   } else {
-    size_t rest = (size_t)n - (size_t)(sent > 0 ? sent : 0);
+    size_t done = sent > 0 ? (size_t)sent : 0, rest = (size_t)n - done;
     write_t *wr = malloc(sizeof(*wr) + rest);
 
     if (wr == NULL)
       abort();
-    memcpy(wr + 1, text + (n - (int)rest), rest);
+    memcpy(wr + 1, text + done, rest);
     wr->buf = uv_buf_init((char *)(wr + 1), (unsigned int)rest);
     wr->conn = conn;
     wr->said_close = said_close;
@@ -670,9 +670,10 @@ static void feed(conn_t *conn, const char *data, size_t len) {
     }
     data += n;
     len -= n;
-    if (conn->busy || !conn_alive(conn)) {
-      if (conn_alive(conn))
-        keep_pending(conn, data, len);
+    if (!conn_alive(conn))
+      return;
+    if (conn->busy) {
+      keep_pending(conn, data, len);
       return;
     }
     http_parser_pause(&conn->parser, 0);
