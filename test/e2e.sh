@@ -208,16 +208,18 @@ check "log: phase 2 (second signal)" grep -q 'shutdown phase 2 (second signal)' 
 #
 # load_test NAME THREADS: wrk -c16 on /slow?ms=50 (about 320 requests/s)
 # against -t THREADS for 3 s; SIGTERM once the loops have answered 300
-# requests between them, 300/THREADS each: about 1 s into wrk's run.
+# requests between them: about 1 s into wrk's run. (Not 300/THREADS each: the
+# kernel spreads wrk's 16 connections over the listeners by a hash, and a loop
+# that got 2 of them answers about 120 in the whole run, so the wait timed
+# out after wrk had ended and nothing was in flight at SIGTERM.) Each loop
+# must still have answered some, checked at the end.
 load_test() {
   local name=$1 threads=$2 grace=5000 i t0 dt wpid wrc loops=()
   start_server "$name" -t "$threads" -g $grace || return 1
   wrk -t2 -c16 -d3s "$(url '/slow?ms=50')" >"$work/$name.wrk" 2>&1 &
   wpid=$!
   for ((i = 1; i <= threads; i++)); do loops+=("w$i"); done
-  for i in "${loops[@]}"; do
-    wait_count "server\[$i\]: .*: end 200" $((300 / threads)) || break
-  done
+  wait_count "server\[w[0-9]*\]: .*: end 200" 300
   t0=$(now_ms)
   kill -TERM "$pid"
   wait_exit "$pid" $((grace + 2000))
