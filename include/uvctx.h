@@ -795,9 +795,9 @@ typedef struct {
 } uvctx_stats_t;
 
 /* Copies loop's counters into *st (see uvctx_stats_t for size). The live
- * counts are taken from the loop's list of its contexts, which costs time
- * linear in their number (the constructors and releases count nothing for
- * them).
+ * counts are taken by a walk of the loop's trees of contexts, under its
+ * tree lock, which costs time linear in their number (the constructors and
+ * releases count nothing for them).
  * Errors: UV_EINVAL if loop or st is NULL or st->size is less than
  * offsetof(uvctx_stats_t, live) + sizeof(st->live), the fields every version
  * has; UV_ENOENT if uvctx has no state for loop (no context made on it yet,

@@ -128,6 +128,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   size_t block = size;
   uvctx__loop_t *lp;
   uvctx__cancel_t *c;
+  int homed = 0;
   size_t i;
   int err;
 
@@ -163,6 +164,17 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   } else {
     memset(c, 0, block);
   }
+  /* A child of a parent on another loop hangs among its own loop's tops by
+   * its extra block (live.c). */
+  if (kind != UVCTX__ANY && owner != NULL && owner->lp != lp) {
+    uvctx__extra_t *extra = uvctx__extra_of(c);
+    if (extra == NULL) {
+      uvctx__block_free(lp, c, block);
+      return UV_ENOMEM;
+    }
+    extra->home.link.parent_bits = UVCTX__ANY_LINK;
+    extra->home.child = c;
+  }
   atomic_init(&c->ctx.state, 0);
   atomic_init(&c->kids, 0);
   atomic_init(&c->done_ns, 0);
@@ -185,7 +197,6 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   } else {
     c->ctx.parent = uvctx_retain(parents[0]);
   }
-  uvctx__loop_add(lp, c);
   if (uvctx__has_timer(&c->ctx)) {
     uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
     atomic_init(&d->deadline, UINT64_MAX);
@@ -195,13 +206,26 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   }
 
   for (i = 0; i < count; i++) {
-    if (uvctx__owner(parents[i]) != NULL) {
-      link_one(uvctx__link_at(c, i), uvctx__owner(parents[i]),
-               uvctx__is_cancellable(parents[i]));
+    uvctx__cancel_t *o = uvctx__owner(parents[i]);
+
+    if (o != NULL) {
+      link_one(uvctx__link_at(c, i), o, uvctx__is_cancellable(parents[i]));
+      if (o->lp == lp)
+        homed = 1;
       /* A cancel of a parent on another loop takes a reference to c on
        * that loop's thread (uvctx__try_retain). */
-      if (uvctx__owner(parents[i])->lp != lp)
+      else
         c->ctx.flags &= (uint8_t)~(UVCTX__OWN_REFS | UVCTX__ONE_LOOP);
+    }
+  }
+  /* Under no parent on its loop: one of the loop's tops. */
+  if (!homed) {
+    if (c->extra != NULL) {
+      uvctx__tops_insert(lp, &c->extra->home.link);
+      c->ctx.flags |= UVCTX__TOP_EXTRA;
+    } else {
+      uvctx__tops_insert(lp, &c->link);
+      c->ctx.flags |= UVCTX__TOP;
     }
   }
   /* Born done: there is nothing to deliver yet. */
@@ -280,9 +304,12 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
     }
   }
   *left = unlink_one(uvctx__link_at(c, 0), uvctx__is_cancellable(parent));
+  if (c->ctx.flags & UVCTX__TOP)
+    uvctx__tops_remove(c->lp, &c->link);
+  else if (c->ctx.flags & UVCTX__TOP_EXTRA)
+    uvctx__tops_remove(c->lp, &c->extra->home.link);
   if (c->extra != NULL)
     uvctx__extra_free(c);
-  uvctx__loop_remove(c->lp, c);
 
   c->closing = 1; /* held until every close below is under way */
   if (uvctx__has_timer(&c->ctx))

@@ -214,17 +214,26 @@ int uvctx_dump(const uvctx_t *ctx, FILE *out) {
   return 0;
 }
 
+struct dump_loop {
+  const uvctx__loop_t *lp;
+  FILE *out;
+};
+
+static void dump_live(const uvctx__cancel_t *c, void *arg) {
+  const struct dump_loop *d = arg;
+  dump_line(&c->ctx, 0, d->lp, d->out);
+}
+
 int uvctx_dump_loop(const uv_loop_t *loop, FILE *out) {
-  const uvctx__cancel_t *c;
+  struct dump_loop d;
   uvctx__loop_t *lp;
-  int n = 0;
 
   if (loop == NULL || out == NULL)
     return UV_EINVAL;
   lp = uvctx__loop_find(loop);
   if (lp == NULL)
     return 0;
-  for (c = lp->live; c != NULL; c = c->live_next, n++)
-    dump_line(&c->ctx, 0, lp, out);
-  return n;
+  d.lp = lp;
+  d.out = out;
+  return (int)uvctx__each_live(lp, dump_live, &d);
 }

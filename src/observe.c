@@ -22,9 +22,13 @@ void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns) {
   *sum += lag_ns;
 }
 
+/* The cancellable kinds in the order of uvctx_stats_t.live. */
+static void count_live(const uvctx__cancel_t *c, void *arg) {
+  ((uvctx_stats_t *)arg)->live[c->ctx.kind - UVCTX__CANCEL]++;
+}
+
 int uvctx_loop_stats(const uv_loop_t *loop, uvctx_stats_t *st) {
   const uvctx__counts_t *n;
-  const uvctx__cancel_t *c;
   uvctx_stats_t s;
   uvctx__loop_t *lp;
   uint64_t live = 0;
@@ -38,9 +42,7 @@ int uvctx_loop_stats(const uv_loop_t *loop, uvctx_stats_t *st) {
     return UV_ENOENT;
   n = &lp->stats;
   memset(&s, 0, sizeof s);
-  /* The same order: the cancellable kinds from UVCTX__CANCEL on. */
-  for (c = lp->live; c != NULL; c = c->live_next, live++)
-    s.live[c->ctx.kind - UVCTX__CANCEL]++;
+  live = uvctx__each_live(lp, count_live, &s);
   s.created = n->created;
   s.released = n->created - live;
   for (how = 0; how < UVCTX__HOW_COUNT; how++) {

@@ -11,7 +11,7 @@
  *   Tree locks are never nested. The loop thread takes its own loop's without
  *   a locked instruction (treelock.c).
  * - Everything else that is not immutable (watch lists, the ready queue,
- *   timers, handles, the `flags` byte, the live list) belongs to the loop
+ *   timers, handles, the `flags` byte, the tops) belongs to the loop
  *   thread alone. Other threads reach it only through the per-loop mailbox,
  *   whose lock is a leaf: nothing else is locked while it is held.
  */
@@ -52,7 +52,11 @@ enum {
   UVCTX__OWN_REFS = 2,
   /* Every parent of the context with a cancellable owner is on its loop, so
    * whoever writes its state holds that loop's tree lock (cancel.c). */
-  UVCTX__ONE_LOOP = 4
+  UVCTX__ONE_LOOP = 4,
+  /* The context is one of its loop's tops (live.c), by its own link, or by
+   * the home link of its extra block. */
+  UVCTX__TOP = 8,
+  UVCTX__TOP_EXTRA = 16
 };
 
 /* What a mailbox entry asks the loop to do (uvctx_t.mb_flags). Every
@@ -147,14 +151,23 @@ struct uvctx__link_s {
 
 #define UVCTX__ANY_LINK ((uintptr_t)1)
 
+/* One of an any-context's links, or the home link of an extra block: a link
+ * that names its child. */
+typedef struct {
+  uvctx__link_t link;
+  uvctx__cancel_t *child;
+} uvctx__any_link_t;
+
 /* What few cancellable contexts use, in a block of its own made on first use
  * (loop thread), so that the many that never do are smaller: the drains
- * waiting for the context to be done and childless (a ring, as watches), and
- * the done signal. */
+ * waiting for the context to be done and childless (a ring, as watches), the
+ * done signal, and for a child of a parent on another loop, its place among
+ * its own loop's tops (live.c). */
 typedef struct {
   uvctx_watch_t *drains;
   int has_done_async;
   uv_async_t done_async; /* uvctx_done_async(), once has_done_async */
+  uvctx__any_link_t home; /* in the loop's tops if UVCTX__TOP_EXTRA */
 } uvctx__extra_t;
 
 struct uvctx__cancel_s {
@@ -179,10 +192,9 @@ struct uvctx__cancel_s {
   uvctx_watch_t *watches;
   uvctx__extra_t *extra; /* made on first use; NULL until then */
   uvctx__cancel_t *mb_next; /* mailbox link, guarded by lp->mailbox_lock */
-  /* The loop's list of live cancellable contexts (loop thread). */
-  uvctx__cancel_t *live_next;
-  uvctx__cancel_t *live_prev;
-  uvctx__link_t link; /* its place under its parent; see uvctx__link_at */
+  /* Its place under its parent (see uvctx__link_at), or for a context that
+   * has no cancellable parent, among its loop's tops (live.c). */
+  uvctx__link_t link;
   /* Provenance, written once by the thread whose event finished this
    * context itself (its state says UVCTX_VIA_SELF), right after the
    * compare-and-swap that did it: the call site of a cancel call, then the
@@ -241,12 +253,6 @@ typedef struct {
   uvctx__cancel_t *stopping;  /* its child; cleared when that goes */
 } uvctx__shutdown_t;
 
-/* One of an any-context's links: a link that names its child. */
-typedef struct {
-  uvctx__link_t link;
-  uvctx__cancel_t *child;
-} uvctx__any_link_t;
-
 typedef struct {
   uvctx__cancel_t cancel; /* its link is unused: links has one per parent */
   /* The parent (its owner) whose cancel finished it, stored by whoever
@@ -282,7 +288,7 @@ static inline uvctx__cancel_t *uvctx__link_child(const uvctx__link_t *l) {
 /* A loop's counts (observe.c), plain: only its thread changes them (other
  * threads' hand-offs are counted as the loop takes them from its mailbox).
  * What uvctx_loop_stats() can work out when asked (live contexts by kind,
- * from the loop's list of them; released; finished by reason and by via) is
+ * by a walk of its trees (live.c); released; finished by reason and by via) is
  * not counted, to keep the hot paths short. */
 typedef struct {
   uint64_t created;
@@ -313,7 +319,9 @@ struct uvctx__loop_s {
   uvctx_watch_t *ready_head; /* due watches, in delivery order */
   uvctx_watch_t *ready_tail;
   uvctx_watch_t *batch_end;  /* last watch of the batch being delivered */
-  uvctx__cancel_t *live;     /* cancellable contexts on this loop */
+  /* The contexts of this loop that hang under no parent on it (loop
+   * thread): from them, its trees reach every other one (live.c). */
+  uvctx__link_t *tops;
   size_t nany;               /* any-contexts among them */
   /* Blocks of this loop's contexts not yet freed, counting those whose
    * handles are still closing: the state closes when none is left. */
@@ -530,26 +538,31 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
 uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop);
 void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
 void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
-
-/* Loop thread: the loop's list of live contexts, for uvctx_dump_loop() and
- * uvctx_loop_stats(). Inline: on every constructor's and release's way. */
-static inline void uvctx__loop_add(uvctx__loop_t *lp, uvctx__cancel_t *c) {
-  c->live_prev = NULL;
-  c->live_next = lp->live;
-  if (lp->live != NULL)
-    lp->live->live_prev = c;
-  lp->live = c;
-}
-
-static inline void uvctx__loop_remove(uvctx__loop_t *lp, uvctx__cancel_t *c) {
-  if (c->live_prev != NULL)
-    c->live_prev->live_next = c->live_next;
-  else
-    lp->live = c->live_next;
-  if (c->live_next != NULL)
-    c->live_next->live_prev = c->live_prev;
-}
 void uvctx__loop_close_if_idle(uvctx__loop_t *lp);
+
+/* Loop thread: l (a context's own link, or its extra block's home link)
+ * among lp's tops, and out again (live.c). */
+static inline void uvctx__tops_insert(uvctx__loop_t *lp, uvctx__link_t *l) {
+  l->prev = NULL;
+  l->next = lp->tops;
+  if (lp->tops != NULL)
+    lp->tops->prev = l;
+  lp->tops = l;
+}
+
+static inline void uvctx__tops_remove(uvctx__loop_t *lp, uvctx__link_t *l) {
+  if (l->prev != NULL)
+    l->prev->next = l->next;
+  else
+    lp->tops = l->next;
+  if (l->next != NULL)
+    l->next->prev = l->prev;
+}
+
+/* live.c. Loop thread: calls cb on every cancellable context alive on lp,
+ * under lp's tree lock, parents before their children; returns how many. */
+typedef void (*uvctx__live_cb)(const uvctx__cancel_t *c, void *arg);
+size_t uvctx__each_live(uvctx__loop_t *lp, uvctx__live_cb cb, void *arg);
 /* Each thread's own address of this variable identifies it. Initial-exec,
  * where the compiler knows it, makes reading it one instruction in a shared
  * library too, instead of a call to __tls_get_addr; and it is read inline, on
@@ -746,6 +759,7 @@ static inline void uvctx__drain_check(uvctx__cancel_t *c) {
   if (c->extra != NULL || c->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__drain_check_slow(c);
 }
+uvctx__extra_t *uvctx__extra_of(uvctx__cancel_t *c);
 void uvctx__extra_free(uvctx__cancel_t *c);
 void uvctx__run_due_watches(uv_idle_t *idle);
 

@@ -204,8 +204,9 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   return 0;
 }
 
-/* Loop thread: c's extra block, made if it has none. */
-static uvctx__extra_t *extra_of(uvctx__cancel_t *c) {
+/* Loop thread: c's extra block, made if it has none; NULL if there is no
+ * memory for it. */
+uvctx__extra_t *uvctx__extra_of(uvctx__cancel_t *c) {
   if (c->extra == NULL) {
     c->extra = uvctx__malloc(sizeof(*c->extra));
     if (c->extra != NULL) {
@@ -224,7 +225,7 @@ int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   if (uvctx__watch_pending(w))
     return UV_EBUSY;
   c = uvctx__as_cancel(ctx);
-  if (extra_of(c) == NULL)
+  if (uvctx__extra_of(c) == NULL)
     return UV_ENOMEM;
   w->ctx = uvctx_retain(ctx);
   w->cb = cb;
@@ -276,14 +277,15 @@ uv_async_t *uvctx_done_async(uvctx_t *ctx) {
   if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return NULL;
   owner = uvctx__owner(ctx);
-  extra = extra_of(owner);
+  extra = uvctx__extra_of(owner);
   if (extra == NULL)
     return NULL;
   if (extra->has_done_async)
     return &extra->done_async;
   if (uv_async_init(owner->lp->loop, &extra->done_async, on_done_signal) !=
       0) {
-    if (extra->drains == NULL) { /* nothing kept for a call that failed */
+    /* Nothing kept for a call that failed. */
+    if (extra->drains == NULL && !(owner->ctx.flags & UVCTX__TOP_EXTRA)) {
       uvctx__free(extra);
       owner->extra = NULL;
     }

@@ -24,16 +24,24 @@
 #include "test.h"
 
 /* The parents a constructor is swept under. */
-enum { UNDER_ROOT, UNDER_CANCEL, UNDER_VALUE, UNDER_DONE, UNDER_COUNT };
+enum {
+  UNDER_ROOT,
+  UNDER_CANCEL,
+  UNDER_VALUE,
+  UNDER_DONE,
+  UNDER_OTHER_LOOP,
+  UNDER_COUNT
+};
 
 /* One constructor (mk_kind() _i), first with every allocation failing, then
  * with its n-th allocation failing for every n, under each kind of parent:
  * the background root (for the loop's first context this also allocates the
- * loop's state), a live cancel context, a value context, a done context. */
+ * loop's state), a live cancel context, a value context, a done context, a
+ * cancel context on another loop (its child's extra block is made at birth). */
 START_TEST(test_constructor_enomem_leaves_nothing) {
   static int key;
   long points = 0;
-  uv_loop_t loop;
+  uv_loop_t loop, other;
   uvctx_t *out = SENTINEL, *out2 = SENTINEL;
 
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -54,8 +62,10 @@ START_TEST(test_constructor_enomem_leaves_nothing) {
 
       out = out2 = SENTINEL;
       ck_assert_int_eq(uv_loop_init(&loop), 0);
+      ck_assert_int_eq(uv_loop_init(&other), 0);
       if (under != UNDER_ROOT)
-        parent = owner = mk_cancel(&loop, parent);
+        parent = owner =
+            mk_cancel(under == UNDER_OTHER_LOOP ? &other : &loop, parent);
       if (under == UNDER_VALUE)
         parent = value = mk_value(owner, &key, &key);
       if (under == UNDER_DONE)
@@ -83,6 +93,7 @@ START_TEST(test_constructor_enomem_leaves_nothing) {
       }
       release_all(value, owner);
       ASSERT_LOOP_CLOSES(&loop);
+      ASSERT_LOOP_CLOSES(&other);
       ck_assert_int_eq(counting_outstanding, 0);
       if (err == 0)
         break;

@@ -394,6 +394,75 @@ START_TEST(dump_loop_reports_contexts_that_outlive_their_release) {
 }
 END_TEST
 
+/* The line of ctx, found by its id: fails if it is not listed once. */
+static void listed_once(const text_t *t, const uvctx_t *ctx) {
+  char id[32];
+  snprintf(id, sizeof id, " #%" PRIu64 " ", uvctx_id(ctx));
+  line_with(t, id);
+}
+
+/* A loop's trees reach every context of the loop once, however its parents
+ * are spread: a child of a parent on another loop and what hangs below it
+ * (directly, through a value context), any-contexts with parents on both
+ * loops, on the other loop only, on one parent twice, or on a root and a
+ * parent. Each is listed and counted on its own loop, once, and a cancel
+ * from the other loop leaves them listed until they are released. */
+START_TEST(dump_loop_lists_each_context_once_on_its_own_loop) {
+  uv_loop_t l2;
+  ck_assert_int_eq(uv_loop_init(&l2), 0);
+  uvctx_t *a = mk_cancel(&loop, uvctx_background());
+  uvctx_t *b = mk_cancel(&l2, a);
+  uvctx_t *b2 = mk_cancel(&l2, b);
+  uvctx_t *v = mk_value(b, &key_a, NULL);
+  uvctx_t *b3 = mk_cancel(&l2, v);
+  uvctx_t *any_both = mk_any(&l2, a, b);
+  uvctx_t *any_far = mk_any(&l2, a);
+  uvctx_t *any_root = mk_any(&l2, uvctx_background(), b2);
+  uvctx_t *any_twice = mk_any(&loop, a, a);
+  uvctx_t *any_any = mk_any(&l2, any_both, any_far, a);
+
+  for (int round = 0; round < 2; round++) {
+    const text_t *t = dump_loop(&loop);
+    ck_assert_int_eq(t->rc, 2);
+    ck_assert_int_eq(t->n, 2);
+    listed_once(t, a);
+    listed_once(t, any_twice);
+    t = dump_loop(&l2);
+    ck_assert_int_eq(t->rc, 7);
+    ck_assert_int_eq(t->n, 7);
+    listed_once(t, b);
+    listed_once(t, b2);
+    listed_once(t, b3);
+    listed_once(t, any_both);
+    listed_once(t, any_far);
+    listed_once(t, any_root);
+    listed_once(t, any_any);
+
+    uvctx_stats_t st = {.size = sizeof st};
+    ck_assert_int_eq(uvctx_loop_stats(&l2, &st), 0);
+    ck_assert_uint_eq(st.live[UVCTX_KIND_CANCEL], 3);
+    ck_assert_uint_eq(st.live[UVCTX_KIND_ANY], 4);
+    ck_assert_uint_eq(st.released, 0);
+    if (round == 0) {
+      ck_assert_int_eq(uvctx_cancel(a), 0);
+      uv_run(&l2, UV_RUN_NOWAIT);
+      ck_assert_int_eq(uvctx_err(any_any), UV_ECANCELED);
+    }
+  }
+
+  release_all(any_any, any_twice, any_root, any_far, any_both, b3, v, b2);
+  ck_assert_int_eq(dump_loop(&l2)->rc, 1);
+  listed_once(&text, b);
+  uvctx_release(b);
+  ck_assert_int_eq(uv_run(&l2, UV_RUN_DEFAULT), 0);
+  ck_assert_int_eq(dump_loop(&l2)->rc, 0);
+  ck_assert_int_eq(dump_loop(&loop)->rc, 1);
+  uvctx_release(a);
+  ASSERT_LOOP_CLOSES(&l2);
+  ASSERT_LOOP_CLOSES(&loop);
+}
+END_TEST
+
 Suite *dump_suite(void) {
   return SUITE(
       "dump",
@@ -407,5 +476,6 @@ Suite *dump_suite(void) {
            dump_counts_value_and_without_cancel_children,
            dump_loop_counts_and_lists_the_live_cancellable_contexts,
            dump_loop_count_goes_down_as_contexts_are_released_to_0,
-           dump_loop_reports_contexts_that_outlive_their_release)});
+           dump_loop_reports_contexts_that_outlive_their_release,
+           dump_loop_lists_each_context_once_on_its_own_loop)});
 }
