@@ -35,16 +35,10 @@ static void link_one(uvctx__link_t *l, uvctx__cancel_t *cp, int is_kid) {
   uvctx__tree_lock(cp->lp);
   if (is_kid)
     kids_add(cp, 1, +1);
-  /* Set before the child may be done: the way up to its origin. */
-  uvctx__link_set_parent(l, cp);
   state = atomic_load_explicit(&cp->ctx.state, memory_order_acquire);
   if (state != 0)
     uvctx__finish_child(cp->lp, cp, state, uvctx__link_child(l));
-  l->prev = NULL;
-  l->next = cp->first_child;
-  if (cp->first_child != NULL)
-    cp->first_child->prev = l;
-  cp->first_child = l;
+  uvctx__list_push(&cp->first_child, l);
   uvctx__tree_unlock(cp->lp);
 }
 
@@ -57,18 +51,12 @@ static unsigned int unlink_one(uvctx__link_t *l, int is_kid) {
   if (cp == NULL)
     return left;
   uvctx__tree_lock(cp->lp);
-  if (l->prev != NULL)
-    l->prev->next = l->next;
-  else
-    cp->first_child = l->next;
-  if (l->next != NULL)
-    l->next->prev = l->prev;
+  uvctx__list_remove(&cp->first_child, l);
   if (cp->ctx.kind == UVCTX__SHUTDOWN)
     uvctx__shutdown_forget(uvctx__as_shutdown(&cp->ctx), uvctx__link_child(l));
   if (is_kid)
     left = kids_add(cp, 1, -1);
   uvctx__tree_unlock(cp->lp);
-  uvctx__link_set_parent(l, NULL);
   return left;
 }
 
@@ -172,7 +160,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
       uvctx__block_free(lp, c, block);
       return UV_ENOMEM;
     }
-    extra->home.link.parent_bits = UVCTX__ANY_LINK;
+    extra->home.link.prev_bits = UVCTX__ANY_LINK;
     extra->home.child = c;
   }
   atomic_init(&c->ctx.state, 0);
@@ -190,7 +178,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
     any->links = (uvctx__any_link_t *)(any->parents + count);
     for (i = 0; i < count; i++) {
       any->parents[i] = uvctx_retain(parents[i]);
-      any->links[i].link.parent_bits = UVCTX__ANY_LINK;
+      any->links[i].link.prev_bits = UVCTX__ANY_LINK;
       any->links[i].child = c;
     }
     c->ctx.parent = any->parents[0]; /* one reference for both */
@@ -200,7 +188,6 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   if (uvctx__has_timer(&c->ctx)) {
     uvctx__deadline_t *d = uvctx__as_deadline(&c->ctx);
     atomic_init(&d->deadline, UINT64_MAX);
-    atomic_init(&d->has_deadline, 0);
     uv_timer_init(loop, &d->timer);
     uv_unref((uv_handle_t *)&d->timer);
   }
@@ -344,12 +331,16 @@ struct earliest {
   uint64_t deadline;
 };
 
-/* Folds ctx's own deadline, if it has one, into e. */
+/* Folds ctx's own deadline, if it has one, into e. A shutdown context has
+ * one once its grace period has begun: its phase, stored after the
+ * deadline, says so. */
 static void fold_deadline(const uvctx_t *ctx, struct earliest *e) {
   const uvctx__deadline_t *d = uvctx__as_deadline(ctx);
   uint64_t t;
 
-  if (!atomic_load_explicit(&d->has_deadline, memory_order_acquire))
+  if (ctx->kind == UVCTX__SHUTDOWN &&
+      atomic_load_explicit(&uvctx__as_shutdown(ctx)->phase,
+                           memory_order_acquire) < UVCTX__SHUTDOWN_STOPPING)
     return;
   t = atomic_load_explicit(&d->deadline, memory_order_relaxed);
   if (!e->found || t < e->deadline)

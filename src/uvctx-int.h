@@ -137,16 +137,15 @@ typedef struct {
   uvctx__cancel_t *owner; /* see uvctx__owner() */
 } uvctx__value_t;
 
-/* A context's place in one parent's list of children. Whose place it is
- * (uvctx__link_child) is not stored for the one link of most contexts: it is
- * the context the link is part of. An any-context's links, one per parent,
- * are uvctx__any_link_t, and say so in bit 0 of parent_bits. */
+/* A context's place in one parent's list of children. Neither whose place
+ * it is nor whose list it is in is stored for the one link of most contexts:
+ * the child is the context the link is part of (uvctx__link_child), the
+ * parent that child's owner (uvctx__link_parent). An any-context's links, one
+ * per parent, are uvctx__any_link_t, and say so in bit 0 of prev_bits. */
 struct uvctx__link_s {
-  /* The parent's address (NULL while not in a list), and UVCTX__ANY_LINK:
-   * see uvctx__link_parent. */
-  uintptr_t parent_bits;
   uvctx__link_t *next;
-  uvctx__link_t *prev;
+  uintptr_t prev_bits; /* the previous link (NULL for the first), and
+                          UVCTX__ANY_LINK */
 };
 
 #define UVCTX__ANY_LINK ((uintptr_t)1)
@@ -174,10 +173,17 @@ struct uvctx__cancel_s {
   uvctx_t ctx;
   uvctx__loop_t *lp;
   uvctx__link_t *first_child; /* guarded by lp->tree_lock */
-  /* Contexts whose parent this is, of every kind: uvctx_drain() waits for
-   * them to go. */
-  atomic_uint kids;
-  unsigned int closing; /* handles whose close callback is pending */
+  union {
+    /* Contexts whose parent this is, of every kind: uvctx_drain() waits for
+     * them to go. */
+    atomic_uint kids;
+    /* Once it is torn down (none is left then: each holds a reference), its
+     * handles whose close callback is pending. */
+    unsigned int closing;
+  };
+  /* A deadline or shutdown context's: the cause its timer finishes it with.
+   * Here, where it costs no padding. */
+  int timer_cause;
   /* The loop thread's references (see uvctx_t.refs). Atomic only so that
    * uvctx_dump on another loop may read it: the loop thread loads and stores
    * it without a locked instruction. */
@@ -205,12 +211,12 @@ struct uvctx__cancel_s {
   _Atomic uint64_t done_ns;
 };
 
-/* A context that also has a uv_timer_t of its own: deadline and shutdown. */
+/* A context that also has a uv_timer_t of its own: deadline and shutdown
+ * (which has a deadline, the end of its grace period, once its phase is
+ * UVCTX__SHUTDOWN_STOPPING). */
 typedef struct {
   uvctx__cancel_t cancel;
-  int cause;                 /* recorded when the timer finishes it */
-  atomic_int has_deadline;   /* side by side: two ints, no padding */
-  _Atomic uint64_t deadline; /* UINT64_MAX and unset: see has_deadline */
+  _Atomic uint64_t deadline;
   uv_timer_t timer;
 } uvctx__deadline_t;
 
@@ -267,19 +273,43 @@ typedef struct {
   uvctx__any_link_t *links; /* count of them, in the context's block */
 } uvctx__any_t;
 
-static inline uvctx__cancel_t *uvctx__link_parent(const uvctx__link_t *l) {
-  return (uvctx__cancel_t *)(l->parent_bits & ~UVCTX__ANY_LINK);
+static inline int uvctx__link_names_child(const uvctx__link_t *l) {
+  return (l->prev_bits & UVCTX__ANY_LINK) != 0;
 }
 
-static inline void uvctx__link_set_parent(uvctx__link_t *l,
-                                          uvctx__cancel_t *parent) {
-  l->parent_bits = (uintptr_t)parent | (l->parent_bits & UVCTX__ANY_LINK);
+static inline uvctx__link_t *uvctx__link_prev(const uvctx__link_t *l) {
+  return (uvctx__link_t *)(l->prev_bits & ~UVCTX__ANY_LINK);
+}
+
+static inline void uvctx__link_set_prev(uvctx__link_t *l, uvctx__link_t *prev) {
+  l->prev_bits = (uintptr_t)prev | (l->prev_bits & UVCTX__ANY_LINK);
 }
 
 static inline uvctx__cancel_t *uvctx__link_child(const uvctx__link_t *l) {
-  if (l->parent_bits & UVCTX__ANY_LINK)
+  if (uvctx__link_names_child(l))
     return ((const uvctx__any_link_t *)l)->child;
   return uvctx__container_of(l, uvctx__cancel_t, link);
+}
+
+/* A doubly linked list of links whose head is *head: l first, and l out. */
+static inline void uvctx__list_push(uvctx__link_t **head, uvctx__link_t *l) {
+  uvctx__link_set_prev(l, NULL);
+  l->next = *head;
+  if (*head != NULL)
+    uvctx__link_set_prev(*head, l);
+  *head = l;
+}
+
+static inline void uvctx__list_remove(uvctx__link_t **head,
+                                      uvctx__link_t *l) {
+  uvctx__link_t *prev = uvctx__link_prev(l);
+
+  if (prev != NULL)
+    prev->next = l->next;
+  else
+    *head = l->next;
+  if (l->next != NULL)
+    uvctx__link_set_prev(l->next, prev);
 }
 
 /* The ways a context can be finished, reason and via (see uvctx__pack). */
@@ -407,6 +437,25 @@ static inline uvctx__cancel_t *uvctx__owner(const uvctx_t *ctx) {
   return NULL;
 }
 
+/* The context in whose list of children l is: the owner of the link's
+ * parent. NULL for a link with no cancellable owner above it, which is in no
+ * such list (uvctx__link_t), and for the tops' links (live.c), which are not
+ * asked. */
+static inline uvctx__cancel_t *uvctx__link_parent(const uvctx__link_t *l) {
+  const uvctx__cancel_t *child = uvctx__link_child(l);
+  const uvctx_t *parent;
+
+  if (child->ctx.kind != UVCTX__ANY) /* its own link, or its home link */
+    parent = l == &child->link ? child->ctx.parent : NULL;
+  else if (uvctx__link_names_child(l))
+    parent = ((const uvctx__any_t *)child)
+                 ->parents[(const uvctx__any_link_t *)l -
+                           ((const uvctx__any_t *)child)->links];
+  else /* an any-context's own link: it has none in a parent's list */
+    parent = NULL;
+  return parent != NULL ? uvctx__owner(parent) : NULL;
+}
+
 static inline uvctx__cancel_t *uvctx__as_cancel(const uvctx_t *ctx) {
   return (uvctx__cancel_t *)ctx;
 }
@@ -444,7 +493,7 @@ static inline uvctx__link_t *uvctx__link_at(const uvctx__cancel_t *c,
  * without a stack: uvctx__walk_enter notes the link they entered a child by,
  * uvctx__walk_in gives it back. Tree lock held. */
 static inline void uvctx__walk_enter(const uvctx__link_t *in) {
-  if (in->parent_bits & UVCTX__ANY_LINK)
+  if (uvctx__link_names_child(in))
     ((uvctx__any_t *)uvctx__link_child(in))->walk_link = (uvctx__link_t *)in;
 }
 
@@ -543,20 +592,11 @@ void uvctx__loop_close_if_idle(uvctx__loop_t *lp);
 /* Loop thread: l (a context's own link, or its extra block's home link)
  * among lp's tops, and out again (live.c). */
 static inline void uvctx__tops_insert(uvctx__loop_t *lp, uvctx__link_t *l) {
-  l->prev = NULL;
-  l->next = lp->tops;
-  if (lp->tops != NULL)
-    lp->tops->prev = l;
-  lp->tops = l;
+  uvctx__list_push(&lp->tops, l);
 }
 
 static inline void uvctx__tops_remove(uvctx__loop_t *lp, uvctx__link_t *l) {
-  if (l->prev != NULL)
-    l->prev->next = l->next;
-  else
-    lp->tops = l->next;
-  if (l->next != NULL)
-    l->next->prev = l->prev;
+  uvctx__list_remove(&lp->tops, l);
 }
 
 /* live.c. Loop thread: calls cb on every cancellable context alive on lp,
