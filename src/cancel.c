@@ -124,6 +124,11 @@ static void walk(uvctx__cancel_t *root, int deliver) {
  * first, so that delivery can hold an any-context back until each of its
  * parents has been delivered. */
 static void finish_subtree(uvctx__cancel_t *root, int on_loop) {
+  if (root->first_child == NULL) { /* most are leaves */
+    if (on_loop)
+      uvctx__deliver(root);
+    return;
+  }
   if (on_loop && root->lp->nany > 0)
     walk(root, 0);
   walk(root, on_loop);
@@ -132,13 +137,14 @@ static void finish_subtree(uvctx__cancel_t *root, int on_loop) {
 int uvctx__cancel(uvctx__cancel_t *c, int err, int cause, int reason,
                   const char *site, uint64_t when_ns) {
   uvctx__loop_t *lp = c->lp;
+  uint64_t state = uvctx__pack(err, cause, reason);
   int on_loop;
 
   if (atomic_load_explicit(&c->ctx.state, memory_order_acquire) != 0)
     return UV_EALREADY;
   on_loop = uvctx__on_loop_thread(lp);
   uvctx__tree_lock(lp);
-  if (!finish(lp, c, uvctx__pack(err, cause, reason))) {
+  if (!finish(lp, c, state)) {
     uvctx__tree_unlock(lp);
     return UV_EALREADY;
   }

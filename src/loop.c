@@ -128,42 +128,22 @@ static void loop_close(uvctx__loop_t *lp) {
   uv_close((uv_handle_t *)&lp->deliver, on_loop_handle_closed);
 }
 
-enum { CACHE_MAX = 1024 };
+/* The ways of uvctx__block_alloc and uvctx__block_free past the cache. */
+void *uvctx__block_alloc_slow(uvctx__loop_t *lp, size_t size) {
+  void *block = uvctx__malloc(size);
 
-static int cache_class(size_t size) {
-  if (size == sizeof(uvctx__cancel_t))
-    return 0;
-  if (size == sizeof(uvctx__deadline_t))
-    return 1;
-  return -1;
-}
-
-/* Loop thread: memory for a context of lp. On failure, a state that was
- * made for this context alone closes again. */
-void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size) {
-  int class = cache_class(size);
-  void *block;
-
-  if (class >= 0 && lp->cache[class] != NULL) {
-    block = lp->cache[class];
-    lp->cache[class] = *(void **)block;
-    lp->ncache[class]--;
-  } else {
-    block = uvctx__malloc(size);
-    if (block == NULL) {
-      uvctx__loop_close_if_idle(lp);
-      return NULL;
-    }
+  if (block == NULL) {
+    uvctx__loop_close_if_idle(lp);
+    return NULL;
   }
   lp->blocks++;
   return block;
 }
 
-/* Loop thread: a context's memory is no longer used, handles included. */
-void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size) {
-  int class = cache_class(size);
+void uvctx__block_free_slow(uvctx__loop_t *lp, void *block, size_t size) {
+  int class = uvctx__cache_class(size);
 
-  if (class >= 0 && lp->ncache[class] < CACHE_MAX) {
+  if (class >= 0 && lp->ncache[class] < UVCTX__CACHE_MAX) {
     *(void **)block = lp->cache[class];
     lp->cache[class] = block;
     lp->ncache[class]++;

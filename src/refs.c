@@ -29,42 +29,7 @@
 
 #define SHARED UVCTX__REFS_SHARED
 
-void uvctx__refs_init(uvctx_t *ctx) {
-  if (uvctx__is_cancellable(ctx)) {
-    atomic_init(&ctx->refs, 0);
-    atomic_init(&uvctx__as_cancel(ctx)->local_refs, 1);
-    atomic_init(&uvctx__as_cancel(ctx)->handed_refs, 0);
-  } else {
-    atomic_init(&ctx->refs, SHARED | 1);
-  }
-}
-
-/* The loop thread's own count of c, or 0 if ctx is not cancellable or the
- * caller is not on its loop thread. */
-static unsigned int local_of(uvctx_t *ctx) {
-  uvctx__cancel_t *c;
-
-  if (!uvctx__is_cancellable(ctx))
-    return 0;
-  c = uvctx__as_cancel(ctx);
-  if (!uvctx__on_loop_thread(c->lp))
-    return 0;
-  return atomic_load_explicit(&c->local_refs, memory_order_relaxed);
-}
-
-uvctx_t *uvctx_retain(uvctx_t *ctx) {
-  unsigned int local;
-
-  if (ctx == NULL || uvctx__is_root(ctx))
-    return ctx;
-  local = local_of(ctx);
-  if (local != 0)
-    atomic_store_explicit(&uvctx__as_cancel(ctx)->local_refs, local + 1,
-                          memory_order_relaxed);
-  else
-    atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
-  return ctx;
-}
+uvctx_t *uvctx_retain(uvctx_t *ctx) { return uvctx__retain(ctx); }
 
 /* Takes a reference unless the context is already being torn down. */
 int uvctx__try_retain(uvctx_t *ctx) {

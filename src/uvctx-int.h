@@ -585,8 +585,52 @@ void uvctx__free(void *ptr);
 /* loop.c */
 int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out);
 uvctx__loop_t *uvctx__loop_find(const uv_loop_t *loop);
-void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size);
-void uvctx__block_free(uvctx__loop_t *lp, void *block, size_t size);
+void *uvctx__block_alloc_slow(uvctx__loop_t *lp, size_t size);
+void uvctx__block_free_slow(uvctx__loop_t *lp, void *block, size_t size);
+
+/* The blocks a loop keeps for reuse (see uvctx__loop_t.cache): those of plain
+ * cancel and deadline contexts, up to UVCTX__CACHE_MAX of each. */
+#define UVCTX__CACHE_MAX 1024
+
+static inline int uvctx__cache_class(size_t size) {
+  if (size == sizeof(uvctx__cancel_t))
+    return 0;
+  if (size == sizeof(uvctx__deadline_t))
+    return 1;
+  return -1;
+}
+
+/* Loop thread: memory for a context of lp (NULL if there is none; a state
+ * that was made for this context alone then closes again). Inline: a block
+ * from the cache is on every constructor's way. */
+static inline void *uvctx__block_alloc(uvctx__loop_t *lp, size_t size) {
+  int class = uvctx__cache_class(size);
+  void *block;
+
+  if (class < 0 || lp->cache[class] == NULL)
+    return uvctx__block_alloc_slow(lp, size);
+  block = lp->cache[class];
+  lp->cache[class] = *(void **)block;
+  lp->ncache[class]--;
+  lp->blocks++;
+  return block;
+}
+
+/* Loop thread: a context's memory is no longer used, handles included. The
+ * last block of a loop closes its state (out of line). */
+static inline void uvctx__block_free(uvctx__loop_t *lp, void *block,
+                                     size_t size) {
+  int class = uvctx__cache_class(size);
+
+  if (class < 0 || lp->ncache[class] >= UVCTX__CACHE_MAX || lp->blocks == 1) {
+    uvctx__block_free_slow(lp, block, size);
+    return;
+  }
+  *(void **)block = lp->cache[class];
+  lp->cache[class] = block;
+  lp->ncache[class]++;
+  lp->blocks--;
+}
 void uvctx__loop_close_if_idle(uvctx__loop_t *lp);
 
 /* Loop thread: l (a context's own link, or its extra block's home link)
@@ -687,7 +731,38 @@ void uvctx__handle_closed(uv_handle_t *handle);
 
 /* refs.c */
 #define UVCTX__REFS_SHARED 0x80000000u
-void uvctx__refs_init(uvctx_t *ctx); /* after its kind is set */
+/* A new context's counts: one reference, its maker's (after its kind is
+ * set). Inline: on every constructor's way. */
+static inline void uvctx__refs_init(uvctx_t *ctx) {
+  if (uvctx__is_cancellable(ctx)) {
+    atomic_init(&ctx->refs, 0);
+    atomic_init(&uvctx__as_cancel(ctx)->local_refs, 1);
+    atomic_init(&uvctx__as_cancel(ctx)->handed_refs, 0);
+  } else {
+    atomic_init(&ctx->refs, UVCTX__REFS_SHARED | 1);
+  }
+}
+
+/* uvctx_retain(), inline for the constructors and watches, which take a
+ * reference on every call: on its loop thread, a cancellable context's count
+ * is a plain increment of local_refs while that is not 0 (refs.c). */
+static inline uvctx_t *uvctx__retain(uvctx_t *ctx) {
+  if (ctx == NULL || uvctx__is_root(ctx))
+    return ctx;
+  if (uvctx__is_cancellable(ctx)) {
+    uvctx__cancel_t *c = uvctx__as_cancel(ctx);
+    unsigned int local =
+        uvctx__on_loop_thread(c->lp)
+            ? atomic_load_explicit(&c->local_refs, memory_order_relaxed)
+            : 0;
+    if (local != 0) {
+      atomic_store_explicit(&c->local_refs, local + 1, memory_order_relaxed);
+      return ctx;
+    }
+  }
+  atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+  return ctx;
+}
 int uvctx__try_retain(uvctx_t *ctx);
 unsigned int uvctx__refs_of(const uvctx_t *ctx);
 

@@ -13,7 +13,7 @@ static int new_plain(uvctx_t *parent, int kind, size_t size, uvctx_t **out) {
   uvctx__refs_init(ctx);
   ctx->flags = 0;
   atomic_init(&ctx->seen, 0);
-  ctx->parent = uvctx_retain(parent);
+  ctx->parent = uvctx__retain(parent);
   uvctx__adopt(parent);
   /* A value context reports its parent's state; a without-cancel context,
    * and everything below it that is not cancellable, is never done. */

@@ -182,7 +182,7 @@ int uvctx_watch(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
     return UV_EINVAL;
   if (uvctx__watch_pending(w))
     return UV_EBUSY;
-  w->ctx = uvctx_retain(ctx);
+  w->ctx = uvctx__retain(ctx);
   w->cb = cb;
   w->next = NULL;
   w->prev = NULL;
@@ -227,7 +227,7 @@ int uvctx_drain(uvctx_t *ctx, uvctx_watch_t *w, uvctx_watch_cb cb) {
   c = uvctx__as_cancel(ctx);
   if (uvctx__extra_of(c) == NULL)
     return UV_ENOMEM;
-  w->ctx = uvctx_retain(ctx);
+  w->ctx = uvctx__retain(ctx);
   w->cb = cb;
   uvctx__catch_up(c->lp);
   w->state = UVCTX__WATCH_DRAINING;
