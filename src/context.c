@@ -283,10 +283,19 @@ static void close_handle(uvctx__cancel_t *c, uv_handle_t *handle) {
  * (the memory goes with the last close callback, or now if there are none)
  * and returns the parent whose reference the caller must drop, after
  * uvctx__left(parent, *left). */
-uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
+static void close_handles(uvctx__cancel_t *c) {
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
+  size_t i;
+
+  if (uvctx__has_timer(&c->ctx))
+    close_handle(c, (uv_handle_t *)&uvctx__as_deadline(&c->ctx)->timer);
+  if (signals != NULL)
+    for (i = 0; i < signals->count; i++)
+      close_handle(c, (uv_handle_t *)&signals->handles[i]);
+}
+
+uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   uvctx_t *parent = c->ctx.parent;
-  size_t count = uvctx__link_count(c);
   size_t i;
 
   /* First, while its way up is whole: the observer may ask how it ended. */
@@ -300,7 +309,7 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   if (c->ctx.kind == UVCTX__ANY) {
     uvctx__any_t *any = uvctx__as_any(&c->ctx);
     c->lp->nany--;
-    for (i = 1; i < count; i++) {
+    for (i = 1; i < any->count; i++) {
       uvctx__left(any->parents[i],
                   unlink_one(uvctx__link_at(c, i),
                              uvctx__is_cancellable(any->parents[i])));
@@ -315,12 +324,13 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   if (c->extra != NULL)
     uvctx__extra_free(c);
 
+  /* Plain cancel and any-contexts have no handle: their memory goes now. */
+  if (c->ctx.kind == UVCTX__CANCEL || c->ctx.kind == UVCTX__ANY) {
+    free_block(c);
+    return parent;
+  }
   c->closing = 1; /* held until every close below is under way */
-  if (uvctx__has_timer(&c->ctx))
-    close_handle(c, (uv_handle_t *)&uvctx__as_deadline(&c->ctx)->timer);
-  if (signals != NULL)
-    for (i = 0; i < signals->count; i++)
-      close_handle(c, (uv_handle_t *)&signals->handles[i]);
+  close_handles(c);
   if (--c->closing == 0)
     free_block(c);
   return parent;

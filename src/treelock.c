@@ -58,8 +58,10 @@ static void barrier_run(void) {}
 void uvctx__tree_lock_init(uvctx__tree_lock_t *t) {
   atomic_flag_clear(&t->remote);
   atomic_init(&t->loop_in, 0);
-  atomic_init(&t->remote_in, 0);
   t->asymmetric = barrier_available();
+  /* Without the barrier, another thread is always said to be inside: the
+   * loop thread then always takes the spin lock, with no test of its own. */
+  atomic_init(&t->remote_in, t->asymmetric ? 0 : 1);
 }
 
 void uvctx__tree_lock_remote(uvctx__tree_lock_t *t) {

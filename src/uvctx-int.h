@@ -102,7 +102,9 @@ typedef struct {
   uvctx__lock_t remote; /* other threads, and the loop thread's slow path */
   atomic_int loop_in;   /* the loop thread is inside without `remote` */
   atomic_int remote_in; /* a holder of `remote` is inside, or waits to be */
-  int asymmetric;       /* the barrier is there: the loop thread's way is open */
+  /* The barrier is there. If not, remote_in stays 1, which closes the loop
+   * thread's way. */
+  int asymmetric;
 } uvctx__tree_lock_t;
 
 typedef struct uvctx__loop_s uvctx__loop_t;
@@ -683,13 +685,11 @@ static inline void uvctx__tree_lock(uvctx__loop_t *lp) {
     uvctx__tree_lock_remote(t);
     return;
   }
-  if (t->asymmetric) {
-    atomic_store_explicit(&t->loop_in, 1, memory_order_relaxed);
-    atomic_signal_fence(memory_order_seq_cst);
-    if (atomic_load_explicit(&t->remote_in, memory_order_acquire) == 0)
-      return;
-    atomic_store_explicit(&t->loop_in, 0, memory_order_release);
-  }
+  atomic_store_explicit(&t->loop_in, 1, memory_order_relaxed);
+  atomic_signal_fence(memory_order_seq_cst);
+  if (atomic_load_explicit(&t->remote_in, memory_order_acquire) == 0)
+    return;
+  atomic_store_explicit(&t->loop_in, 0, memory_order_release);
   uvctx__lock(&t->remote);
 }
 
@@ -701,7 +701,7 @@ static inline void uvctx__tree_unlock(uvctx__loop_t *lp) {
       atomic_store_explicit(&t->loop_in, 0, memory_order_release);
       return;
     }
-  } else {
+  } else if (t->asymmetric) {
     atomic_store_explicit(&t->remote_in, 0, memory_order_release);
   }
   uvctx__unlock(&t->remote);

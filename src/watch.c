@@ -119,21 +119,27 @@ static void ring_remove(uvctx_watch_t **last, uvctx_watch_t *w) {
 }
 
 /* Loop thread, c done: the loop acts on it once. */
-void uvctx__deliver(uvctx__cancel_t *c) {
+/* The handles of a done context stop. A done context stops listening, so
+ * the signals get their default behaviour back (Go's NotifyContext does the
+ * same). */
+static void stop_handles(uvctx__cancel_t *c) {
   uvctx__signals_t *signals = uvctx__signals_of(&c->ctx);
   unsigned int i;
 
+  if (uvctx__has_timer(&c->ctx))
+    uv_timer_stop(&uvctx__as_deadline(&c->ctx)->timer);
+  if (signals != NULL)
+    for (i = 0; i < signals->count; i++)
+      uv_signal_stop(&signals->handles[i]);
+}
+
+void uvctx__deliver(uvctx__cancel_t *c) {
   if (c->ctx.flags & UVCTX__DELIVERED)
     return;
   c->ctx.flags |= UVCTX__DELIVERED;
   uvctx__note_done(c);
-  if (uvctx__has_timer(&c->ctx))
-    uv_timer_stop(&uvctx__as_deadline(&c->ctx)->timer);
-  /* A done context stops listening, so the signals get their default
-   * behaviour back (Go's NotifyContext does the same). */
-  if (signals != NULL)
-    for (i = 0; i < signals->count; i++)
-      uv_signal_stop(&signals->handles[i]);
+  if (c->ctx.kind != UVCTX__CANCEL && c->ctx.kind != UVCTX__ANY)
+    stop_handles(c);
   if (c->extra != NULL && c->extra->has_done_async)
     uv_async_send(&c->extra->done_async);
   make_due(c->lp, &c->watches);
