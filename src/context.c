@@ -173,7 +173,8 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
     size_t at = offsetof(uvctx__deadline_t, timer);
     size_t after = at + sizeof(uv_timer_t);
     memset((char *)c + sizeof(*c), 0, at - sizeof(*c));
-    memset((char *)c + after, 0, block - after);
+    if (block > after)
+      memset((char *)c + after, 0, block - after);
   } else if (block > sizeof(*c)) {
     memset((char *)c + sizeof(*c), 0, block - sizeof(*c));
   }
