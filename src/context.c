@@ -325,15 +325,15 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   if (c->extra != NULL)
     uvctx__extra_free(c);
 
-  /* Plain cancel and any-contexts have no handle: their memory goes now. */
+  /* Plain cancel and any-contexts have no handle: their memory goes now.
+   * The others have one at least (a timer, or a signal's), and their memory
+   * goes with the last close callback. */
   if (c->ctx.kind == UVCTX__CANCEL || c->ctx.kind == UVCTX__ANY) {
     free_block(c);
     return parent;
   }
-  c->closing = 1; /* held until every close below is under way */
+  c->closing = 0;
   close_handles(c);
-  if (--c->closing == 0)
-    free_block(c);
   return parent;
 }
 
