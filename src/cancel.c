@@ -78,14 +78,14 @@ static int should_visit(uvctx__loop_t *lp, uvctx__cancel_t *parent,
          !waits_for_other_parent(child, parent);
 }
 
-static uvctx__link_t *first_to_visit(uvctx__loop_t *lp, uvctx__link_t *l,
-                                     int deliver) {
-  uvctx__cancel_t *parent;
+/* The first link from l on, in parent's list, whose child the walk visits. */
+static uvctx__link_t *first_to_visit(uvctx__loop_t *lp,
+                                     uvctx__cancel_t *parent,
+                                     uvctx__link_t *l, int deliver) {
   uint64_t state;
 
   if (l == NULL)
     return NULL;
-  parent = uvctx__link_parent(l);
   state = atomic_load_explicit(&parent->ctx.state, memory_order_acquire);
   for (; l != NULL; l = l->next)
     if (should_visit(lp, parent, state, uvctx__link_child(l), deliver))
@@ -106,11 +106,11 @@ static void walk(uvctx__cancel_t *root, int deliver) {
   for (;;) {
     if (deliver)
       uvctx__deliver(node);
-    next = first_to_visit(lp, node->first_child, deliver);
+    next = first_to_visit(lp, node, node->first_child, deliver);
     while (next == NULL && node != root) {
       uvctx__link_t *in = uvctx__walk_in(node);
-      next = first_to_visit(lp, in->next, deliver);
       node = uvctx__link_parent(in);
+      next = first_to_visit(lp, node, in->next, deliver);
     }
     if (next == NULL)
       return;
