@@ -151,6 +151,11 @@ static void bench_million(void) {
   ctxs = malloc(sizeof(*ctxs) * MILLION);
   memset(ctxs, 0, sizeof(*ctxs) * MILLION); /* in the RSS before */
   for (r = 0; r < reps; r++) {
+    /* Each repetition from a trimmed heap, as the first: what glibc kept
+     * of the last one (a freed 128-byte chunk waits in a fastbin, unmerged,
+     * where a 160-byte one is merged and given back) would otherwise decide
+     * the order of the addresses handed out, and so the cost of the walks. */
+    malloc_trim(0);
     uvctx_t *root;
     uint64_t t0;
 
