@@ -442,13 +442,35 @@ static void check_handle(int h, int walks) {
  * full comparison. */
 #define WALKS_EVERY 4
 
+/* The contexts the loop's trees reach (uvctx_loop_stats walks them from the
+ * loop's tops) are the cancellable nodes the model has alive, kind by kind:
+ * none missed, none met twice, whatever the any-contexts' parents. */
+static void check_live(void) {
+  static const int kinds[UVCTX_KIND_COUNT] = {M_CANCEL, M_DEADLINE, -1, M_ANY,
+                                              M_SHUTDOWN};
+  uvctx_stats_t st = {.size = sizeof st};
+  int rc = uvctx_loop_stats(&loop, &st);
+
+  EXPECT(rc == 0 || rc == UV_ENOENT, "uvctx_loop_stats: %d", rc);
+  for (int k = 0; k < UVCTX_KIND_COUNT; k++) {
+    uint64_t alive = 0;
+    for (int n = 0; n < M.nnodes; n++)
+      alive += M.nodes[n].alive && M.nodes[n].kind == kinds[k];
+    EXPECT((rc == 0 ? st.live[k] : 0) == alive,
+           "live contexts of kind %d: %" PRIu64 ", the model has %" PRIu64, k,
+           rc == 0 ? st.live[k] : 0, alive);
+  }
+}
+
 static void check_all(int walks) {
   static unsigned gen, checked[M_MAX_NODES];
 
   if (M.deadline_epoch != H.deadline_epoch) /* a deadline moved */
     walks = 1;
-  if (walks)
+  if (walks) {
     H.deadline_epoch = M.deadline_epoch;
+    check_live();
+  }
 
   if (++gen == 0) {
     memset(checked, 0, sizeof checked);
