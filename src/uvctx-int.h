@@ -166,8 +166,9 @@ typedef struct {
  * its own loop's tops (live.c). */
 typedef struct {
   uvctx_watch_t *drains;
-  int has_done_async;
-  uv_async_t done_async; /* uvctx_done_async(), once has_done_async */
+  /* uvctx_done_async(), in a block of its own (128 bytes, and the rarest):
+   * NULL until asked for. */
+  uv_async_t *done_async;
   uvctx__any_link_t home; /* in the loop's tops if UVCTX__TOP_EXTRA */
 } uvctx__extra_t;
 

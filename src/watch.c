@@ -140,8 +140,8 @@ void uvctx__deliver(uvctx__cancel_t *c) {
   uvctx__note_done(c);
   if (c->ctx.kind != UVCTX__CANCEL && c->ctx.kind != UVCTX__ANY)
     stop_handles(c);
-  if (c->extra != NULL && c->extra->has_done_async)
-    uv_async_send(&c->extra->done_async);
+  if (c->extra != NULL && c->extra->done_async != NULL)
+    uv_async_send(c->extra->done_async);
   make_due(c->lp, &c->watches);
   uvctx__drain_check(c);
 }
@@ -217,7 +217,7 @@ uvctx__extra_t *uvctx__extra_of(uvctx__cancel_t *c) {
     c->extra = uvctx__malloc(sizeof(*c->extra));
     if (c->extra != NULL) {
       c->extra->drains = NULL;
-      c->extra->has_done_async = 0;
+      c->extra->done_async = NULL;
     }
   }
   return c->extra;
@@ -279,6 +279,7 @@ static void on_done_signal(uv_async_t *async) {
 uv_async_t *uvctx_done_async(uvctx_t *ctx) {
   uvctx__cancel_t *owner;
   uvctx__extra_t *extra;
+  uv_async_t *async;
 
   if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return NULL;
@@ -286,10 +287,12 @@ uv_async_t *uvctx_done_async(uvctx_t *ctx) {
   extra = uvctx__extra_of(owner);
   if (extra == NULL)
     return NULL;
-  if (extra->has_done_async)
-    return &extra->done_async;
-  if (uv_async_init(owner->lp->loop, &extra->done_async, on_done_signal) !=
-      0) {
+  if (extra->done_async != NULL)
+    return extra->done_async;
+  async = uvctx__malloc(sizeof(*async));
+  if (async == NULL ||
+      uv_async_init(owner->lp->loop, async, on_done_signal) != 0) {
+    uvctx__free(async);
     /* Nothing kept for a call that failed. */
     if (extra->drains == NULL && !(owner->ctx.flags & UVCTX__TOP_EXTRA)) {
       uvctx__free(extra);
@@ -297,25 +300,21 @@ uv_async_t *uvctx_done_async(uvctx_t *ctx) {
     }
     return NULL;
   }
-  extra->has_done_async = 1;
-  extra->done_async.data = owner;
-  uv_unref((uv_handle_t *)&extra->done_async);
+  extra->done_async = async;
+  async->data = owner;
+  uv_unref((uv_handle_t *)async);
   if (owner->ctx.flags & UVCTX__DELIVERED)
-    uv_async_send(&extra->done_async);
-  return &extra->done_async;
+    uv_async_send(async);
+  return async;
 }
 
-static void on_done_async_closed(uv_handle_t *handle) {
-  uvctx__free(uvctx__container_of(handle, uvctx__extra_t, done_async));
-}
+static void on_done_async_closed(uv_handle_t *handle) { uvctx__free(handle); }
 
 /* Loop thread, c going, with an extra block: no drain is left (each holds a
- * reference). The block goes with the done signal's close callback, if it
- * has one. */
+ * reference). The done signal's block goes with its close callback. */
 void uvctx__extra_free(uvctx__cancel_t *c) {
-  if (c->extra->has_done_async)
-    uv_close((uv_handle_t *)&c->extra->done_async, on_done_async_closed);
-  else
-    uvctx__free(c->extra);
+  if (c->extra->done_async != NULL)
+    uv_close((uv_handle_t *)c->extra->done_async, on_done_async_closed);
+  uvctx__free(c->extra);
   c->extra = NULL;
 }

@@ -116,11 +116,15 @@ START_TEST(test_done_async_enomem_returns_null_then_recovers) {
   uvctx_t *ctx = mk_cancel(&loop, uvctx_background());
   uvctx_t *value = mk_value(ctx, &key, &key);
 
+  long before = counting_outstanding;
   counting_allowed = 0;
   ck_assert_ptr_null(uvctx_done_async(ctx));
   counting_allowed = 0; /* through a value context too */
   ck_assert_ptr_null(uvctx_done_async(value));
+  counting_allowed = 1; /* the extra block made, the handle's not */
+  ck_assert_ptr_null(uvctx_done_async(ctx));
   counting_allowed = -1;
+  ck_assert_int_eq(counting_outstanding, before); /* nothing kept */
   uv_async_t *a = uvctx_done_async(value);
   ck_assert_ptr_nonnull(a);
   ck_assert_ptr_eq(uvctx_done_async(ctx), a);
@@ -140,8 +144,8 @@ END_TEST
 
 /* uvctx_drain's first call on a context makes the block it shares with the
  * done signal: failing, it says UV_ENOMEM with w untouched and unregistered
- * and nothing kept; the next call works, and a done signal made later takes
- * no more memory. */
+ * and nothing kept; the next call works. A done signal made later needs only
+ * its handle's own block: that failing gives NULL and keeps the drain. */
 START_TEST(test_drain_enomem_leaves_w_unregistered_then_recovers) {
   uv_loop_t loop;
   ck_assert_int_eq(uv_loop_init(&loop), 0);
@@ -157,9 +161,14 @@ START_TEST(test_drain_enomem_leaves_w_unregistered_then_recovers) {
   ck_assert_int_eq(uvctx_unwatch(&r.w), UV_EALREADY); /* not registered */
 
   rec_drain(&r, NULL, ctx);
+  before = counting_outstanding;
   counting_fail_all = 1;
-  uv_async_t *a = uvctx_done_async(ctx);
+  ck_assert_ptr_null(uvctx_done_async(ctx));
   counting_fail_all = 0;
+  ck_assert_int_eq(counting_outstanding, before);
+  counting_allowed = 1;
+  uv_async_t *a = uvctx_done_async(ctx);
+  counting_allowed = -1;
   ck_assert_ptr_nonnull(a);
   ck_assert_int_eq(uvctx_cancel(ctx), 0);
   ck_assert_int_eq(uv_run(&loop, UV_RUN_DEFAULT), 0);
