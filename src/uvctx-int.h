@@ -355,7 +355,7 @@ struct uvctx__loop_s {
   /* The contexts of this loop that hang under no parent on it (loop
    * thread): from them, its trees reach every other one (live.c). */
   uvctx__link_t *tops;
-  size_t nany;               /* any-contexts among them */
+  size_t nany;               /* its any-contexts */
   /* Blocks of this loop's contexts not yet freed, counting those whose
    * handles are still closing: the state closes when none is left. */
   size_t blocks;
