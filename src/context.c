@@ -325,10 +325,9 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
   if (c->extra != NULL)
     uvctx__extra_free(c);
 
-  /* Plain cancel and any-contexts have no handle: their memory goes now.
-   * The others have one at least (a timer, or a signal's), and their memory
-   * goes with the last close callback. */
-  if (c->ctx.kind == UVCTX__CANCEL || c->ctx.kind == UVCTX__ANY) {
+  /* Without handles, the memory goes now; with them, with the last close
+   * callback. */
+  if (!uvctx__has_handles(&c->ctx)) {
     free_block(c);
     return parent;
   }

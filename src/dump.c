@@ -34,17 +34,6 @@ static const char *reason_name(uvctx_done_reason_t reason) {
   return names[reason];
 }
 
-/* The parent through which link l's child hangs in the list. */
-static const uvctx_t *parent_of(const uvctx__link_t *l) {
-  const uvctx_t *child = &uvctx__link_child(l)->ctx;
-
-  if (child->kind == UVCTX__ANY) {
-    const uvctx__any_t *any = uvctx__as_any(child);
-    return any->parents[(const uvctx__any_link_t *)l - any->links];
-  }
-  return child->parent;
-}
-
 /* The length of a ring of watches given by its last one. */
 static size_t count_watches(const uvctx_watch_t *last) {
   const uvctx_watch_t *w;
@@ -98,7 +87,7 @@ static void dump_line(const uvctx_t *ctx, int depth, const uvctx__loop_t *lp,
     /* Children listed here and counted in kids: not those that hang
      * under ctx through a value context, which are listed too. */
     for (l = c->first_child; l != NULL; l = l->next)
-      if (parent_of(l) == ctx)
+      if (uvctx__link_parent_ctx(l) == ctx)
         listed++;
     if (c->lp == lp)
       fprintf(out, " watches=%zu drains=%zu", count_watches(c->watches),

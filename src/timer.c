@@ -27,8 +27,8 @@ static void on_deadline(uv_timer_t *timer) {
   /* The clock is read here anyway: the lag from the deadline to now. */
   uvctx__note_lag(st->deadline_lag, &st->deadline_lag_sum_ns,
                   ns - deadline * 1000000);
-  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause, timer_reason(d), NULL,
-                ns);
+  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause,
+                timer_reason(d), NULL, ns);
 }
 
 /* Loop thread: (re)starts the timer for d's deadline, or finishes d now if
@@ -37,8 +37,8 @@ static void arm_at(uvctx__deadline_t *d, uint64_t now) {
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
 
   if (deadline <= now)
-    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause, timer_reason(d), NULL,
-                  now * 1000000);
+    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause,
+                  timer_reason(d), NULL, now * 1000000);
   else
     uv_timer_start(&d->timer, on_deadline, deadline - now, 0);
 }

@@ -420,6 +420,12 @@ static inline int uvctx__is_cancellable(const uvctx_t *ctx) {
   return ctx->kind >= UVCTX__CANCEL;
 }
 
+/* Deadline, signal and shutdown contexts: those with handles of their own
+ * (one at least), which stop when done and close when torn down. */
+static inline int uvctx__has_handles(const uvctx_t *ctx) {
+  return ctx->kind != UVCTX__CANCEL && ctx->kind != UVCTX__ANY;
+}
+
 static inline int uvctx__has_timer(const uvctx_t *ctx) {
   return ctx->kind == UVCTX__DEADLINE || ctx->kind == UVCTX__SHUTDOWN;
 }
@@ -440,22 +446,27 @@ static inline uvctx__cancel_t *uvctx__owner(const uvctx_t *ctx) {
   return NULL;
 }
 
-/* The context in whose list of children l is: the owner of the link's
- * parent. NULL for a link with no cancellable owner above it, which is in no
- * such list (uvctx__link_t), and for the tops' links (live.c), which are not
- * asked. */
-static inline uvctx__cancel_t *uvctx__link_parent(const uvctx__link_t *l) {
+/* The parent l was made for (a value context, perhaps): its child's parent,
+ * or an any-context's parent of the same index. NULL for the tops' links
+ * (live.c), which were made for none. */
+static inline const uvctx_t *uvctx__link_parent_ctx(const uvctx__link_t *l) {
   const uvctx__cancel_t *child = uvctx__link_child(l);
-  const uvctx_t *parent;
 
   if (child->ctx.kind != UVCTX__ANY) /* its own link, or its home link */
-    parent = l == &child->link ? child->ctx.parent : NULL;
-  else if (uvctx__link_names_child(l))
-    parent = ((const uvctx__any_t *)child)
-                 ->parents[(const uvctx__any_link_t *)l -
-                           ((const uvctx__any_t *)child)->links];
-  else /* an any-context's own link: it has none in a parent's list */
-    parent = NULL;
+    return l == &child->link ? child->ctx.parent : NULL;
+  if (uvctx__link_names_child(l))
+    return ((const uvctx__any_t *)child)
+        ->parents[(const uvctx__any_link_t *)l -
+                  ((const uvctx__any_t *)child)->links];
+  return NULL; /* an any-context's own link: it has none in a parent's list */
+}
+
+/* The context in whose list of children l is: the owner of the link's
+ * parent. NULL for a link with no cancellable owner above it, which is in no
+ * such list (uvctx__link_t), and for the tops' links. */
+static inline uvctx__cancel_t *uvctx__link_parent(const uvctx__link_t *l) {
+  const uvctx_t *parent = uvctx__link_parent_ctx(l);
+
   return parent != NULL ? uvctx__owner(parent) : NULL;
 }
 

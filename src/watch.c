@@ -118,7 +118,6 @@ static void ring_remove(uvctx_watch_t **last, uvctx_watch_t *w) {
     *last = w->prev;
 }
 
-/* Loop thread, c done: the loop acts on it once. */
 /* The handles of a done context stop. A done context stops listening, so
  * the signals get their default behaviour back (Go's NotifyContext does the
  * same). */
@@ -133,12 +132,13 @@ static void stop_handles(uvctx__cancel_t *c) {
       uv_signal_stop(&signals->handles[i]);
 }
 
+/* Loop thread, c done: the loop acts on it once. */
 void uvctx__deliver(uvctx__cancel_t *c) {
   if (c->ctx.flags & UVCTX__DELIVERED)
     return;
   c->ctx.flags |= UVCTX__DELIVERED;
   uvctx__note_done(c);
-  if (c->ctx.kind != UVCTX__CANCEL && c->ctx.kind != UVCTX__ANY)
+  if (uvctx__has_handles(&c->ctx))
     stop_handles(c);
   if (c->extra != NULL && c->extra->done_async != NULL)
     uv_async_send(c->extra->done_async);
