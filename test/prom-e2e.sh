@@ -11,9 +11,11 @@
 # server closes each connection after its response (a cancel), no idle
 # timeout fires, so exactly N contexts finish by a deadline (each 504's
 # request). Through Prometheus' HTTP API the test waits for
-# sum(uvctx_finished_total{reason="deadline"}) to go up by N and for
-# sum(uvctx_live_contexts) to come back to its value before the requests
-# (Prometheus' own keep-alive connection and its request are in both).
+# sum(uvctx_finished_total{reason="deadline"}), the 504 responses and the
+# deadline delivery lags to go up by N, asks that each went up by exactly N,
+# and waits for sum(uvctx_live_contexts) to come back to its value before the
+# requests (Prometheus' own keep-alive connection and its request are in
+# both).
 # promtool check metrics validates the exposition.
 #
 # Prints one line per check and closes with "N passed, M failed"; exits 1 if
@@ -156,17 +158,32 @@ check "the 10 others got 200 ($(sort "$work/codes.200" | uniq -c | xargs))" \
   [ "$(grep -c '^200$' "$work/codes.200")" = 10 ]
 
 # ---- what Prometheus saw --------------------------------------------------------
+# A scrape sums each worker's last published snapshot, and a worker publishes
+# its uvctx statistics and its response counters when its timer says so, so
+# one scrape can show a deadline counted and its 504 not yet (the watch that
+# answers runs after the deadline is counted; a loaded machine widens that
+# gap). Wait until every counter has reached its value, then ask that each is
+# exactly that value: an extra deadline or response still fails.
 want=$((deadline0 + n504))
-counted() { (($(query 'sum(uvctx_finished_total{reason="deadline"})') >= want)); }
-poll_until "sum(uvctx_finished_total{reason=\"deadline\"}) reached $deadline0 + $n504" 10000 counted
+want504=$((r504_0 + n504))
+wantlag=$((lag0 + n504))
+counted() {
+  local d r l
+  d=$(query 'sum(uvctx_finished_total{reason="deadline"})')
+  r=$(query 'sum(http_responses_total{code="504"})')
+  l=$(query 'sum(uvctx_delivery_lag_seconds_count{path="deadline"})')
+  ((${d:-0} >= want && ${r:-0} >= want504 && ${l:-0} >= wantlag))
+}
+poll_until "the deadline, 504 and deadline lag counters went up by $n504 each" 10000 counted
 got=$(query 'sum(uvctx_finished_total{reason="deadline"})')
-check "... and is exactly that: one per 504, no other deadline ($got)" [ "$got" = "$want" ]
+check "sum(uvctx_finished_total{reason=\"deadline\"}) is exactly $deadline0 + $n504: one per 504, no other deadline ($got)" \
+  [ "$got" = "$want" ]
 got=$(query 'sum(http_responses_total{code="504"})')
-check "sum(http_responses_total{code=\"504\"}) went up by $n504 ($r504_0 -> $got)" \
-  [ "$got" = "$((r504_0 + n504))" ]
+check "sum(http_responses_total{code=\"504\"}) went up by exactly $n504 ($r504_0 -> $got)" \
+  [ "$got" = "$want504" ]
 got=$(query 'sum(uvctx_delivery_lag_seconds_count{path="deadline"})')
-check "the deadline delivery lag histogram counted $n504 more ($lag0 -> $got)" \
-  [ "$got" = "$((lag0 + n504))" ]
+check "the deadline delivery lag histogram counted exactly $n504 more ($lag0 -> $got)" \
+  [ "$got" = "$wantlag" ]
 idle() { [[ $(query 'sum(uvctx_live_contexts)') == "$live0" ]]; }
 poll_until "sum(uvctx_live_contexts) is back to its idle value $live0" 10000 idle
 
