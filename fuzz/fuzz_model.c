@@ -49,7 +49,9 @@
  * names it, not as a slow run or a libFuzzer timeout somewhere inside. Time
  * the fuzzing thread spent not running (another process had the core, on a
  * shared machine) is not the operation's: it must also have used that much
- * CPU time; one that has not returned after HANG_MS fails however.
+ * CPU time; one that has not returned after HANG_MS fails however. A VM's
+ * guest still charges the time its host took the core away to the thread,
+ * so fuzz/run runs the input of a stop again: a blow-up stops it every time.
  *
  * Time is kept out of it (see model.h): deadlines are past or out of reach,
  * and the calls that finish a context "now" do it inside the call. Real
