@@ -39,7 +39,8 @@
  *
  * Kinds. These are the kinds of context:
  *   - roots:          uvctx_background() and uvctx_todo(), never done;
- *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent is;
+ *   - cancel:         uvctx_with_cancel(), done when cancelled or its parent
+ *                     is;
  *   - deadline:       uvctx_with_deadline(), uvctx_with_timeout() and
  *                     uvctx_with_grpc_timeout(), like a cancel context that
  *                     also cancels itself at a deadline;
@@ -362,9 +363,9 @@ UVCTX_EXTERN uvctx_t *uvctx_retain(uvctx_t *ctx);
  * loop's, the teardown is handed to the loop and done the next time the loop
  * polls for events, which needs something alive on the loop (uv_run() with
  * nothing alive returns at once); so is a reference that the loop thread took
- * and another thread drops while the other threads hold none. To close a loop cleanly, drop the last
- * references on the loop thread, or keep a handle of your own alive until
- * the releasing thread is done.
+ * and another thread drops while the other threads hold none. To close a loop
+ * cleanly, drop the last references on the loop thread, or keep a handle of
+ * your own alive until the releasing thread is done.
  *
  * After every context of a loop has been released (on its thread) and the loop
  * has run once more, uv_loop_close(loop) returns 0. */
@@ -837,9 +838,9 @@ typedef void (*uvctx_observe_cb)(uvctx_event_t event, const uvctx_t *ctx,
  *
  * The same events, at the same points, are also USDT probes for perf,
  * bpftrace or SystemTap, observer or not, when the library was built with
- * sys/sdt.h (configure --enable-usdt; the Debian package is): provider uvctx, made(id, uvctx_kind_t, loop),
- * done(id, err, uvctx_done_reason_t, uvctx_via_t), released(id) and
- * watch(id, uvctx_watch_t *). */
+ * sys/sdt.h (configure --enable-usdt; the Debian package is): provider uvctx,
+ * made(id, uvctx_kind_t, loop), done(id, err, uvctx_done_reason_t,
+ * uvctx_via_t), released(id) and watch(id, uvctx_watch_t *). */
 UVCTX_EXTERN int uvctx_observe(uv_loop_t *loop, uvctx_observe_cb cb,
                                void *data);
 

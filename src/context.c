@@ -339,8 +339,8 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left) {
 int uvctx_err(const uvctx_t *ctx) {
   if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return 0;
-  return uvctx__err_of(
-      atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire));
+  return uvctx__err_of(atomic_load_explicit(&uvctx__owner(ctx)->ctx.state,
+                                            memory_order_acquire));
 }
 
 int uvctx_cause(const uvctx_t *ctx) {
@@ -348,7 +348,8 @@ int uvctx_cause(const uvctx_t *ctx) {
 
   if (ctx == NULL || uvctx__owner(ctx) == NULL)
     return 0;
-  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire);
+  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state,
+                               memory_order_acquire);
   return uvctx__cause_of(state) != 0 ? uvctx__cause_of(state)
                                      : uvctx__err_of(state);
 }

@@ -76,7 +76,8 @@ int uvctx_done_info(const uvctx_t *ctx, uvctx_done_info_t *info) {
     return UV_EINVAL;
   if (uvctx__owner(ctx) == NULL)
     return UV_EAGAIN;
-  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state, memory_order_acquire);
+  state = atomic_load_explicit(&uvctx__owner(ctx)->ctx.state,
+                               memory_order_acquire);
   if (state == 0)
     return UV_EAGAIN;
   origin = uvctx__origin_of(uvctx__owner(ctx), state);

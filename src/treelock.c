@@ -23,7 +23,9 @@
 #endif
 
 #if defined(__linux__) && defined(__NR_membarrier)
-static int membarrier(int cmd) { return (int)syscall(__NR_membarrier, cmd, 0, 0); }
+static int membarrier(int cmd) {
+  return (int)syscall(__NR_membarrier, cmd, 0, 0);
+}
 
 static uv_once_t barrier_once = UV_ONCE_INIT;
 static int barrier_ready;

@@ -409,7 +409,8 @@ static inline unsigned int uvctx__how_of(uint64_t state) {
 }
 
 static inline uint64_t uvctx__with_via(uint64_t state, int via) {
-  return (state & ~UVCTX__VIA_MASK) | ((uint64_t)(unsigned)via << UVCTX__VIA_SHIFT);
+  return (state & ~UVCTX__VIA_MASK) |
+         ((uint64_t)(unsigned)via << UVCTX__VIA_SHIFT);
 }
 
 static inline int uvctx__cause_of(uint64_t state) {
