@@ -128,9 +128,12 @@ poll_until() {
 scraped() { [[ $(query 'up{job="uvctx"}') == 1 ]]; }
 poll_until "prometheus scraped the sample" 15000 scraped || give_up "no scrape"
 
-deadline0=$(query 'sum(uvctx_finished_total{reason="deadline"})')
-r504_0=$(query 'sum(http_responses_total{code="504"})')
-lag0=$(query 'sum(uvctx_delivery_lag_seconds_count{path="deadline"})')
+q_deadline='sum(uvctx_finished_total{reason="deadline"})'
+q_504='sum(http_responses_total{code="504"})'
+q_lag='sum(uvctx_delivery_lag_seconds_count{path="deadline"})'
+deadline0=$(query "$q_deadline")
+r504_0=$(query "$q_504")
+lag0=$(query "$q_lag")
 live0=$(query 'sum(uvctx_live_contexts)')
 echo "# before: deadline $deadline0, 504s $r504_0, deadline lags $lag0, live $live0"
 
@@ -167,23 +170,20 @@ check "the 10 others got 200 ($(sort "$work/codes.200" | uniq -c | xargs))" \
 want=$((deadline0 + n504))
 want504=$((r504_0 + n504))
 wantlag=$((lag0 + n504))
-counted() {
-  local d r l
-  d=$(query 'sum(uvctx_finished_total{reason="deadline"})')
-  r=$(query 'sum(http_responses_total{code="504"})')
-  l=$(query 'sum(uvctx_delivery_lag_seconds_count{path="deadline"})')
-  ((${d:-0} >= want && ${r:-0} >= want504 && ${l:-0} >= wantlag))
+counted() { # leaves what it read in got_deadline, got_504 and got_lag
+  got_deadline=$(query "$q_deadline")
+  got_504=$(query "$q_504")
+  got_lag=$(query "$q_lag")
+  ((${got_deadline:-0} >= want && ${got_504:-0} >= want504 &&
+    ${got_lag:-0} >= wantlag))
 }
 poll_until "the deadline, 504 and deadline lag counters went up by $n504 each" 10000 counted
-got=$(query 'sum(uvctx_finished_total{reason="deadline"})')
-check "sum(uvctx_finished_total{reason=\"deadline\"}) is exactly $deadline0 + $n504: one per 504, no other deadline ($got)" \
-  [ "$got" = "$want" ]
-got=$(query 'sum(http_responses_total{code="504"})')
-check "sum(http_responses_total{code=\"504\"}) went up by exactly $n504 ($r504_0 -> $got)" \
-  [ "$got" = "$want504" ]
-got=$(query 'sum(uvctx_delivery_lag_seconds_count{path="deadline"})')
-check "the deadline delivery lag histogram counted exactly $n504 more ($lag0 -> $got)" \
-  [ "$got" = "$wantlag" ]
+check "$q_deadline is exactly $deadline0 + $n504: one per 504, no other deadline ($got_deadline)" \
+  [ "$got_deadline" = "$want" ]
+check "$q_504 went up by exactly $n504 ($r504_0 -> $got_504)" \
+  [ "$got_504" = "$want504" ]
+check "the deadline delivery lag histogram counted exactly $n504 more ($lag0 -> $got_lag)" \
+  [ "$got_lag" = "$wantlag" ]
 idle() { [[ $(query 'sum(uvctx_live_contexts)') == "$live0" ]]; }
 poll_until "sum(uvctx_live_contexts) is back to its idle value $live0" 10000 idle
 
