@@ -448,8 +448,13 @@ static void check_handle(int h, int walks) {
  * loop's tops) are the cancellable nodes the model has alive, kind by kind:
  * none missed, none met twice, whatever the any-contexts' parents. */
 static void check_live(void) {
-  static const int kinds[UVCTX_KIND_COUNT] = {M_CANCEL, M_DEADLINE, -1, M_ANY,
-                                              M_SHUTDOWN};
+  static const int kinds[UVCTX_KIND_COUNT] = {
+      [UVCTX_KIND_CANCEL] = M_CANCEL,
+      [UVCTX_KIND_DEADLINE] = M_DEADLINE,
+      [UVCTX_KIND_SIGNAL] = -1, /* the model makes no signal contexts */
+      [UVCTX_KIND_ANY] = M_ANY,
+      [UVCTX_KIND_SHUTDOWN] = M_SHUTDOWN,
+  };
   uvctx_stats_t st = {.size = sizeof st};
   int rc = uvctx_loop_stats(&loop, &st);
 
