@@ -148,7 +148,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
    * what follows that part is zeroed, but for a timer: uv_timer_init sets
    * what libuv reads of it, and zeroing its 152 bytes as well was a good
    * part of the cost of a deadline context. */
-  _Static_assert(sizeof(void *) != 8 || sizeof(uvctx__cancel_t) == 120,
+  _Static_assert(sizeof(void *) != 8 || sizeof(uvctx__cancel_t) == 112,
                  "every field of uvctx__cancel_t is set below");
   atomic_init(&c->ctx.state, 0);
   c->ctx.kind = (uint8_t)kind;
@@ -157,11 +157,10 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   atomic_init(&c->ctx.seen, 0);
   c->ctx.parent = NULL;
   c->ctx.id = uvctx__next_id();
-  uvctx__refs_init(&c->ctx); /* refs, local_refs, handed_refs */
+  uvctx__refs_init(&c->ctx); /* refs, local_refs */
   c->lp = lp;
   c->first_child = NULL;
   atomic_init(&c->kids, 0);
-  c->timer_cause = 0;
   c->watches = NULL;
   c->extra = NULL;
   c->mb_next = NULL;
@@ -208,6 +207,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
     atomic_init(&d->deadline, UINT64_MAX);
     uv_timer_init(loop, &d->timer);
     uv_unref((uv_handle_t *)&d->timer);
+    uvctx__set_timer_cause(d, 0);
   }
 
   for (i = 0; i < count; i++) {

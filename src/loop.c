@@ -163,23 +163,26 @@ void uvctx__loop_close_if_idle(uvctx__loop_t *lp) {
 
 /* Any thread. The caller guarantees that c stays alive until the loop has
  * taken the entry: every flag but UVCTX__MB_RELEASE comes with a reference
- * the loop drops, and a RELEASE entry is for a context nobody references.
- * Returns 0 if `what` was already pending (the loop will act once, so the
- * caller keeps its reference), 1 if it was added. The async is sent under the
- * lock so that the loop cannot tear lp down between the post and the send. */
+ * the loop drops (UNREF with UVCTX__REFS_HANDED, see refs.c), and a RELEASE
+ * entry is for a context nobody references. Returns 0 if `what` was already
+ * pending (the loop will act once, so the caller keeps its reference), 1 if
+ * it was added. The async is sent under the lock so that the loop cannot
+ * tear lp down between the post and the send. */
 int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                         unsigned int what) {
   int added;
 
   uv_mutex_lock(&lp->mailbox_lock);
-  /* Counted under the lock: the loop drops the handed references it reads
-   * under the lock, so never one whose poster is still here. */
-  if (what & UVCTX__MB_UNREF)
-    atomic_store_explicit(
-        &c->handed_refs,
-        atomic_load_explicit(&c->handed_refs, memory_order_relaxed) + 1,
-        memory_order_relaxed);
-  added = (c->ctx.mb_flags & what) == 0;
+  added = uvctx__mailbox_post_locked(lp, c, what);
+  uv_mutex_unlock(&lp->mailbox_lock);
+  return added;
+}
+
+/* uvctx__mailbox_post(), the caller holding lp's mailbox lock. */
+int uvctx__mailbox_post_locked(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                               unsigned int what) {
+  int added = (c->ctx.mb_flags & what) == 0;
+
   if (c->ctx.mb_flags == 0) {
     c->mb_next = NULL;
     if (lp->mailbox_tail != NULL)
@@ -191,7 +194,6 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
   c->ctx.mb_flags |= what;
   atomic_store_explicit(&lp->mailbox_full, 1, memory_order_relaxed);
   uv_async_send(&lp->mailbox);
-  uv_mutex_unlock(&lp->mailbox_lock);
   return added;
 }
 
@@ -260,11 +262,7 @@ void uvctx__drain_mailbox(uvctx__loop_t *lp) {
       next = c->mb_next;
       what = c->ctx.mb_flags;
       c->ctx.mb_flags = 0;
-      unref = 0;
-      if (what & UVCTX__MB_UNREF) {
-        unref = atomic_load_explicit(&c->handed_refs, memory_order_relaxed);
-        atomic_store_explicit(&c->handed_refs, 0, memory_order_relaxed);
-      }
+      unref = what & UVCTX__MB_UNREF ? uvctx__refs_take_handed(c) : 0;
       uv_mutex_unlock(&lp->mailbox_lock);
       act(c, what, unref);
     }

@@ -5,7 +5,7 @@
  * read-modify-write for each was the largest part of a short-lived context's
  * cost in a busy server, so the loop thread counts its references in
  * local_refs with plain loads and stores, and other threads count theirs in
- * refs, atomically. Neither count alone says when the total comes to 0; three
+ * refs, atomically. Neither count alone says when the total comes to 0; four
  * rules make it known:
  *
  * - When the loop thread drops its last local reference, it sets
@@ -13,14 +13,20 @@
  *   was the last reference. If not, every reference is counted in refs from
  *   then on, by every thread, and whoever brings it to 0 ends the context.
  *   local_refs is 0 exactly when refs is shared, and never grows again.
- * - Another thread never brings an unshared count below 0: when it counts 0,
- *   the reference being dropped is one of local_refs' (the loop thread took
- *   it and handed it over), so the thread gives it back to the loop thread to
- *   drop (handed_refs and UVCTX__MB_UNREF in the mailbox). That reference
- *   keeps the context alive until the loop thread has dropped it; it is
- *   counted in handed_refs under the mailbox lock, and the loop takes the
- *   count under it, so the loop never drops a reference (perhaps the last)
- *   while the thread that handed it is still posting.
+ * - The two counts add up to the references alive, so an unshared refs may
+ *   count below 0. Another thread that finds it at 0 or less drops a
+ *   reference that local_refs counts (the loop thread took it and handed it
+ *   over). It takes it from refs all the same, and asks the loop thread to
+ *   take that debt back: to bring refs back up to 0 and drop as many local
+ *   references, perhaps the last (UVCTX__MB_UNREF in the mailbox).
+ *   local_refs cannot come to 0 while refs counts below 0, as the sum counts
+ *   the references alive.
+ * - The mailbox entry holds the context (UVCTX__REFS_HANDED in refs: no
+ *   count with it set is the last) until the loop has taken it, even if
+ *   retains meanwhile paid the debt and the references went elsewhere. The
+ *   flag and the entry are set together and cleared together under the
+ *   mailbox lock, so the loop never ends a context whose entry is pending or
+ *   whose poster is still posting.
  * - uvctx__try_retain fails only on a shared count of 0: an unshared context
  *   is alive, held by local_refs.
  *
@@ -28,6 +34,8 @@
 #include "uvctx-int.h"
 
 #define SHARED UVCTX__REFS_SHARED
+#define HANDED UVCTX__REFS_HANDED
+#define REF UVCTX__REF
 
 uvctx_t *uvctx_retain(uvctx_t *ctx) { return uvctx__retain(ctx); }
 
@@ -36,11 +44,59 @@ int uvctx__try_retain(uvctx_t *ctx) {
   unsigned int refs = atomic_load_explicit(&ctx->refs, memory_order_relaxed);
 
   while (refs != SHARED)
-    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs + 1,
+    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs + REF,
                                               memory_order_relaxed,
                                               memory_order_relaxed))
       return 1;
   return 0;
+}
+
+/* Another thread drops a reference to c that local_refs may count. Under
+ * the mailbox lock, with the post. The count may have been shared or raised
+ * meanwhile: then this is an ordinary drop. Returns 1 if it was the last. */
+static int hand_back(uvctx__cancel_t *c) {
+  uvctx__loop_t *lp = c->lp;
+  unsigned int refs, next;
+  int debt;
+
+  uv_mutex_lock(&lp->mailbox_lock);
+  refs = atomic_load_explicit(&c->ctx.refs, memory_order_relaxed);
+  do {
+    debt = !(refs & SHARED) && uvctx__refs_count(refs) <= 0;
+    next = (refs - REF) | (debt ? HANDED : 0);
+  } while (!atomic_compare_exchange_weak_explicit(
+      &c->ctx.refs, &refs, next, memory_order_acq_rel, memory_order_relaxed));
+  if (debt)
+    uvctx__mailbox_post_locked(lp, c, UVCTX__MB_UNREF);
+  uv_mutex_unlock(&lp->mailbox_lock);
+  return next == SHARED;
+}
+
+/* Loop thread, under the mailbox lock, taking c's UVCTX__MB_UNREF entry:
+ * clears UVCTX__REFS_HANDED and returns how many references the caller must
+ * drop once the lock is let go. Unshared: the debt, which refs no longer
+ * counts. Shared (the loop thread had nothing left to drop): the entry's hold
+ * on c, turned into one reference. */
+unsigned int uvctx__refs_take_handed(uvctx__cancel_t *c) {
+  unsigned int refs = atomic_load_explicit(&c->ctx.refs, memory_order_relaxed);
+  unsigned int next, drops;
+  int count;
+
+  do {
+    count = uvctx__refs_count(refs);
+    if (refs & SHARED) {
+      next = (refs & ~HANDED) + REF;
+      drops = 1;
+    } else if (count < 0) {
+      next = 0;
+      drops = (unsigned int)-count;
+    } else {
+      next = refs & ~HANDED;
+      drops = 0;
+    }
+  } while (!atomic_compare_exchange_weak_explicit(
+      &c->ctx.refs, &refs, next, memory_order_acq_rel, memory_order_relaxed));
+  return drops;
 }
 
 /* Drops one reference to ctx; returns 1 if it was the last. on_loop: ctx is
@@ -69,19 +125,15 @@ static int drop(uvctx_t *ctx, int on_loop) {
   refs = atomic_load_explicit(&ctx->refs, memory_order_relaxed);
   while (!(refs & SHARED)) {
     /* Another thread, the count not yet shared. */
-    if (refs == 0) {
-      uvctx__cancel_t *c = uvctx__as_cancel(ctx);
-
-      uvctx__mailbox_post(c->lp, c, UVCTX__MB_UNREF);
-      return 0;
-    }
-    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs - 1,
+    if (uvctx__refs_count(refs) <= 0)
+      return hand_back(uvctx__as_cancel(ctx));
+    if (atomic_compare_exchange_weak_explicit(&ctx->refs, &refs, refs - REF,
                                               memory_order_release,
                                               memory_order_relaxed))
       return 0;
   }
-  return atomic_fetch_sub_explicit(&ctx->refs, 1, memory_order_acq_rel) ==
-         (SHARED | 1);
+  return atomic_fetch_sub_explicit(&ctx->refs, REF, memory_order_acq_rel) ==
+         (SHARED | REF);
 }
 
 void uvctx_release(uvctx_t *ctx) {
@@ -115,15 +167,13 @@ void uvctx_release(uvctx_t *ctx) {
   }
 }
 
-/* For uvctx_dump: the references alive, as last seen (the handed ones are
- * gone, though local_refs still counts them). */
+/* For uvctx_dump: the references alive, as last seen. */
 unsigned int uvctx__refs_of(const uvctx_t *ctx) {
-  unsigned int refs = atomic_load_explicit(&ctx->refs, memory_order_relaxed);
+  int refs = uvctx__refs_count(
+      atomic_load_explicit(&ctx->refs, memory_order_relaxed));
 
-  if (uvctx__is_cancellable(ctx)) {
-    const uvctx__cancel_t *c = uvctx__as_cancel(ctx);
-    refs += atomic_load_explicit(&c->local_refs, memory_order_relaxed) -
-            atomic_load_explicit(&c->handed_refs, memory_order_relaxed);
-  }
-  return refs & ~SHARED;
+  if (uvctx__is_cancellable(ctx))
+    refs += (int)atomic_load_explicit(&uvctx__as_cancel(ctx)->local_refs,
+                                      memory_order_relaxed);
+  return refs > 0 ? (unsigned int)refs : 0;
 }

@@ -72,7 +72,7 @@ void uvctx__shutdown_check_idle(uvctx__shutdown_t *sd) {
       !atomic_compare_exchange_strong(&sd->phase, &phase,
                                       UVCTX__SHUTDOWN_STOPPED))
     return;
-  uvctx__cancel(c, UV_ECANCELED, sd->deadline.cancel.timer_cause,
+  uvctx__cancel(c, UV_ECANCELED, uvctx__timer_cause(&sd->deadline),
                 UVCTX_DONE_SHUTDOWN_IDLE, NULL, 0);
 }
 
@@ -98,7 +98,7 @@ static void finish_stopping(uvctx__shutdown_t *sd, int cause) {
 static void begin(uvctx__shutdown_t *sd, int cause) {
   uvctx__cancel_t *c = &sd->deadline.cancel;
 
-  sd->deadline.cancel.timer_cause = cause;
+  uvctx__set_timer_cause(&sd->deadline, cause);
   uvctx__timer_set(&sd->deadline,
                    uvctx__deadline_after(uvctx_now(), sd->grace_ms));
   atomic_store_explicit(&sd->phase, UVCTX__SHUTDOWN_STOPPING,

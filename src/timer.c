@@ -27,7 +27,7 @@ static void on_deadline(uv_timer_t *timer) {
   /* The clock is read here anyway: the lag from the deadline to now. */
   uvctx__note_lag(st->deadline_lag, &st->deadline_lag_sum_ns,
                   ns - deadline * 1000000);
-  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause,
+  uvctx__cancel(&d->cancel, UV_ETIMEDOUT, uvctx__timer_cause(d),
                 timer_reason(d), NULL, ns);
 }
 
@@ -37,7 +37,7 @@ static void arm_at(uvctx__deadline_t *d, uint64_t now) {
   uint64_t deadline = atomic_load_explicit(&d->deadline, memory_order_relaxed);
 
   if (deadline <= now)
-    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, d->cancel.timer_cause,
+    uvctx__cancel(&d->cancel, UV_ETIMEDOUT, uvctx__timer_cause(d),
                   timer_reason(d), NULL, now * 1000000);
   else
     uv_timer_start(&d->timer, on_deadline, deadline - now, 0);
@@ -72,7 +72,7 @@ int uvctx__new_deadline(uv_loop_t *loop, uvctx_t *parent, uint64_t deadline_ms,
   if (err != 0)
     return err;
   d = uvctx__as_deadline(&c->ctx);
-  d->cancel.timer_cause = cause;
+  uvctx__set_timer_cause(d, cause);
   uvctx__timer_set(d, deadline_ms);
   uvctx__made(c);
   /* A child of a done parent is born done and needs no timer. */

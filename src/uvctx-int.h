@@ -66,7 +66,7 @@ enum {
   UVCTX__MB_RELEASE = 2,  /* tear down a context released on another thread */
   UVCTX__MB_DRAIN = 4,    /* its last child went on another thread */
   UVCTX__MB_SHUTDOWN = 8, /* start the grace timer of a shutdown context */
-  UVCTX__MB_UNREF = 16    /* drop the references in handed_refs */
+  UVCTX__MB_UNREF = 16    /* take back references dropped below 0 (refs.c) */
 };
 
 /* uvctx_watch_t.state: distinctive values, so that a watch that was never
@@ -116,10 +116,11 @@ struct uvctx_s {
   _Atomic uint64_t state; /* see uvctx__pack(); only cancellables use it */
   /* References, counted in two places for a cancellable context: those its
    * loop thread takes and drops, in its local_refs without atomic
-   * read-modify-writes, and those of other threads here. When local_refs
-   * comes to 0, its loop thread sets UVCTX__REFS_SHARED here: from then on
-   * every reference is counted here, and the count coming to 0 is the end.
-   * Value contexts are born shared. See refs.c. */
+   * read-modify-writes, and those of other threads here, as a signed count
+   * in bits 2-31 (UVCTX__REF each). When local_refs comes to 0, its loop
+   * thread sets UVCTX__REFS_SHARED (bit 0) here: from then on every
+   * reference is counted here, and the count coming to 0 is the end. Value
+   * contexts are born shared. See refs.c. */
   atomic_uint refs;
   uint8_t kind;
   uint8_t flags;
@@ -184,17 +185,10 @@ struct uvctx__cancel_s {
      * handles whose close callback is pending. */
     unsigned int closing;
   };
-  /* A deadline or shutdown context's: the cause its timer finishes it with.
-   * Here, where it costs no padding. */
-  int timer_cause;
   /* The loop thread's references (see uvctx_t.refs). Atomic only so that
    * uvctx_dump on another loop may read it: the loop thread loads and stores
    * it without a locked instruction. */
   atomic_uint local_refs;
-  /* References other threads dropped and gave the loop thread to drop for
-   * them (UVCTX__MB_UNREF): the count was 0 while local_refs held them.
-   * Changed under the loop's mailbox_lock; atomic for uvctx_dump. */
-  atomic_uint handed_refs;
   /* Watches waiting for this context to be done (loop thread): a ring, and
    * this is its last watch (NULL when there is none), so that one pointer
    * gives both ends. */
@@ -222,6 +216,20 @@ typedef struct {
   _Atomic uint64_t deadline;
   uv_timer_t timer;
 } uvctx__deadline_t;
+
+/* The cause a deadline or shutdown context's timer finishes it with lives in
+ * the timer's data field, which libuv leaves to the handle's owner, until
+ * the handle is closed (close_handle then points it at the context): a field
+ * of its own would take 8 bytes, with padding, in every cancellable context.
+ * Written before the timer can fire, or for a shutdown before its phase is
+ * published; read by whoever saw that. */
+static inline int uvctx__timer_cause(const uvctx__deadline_t *d) {
+  return (int)(intptr_t)d->timer.data;
+}
+
+static inline void uvctx__set_timer_cause(uvctx__deadline_t *d, int cause) {
+  d->timer.data = (void *)(intptr_t)cause;
+}
 
 /* The signal handles of a signal or shutdown context. */
 typedef struct {
@@ -722,6 +730,8 @@ static inline void uvctx__tree_unlock(uvctx__loop_t *lp) {
 
 int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                         unsigned int what);
+int uvctx__mailbox_post_locked(uvctx__loop_t *lp, uvctx__cancel_t *c,
+                               unsigned int what);
 void uvctx__drain_mailbox(uvctx__loop_t *lp);
 
 /* Loop thread: acts on what other threads posted before going on, so that a
@@ -743,16 +753,26 @@ uvctx_t *uvctx__destroy(uvctx__cancel_t *c, unsigned int *left);
 void uvctx__handle_closed(uv_handle_t *handle);
 
 /* refs.c */
-#define UVCTX__REFS_SHARED 0x80000000u
+/* uvctx_t.refs: two flags in the low bits, so that adding or taking
+ * UVCTX__REF changes the signed count above them, negative too, and never a
+ * flag. HANDED: an UVCTX__MB_UNREF entry is in the mailbox, and holds the
+ * context until the loop has taken it (changed under the mailbox lock). */
+#define UVCTX__REFS_SHARED 1u
+#define UVCTX__REFS_HANDED 2u
+#define UVCTX__REF 4u
+
+static inline int uvctx__refs_count(unsigned int refs) {
+  return (int)(refs & ~(UVCTX__REF - 1)) / (int)UVCTX__REF;
+}
+
 /* A new context's counts: one reference, its maker's (after its kind is
  * set). Inline: on every constructor's way. */
 static inline void uvctx__refs_init(uvctx_t *ctx) {
   if (uvctx__is_cancellable(ctx)) {
     atomic_init(&ctx->refs, 0);
     atomic_init(&uvctx__as_cancel(ctx)->local_refs, 1);
-    atomic_init(&uvctx__as_cancel(ctx)->handed_refs, 0);
   } else {
-    atomic_init(&ctx->refs, UVCTX__REFS_SHARED | 1);
+    atomic_init(&ctx->refs, UVCTX__REFS_SHARED | UVCTX__REF);
   }
 }
 
@@ -773,10 +793,11 @@ static inline uvctx_t *uvctx__retain(uvctx_t *ctx) {
       return ctx;
     }
   }
-  atomic_fetch_add_explicit(&ctx->refs, 1, memory_order_relaxed);
+  atomic_fetch_add_explicit(&ctx->refs, UVCTX__REF, memory_order_relaxed);
   return ctx;
 }
 int uvctx__try_retain(uvctx_t *ctx);
+unsigned int uvctx__refs_take_handed(uvctx__cancel_t *c);
 unsigned int uvctx__refs_of(const uvctx_t *ctx);
 
 /* cancel.c. reason is a uvctx_done_reason_t; site the call site of a
