@@ -148,7 +148,7 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
    * what follows that part is zeroed, but for a timer: uv_timer_init sets
    * what libuv reads of it, and zeroing its 152 bytes as well was a good
    * part of the cost of a deadline context. */
-  _Static_assert(sizeof(void *) != 8 || sizeof(uvctx__cancel_t) == 112,
+  _Static_assert(sizeof(void *) != 8 || sizeof(uvctx__cancel_t) == 104,
                  "every field of uvctx__cancel_t is set below");
   atomic_init(&c->ctx.state, 0);
   c->ctx.kind = (uint8_t)kind;
@@ -163,7 +163,6 @@ int uvctx__new_cancellable(uv_loop_t *loop, uvctx_t *const *parents,
   atomic_init(&c->kids, 0);
   c->watches = NULL;
   c->extra = NULL;
-  c->mb_next = NULL;
   c->link.next = NULL;
   c->link.prev_bits = 0;
   c->site = NULL;

@@ -208,7 +208,7 @@ struct dump_loop {
   FILE *out;
 };
 
-static void dump_live(const uvctx__cancel_t *c, void *arg) {
+static void dump_live(uvctx__cancel_t *c, void *arg) {
   const struct dump_loop *d = arg;
   dump_line(&c->ctx, 0, d->lp, d->out);
 }

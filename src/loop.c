@@ -5,7 +5,16 @@
  * Why a mailbox and not one uv_async_t per context: libuv scans every
  * uv_async_t of a loop on every wakeup, so with one always-on async per
  * context each cancel would cost O(live contexts). One async per loop keeps a
- * cross-thread cancel O(1) in the number of contexts alive. */
+ * cross-thread cancel O(1) in the number of contexts alive.
+ *
+ * Why an array of posts and not a list through the contexts: the link would
+ * cost every context 8 bytes for what few of them ever need, and another
+ * thread must not allocate (a cancel or release has no way to fail). The
+ * arrays are the loop's: it grows them after a post found them full, and
+ * finds the contexts of such posts by a walk of its trees, marked by their
+ * mb_flags. */
+#include <string.h>
+
 #include "uvctx-int.h"
 
 /* The loops that have contexts, so that a child of a root finds its loop's
@@ -24,8 +33,19 @@ uint64_t uvctx_now(void) { return uv_hrtime() / 1000000; }
 
 UVCTX__THREAD_LOCAL char uvctx__thread_marker;
 
+/* Posts a loop's mailbox holds before it first grows: plenty for the
+ * cross-thread work of one loop turn in most programs. */
+#define MAILBOX_START 64
+
+static int posts_init(uvctx__posts_t *a, size_t cap) {
+  a->at = uvctx__malloc(cap * sizeof(uvctx__cancel_t *));
+  a->len = 0;
+  a->cap = a->at != NULL ? cap : 0;
+  return a->at != NULL ? 0 : UV_ENOMEM;
+}
+
 static void on_mailbox(uv_async_t *async) {
-  uvctx__drain_mailbox(uvctx__container_of(async, uvctx__loop_t, mailbox));
+  uvctx__drain_mailbox(uvctx__container_of(async, uvctx__loop_t, mailbox), 1);
 }
 
 /* A post can land while libuv is past the mailbox in its scan of the async
@@ -34,7 +54,10 @@ static void on_mailbox(uv_async_t *async) {
  * alive, uv_run would return with the post unseen. Checking after every poll
  * closes that window. */
 static void on_check(uv_check_t *check) {
-  uvctx__catch_up(uvctx__container_of(check, uvctx__loop_t, catch_up));
+  uvctx__loop_t *lp = uvctx__container_of(check, uvctx__loop_t, catch_up);
+
+  if (atomic_load_explicit(&lp->mailbox_full, memory_order_relaxed))
+    uvctx__drain_mailbox(lp, 1);
 }
 
 /* The state of loop, or NULL if no context lives on it. */
@@ -64,6 +87,11 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
   if (lp == NULL)
     return UV_ENOMEM;
   *lp = (uvctx__loop_t){.loop = loop, .thread = uvctx__thread_id()};
+  if (posts_init(&lp->posts, MAILBOX_START) != 0 ||
+      posts_init(&lp->taking, MAILBOX_START) != 0) {
+    err = UV_ENOMEM;
+    goto fail_mailbox_lock;
+  }
   uvctx__tree_lock_init(&lp->tree_lock);
   /* Never fails on glibc (a default mutex needs no resource), so no test
    * gets here; libuv's contract allows it. */
@@ -90,6 +118,8 @@ int uvctx__loop_get(uv_loop_t *loop, uvctx__loop_t **out) {
 fail_async:
   uv_mutex_destroy(&lp->mailbox_lock);
 fail_mailbox_lock:
+  uvctx__free(lp->posts.at);
+  uvctx__free(lp->taking.at);
   uvctx__free(lp);
   return err;
 }
@@ -99,6 +129,8 @@ static void on_loop_handle_closed(uv_handle_t *handle) {
   if (--lp->closing_handles > 0)
     return;
   uv_mutex_destroy(&lp->mailbox_lock);
+  uvctx__free(lp->posts.at);
+  uvctx__free(lp->taking.at);
   uvctx__free(lp);
 }
 
@@ -161,6 +193,17 @@ void uvctx__loop_close_if_idle(uvctx__loop_t *lp) {
     loop_close(lp);
 }
 
+/* Under lp's mailbox lock, c with requests in its mb_flags: in the posts
+ * array if there is room, else left for the drain's walk to find. */
+static void enqueue(uvctx__loop_t *lp, uvctx__cancel_t *c) {
+  if (lp->posts.len < lp->posts.cap) {
+    lp->posts.at[lp->posts.len++] = c;
+    c->ctx.mb_flags |= UVCTX__MB_QUEUED;
+  } else {
+    lp->overflow = 1;
+  }
+}
+
 /* Any thread. The caller guarantees that c stays alive until the loop has
  * taken the entry: every flag but UVCTX__MB_RELEASE comes with a reference
  * the loop drops (UNREF with UVCTX__REFS_HANDED, see refs.c), and a RELEASE
@@ -182,16 +225,11 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
 int uvctx__mailbox_post_locked(uvctx__loop_t *lp, uvctx__cancel_t *c,
                                unsigned int what) {
   int added = (c->ctx.mb_flags & what) == 0;
+  int fresh = c->ctx.mb_flags == 0;
 
-  if (c->ctx.mb_flags == 0) {
-    c->mb_next = NULL;
-    if (lp->mailbox_tail != NULL)
-      lp->mailbox_tail->mb_next = c;
-    else
-      lp->mailbox_head = c;
-    lp->mailbox_tail = c;
-  }
   c->ctx.mb_flags |= what;
+  if (fresh)
+    enqueue(lp, c);
   atomic_store_explicit(&lp->mailbox_full, 1, memory_order_relaxed);
   uv_async_send(&lp->mailbox);
   return added;
@@ -236,12 +274,48 @@ static void act(uvctx__cancel_t *c, unsigned int what, unsigned int unref) {
     uvctx_release(&c->ctx);
 }
 
-/* Loop thread: acts on everything other threads have posted, in order.
- * Acting may post more (a release drops a reference) and may be reached again
- * from inside (uvctx_release catches up): the outermost call does it all. */
-void uvctx__drain_mailbox(uvctx__loop_t *lp) {
-  uvctx__cancel_t *c;
-  uvctx__cancel_t *next;
+/* Under lp's tree lock (each_live): a context posted while the posts array
+ * was full goes into it now, if there is room. */
+static void enqueue_unqueued(uvctx__cancel_t *c, void *arg) {
+  uvctx__loop_t *lp = arg;
+
+  uv_mutex_lock(&lp->mailbox_lock);
+  if (c->ctx.mb_flags != 0 && !(c->ctx.mb_flags & UVCTX__MB_QUEUED))
+    enqueue(lp, c);
+  uv_mutex_unlock(&lp->mailbox_lock);
+}
+
+/* Loop thread, `taking` empty: both arrays twice as large, the posts copied
+ * over under the lock. If memory is short they stay as they are: an overflow
+ * costs a walk, nothing else. */
+static void grow(uvctx__loop_t *lp) {
+  uvctx__posts_t posts, taking;
+
+  if (posts_init(&posts, lp->posts.cap * 2) != 0 ||
+      posts_init(&taking, lp->posts.cap * 2) != 0) {
+    uvctx__free(posts.at);
+    return;
+  }
+  uvctx__free(lp->taking.at);
+  lp->taking = taking;
+  uv_mutex_lock(&lp->mailbox_lock);
+  posts.len = lp->posts.len;
+  memcpy(posts.at, lp->posts.at, posts.len * sizeof(uvctx__cancel_t *));
+  taking = lp->posts; /* now the old posts array */
+  lp->posts = posts;
+  uv_mutex_unlock(&lp->mailbox_lock);
+  uvctx__free(taking.at);
+}
+
+/* Loop thread: acts on everything other threads have posted, in order (the
+ * posts that found the array full, in the order of the walk that finds
+ * them). Acting may post more (a release drops a reference) and may be
+ * reached again from inside (uvctx_release catches up): the outermost call
+ * does it all. may_grow: called by the loop, not from inside a function of
+ * the API, which must not allocate. */
+void uvctx__drain_mailbox(uvctx__loop_t *lp, int may_grow) {
+  uvctx__posts_t taken;
+  int overflow;
   unsigned int what, unref;
 
   if (lp->draining)
@@ -249,22 +323,33 @@ void uvctx__drain_mailbox(uvctx__loop_t *lp) {
   lp->draining = 1;
   for (;;) {
     uv_mutex_lock(&lp->mailbox_lock);
-    c = lp->mailbox_head;
-    lp->mailbox_head = NULL;
-    lp->mailbox_tail = NULL;
+    taken = lp->posts; /* lp->taking, empty, until taken is acted on */
+    lp->posts = lp->taking;
+    overflow = lp->overflow;
+    lp->overflow = 0;
     atomic_store_explicit(&lp->mailbox_full, 0, memory_order_relaxed);
     uv_mutex_unlock(&lp->mailbox_lock);
-    if (c == NULL)
+    if (taken.len == 0 && !overflow) {
+      lp->taking = taken;
       break;
+    }
 
-    for (; c != NULL; c = next) {
+    for (size_t i = 0; i < taken.len; i++) {
+      uvctx__cancel_t *c = taken.at[i];
+
       uv_mutex_lock(&lp->mailbox_lock);
-      next = c->mb_next;
-      what = c->ctx.mb_flags;
+      what = c->ctx.mb_flags & ~UVCTX__MB_QUEUED;
       c->ctx.mb_flags = 0;
       unref = what & UVCTX__MB_UNREF ? uvctx__refs_take_handed(c) : 0;
       uv_mutex_unlock(&lp->mailbox_lock);
       act(c, what, unref);
+    }
+    taken.len = 0;
+    lp->taking = taken;
+    if (overflow) {
+      if (may_grow)
+        grow(lp);
+      uvctx__each_live(lp, enqueue_unqueued, lp);
     }
   }
   lp->draining = 0;

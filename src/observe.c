@@ -23,7 +23,7 @@ void uvctx__note_lag(uint64_t *buckets, uint64_t *sum, uint64_t lag_ns) {
 }
 
 /* The cancellable kinds in the order of uvctx_stats_t.live. */
-static void count_live(const uvctx__cancel_t *c, void *arg) {
+static void count_live(uvctx__cancel_t *c, void *arg) {
   ((uvctx_stats_t *)arg)->live[c->ctx.kind - UVCTX__CANCEL]++;
 }
 

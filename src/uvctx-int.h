@@ -66,7 +66,10 @@ enum {
   UVCTX__MB_RELEASE = 2,  /* tear down a context released on another thread */
   UVCTX__MB_DRAIN = 4,    /* its last child went on another thread */
   UVCTX__MB_SHUTDOWN = 8, /* start the grace timer of a shutdown context */
-  UVCTX__MB_UNREF = 16    /* take back references dropped below 0 (refs.c) */
+  UVCTX__MB_UNREF = 16,   /* take back references dropped below 0 (refs.c) */
+  /* Not a request: the context is in the loop's posts array. A context with
+   * requests and without it is found by the drain's walk (loop.c). */
+  UVCTX__MB_QUEUED = 32
 };
 
 /* uvctx_watch_t.state: distinctive values, so that a watch that was never
@@ -194,7 +197,6 @@ struct uvctx__cancel_s {
    * gives both ends. */
   uvctx_watch_t *watches;
   uvctx__extra_t *extra; /* made on first use; NULL until then */
-  uvctx__cancel_t *mb_next; /* mailbox link, guarded by lp->mailbox_lock */
   /* Its place under its parent (see uvctx__link_at), or for a context that
    * has no cancellable parent, among its loop's tops (live.c). */
   uvctx__link_t link;
@@ -343,6 +345,13 @@ typedef struct {
   uint64_t cancel_lag_sum_ns;
 } uvctx__counts_t;
 
+/* An array of a loop's mailbox (see uvctx__loop_s). */
+typedef struct {
+  uvctx__cancel_t **at;
+  size_t len;
+  size_t cap;
+} uvctx__posts_t;
+
 /* Per-loop state, made with the first cancellable context of a loop and
  * closed with the last one. */
 struct uvctx__loop_s {
@@ -350,8 +359,16 @@ struct uvctx__loop_s {
   const void *thread; /* uvctx__thread_id() of the thread that runs it */
   uvctx__tree_lock_t tree_lock;
   uv_mutex_t mailbox_lock;
-  uvctx__cancel_t *mailbox_head; /* guarded by mailbox_lock */
-  uvctx__cancel_t *mailbox_tail;
+  /* The mailbox: contexts other threads posted, in order, each once
+   * (UVCTX__MB_QUEUED), what for in their mb_flags. Posters fill `posts`,
+   * under mailbox_lock; the loop swaps it with `taking` and acts on what it
+   * took. A post that finds `posts` full marks its context by mb_flags alone
+   * and sets `overflow`, and the loop finds it by a walk of its trees. So a
+   * context needs no mailbox link of its own, and no other thread allocates:
+   * the arrays are the loop's to grow, after an overflow. */
+  uvctx__posts_t posts;
+  int overflow;
+  uvctx__posts_t taking; /* loop thread */
   atomic_int mailbox_full;       /* a hint, read without the lock */
   int draining;                  /* loop thread: uvctx__drain_mailbox runs */
   uv_async_t mailbox;    /* unref'd: wakes the loop for another thread */
@@ -668,7 +685,7 @@ static inline void uvctx__tops_remove(uvctx__loop_t *lp, uvctx__link_t *l) {
 
 /* live.c. Loop thread: calls cb on every cancellable context alive on lp,
  * under lp's tree lock, parents before their children; returns how many. */
-typedef void (*uvctx__live_cb)(const uvctx__cancel_t *c, void *arg);
+typedef void (*uvctx__live_cb)(uvctx__cancel_t *c, void *arg);
 size_t uvctx__each_live(uvctx__loop_t *lp, uvctx__live_cb cb, void *arg);
 /* Each thread's own address of this variable identifies it. Initial-exec,
  * where the compiler knows it, makes reading it one instruction in a shared
@@ -732,14 +749,14 @@ int uvctx__mailbox_post(uvctx__loop_t *lp, uvctx__cancel_t *c,
                         unsigned int what);
 int uvctx__mailbox_post_locked(uvctx__loop_t *lp, uvctx__cancel_t *c,
                                unsigned int what);
-void uvctx__drain_mailbox(uvctx__loop_t *lp);
+void uvctx__drain_mailbox(uvctx__loop_t *lp, int may_grow);
 
 /* Loop thread: acts on what other threads posted before going on, so that a
  * release or a watch on the loop thread sees their cancels and releases
  * even when the loop has not polled since. */
 static inline void uvctx__catch_up(uvctx__loop_t *lp) {
   if (atomic_load_explicit(&lp->mailbox_full, memory_order_relaxed))
-    uvctx__drain_mailbox(lp);
+    uvctx__drain_mailbox(lp, 0);
 }
 
 /* context.c */

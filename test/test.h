@@ -107,6 +107,7 @@ Suite *grpc_suite(void);
 Suite *stress_suite(void);
 Suite *ancestors_suite(void);
 Suite *remote_suite(void);
+Suite *mailbox_suite(void);
 Suite *edges_suite(void);
 Suite *refs_suite(void);
 Suite *version_suite(void);

@@ -29,6 +29,7 @@ int main(void) {
   srunner_add_suite(sr, remote_suite());
   srunner_add_suite(sr, edges_suite());
   srunner_add_suite(sr, refs_suite());
+  srunner_add_suite(sr, mailbox_suite());
   srunner_add_suite(sr, version_suite());
   srunner_add_suite(sr, provenance_suite());
   srunner_add_suite(sr, stats_suite());
