@@ -108,11 +108,64 @@ START_TEST(posts_past_the_mailbox_array_are_each_acted_on_once) {
 }
 END_TEST
 
+/* Two threads each cancel and drop the last reference of their own half of
+ * the contexts while the loop runs: posts race the drains, and whether and
+ * where the arrays fill up, grow and are walked is left to the scheduler
+ * (this is the case for ASan and TSan). Each watch is still called once and
+ * every context goes. */
+#define NTHREADS 2
+
+static batch_t halves[NTHREADS];
+
+static void cancel_then_release(void *arg) {
+  batch_t *b = arg;
+
+  for (int i = 0; i < NCTX; i++) {
+    uvctx_cancel(b->ctx[i]);
+    uvctx_release(b->ctx[i]);
+  }
+}
+
+START_TEST(posts_racing_the_drains_are_each_acted_on_once) {
+  static rec_t rec[NTHREADS][NCTX];
+  loop_thread_t threads[NTHREADS];
+  journal_t j = {0};
+  rec_t drained;
+  uvctx_t *parent = mk_cancel(&loop, uvctx_background());
+
+  for (int t = 0; t < NTHREADS; t++)
+    for (int i = 0; i < NCTX; i++) {
+      halves[t].ctx[i] = mk_cancel(&loop, i % 2 ? parent : uvctx_background());
+      rec_watch(&rec[t][i], &j, halves[t].ctx[i]);
+    }
+  ck_assert_int_eq(uvctx_cancel(parent), 0);
+  rec_drain(&drained, NULL, parent);
+  /* parent's children, done with it */
+  ck_assert(run_until(&loop, &j.ran, NTHREADS * NCTX / 2));
+
+  for (int t = 0; t < NTHREADS; t++)
+    loop_thread_start(&threads[t], &loop, cancel_then_release, &halves[t]);
+  for (int t = 0; t < NTHREADS; t++)
+    ck_assert(run_until(&loop, &threads[t].joined, 1));
+  ck_assert(run_until(&loop, &j.ran, NTHREADS * NCTX)); /* the tops too */
+  ck_assert(run_until(&loop, &drained.calls, 1));
+  for (int t = 0; t < NTHREADS; t++)
+    for (int i = 0; i < NCTX; i++)
+      ck_assert_msg(rec[t][i].calls == 1, "thread %d, context %d: %d calls", t,
+                    i, rec[t][i].calls);
+  ck_assert_int_eq(live_contexts(&loop), 1);
+  uvctx_release(parent);
+  ASSERT_LOOP_CLOSES(&loop);
+  ck_assert_int_eq(counting_outstanding, 0);
+}
+END_TEST
+
 Suite *mailbox_suite(void) {
   return SUITE(
       "mailbox",
-      /* Two threads and two thousand posts: well under a second. */
+      /* Threads and a few thousand posts per test: well under a second. */
       {"overflow", TIMEOUT_THREADS_S, setup, counting_uninstall,
        .loops = LOOPS({posts_past_the_mailbox_array_are_each_acted_on_once,
-                       GROWS, RELEASE_FIRST + 1})});
+                       GROWS, RELEASE_FIRST + 1},
+                      {posts_racing_the_drains_are_each_acted_on_once, 0, 1})});
 }
